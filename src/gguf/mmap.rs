@@ -1,0 +1,58 @@
+//! The one place tokenfab memory-maps a file: the bytes of a GGUF model.
+//!
+//! Everything else borrows tensor data from the [`FileBytes`] this module returns, so a model
+//! loads without copying its weights. Keeping the `unsafe` here, in one small module, makes it
+//! easy to audit; nothing else in the crate maps files.
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::Path;
+
+/// Read-only bytes of a model file: memory-mapped from disk, or owned (test fixtures, files
+/// written in memory).
+pub enum FileBytes {
+    /// A read-only private mapping of the whole file.
+    Mapped(memmap2::Mmap),
+    /// Bytes held in memory.
+    Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    /// Maps `file` read-only.
+    ///
+    /// # Safety
+    ///
+    /// This function is safe to call, but relies on an assumption the operating system cannot
+    /// enforce: that no other process truncates or rewrites the file while it is mapped. If
+    /// that happens, reads of the mapping may see changed bytes or fault (SIGBUS). Model files
+    /// are treated as immutable artefacts (the fetch script replaces them atomically with a
+    /// rename, which leaves existing mappings intact), which is the same contract llama.cpp and
+    /// every other mmap-based loader relies on.
+    pub fn map(file: &File) -> std::io::Result<Self> {
+        // SAFETY: the mapping is read-only and private; see the `# Safety` section above for
+        // the one assumption (the file is not truncated while mapped) that makes reads sound.
+        let map = unsafe { memmap2::MmapOptions::new().map(file)? };
+        Ok(FileBytes::Mapped(map))
+    }
+
+    /// Opens and maps the file at `path`.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = File::open(path)?;
+        Self::map(&file)
+    }
+
+    /// Whether the bytes come from a memory mapping (as opposed to an owned buffer).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, FileBytes::Mapped(_))
+    }
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Owned(v) => v,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! tokenfab: run quantized LLMs locally and account for what every token cost.
+//!
+//! Data flow: a GGUF file is memory-mapped ([`gguf`]); its metadata builds a tokenizer
+//! ([`tokenizer`]) and a model configuration ([`model`]); tensor data is borrowed from the map
+//! and handed to a compute [`backend`] through one op-level trait; the architecture's forward
+//! pass ([`model`]) calls those ops; [`generate`] runs prefill and decode, sampling tokens with
+//! [`sampling`]. See ARCHITECTURE.md for the whole picture.
+
+pub mod gguf;
