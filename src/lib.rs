@@ -7,3 +7,4 @@
 //! [`sampling`]. See ARCHITECTURE.md for the whole picture.
 
 pub mod gguf;
+pub mod quant;

@@ -1,0 +1,617 @@
+//! AVX2 + FMA + F16C dot products, one function per weight type, ported from ggml's x86 kernels
+//! (`ggml-cpu/arch/x86/quants.c`; the k-quant ones by way of candle's `quantized/avx.rs`).
+//!
+//! Each function is only ever called through [`super::kernels`], which selects it after
+//! `is_x86_feature_detected!` confirmed the features; that check is what makes the `unsafe`
+//! calls sound. Loads are unaligned (`loadu`), so block slices borrowed from the memory map
+//! with alignment 1 are fine.
+
+#![allow(clippy::missing_safety_doc)]
+
+use super::blocks::*;
+use bytemuck::cast_slice;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum_f32x8(x: __m256) -> f32 {
+    let hi = _mm256_extractf128_ps(x, 1);
+    let s = _mm_add_ps(hi, _mm256_castps256_ps128(x));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sum_i16_pairs_f32(x: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), x))
+}
+
+/// Σ of unsigned × signed byte products, in 8 float lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn mul_sum_us8_f32(ax: __m256i, sy: __m256i) -> __m256 {
+    sum_i16_pairs_f32(_mm256_maddubs_epi16(ax, sy))
+}
+
+/// Σ of signed × signed byte products (sign moved onto `y` so `maddubs` can be used).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn mul_sum_i8_f32(x: __m256i, y: __m256i) -> __m256 {
+    mul_sum_us8_f32(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// 32 nibbles → 32 bytes (low nibbles first, then high).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
+    let tmp = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    let both = _mm256_insertf128_si256::<1>(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4));
+    _mm256_and_si256(_mm256_set1_epi8(0xF), both)
+}
+
+/// 32 bits → 32 bytes, 0xFF where the bit is set.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn bytes_from_bits_32(bits: [u8; 4]) -> __m256i {
+    let x32 = u32::from_le_bytes(bits) as i32;
+    let shuf = _mm256_set_epi64x(
+        0x0303030303030303,
+        0x0202020202020202,
+        0x0101010101010101,
+        0x0000000000000000,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf);
+    let bit_mask = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+    _mm256_cmpeq_epi8(_mm256_or_si256(bytes, bit_mask), _mm256_set1_epi64x(-1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn set_m128i(hi: __m128i, lo: __m128i) -> __m256i {
+    _mm256_insertf128_si256::<1>(_mm256_castsi128_si256(lo), hi)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f32_f32(w: &[u8], x: &[u8]) -> f32 {
+    let n = w.len() / 4;
+    let (wp, xp) = (w.as_ptr() as *const f32, x.as_ptr() as *const f32);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    unsafe {
+        while i + 32 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                let o = i + 8 * k;
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(o)), _mm256_loadu_ps(xp.add(o)), *a);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(wp.add(i)),
+                _mm256_loadu_ps(xp.add(i)),
+                acc[0],
+            );
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum_f32x8(s);
+        while i < n {
+            sum += wp.add(i).read_unaligned() * xp.add(i).read_unaligned();
+            i += 1;
+        }
+        sum
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16_f32(w: &[u8], x: &[u8]) -> f32 {
+    let n = w.len() / 2;
+    let (wp, xp) = (w.as_ptr(), x.as_ptr() as *const f32);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut i = 0;
+    unsafe {
+        while i + 16 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                let o = i + 8 * k;
+                let wv = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * o) as *const __m128i));
+                *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp.add(o)), *a);
+            }
+            i += 16;
+        }
+        let mut sum = hsum_f32x8(_mm256_add_ps(acc[0], acc[1]));
+        let rest = super::dot_scalar::f16_f32(&w[2 * i..], &x[4 * i..]);
+        sum += rest;
+        sum
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn bf16_f32(w: &[u8], x: &[u8]) -> f32 {
+    let n = w.len() / 2;
+    let (wp, xp) = (w.as_ptr(), x.as_ptr() as *const f32);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    unsafe {
+        while i + 8 <= n {
+            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(wp.add(2 * i) as *const __m128i));
+            let wv = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+            acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp.add(i)), acc);
+            i += 8;
+        }
+        hsum_f32x8(acc) + super::dot_scalar::bf16_f32(&w[2 * i..], &x[4 * i..])
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4_0(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ4_0], &[BlockQ8_0]) = (cast_slice(w), cast_slice(x));
+    let mut acc = _mm256_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+        let qx = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
+        let qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(8));
+        let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_f32(qx, qy), acc);
+    }
+    hsum_f32x8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4_1(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ4_1], &[BlockQ8_1]) = (cast_slice(w), cast_slice(x));
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (w, x) in w.iter().zip(x) {
+        summs += f16_at(w.m) * f16_at(x.s);
+        let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+        let qx = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
+        let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
+        acc = _mm256_fmadd_ps(d, mul_sum_us8_f32(qx, qy), acc);
+    }
+    hsum_f32x8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q5_0(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ5_0], &[BlockQ8_0]) = (cast_slice(w), cast_slice(x));
+    let mut acc = _mm256_setzero_ps();
+    let f0 = _mm256_set1_epi8(0xF0u8 as i8);
+    for (w, x) in w.iter().zip(x) {
+        let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+        let qx = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
+        // elements whose fifth bit is clear become q - 16 by setting the top nibble
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(w.qh), f0);
+        let qx = _mm256_or_si256(qx, hi);
+        let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_f32(qx, qy), acc);
+    }
+    hsum_f32x8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q5_1(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ5_1], &[BlockQ8_1]) = (cast_slice(w), cast_slice(x));
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (w, x) in w.iter().zip(x) {
+        summs += f16_at(w.m) * f16_at(x.s);
+        let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+        let qx = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
+        let hi = _mm256_and_si256(bytes_from_bits_32(w.qh), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(qx, hi);
+        let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
+        acc = _mm256_fmadd_ps(d, mul_sum_us8_f32(qx, qy), acc);
+    }
+    hsum_f32x8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q8_0(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ8_0], &[BlockQ8_0]) = (cast_slice(w), cast_slice(x));
+    // two accumulators so consecutive blocks' FMAs do not wait on each other
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut pairs_w = w.chunks_exact(2);
+    let mut pairs_x = x.chunks_exact(2);
+    for (w2, x2) in (&mut pairs_w).zip(&mut pairs_x) {
+        unsafe {
+            let d0 = _mm256_set1_ps(f16_at(w2[0].d) * f16_at(x2[0].d));
+            let d1 = _mm256_set1_ps(f16_at(w2[1].d) * f16_at(x2[1].d));
+            let a0 = _mm256_loadu_si256(w2[0].qs.as_ptr() as *const __m256i);
+            let b0 = _mm256_loadu_si256(x2[0].qs.as_ptr() as *const __m256i);
+            let a1 = _mm256_loadu_si256(w2[1].qs.as_ptr() as *const __m256i);
+            let b1 = _mm256_loadu_si256(x2[1].qs.as_ptr() as *const __m256i);
+            acc0 = _mm256_fmadd_ps(d0, mul_sum_i8_f32(a0, b0), acc0);
+            acc1 = _mm256_fmadd_ps(d1, mul_sum_i8_f32(a1, b1), acc1);
+        }
+    }
+    for (w, x) in pairs_w.remainder().iter().zip(pairs_x.remainder()) {
+        unsafe {
+            let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+            let a = _mm256_loadu_si256(w.qs.as_ptr() as *const __m256i);
+            let b = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+            acc0 = _mm256_fmadd_ps(d, mul_sum_i8_f32(a, b), acc0);
+        }
+    }
+    hsum_f32x8(_mm256_add_ps(acc0, acc1))
+}
+
+/// Shuffle masks that broadcast 16-bit scale `i` (k4) or byte scale `i` (q6k) across lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn shuffle_k4(i: usize) -> __m256i {
+    let b = (2 * i) as i8;
+    let lo = _mm_setr_epi8(
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+    );
+    set_m128i(lo, lo)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn shuffle_q3k(i: usize) -> __m256i {
+    let a = (4 * i) as i8;
+    let b = a + 2;
+    let lo = _mm_setr_epi8(
+        a,
+        a + 1,
+        a,
+        a + 1,
+        a,
+        a + 1,
+        a,
+        a + 1,
+        a,
+        a + 1,
+        a,
+        a + 1,
+        a,
+        a + 1,
+        a,
+        a + 1,
+    );
+    let hi = _mm_setr_epi8(
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+        b,
+        b + 1,
+    );
+    set_m128i(hi, lo)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn shuffle_q6k(i: usize) -> __m128i {
+    let a = (2 * i) as i8;
+    let b = a + 1;
+    _mm_setr_epi8(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
+}
+
+/// Q4_K/Q5_K scales and mins unpacked to 16 u16 lanes: 8 scales then 8 mins.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn k4_mins_and_scales(s: &[u8; 12]) -> __m256i {
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+    let mut u = [
+        u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        u32::from_le_bytes([s[4], s[5], s[6], s[7]]),
+        u32::from_le_bytes([s[8], s[9], s[10], s[11]]),
+        0,
+    ];
+    u[3] = ((u[2] >> 4) & KMASK2) | (((u[1] >> 6) & KMASK3) << 4);
+    let uaux = u[1] & KMASK1;
+    u[1] = (u[2] & KMASK2) | (((u[0] >> 6) & KMASK3) << 4);
+    u[2] = uaux;
+    u[0] &= KMASK1;
+    _mm256_cvtepu8_epi16(_mm_set_epi32(
+        u[3] as i32,
+        u[2] as i32,
+        u[1] as i32,
+        u[0] as i32,
+    ))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4k(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ4K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = _mm_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        let d = x.d() * f16_at(w.d);
+        let dmin = -x.d() * f16_at(w.dmin);
+        let ms = k4_mins_and_scales(&w.scales);
+        let q8sums = unsafe { _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i) };
+        let q8s = _mm_hadd_epi16(
+            _mm256_extracti128_si256::<0>(q8sums),
+            _mm256_extracti128_si256::<1>(q8sums),
+        );
+        let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), q8s);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+        let sc128 = _mm256_extracti128_si256::<0>(ms);
+        let scales = set_m128i(sc128, sc128);
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..4 {
+            let scale_l = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j));
+            let scale_h = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j + 1));
+            unsafe {
+                let q4bits = _mm256_loadu_si256(w.qs.as_ptr().add(32 * j) as *const __m256i);
+                let q4l = _mm256_and_si256(q4bits, m4);
+                let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+                let q8l = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j) as *const __m256i);
+                let q8h = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j + 32) as *const __m256i);
+                let pl = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
+                let ph = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    let acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    let acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+    hsum_f32x8(acc) + _mm_cvtss_f32(acc_m)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q5k(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ5K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = _mm_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        let d = x.d() * f16_at(w.d);
+        let dmin = -x.d() * f16_at(w.dmin);
+        let ms = k4_mins_and_scales(&w.scales);
+        let q8sums = unsafe { _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i) };
+        let q8s = _mm_hadd_epi16(
+            _mm256_extracti128_si256::<0>(q8sums),
+            _mm256_extracti128_si256::<1>(q8sums),
+        );
+        let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), q8s);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+        let sc128 = _mm256_extracti128_si256::<0>(ms);
+        let scales = set_m128i(sc128, sc128);
+        let hbits = unsafe { _mm256_loadu_si256(w.qh.as_ptr() as *const __m256i) };
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..4 {
+            let scale_0 = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j));
+            let scale_1 = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j + 1));
+            // bit 2j of qh is the fifth bit of the low nibbles, bit 2j+1 of the high ones:
+            // shift it to bit 0 of each byte, mask, and move it to bit 4.
+            let (h0, h1) = match j {
+                0 => (_mm256_srli_epi16::<0>(hbits), _mm256_srli_epi16::<1>(hbits)),
+                1 => (_mm256_srli_epi16::<2>(hbits), _mm256_srli_epi16::<3>(hbits)),
+                2 => (_mm256_srli_epi16::<4>(hbits), _mm256_srli_epi16::<5>(hbits)),
+                _ => (_mm256_srli_epi16::<6>(hbits), _mm256_srli_epi16::<7>(hbits)),
+            };
+            let one = _mm256_set1_epi8(1);
+            let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(h0, one));
+            let h1 = _mm256_slli_epi16::<4>(_mm256_and_si256(h1, one));
+            unsafe {
+                let q5bits = _mm256_loadu_si256(w.qs.as_ptr().add(32 * j) as *const __m256i);
+                let q5_0 = _mm256_add_epi8(_mm256_and_si256(q5bits, m4), h0);
+                let q5_1 = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4), h1);
+                let q8_0 = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j) as *const __m256i);
+                let q8_1 = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j + 32) as *const __m256i);
+                let p0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, q8_0));
+                let p1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, q8_1));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    let acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    let acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+    hsum_f32x8(acc) + _mm_cvtss_f32(acc_m)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q6k(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ6K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
+    let m4 = _mm256_set1_epi8(0xF);
+    let m2 = _mm256_set1_epi8(3);
+    let m32s = _mm256_set1_epi8(32);
+    let mut acc = _mm256_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        let d = x.d() * f16_at(w.d);
+        let scales = unsafe { _mm_loadu_si128(w.scales.as_ptr() as *const __m128i) };
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..2 {
+            let is = 4 * j;
+            unsafe {
+                let ql = w.ql.as_ptr().add(64 * j);
+                let q4bits1 = _mm256_loadu_si256(ql as *const __m256i);
+                let q4bits2 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+                let q4bits_h = _mm256_loadu_si256(w.qh.as_ptr().add(32 * j) as *const __m256i);
+                let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
+                let q4h_1 =
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
+                let q4h_2 =
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
+                let q4h_3 =
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
+                let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
+                let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
+                let q4_2 =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2);
+                let q4_3 =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3);
+                let q8 = x.qs.as_ptr().add(128 * j);
+                let q8_0 = _mm256_loadu_si256(q8 as *const __m256i);
+                let q8_1 = _mm256_loadu_si256(q8.add(32) as *const __m256i);
+                let q8_2 = _mm256_loadu_si256(q8.add(64) as *const __m256i);
+                let q8_3 = _mm256_loadu_si256(q8.add(96) as *const __m256i);
+                let p0 = _mm256_sub_epi16(
+                    _mm256_maddubs_epi16(q4_0, q8_0),
+                    _mm256_maddubs_epi16(m32s, q8_0),
+                );
+                let p1 = _mm256_sub_epi16(
+                    _mm256_maddubs_epi16(q4_1, q8_1),
+                    _mm256_maddubs_epi16(m32s, q8_1),
+                );
+                let p2 = _mm256_sub_epi16(
+                    _mm256_maddubs_epi16(q4_2, q8_2),
+                    _mm256_maddubs_epi16(m32s, q8_2),
+                );
+                let p3 = _mm256_sub_epi16(
+                    _mm256_maddubs_epi16(q4_3, q8_3),
+                    _mm256_maddubs_epi16(m32s, q8_3),
+                );
+                let s0 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(is)));
+                let s1 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(is + 1)));
+                let s2 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(is + 2)));
+                let s3 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(is + 3)));
+                let p0 = _mm256_madd_epi16(s0, p0);
+                let p1 = _mm256_madd_epi16(s1, p1);
+                let p2 = _mm256_madd_epi16(s2, p2);
+                let p3 = _mm256_madd_epi16(s3, p3);
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p2, p3));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32x8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q2k(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ2K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm_set1_epi8(0xF);
+    let mut acc = _mm256_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        let d = x.d() * f16_at(w.d);
+        let dmin = -x.d() * f16_at(w.dmin);
+        unsafe {
+            let mins_and_scales = _mm_loadu_si128(w.scales.as_ptr() as *const __m128i);
+            let scales8 = _mm_and_si128(mins_and_scales, m4);
+            let mins8 = _mm_and_si128(_mm_srli_epi16::<4>(mins_and_scales), m4);
+            let mins = _mm256_cvtepi8_epi16(mins8);
+            let bsums = _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i);
+            let prod = _mm256_madd_epi16(mins, bsums);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+            let all_scales = _mm256_cvtepi8_epi16(scales8);
+            let l = _mm256_extracti128_si256::<0>(all_scales);
+            let h = _mm256_extracti128_si256::<1>(all_scales);
+            let scales = [set_m128i(l, l), set_m128i(h, h)];
+            let mut sumi = _mm256_setzero_si256();
+            for (j, scale) in scales.iter().enumerate() {
+                let q2bits = _mm256_loadu_si256(w.qs.as_ptr().add(32 * j) as *const __m256i);
+                let q8 = x.qs.as_ptr().add(128 * j);
+                let q8_0 = _mm256_loadu_si256(q8 as *const __m256i);
+                let q8_1 = _mm256_loadu_si256(q8.add(32) as *const __m256i);
+                let q8_2 = _mm256_loadu_si256(q8.add(64) as *const __m256i);
+                let q8_3 = _mm256_loadu_si256(q8.add(96) as *const __m256i);
+                let q2_0 = _mm256_and_si256(q2bits, m3);
+                let q2_1 = _mm256_and_si256(_mm256_srli_epi16::<2>(q2bits), m3);
+                let q2_2 = _mm256_and_si256(_mm256_srli_epi16::<4>(q2bits), m3);
+                let q2_3 = _mm256_and_si256(_mm256_srli_epi16::<6>(q2bits), m3);
+                let p0 = _mm256_madd_epi16(
+                    _mm256_shuffle_epi8(*scale, shuffle_q3k(0)),
+                    _mm256_maddubs_epi16(q2_0, q8_0),
+                );
+                let p1 = _mm256_madd_epi16(
+                    _mm256_shuffle_epi8(*scale, shuffle_q3k(1)),
+                    _mm256_maddubs_epi16(q2_1, q8_1),
+                );
+                let p2 = _mm256_madd_epi16(
+                    _mm256_shuffle_epi8(*scale, shuffle_q3k(2)),
+                    _mm256_maddubs_epi16(q2_2, q8_2),
+                );
+                let p3 = _mm256_madd_epi16(
+                    _mm256_shuffle_epi8(*scale, shuffle_q3k(3)),
+                    _mm256_maddubs_epi16(q2_3, q8_3),
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p2, p3));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    hsum_f32x8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q3k(w: &[u8], x: &[u8]) -> f32 {
+    let (w, x): (&[BlockQ3K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
+    let m3 = _mm256_set1_epi8(3);
+    let mone = _mm256_set1_epi8(1);
+    let mut acc = _mm256_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        let d = x.d() * f16_at(w.d);
+        let sc = q3k_scales(&w.scales);
+        unsafe {
+            let scales128 = _mm_loadu_si128(sc.as_ptr() as *const __m128i);
+            let all_scales = _mm256_cvtepi8_epi16(scales128);
+            let l = _mm256_extracti128_si256::<0>(all_scales);
+            let h = _mm256_extracti128_si256::<1>(all_scales);
+            let scales = [set_m128i(l, l), set_m128i(h, h)];
+            let hbits = _mm256_loadu_si256(w.hmask.as_ptr() as *const __m256i);
+            let mut sumi = _mm256_setzero_si256();
+            for (j, scale) in scales.iter().enumerate() {
+                let q3bits = _mm256_loadu_si256(w.qs.as_ptr().add(32 * j) as *const __m256i);
+                let q8 = x.qs.as_ptr().add(128 * j);
+                let mut p = _mm256_setzero_si256();
+                for k in 0..4 {
+                    let bit = (4 * j + k) as i32;
+                    let low = _mm256_and_si256(
+                        _mm256_srl_epi16(q3bits, _mm_cvtsi32_si128(2 * k as i32)),
+                        m3,
+                    );
+                    // 4 where the high bit is clear, 0 where it is set
+                    let hb = _mm256_and_si256(
+                        _mm256_srl_epi16(
+                            _mm256_andnot_si256(hbits, _mm256_set1_epi8((1u8 << bit) as i8)),
+                            _mm_cvtsi32_si128(bit),
+                        ),
+                        mone,
+                    );
+                    let hb = _mm256_slli_epi16::<2>(hb);
+                    let q8k = _mm256_loadu_si256(q8.add(32 * k) as *const __m256i);
+                    let prod = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(low, q8k),
+                        _mm256_maddubs_epi16(hb, q8k),
+                    );
+                    let prod = _mm256_madd_epi16(_mm256_shuffle_epi8(*scale, shuffle_q3k(k)), prod);
+                    p = _mm256_add_epi32(p, prod);
+                }
+                sumi = _mm256_add_epi32(sumi, p);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    hsum_f32x8(acc)
+}

@@ -1,0 +1,43 @@
+//! Quantized blocks on the CPU: their byte layouts ([`blocks`]), reference dequantization
+//! ([`dequant`]), activation quantization ([`act`]), and dot products of a weight row with an
+//! activation row, portable ([`dot_scalar`]) and SIMD ([`dot_avx2`]), picked at run time by
+//! [`kernels`].
+//!
+//! Everything here works on raw GGUF block bytes borrowed from the memory map: nothing is
+//! transcoded at load. The CPU backend (`crate::backend::cpu`) builds matrix products and
+//! threading on top of these row kernels; the GPU backends test their shaders against
+//! [`dequant`].
+
+pub mod act;
+pub mod blocks;
+pub mod dequant;
+#[cfg(target_arch = "x86_64")]
+pub mod dot_avx2;
+pub mod dot_scalar;
+pub mod kernels;
+
+pub use act::ActType;
+pub use dequant::dequantize;
+pub use kernels::{row_kernel, Isa, RowKernel};
+
+use crate::gguf::GgmlType;
+
+/// The weight types the CPU backend computes with.
+pub const CPU_TYPES: [GgmlType; 13] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+#[cfg(test)]
+mod tests;

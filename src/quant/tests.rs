@@ -1,0 +1,223 @@
+//! Kernel tests: our dequantization against candle-core's (an independent implementation of
+//! ggml's formats), the scalar dots against dequantized f32 math, and the SIMD dots against
+//! the scalar ones. Weights come from candle's quantizers run on random data, so the blocks
+//! look like real ones.
+
+use super::*;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+
+fn candle_dtype(t: GgmlType) -> GgmlDType {
+    use GgmlType::*;
+    match t {
+        F32 => GgmlDType::F32,
+        F16 => GgmlDType::F16,
+        BF16 => GgmlDType::BF16,
+        Q4_0 => GgmlDType::Q4_0,
+        Q4_1 => GgmlDType::Q4_1,
+        Q5_0 => GgmlDType::Q5_0,
+        Q5_1 => GgmlDType::Q5_1,
+        Q8_0 => GgmlDType::Q8_0,
+        Q2_K => GgmlDType::Q2K,
+        Q3_K => GgmlDType::Q3K,
+        Q4_K => GgmlDType::Q4K,
+        Q5_K => GgmlDType::Q5K,
+        Q6_K => GgmlDType::Q6K,
+        Q8_K => GgmlDType::Q8K,
+        _ => unreachable!("no candle type for {t}"),
+    }
+}
+
+fn random_f32(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            // mostly small values with occasional outliers, like real activations
+            let v: f32 = rng.random_range(-1.0..1.0);
+            if i % 97 == 0 {
+                v * 8.0
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// Quantizes `rows x cols` random values with candle; returns (block bytes, candle's dequant).
+fn candle_quantized(t: GgmlType, rows: usize, cols: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+    let data = random_f32(rows * cols, seed);
+    let x = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&x, candle_dtype(t)).unwrap();
+    let bytes = q.data().unwrap().into_owned();
+    let deq = q
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    (bytes, deq)
+}
+
+fn weight_types() -> Vec<GgmlType> {
+    CPU_TYPES.to_vec()
+}
+
+#[test]
+fn dequantize_should_match_candle() {
+    let mut types = weight_types();
+    types.push(GgmlType::Q8_K);
+    for t in types {
+        let cols = 512;
+        let (bytes, want) = candle_quantized(t, 3, cols, 1);
+        assert_eq!(
+            bytes.len(),
+            3 * t.row_bytes(cols as u64).unwrap() as usize,
+            "{t}"
+        );
+        let mut got = vec![0f32; 3 * cols];
+        assert!(dequantize(t, &bytes, &mut got), "{t}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "{t} element {i}: ours {g}, candle {w}");
+        }
+    }
+}
+
+fn nmse(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    num / den.max(1e-30)
+}
+
+#[test]
+fn activation_quantization_round_trips() {
+    let x = random_f32(1024, 7);
+    for act in [ActType::Q8_0, ActType::Q8_1, ActType::Q8K, ActType::F32] {
+        let mut q = vec![0u8; act.row_bytes(x.len())];
+        act.quantize(&x, &mut q);
+        let as_weight = match act {
+            ActType::F32 => GgmlType::F32,
+            ActType::Q8K => GgmlType::Q8_K,
+            _ => GgmlType::Q8_0,
+        };
+        let mut back = vec![0f32; x.len()];
+        if act == ActType::Q8_1 {
+            // Q8_1 is Q8_0 with an extra sum; check the sums and the values
+            let blocks: &[blocks::BlockQ8_1] = bytemuck::cast_slice(&q);
+            for (b, chunk) in blocks.iter().zip(back.chunks_mut(32)) {
+                let d = blocks::f16_at(b.d);
+                let sum: i32 = b.qs.iter().map(|&v| v as i32).sum();
+                let s = blocks::f16_at(b.s);
+                assert!((s - d * sum as f32).abs() <= 1e-3 * (d * sum as f32).abs() + 1e-6);
+                for (o, &v) in chunk.iter_mut().zip(&b.qs) {
+                    *o = v as f32 * d;
+                }
+            }
+        } else {
+            assert!(dequantize(as_weight, &q, &mut back));
+        }
+        let e = nmse(&back, &x);
+        // 256-element Q8_K blocks share one scale with an 8x outlier: ~3e-4 expected
+        assert!(e < 1e-3, "{act:?}: nmse {e}");
+        if act == ActType::Q8K {
+            let blocks: &[blocks::BlockQ8K] = bytemuck::cast_slice(&q);
+            for b in blocks {
+                for j in 0..16 {
+                    let s: i32 = b.qs[16 * j..16 * j + 16].iter().map(|&v| v as i32).sum();
+                    assert_eq!(b.bsum(j), s);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_dots_should_match_dequantized_math() {
+    for t in weight_types() {
+        let k = 768;
+        let kernel = row_kernel(t, Isa::Scalar).unwrap();
+        let (w, _) = candle_quantized(t, 2, k, 3);
+        let x = random_f32(k, 4);
+        let mut xq = vec![0u8; kernel.act.row_bytes(k)];
+        kernel.act.quantize(&x, &mut xq);
+        // dequantized activations: what the integer dot actually multiplies
+        let xd: Vec<f32> = match kernel.act {
+            ActType::F32 => x.clone(),
+            ActType::Q8K => {
+                let mut v = vec![0f32; k];
+                dequantize(GgmlType::Q8_K, &xq, &mut v);
+                v
+            }
+            ActType::Q8_0 => {
+                let mut v = vec![0f32; k];
+                dequantize(GgmlType::Q8_0, &xq, &mut v);
+                v
+            }
+            ActType::Q8_1 => {
+                let blocks: &[blocks::BlockQ8_1] = bytemuck::cast_slice(&xq);
+                blocks
+                    .iter()
+                    .flat_map(|b| b.qs.map(|q| q as f32 * blocks::f16_at(b.d)))
+                    .collect()
+            }
+        };
+        let row = t.row_bytes(k as u64).unwrap() as usize;
+        for r in 0..2 {
+            let wr = &w[r * row..(r + 1) * row];
+            let mut wd = vec![0f32; k];
+            dequantize(t, wr, &mut wd);
+            let want: f64 = wd
+                .iter()
+                .zip(&xd)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            let got = (kernel.dot)(wr, &xq) as f64;
+            let scale: f64 = wd
+                .iter()
+                .zip(&xd)
+                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                .sum();
+            // Q4_1/Q5_1 fold the min through the f16-rounded activation sum `s`
+            let tol = if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                2e-3
+            } else {
+                1e-5
+            };
+            assert!(
+                (got - want).abs() <= tol * scale,
+                "{t} row {r}: got {got}, want {want} (scale {scale})"
+            );
+        }
+    }
+}
+
+#[test]
+fn simd_dots_should_match_scalar() {
+    if Isa::detect() == Isa::Scalar {
+        eprintln!("no AVX2 on this CPU: SIMD kernels not tested (skipped)");
+        return;
+    }
+    for t in weight_types() {
+        for (k, seed) in [(256usize, 10u64), (2048, 11), (4864, 12)] {
+            let scalar = row_kernel(t, Isa::Scalar).unwrap();
+            let simd = row_kernel(t, Isa::Avx2).unwrap();
+            assert!(simd.simd, "{t} has no SIMD kernel");
+            let k = if t.block_size() == 256 {
+                k / 256 * 256
+            } else {
+                k
+            };
+            let (w, _) = candle_quantized(t, 1, k, seed);
+            let x = random_f32(k, seed + 100);
+            let mut xq = vec![0u8; scalar.act.row_bytes(k)];
+            scalar.act.quantize(&x, &mut xq);
+            let a = (scalar.dot)(&w, &xq);
+            let b = (simd.dot)(&w, &xq);
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                "{t} k={k}: scalar {a}, simd {b}"
+            );
+        }
+    }
+}
