@@ -1,0 +1,48 @@
+//! Shared helpers for tests that run the real models: where the files are, and the llama.cpp
+//! oracle outputs (copied from ../shared/oracle into tests/data/oracle).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
+pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+/// Path of a real model; panics with the command that fetches it when it is missing (these
+/// tests must fail, not skip, when their data is absent).
+pub fn model(name: &str) -> PathBuf {
+    let dir = std::env::var_os("TOKENFAB_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "model {} is missing: run `scripts/fetch-models.sh` (or `make test`, which fetches it)",
+        p.display()
+    );
+    p
+}
+
+/// The oracle key ("gemma"/"qwen") → model file name.
+pub fn model_for(key: &str) -> PathBuf {
+    match key {
+        "gemma" => model(GEMMA),
+        "qwen" => model(QWEN),
+        other => panic!("unknown oracle model key {other}"),
+    }
+}
+
+pub fn oracle(name: &str) -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/oracle")
+        .join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}

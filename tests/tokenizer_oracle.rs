@@ -1,0 +1,105 @@
+//! Tokenizers built from GGUF metadata reproduce llama.cpp's ids for every oracle string, on
+//! both real models, and stream text back without splitting characters.
+
+mod common;
+use tokenfab::gguf::GgufFile;
+use tokenfab::tokenizer::Tokenizer;
+
+fn load(key: &str) -> Tokenizer {
+    let f = GgufFile::open(common::model_for(key)).unwrap();
+    Tokenizer::from_metadata(f.metadata()).unwrap()
+}
+
+#[test]
+fn ids_should_match_llama_cpp_for_every_oracle_string() {
+    let oracle = common::oracle("tokenizer_public.json");
+    let greedy = common::oracle("greedy_public.json");
+    for (key, cases) in oracle.as_object().unwrap() {
+        let tk = load(key);
+        let mut n = 0;
+        for case in cases.as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            assert_eq!(
+                tk.encode(text, true).unwrap(),
+                common::ids(&case["ids"]),
+                "{key}: {text:?}"
+            );
+            n += 1;
+        }
+        // the greedy oracle's prompts are tokenized by llama.cpp too
+        for case in greedy[key].as_array().unwrap() {
+            let text = case["prompt"].as_str().unwrap();
+            assert_eq!(
+                tk.encode(text, true).unwrap(),
+                common::ids(&case["prompt_ids"]),
+                "{key}: {text:?}"
+            );
+            n += 1;
+        }
+        assert!(n >= 8, "{key}: only {n} oracle strings");
+    }
+}
+
+#[test]
+fn special_tokens_are_recognised_and_bos_follows_metadata() {
+    let gemma = load("gemma");
+    assert!(gemma.adds_bos());
+    let ids = gemma
+        .encode("<start_of_turn>user\nhi<end_of_turn>", true)
+        .unwrap();
+    assert_eq!(ids[0], 2, "BOS");
+    assert_eq!(ids[1], 105, "<start_of_turn> is one token");
+    assert!(ids.contains(&106), "<end_of_turn> is one token: {ids:?}");
+    assert!(gemma.is_eog(1) && gemma.is_eog(106));
+    let qwen = load("qwen");
+    assert!(!qwen.adds_bos());
+    let ids = qwen.encode("<|im_start|>user\nhi<|im_end|>", true).unwrap();
+    assert_eq!(ids[0], 151644);
+    assert_eq!(*ids.last().unwrap(), 151645);
+    assert!(qwen.is_eog(151645) && qwen.is_eog(151643));
+    // without special handling, no BOS
+    assert_eq!(
+        gemma.encode("Hello world", false).unwrap(),
+        vec![9259, 1902]
+    );
+}
+
+#[test]
+fn streaming_never_splits_a_character() {
+    for key in ["gemma", "qwen"] {
+        let tk = load(key);
+        let text = "naïve café 東京 🤖 — ok\n\tdone  ";
+        let ids = tk.encode(text, false).unwrap();
+        let mut stream = tk.stream();
+        let mut out = String::new();
+        for &id in &ids {
+            let chunk = stream.push(id).unwrap();
+            assert!(!chunk.contains('\u{FFFD}'), "{key}: broken chunk {chunk:?}");
+            out.push_str(&chunk);
+        }
+        out.push_str(&stream.finish().unwrap());
+        assert_eq!(out, text, "{key}");
+        assert_eq!(tk.decode(&ids).unwrap(), text, "{key}");
+    }
+}
+
+#[test]
+fn qwen_chat_template_renders_with_minijinja() {
+    use tokenfab::tokenizer::chat::{apply, Message};
+    let qwen = load("qwen");
+    let s = apply(
+        &qwen,
+        &[Message::new("user", "Write hello world in C")],
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        s,
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWrite hello world in C<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let gemma = load("gemma");
+    let e = apply(&gemma, &[Message::new("user", "x")], true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no chat template"), "{e}");
+}
