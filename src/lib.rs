@@ -6,6 +6,10 @@
 //! pass ([`model`]) calls those ops; [`generate`] runs prefill and decode, sampling tokens with
 //! [`sampling`]. See ARCHITECTURE.md for the whole picture.
 
+pub mod backend;
+pub mod generate;
 pub mod gguf;
+pub mod model;
 pub mod quant;
+pub mod sampling;
 pub mod tokenizer;

@@ -1,0 +1,101 @@
+//! Row-wise and elementwise ops on the CPU: RMS norm, RoPE, gated activations, residual adds.
+//! They are O(hidden size) per token, so they run single-threaded for decode and across rows
+//! in parallel for prefill.
+
+use crate::backend::Glu;
+use rayon::prelude::*;
+
+/// Rows at or above which row ops run in parallel.
+const PAR_ROWS: usize = 8;
+
+/// RMS norm (sum of squares in f64, as ggml does) times `w`.
+pub fn rms_norm(pool: &rayon::ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
+    let dim = w.len();
+    let norm = |row: &mut [f32]| {
+        let ss: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let scale = 1.0 / ((ss / dim as f64) as f32 + eps).sqrt();
+        for (v, g) in row.iter_mut().zip(w) {
+            *v = *v * scale * g;
+        }
+    };
+    if x.len() / dim >= PAR_ROWS {
+        pool.install(|| x.par_chunks_mut(dim).for_each(norm));
+    } else {
+        x.chunks_mut(dim).for_each(norm);
+    }
+}
+
+/// Rotates pairs `(i, i + d/2)` of every head of every token: `cs` holds `(cos, sin)` per
+/// position and pair.
+pub fn rope(x: &mut [f32], cs: &[f32], n: usize, heads: usize, hd: usize, pos0: usize) {
+    let half = hd / 2;
+    for t in 0..n {
+        let table = &cs[(pos0 + t) * hd..(pos0 + t + 1) * hd];
+        for h in 0..heads {
+            let v = &mut x[(t * heads + h) * hd..(t * heads + h + 1) * hd];
+            let (a, b) = v.split_at_mut(half);
+            for i in 0..half {
+                let (c, s) = (table[2 * i], table[2 * i + 1]);
+                let (x0, x1) = (a[i], b[i]);
+                a[i] = x0 * c - x1 * s;
+                b[i] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+/// `(cos, sin)` pairs for positions `from..to`, computed like ggml's rope cache: the angle of
+/// pair i is `pos * freq_scale * theta_scale^i`, with the power built by repeated f32
+/// multiplication (this keeps our rotations bit-compatible with llama.cpp's).
+pub fn rope_rows(
+    hd: usize,
+    base: f32,
+    freq_scale: f32,
+    from: usize,
+    to: usize,
+    out: &mut Vec<f32>,
+) {
+    let theta_scale = base.powf(-2.0 / hd as f32);
+    for pos in from..to {
+        let mut theta = pos as f32;
+        for _ in 0..hd / 2 {
+            let t = freq_scale * theta;
+            out.push(t.cos());
+            out.push(t.sin());
+            theta *= theta_scale;
+        }
+    }
+}
+
+fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const C: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + C * x * x)).tanh())
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// `gate[i] = act(gate[i]) * up[i]`.
+pub fn glu(pool: &rayon::ThreadPool, kind: Glu, gate: &mut [f32], up: &[f32]) {
+    let f = match kind {
+        Glu::Gelu => gelu,
+        Glu::Silu => silu,
+    };
+    let run = |(g, u): (&mut [f32], &[f32])| {
+        for (g, u) in g.iter_mut().zip(u) {
+            *g = f(*g) * u;
+        }
+    };
+    const CHUNK: usize = 16 * 1024;
+    if gate.len() >= 4 * CHUNK {
+        pool.install(|| {
+            gate.par_chunks_mut(CHUNK)
+                .zip(up.par_chunks(CHUNK))
+                .for_each(run)
+        });
+    } else {
+        run((gate, up));
+    }
+}

@@ -1,0 +1,372 @@
+//! The CPU backend: quantized matmuls on weights borrowed from the memory map (our own AVX2
+//! kernels, `crate::quant`), f16 KV cache, and a rayon thread pool of the requested size.
+//!
+//! Why not candle-core's CPU ops: candle's `QTensor` owns its blocks (loading copies every
+//! weight), and its x86 kernels have no SIMD path for Q5_0, which most of Gemma 3's layer
+//! weights use. Candle stays the reference our kernels are tested against.
+
+mod attention;
+mod elementwise;
+mod matmul;
+pub mod vec;
+
+use super::*;
+use crate::gguf::GgmlType;
+use crate::quant::{self, Isa, RowKernel};
+use half::f16;
+use std::ops::Range;
+
+struct CpuWeight {
+    file: Arc<GgufFile>,
+    range: Range<usize>,
+    dtype: GgmlType,
+    rows: usize,
+    cols: usize,
+    kernel: Option<RowKernel>,
+    /// Vectors (norm weights, biases) dequantized once to f32; they are a few KB.
+    dense: Option<Vec<f32>>,
+}
+
+impl CpuWeight {
+    fn data(&self) -> &[u8] {
+        &self.file.bytes()[self.range.clone()]
+    }
+    fn row_bytes(&self) -> usize {
+        self.range.len() / self.rows.max(1)
+    }
+}
+
+struct RopeTable {
+    head_dim: usize,
+    base: f32,
+    freq_scale: f32,
+    /// `(cos, sin)` per pair for positions `0..len / head_dim`, grown on demand.
+    cs: Vec<f32>,
+}
+
+/// The CPU backend.
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    isa: Isa,
+    weights: Vec<CpuWeight>,
+    bufs: Vec<Vec<f32>>,
+    kv: Vec<Vec<f16>>,
+    ropes: Vec<RopeTable>,
+    act_scratch: Vec<u8>,
+    tmp_scratch: Vec<f32>,
+    attn_scratch: Vec<f32>,
+}
+
+impl CpuBackend {
+    /// A backend with `threads` worker threads (0 = one per core) and the best kernels this
+    /// CPU supports.
+    pub fn new(threads: usize) -> Result<Self> {
+        Self::with_isa(threads, Isa::detect())
+    }
+
+    /// A backend forced to an instruction set (tests compare scalar and SIMD paths).
+    pub fn with_isa(threads: usize, isa: Isa) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("tokenfab-cpu-{i}"))
+            .build()
+            .map_err(|e| BackendError::Device(format!("cannot start {threads} threads: {e}")))?;
+        Ok(CpuBackend {
+            pool,
+            threads,
+            isa,
+            weights: Vec::new(),
+            bufs: Vec::new(),
+            kv: Vec::new(),
+            ropes: Vec::new(),
+            act_scratch: Vec::new(),
+            tmp_scratch: Vec::new(),
+            attn_scratch: Vec::new(),
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    fn take(&mut self, b: Buf) -> Vec<f32> {
+        std::mem::take(&mut self.bufs[b.id as usize])
+    }
+
+    fn put(&mut self, b: Buf, v: Vec<f32>) {
+        self.bufs[b.id as usize] = v;
+    }
+
+    fn buf(&self, b: Buf) -> &[f32] {
+        &self.bufs[b.id as usize]
+    }
+
+    fn dense(&self, w: &Weight, op: &str) -> Result<&[f32]> {
+        self.weights[w.id as usize]
+            .dense
+            .as_deref()
+            .ok_or_else(|| BackendError::Invalid(format!("{op}: weight is not a vector")))
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!("cpu ({}, {} threads)", self.isa.name(), self.threads)
+    }
+
+    fn supports(&self, op: OpKind, dtype: GgmlType) -> bool {
+        match op {
+            OpKind::MatMul => quant::row_kernel(dtype, self.isa).is_some(),
+            OpKind::Embed => quant::CPU_TYPES.contains(&dtype),
+        }
+    }
+
+    fn upload(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight> {
+        let cols = info.row_len() as usize;
+        let rows = info.n_rows() as usize;
+        let unsupported = || BackendError::UnsupportedType {
+            backend: "cpu".into(),
+            tensor: info.name.clone(),
+            dtype: info.dtype,
+        };
+        let range = file.tensor_range(info);
+        let kernel = quant::row_kernel(info.dtype, self.isa);
+        let dense = if rows == 1 {
+            let mut v = vec![0f32; cols];
+            if !quant::dequantize(info.dtype, &file.bytes()[range.clone()], &mut v) {
+                return Err(unsupported());
+            }
+            Some(v)
+        } else {
+            if kernel.is_none() {
+                return Err(unsupported());
+            }
+            None
+        };
+        self.weights.push(CpuWeight {
+            file: Arc::clone(file),
+            range,
+            dtype: info.dtype,
+            rows,
+            cols,
+            kernel,
+            dense,
+        });
+        Ok(Weight {
+            id: (self.weights.len() - 1) as u32,
+            dtype: info.dtype,
+            rows,
+            cols,
+        })
+    }
+
+    fn alloc(&mut self, len: usize) -> Result<Buf> {
+        self.bufs.push(vec![0f32; len]);
+        Ok(Buf {
+            id: (self.bufs.len() - 1) as u32,
+            len,
+        })
+    }
+
+    fn alloc_kv(&mut self, len: usize) -> Result<KvBuf> {
+        self.kv.push(vec![f16::ZERO; len]);
+        Ok(KvBuf {
+            id: (self.kv.len() - 1) as u32,
+            len,
+        })
+    }
+
+    fn rope_table(
+        &mut self,
+        head_dim: usize,
+        base: f32,
+        freq_scale: f32,
+        max_pos: usize,
+    ) -> Result<Rope> {
+        self.ropes.push(RopeTable {
+            head_dim,
+            base,
+            freq_scale,
+            cs: Vec::new(),
+        });
+        Ok(Rope {
+            id: (self.ropes.len() - 1) as u32,
+            head_dim,
+            base,
+            freq_scale,
+            max_pos,
+        })
+    }
+
+    fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {
+        let mut o = self.take(out);
+        let w = &self.weights[table.id as usize];
+        let rb = w.row_bytes();
+        for (row, &id) in o.chunks_mut(w.cols).zip(ids) {
+            let id = id as usize;
+            quant::dequantize(w.dtype, &w.data()[id * rb..(id + 1) * rb], row);
+        }
+        self.put(out, o);
+        Ok(())
+    }
+
+    fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()> {
+        let mut o = self.take(out);
+        let cw = &self.weights[w.id as usize];
+        let kernel = cw
+            .kernel
+            .ok_or_else(|| BackendError::Invalid("matmul on a vector".into()))?;
+        matmul::matmul(
+            &self.pool,
+            kernel,
+            cw.data(),
+            cw.rows,
+            cw.cols,
+            &self.bufs[x.id as usize],
+            n,
+            &mut o,
+            &mut self.act_scratch,
+            &mut self.tmp_scratch,
+        );
+        self.put(out, o);
+        Ok(())
+    }
+
+    fn add_bias(&mut self, x: Buf, bias: &Weight, n: usize) -> Result<()> {
+        let mut xv = self.take(x);
+        let b = self.dense(bias, "add_bias")?;
+        for row in xv[..n * b.len()].chunks_mut(b.len()) {
+            for (v, bb) in row.iter_mut().zip(b) {
+                *v += bb;
+            }
+        }
+        self.put(x, xv);
+        Ok(())
+    }
+
+    fn rms_norm(&mut self, x: Buf, w: &Weight, out: Buf, rows: usize, eps: f32) -> Result<()> {
+        let mut o = self.take(out);
+        if x != out {
+            o[..rows * w.cols].copy_from_slice(&self.buf(x)[..rows * w.cols]);
+        }
+        let g = self.dense(w, "rms_norm")?;
+        elementwise::rms_norm(&self.pool, &mut o[..rows * w.cols], g, eps);
+        self.put(out, o);
+        Ok(())
+    }
+
+    fn rope(&mut self, x: Buf, rope: &Rope, n: usize, heads: usize, pos0: usize) -> Result<()> {
+        let t = &mut self.ropes[rope.id as usize];
+        let have = t.cs.len() / t.head_dim;
+        if have < pos0 + n {
+            // grow in steps so decode does not extend the table every token
+            let want = (pos0 + n).max(2 * have).min(rope.max_pos.max(pos0 + n));
+            elementwise::rope_rows(t.head_dim, t.base, t.freq_scale, have, want, &mut t.cs);
+        }
+        let mut xv = self.take(x);
+        let cs = &self.ropes[rope.id as usize].cs;
+        elementwise::rope(&mut xv, cs, n, heads, rope.head_dim, pos0);
+        self.put(x, xv);
+        Ok(())
+    }
+
+    fn store_kv(&mut self, src: Buf, dst: KvBuf, n: usize, row: usize, pos0: usize) -> Result<()> {
+        let s = &self.bufs[src.id as usize][..n * row];
+        let d = &mut self.kv[dst.id as usize][pos0 * row..(pos0 + n) * row];
+        for (o, v) in d.iter_mut().zip(s) {
+            *o = f16::from_f32(*v);
+        }
+        Ok(())
+    }
+
+    fn attention(&mut self, q: Buf, k: KvBuf, v: KvBuf, out: Buf, p: &AttnParams) -> Result<()> {
+        let mut o = self.take(out);
+        attention::attention(
+            &self.pool,
+            &self.bufs[q.id as usize],
+            &self.kv[k.id as usize],
+            &self.kv[v.id as usize],
+            &mut o,
+            p,
+            &mut self.attn_scratch,
+        );
+        self.put(out, o);
+        Ok(())
+    }
+
+    fn glu(&mut self, kind: Glu, gate: Buf, up: Buf, len: usize) -> Result<()> {
+        let mut g = self.take(gate);
+        elementwise::glu(&self.pool, kind, &mut g[..len], &self.buf(up)[..len]);
+        self.put(gate, g);
+        Ok(())
+    }
+
+    fn add(&mut self, a: Buf, b: Buf, out: Buf, len: usize) -> Result<()> {
+        let mut o = self.take(out);
+        match (a == out, b == out) {
+            (true, true) => o[..len].iter_mut().for_each(|v| *v *= 2.0),
+            (true, false) | (false, true) => {
+                let other = self.buf(if a == out { b } else { a });
+                for (v, w) in o[..len].iter_mut().zip(&other[..len]) {
+                    *v += w;
+                }
+            }
+            (false, false) => {
+                let (av, bv) = (self.buf(a), self.buf(b));
+                for ((v, x), y) in o[..len].iter_mut().zip(&av[..len]).zip(&bv[..len]) {
+                    *v = x + y;
+                }
+            }
+        }
+        self.put(out, o);
+        Ok(())
+    }
+
+    fn scale(&mut self, x: Buf, s: f32, len: usize) -> Result<()> {
+        for v in self.bufs[x.id as usize][..len].iter_mut() {
+            *v *= s;
+        }
+        Ok(())
+    }
+
+    fn copy(
+        &mut self,
+        src: Buf,
+        src_off: usize,
+        dst: Buf,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        let mut o = self.take(dst);
+        if src == dst {
+            o.copy_within(src_off..src_off + len, dst_off);
+        } else {
+            o[dst_off..dst_off + len].copy_from_slice(&self.buf(src)[src_off..src_off + len]);
+        }
+        self.put(dst, o);
+        Ok(())
+    }
+
+    fn read(&mut self, src: Buf, off: usize, out: &mut [f32]) -> Result<()> {
+        out.copy_from_slice(&self.buf(src)[off..off + out.len()]);
+        Ok(())
+    }
+
+    fn argmax(&mut self, src: Buf, off: usize, len: usize) -> Result<u32> {
+        Ok(crate::sampling::argmax(&self.buf(src)[off..off + len]))
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

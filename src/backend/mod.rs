@@ -1,0 +1,203 @@
+//! The one seam between models and compute: an op-level [`Backend`] trait.
+//!
+//! Models (`crate::model`) are written once against [`Ops`], which forwards every op to a
+//! backend — CPU ([`cpu`]) now; wgpu and CUDA implement the same trait — and is the single
+//! place where ops are dispatched, so cross-cutting accounting (the memory-traffic ledger)
+//! lives there and every backend and architecture gets it for free.
+//!
+//! Buffers and weights are opaque handles owned by the backend; activations are row-major
+//! f32 `[rows, cols]`. Capability is a query ([`Backend::supports`]), never a panic.
+
+pub mod cpu;
+mod ops;
+
+pub use ops::Ops;
+
+use crate::gguf::{GgmlType, GgufFile, TensorInfo};
+use std::sync::Arc;
+
+/// A backend buffer of f32 activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Buf {
+    pub(crate) id: u32,
+    /// Number of f32 elements.
+    pub len: usize,
+}
+
+/// A backend buffer holding one layer's K or V cache (f16 or f32, the backend's choice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KvBuf {
+    pub(crate) id: u32,
+    /// Number of elements.
+    pub len: usize,
+}
+
+/// An uploaded weight tensor: `rows` rows of `cols` elements in GGUF block layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Weight {
+    pub(crate) id: u32,
+    pub dtype: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Weight {
+    /// Bytes of the whole tensor as stored.
+    pub fn n_bytes(&self) -> u64 {
+        self.dtype.row_bytes(self.cols as u64).unwrap_or(0) * self.rows as u64
+    }
+    /// Bytes of one row as stored.
+    pub fn row_bytes(&self) -> u64 {
+        self.dtype.row_bytes(self.cols as u64).unwrap_or(0)
+    }
+}
+
+/// A rotary-embedding table for one (head_dim, base, scale), shared by all layers that use it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rope {
+    pub(crate) id: u32,
+    pub head_dim: usize,
+    pub base: f32,
+    pub freq_scale: f32,
+    pub max_pos: usize,
+}
+
+/// Gated activation of a feed-forward block: `out = act(gate) * up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Glu {
+    /// GELU, tanh approximation (Gemma).
+    Gelu,
+    /// SiLU (Llama, Qwen).
+    Silu,
+}
+
+/// Parameters of causal attention over the KV cache for `n_tokens` queries starting at
+/// position `pos0` (query `i` is at position `pos0 + i` and sees positions `<= pos0 + i`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnParams {
+    pub n_tokens: usize,
+    pub pos0: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    /// Sliding window: a query at position p sees keys at positions > p - window.
+    pub window: Option<usize>,
+    /// Multiplier of q·k (applied before softmax).
+    pub scale: f32,
+}
+
+/// Ops a backend may or may not support, for [`Backend::supports`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    MatMul,
+    Embed,
+}
+
+/// Errors from a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(
+        "{backend}: tensor `{tensor}` has type {dtype}, which this backend cannot compute with"
+    )]
+    UnsupportedType {
+        backend: String,
+        tensor: String,
+        dtype: GgmlType,
+    },
+    #[error("{backend}: out of memory allocating {bytes} bytes")]
+    OutOfMemory { backend: String, bytes: u64 },
+    #[error("{0}")]
+    Device(String),
+    #[error("backend `{0}` is not available in this build: {1}")]
+    NotCompiled(String, String),
+    #[error("invalid op: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// A compute backend: owns device memory and executes ops in the order they are called.
+/// Implementations may defer execution (record into a command buffer) until a result is read
+/// with [`Backend::read`] / [`Backend::argmax`] or [`Backend::sync`] is called.
+pub trait Backend: Send {
+    /// Human-readable name, e.g. `cpu (avx2, 2 threads)`.
+    fn name(&self) -> String;
+
+    /// Whether `op` can run with weights of type `dtype`.
+    fn supports(&self, op: OpKind, dtype: GgmlType) -> bool;
+
+    /// Makes a tensor of `file` available to ops. The CPU backend borrows it from the mmap;
+    /// GPU backends upload its raw blocks.
+    fn upload(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight>;
+
+    /// A zeroed activation buffer of `len` f32.
+    fn alloc(&mut self, len: usize) -> Result<Buf>;
+
+    /// A zeroed KV-cache buffer of `len` elements.
+    fn alloc_kv(&mut self, len: usize) -> Result<KvBuf>;
+
+    /// A RoPE table (NEOX layout: pairs `(i, i + head_dim/2)`), angles `pos * freq_scale *
+    /// base^(-2i/head_dim)` for `pos < max_pos`.
+    fn rope_table(
+        &mut self,
+        head_dim: usize,
+        base: f32,
+        freq_scale: f32,
+        max_pos: usize,
+    ) -> Result<Rope>;
+
+    /// `out[i] = table[ids[i]]` (rows dequantized to f32).
+    fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()>;
+
+    /// `out[t, r] = Σ_c x[t, c] · w[r, c]` for `t < n`.
+    fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()>;
+
+    /// `x[t, :] += bias` for `t < n` (bias is a 1-row weight).
+    fn add_bias(&mut self, x: Buf, bias: &Weight, n: usize) -> Result<()>;
+
+    /// RMS norm of `rows` rows of `w.cols` elements, times `w`; `out` may equal `x`.
+    fn rms_norm(&mut self, x: Buf, w: &Weight, out: Buf, rows: usize, eps: f32) -> Result<()>;
+
+    /// Rotates `n` tokens × `heads` heads of `rope.head_dim` in place; token `t` is at position
+    /// `pos0 + t`.
+    fn rope(&mut self, x: Buf, rope: &Rope, n: usize, heads: usize, pos0: usize) -> Result<()>;
+
+    /// Writes `n` rows of `row` elements from `src` into the cache at rows `pos0..pos0 + n`.
+    fn store_kv(&mut self, src: Buf, dst: KvBuf, n: usize, row: usize, pos0: usize) -> Result<()>;
+
+    /// Causal (optionally windowed) attention with grouped KV heads; `q` and `out` are
+    /// `[n_tokens, n_head * head_dim]`, the caches `[pos, n_head_kv * head_dim]`.
+    fn attention(&mut self, q: Buf, k: KvBuf, v: KvBuf, out: Buf, p: &AttnParams) -> Result<()>;
+
+    /// `gate[i] = act(gate[i]) * up[i]` for `i < len` (in place).
+    fn glu(&mut self, kind: Glu, gate: Buf, up: Buf, len: usize) -> Result<()>;
+
+    /// `out[i] = a[i] + b[i]` for `i < len`; `out` may equal `a`.
+    fn add(&mut self, a: Buf, b: Buf, out: Buf, len: usize) -> Result<()>;
+
+    /// `x[i] *= s` for `i < len`.
+    fn scale(&mut self, x: Buf, s: f32, len: usize) -> Result<()>;
+
+    /// Copies `len` elements from `src[src_off..]` to `dst[dst_off..]`.
+    fn copy(
+        &mut self,
+        src: Buf,
+        src_off: usize,
+        dst: Buf,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()>;
+
+    /// Reads `out.len()` elements from `src[off..]` to the host (waits for pending work).
+    fn read(&mut self, src: Buf, off: usize, out: &mut [f32]) -> Result<()>;
+
+    /// Index of the largest of `len` elements at `src[off..]` (first one on ties).
+    fn argmax(&mut self, src: Buf, off: usize, len: usize) -> Result<u32> {
+        let mut v = vec![0f32; len];
+        self.read(src, off, &mut v)?;
+        Ok(crate::sampling::argmax(&v))
+    }
+
+    /// Waits until all submitted work has finished.
+    fn sync(&mut self) -> Result<()>;
+}

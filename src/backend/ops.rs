@@ -1,0 +1,198 @@
+//! [`Ops`]: the dispatch layer models call. Each op checks its shapes, then forwards to the
+//! backend. This is the one place every op of every architecture passes through, which is
+//! where the memory-traffic ledger (bytes and FLOPs per op) hooks in.
+
+use super::*;
+
+/// A backend behind the op-level API the models use.
+pub struct Ops {
+    backend: Box<dyn Backend>,
+}
+
+fn check(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(BackendError::Invalid(what()))
+    }
+}
+
+impl Ops {
+    pub fn new(backend: Box<dyn Backend>) -> Self {
+        Ops { backend }
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    pub fn backend_mut(&mut self) -> &mut dyn Backend {
+        self.backend.as_mut()
+    }
+
+    pub fn name(&self) -> String {
+        self.backend.name()
+    }
+
+    pub fn alloc(&mut self, len: usize) -> Result<Buf> {
+        self.backend.alloc(len)
+    }
+
+    pub fn alloc_kv(&mut self, len: usize) -> Result<KvBuf> {
+        self.backend.alloc_kv(len)
+    }
+
+    pub fn rope_table(
+        &mut self,
+        head_dim: usize,
+        base: f32,
+        freq_scale: f32,
+        max_pos: usize,
+    ) -> Result<Rope> {
+        check(head_dim % 2 == 0, || {
+            format!("rope: odd head_dim {head_dim}")
+        })?;
+        self.backend.rope_table(head_dim, base, freq_scale, max_pos)
+    }
+
+    pub fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {
+        check(out.len >= ids.len() * table.cols, || {
+            "embed: output too small".into()
+        })?;
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= table.rows) {
+            return Err(BackendError::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {} tokens",
+                table.rows
+            )));
+        }
+        self.backend.embed(table, ids, out)
+    }
+
+    pub fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()> {
+        check(x.len >= n * w.cols && out.len >= n * w.rows, || {
+            format!(
+                "matmul: {n} x {} by [{} x {}] into {} elements",
+                x.len, w.rows, w.cols, out.len
+            )
+        })?;
+        check(x != out, || "matmul: input and output alias".into())?;
+        self.backend.matmul(w, x, out, n)
+    }
+
+    pub fn add_bias(&mut self, x: Buf, bias: &Weight, n: usize) -> Result<()> {
+        check(x.len >= n * bias.cols, || {
+            "add_bias: buffer too small".into()
+        })?;
+        self.backend.add_bias(x, bias, n)
+    }
+
+    pub fn rms_norm(&mut self, x: Buf, w: &Weight, out: Buf, rows: usize, eps: f32) -> Result<()> {
+        check(x.len >= rows * w.cols && out.len >= rows * w.cols, || {
+            "rms_norm: buffer too small".into()
+        })?;
+        self.backend.rms_norm(x, w, out, rows, eps)
+    }
+
+    pub fn rope(&mut self, x: Buf, rope: &Rope, n: usize, heads: usize, pos0: usize) -> Result<()> {
+        check(x.len >= n * heads * rope.head_dim, || {
+            "rope: buffer too small".into()
+        })?;
+        check(pos0 + n <= rope.max_pos, || {
+            format!(
+                "rope: position {} beyond the table's {}",
+                pos0 + n,
+                rope.max_pos
+            )
+        })?;
+        self.backend.rope(x, rope, n, heads, pos0)
+    }
+
+    pub fn store_kv(
+        &mut self,
+        src: Buf,
+        dst: KvBuf,
+        n: usize,
+        row: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        check(src.len >= n * row && dst.len >= (pos0 + n) * row, || {
+            format!("store_kv: rows {pos0}..{} do not fit the cache", pos0 + n)
+        })?;
+        self.backend.store_kv(src, dst, n, row, pos0)
+    }
+
+    pub fn attention(
+        &mut self,
+        q: Buf,
+        k: KvBuf,
+        v: KvBuf,
+        out: Buf,
+        p: &AttnParams,
+    ) -> Result<()> {
+        let q_row = p.n_head * p.head_dim;
+        let kv_row = p.n_head_kv * p.head_dim;
+        check(p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0, || {
+            format!(
+                "attention: {} heads over {} KV heads",
+                p.n_head, p.n_head_kv
+            )
+        })?;
+        check(
+            q.len >= p.n_tokens * q_row && out.len >= p.n_tokens * q_row,
+            || "attention: q/out too small".into(),
+        )?;
+        check(
+            k.len >= (p.pos0 + p.n_tokens) * kv_row && v.len >= (p.pos0 + p.n_tokens) * kv_row,
+            || "attention: cache too small".into(),
+        )?;
+        self.backend.attention(q, k, v, out, p)
+    }
+
+    pub fn glu(&mut self, kind: Glu, gate: Buf, up: Buf, len: usize) -> Result<()> {
+        check(gate.len >= len && up.len >= len, || "glu: too small".into())?;
+        check(gate != up, || "glu: gate and up alias".into())?;
+        self.backend.glu(kind, gate, up, len)
+    }
+
+    pub fn add(&mut self, a: Buf, b: Buf, out: Buf, len: usize) -> Result<()> {
+        check(a.len >= len && b.len >= len && out.len >= len, || {
+            "add: too small".into()
+        })?;
+        self.backend.add(a, b, out, len)
+    }
+
+    pub fn scale(&mut self, x: Buf, s: f32, len: usize) -> Result<()> {
+        check(x.len >= len, || "scale: too small".into())?;
+        self.backend.scale(x, s, len)
+    }
+
+    pub fn copy(
+        &mut self,
+        src: Buf,
+        src_off: usize,
+        dst: Buf,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        check(src_off + len <= src.len && dst_off + len <= dst.len, || {
+            "copy: out of range".into()
+        })?;
+        self.backend.copy(src, src_off, dst, dst_off, len)
+    }
+
+    pub fn read(&mut self, src: Buf, off: usize, out: &mut [f32]) -> Result<()> {
+        check(off + out.len() <= src.len, || "read: out of range".into())?;
+        self.backend.read(src, off, out)
+    }
+
+    pub fn argmax(&mut self, src: Buf, off: usize, len: usize) -> Result<u32> {
+        check(off + len <= src.len && len > 0, || {
+            "argmax: out of range".into()
+        })?;
+        self.backend.argmax(src, off, len)
+    }
+
+    pub fn sync(&mut self) -> Result<()> {
+        self.backend.sync()
+    }
+}

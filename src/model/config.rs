@@ -1,0 +1,175 @@
+//! Hyper-parameters of a model, read only from GGUF metadata (`{arch}.*` keys) and tensor
+//! shapes, with errors that name the key or tensor at fault.
+
+use super::ModelError;
+use crate::gguf::GgufFile;
+
+/// The architectures tokenfab can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Gemma3,
+    Qwen2,
+}
+
+impl Arch {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gemma3" => Some(Arch::Gemma3),
+            "qwen2" => Some(Arch::Qwen2),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Gemma3 => "gemma3",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// Everything the forward pass needs to know about a model's shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub arch: Arch,
+    pub name: String,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_vocab: usize,
+    pub ctx_train: usize,
+    pub eps: f32,
+    /// RoPE base of full-attention layers.
+    pub rope_base: f32,
+    /// RoPE frequency scale (1 / linear scaling factor) of full-attention layers.
+    pub rope_freq_scale: f32,
+    /// RoPE base of sliding-window layers (Gemma 3: 10000).
+    pub rope_base_swa: f32,
+    /// Sliding-window size, for architectures that interleave windowed layers.
+    pub sliding_window: Option<usize>,
+    /// Every `swa_pattern`-th layer (the last of each group) uses full attention; 0 = none.
+    pub swa_pattern: usize,
+    /// Multiplier of q·k.
+    pub attn_scale: f32,
+}
+
+impl Config {
+    pub fn from_gguf(f: &GgufFile) -> Result<Self, ModelError> {
+        let md = f.metadata();
+        let merr = |e| ModelError::metadata(f, e);
+        let arch_name = md.get_str("general.architecture").map_err(merr)?;
+        let arch = Arch::from_name(arch_name).ok_or_else(|| {
+            ModelError::Unsupported(format!(
+                "{}: architecture {arch_name:?} is not supported (supported: gemma3, qwen2)",
+                f.path().display()
+            ))
+        })?;
+        let key = |k: &str| format!("{arch_name}.{k}");
+        let get = |k: &str, min: usize| md.get_usize_min(&key(k), min).map_err(merr);
+        let n_embd = get("embedding_length", 1)?;
+        let n_head = get("attention.head_count", 1)?;
+        let n_head_kv = match md.opt_u64(&key("attention.head_count_kv")).map_err(merr)? {
+            Some(_) => get("attention.head_count_kv", 1)?,
+            None => n_head,
+        };
+        let head_dim = match md.opt_u64(&key("attention.key_length")).map_err(merr)? {
+            Some(_) => get("attention.key_length", 2)?,
+            None => n_embd / n_head,
+        };
+        if let Some(vl) = md.opt_u64(&key("attention.value_length")).map_err(merr)? {
+            if vl as usize != head_dim {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: value_length {vl} != key_length {head_dim}",
+                    f.path().display()
+                )));
+            }
+        }
+        if n_head % n_head_kv != 0 {
+            return Err(ModelError::Unsupported(format!(
+                "{}: {n_head} heads are not a multiple of {n_head_kv} KV heads",
+                f.path().display()
+            )));
+        }
+        let embd = f
+            .require_tensor("token_embd.weight")
+            .map_err(ModelError::Gguf)?;
+        let n_vocab = embd.n_rows() as usize;
+        let eps = md
+            .get_f32(&key("attention.layer_norm_rms_epsilon"))
+            .map_err(merr)?;
+        let rope_base = md
+            .opt_f32(&key("rope.freq_base"))
+            .map_err(merr)?
+            .unwrap_or(10_000.0);
+        let rope_freq_scale = match md.opt_str(&key("rope.scaling.type")).map_err(merr)? {
+            None | Some("none") => 1.0,
+            Some("linear") => {
+                let factor = md
+                    .opt_f32(&key("rope.scaling.factor"))
+                    .map_err(merr)?
+                    .unwrap_or(1.0);
+                if factor > 0.0 {
+                    1.0 / factor
+                } else {
+                    1.0
+                }
+            }
+            Some(other) => {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: rope scaling {other:?} is not supported (only linear)",
+                    f.path().display()
+                )))
+            }
+        };
+        let (sliding_window, swa_pattern, rope_base_swa, attn_scale) = match arch {
+            // llama.cpp: 5 sliding-window layers then one global, local RoPE base 10000,
+            // queries scaled by 1/sqrt(head_dim).
+            Arch::Gemma3 => (
+                Some(get("attention.sliding_window", 1)?),
+                6,
+                10_000.0,
+                1.0 / (head_dim as f32).sqrt(),
+            ),
+            Arch::Qwen2 => (None, 0, rope_base, 1.0 / (head_dim as f32).sqrt()),
+        };
+        Ok(Config {
+            arch,
+            name: md
+                .opt_str("general.name")
+                .map_err(merr)?
+                .unwrap_or(arch_name)
+                .to_string(),
+            n_layer: get("block_count", 1)?,
+            n_embd,
+            n_ff: get("feed_forward_length", 1)?,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_vocab,
+            ctx_train: get("context_length", 1)?,
+            eps,
+            rope_base,
+            rope_freq_scale,
+            rope_base_swa,
+            sliding_window,
+            swa_pattern,
+            attn_scale,
+        })
+    }
+
+    /// Whether layer `il` attends through the sliding window.
+    pub fn is_swa_layer(&self, il: usize) -> bool {
+        self.swa_pattern > 0 && il % self.swa_pattern < self.swa_pattern - 1
+    }
+
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}

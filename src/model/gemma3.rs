@@ -1,0 +1,146 @@
+//! Gemma 3: the forward pass, top to bottom.
+//!
+//! Per layer: RMS-normed input → Q, K, V projections → per-head RMS norms of Q and K → RoPE
+//! (base 10000 on sliding-window layers, the file's base on every sixth, global layer) →
+//! attention (window from metadata on 5 of every 6 layers) → output projection →
+//! post-attention norm → residual; then the GELU-gated feed-forward between `ffn_norm` and
+//! `post_ffw_norm` → residual. Embeddings are scaled by √n_embd; the output projection is tied
+//! to the embedding table unless the file has `output.weight`. (Norm weights in GGUF already
+//! include Gemma's `1 +`.)
+
+use super::{Config, KvCache, Loader, ModelError, Scratch};
+use crate::backend::{AttnParams, Glu, Ops, Rope, Weight};
+
+struct Layer {
+    attn_norm: Weight,      // (n_embd)
+    wq: Weight,             // (n_head * head_dim, n_embd)
+    wk: Weight,             // (n_head_kv * head_dim, n_embd)
+    wv: Weight,             // (n_head_kv * head_dim, n_embd)
+    q_norm: Weight,         // (head_dim)
+    k_norm: Weight,         // (head_dim)
+    wo: Weight,             // (n_embd, n_head * head_dim)
+    post_attn_norm: Weight, // (n_embd)
+    ffn_norm: Weight,       // (n_embd)
+    ffn_gate: Weight,       // (n_ff, n_embd)
+    ffn_up: Weight,         // (n_ff, n_embd)
+    ffn_down: Weight,       // (n_embd, n_ff)
+    post_ffw_norm: Weight,  // (n_embd)
+}
+
+pub struct Gemma3 {
+    token_embd: Weight, // (n_vocab, n_embd)
+    layers: Vec<Layer>,
+    output_norm: Weight, // (n_embd)
+    output: Weight,      // (n_vocab, n_embd), tied to token_embd by default
+    rope_local: Rope,
+    rope_global: Rope,
+}
+
+impl Gemma3 {
+    pub(super) fn load(c: &Config, l: &mut Loader, ctx: usize) -> Result<Self, ModelError> {
+        let (d, hd, ff) = (c.n_embd, c.head_dim, c.n_ff);
+        let token_embd = l.get("token_embd.weight", &[d, c.n_vocab])?;
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let mut w = |name: &str, dims: &[usize]| l.get(&format!("blk.{i}.{name}.weight"), dims);
+            layers.push(Layer {
+                attn_norm: w("attn_norm", &[d])?,
+                wq: w("attn_q", &[d, c.q_dim()])?,
+                wk: w("attn_k", &[d, c.kv_dim()])?,
+                wv: w("attn_v", &[d, c.kv_dim()])?,
+                q_norm: w("attn_q_norm", &[hd])?,
+                k_norm: w("attn_k_norm", &[hd])?,
+                wo: w("attn_output", &[c.q_dim(), d])?,
+                post_attn_norm: w("post_attention_norm", &[d])?,
+                ffn_norm: w("ffn_norm", &[d])?,
+                ffn_gate: w("ffn_gate", &[d, ff])?,
+                ffn_up: w("ffn_up", &[d, ff])?,
+                ffn_down: w("ffn_down", &[ff, d])?,
+                post_ffw_norm: w("post_ffw_norm", &[d])?,
+            });
+        }
+        let output_norm = l.get("output_norm.weight", &[d])?;
+        let output = l
+            .opt("output.weight", &[d, c.n_vocab])?
+            .unwrap_or(token_embd);
+        let rope_local = l.ops.rope_table(hd, c.rope_base_swa, 1.0, ctx)?;
+        let rope_global = l.ops.rope_table(hd, c.rope_base, c.rope_freq_scale, ctx)?;
+        Ok(Gemma3 {
+            token_embd,
+            layers,
+            output_norm,
+            output,
+            rope_local,
+            rope_global,
+        })
+    }
+
+    /// Runs `tokens` at positions `pos0..`; computes logits for the last `logit_rows` of them.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward(
+        &self,
+        c: &Config,
+        ops: &mut Ops,
+        s: &Scratch,
+        kv: &KvCache,
+        tokens: &[u32],
+        pos0: usize,
+        logit_rows: usize,
+    ) -> Result<(), ModelError> {
+        let n = tokens.len();
+        let (d, eps) = (c.n_embd, c.eps);
+        ops.embed(&self.token_embd, tokens, s.x)?;
+        ops.scale(s.x, (d as f32).sqrt(), n * d)?;
+
+        for (il, l) in self.layers.iter().enumerate() {
+            let swa = c.is_swa_layer(il);
+            let rope = if swa {
+                &self.rope_local
+            } else {
+                &self.rope_global
+            };
+
+            // attention
+            ops.rms_norm(s.x, &l.attn_norm, s.xb, n, eps)?;
+            ops.matmul(&l.wq, s.xb, s.q, n)?;
+            ops.matmul(&l.wk, s.xb, s.k, n)?;
+            ops.matmul(&l.wv, s.xb, s.v, n)?;
+            ops.rms_norm(s.q, &l.q_norm, s.q, n * c.n_head, eps)?;
+            ops.rms_norm(s.k, &l.k_norm, s.k, n * c.n_head_kv, eps)?;
+            ops.rope(s.q, rope, n, c.n_head, pos0)?;
+            ops.rope(s.k, rope, n, c.n_head_kv, pos0)?;
+            ops.store_kv(s.k, kv.k[il], n, c.kv_dim(), pos0)?;
+            ops.store_kv(s.v, kv.v[il], n, c.kv_dim(), pos0)?;
+            let p = AttnParams {
+                n_tokens: n,
+                pos0,
+                n_head: c.n_head,
+                n_head_kv: c.n_head_kv,
+                head_dim: c.head_dim,
+                window: if swa { c.sliding_window } else { None },
+                scale: c.attn_scale,
+            };
+            ops.attention(s.q, kv.k[il], kv.v[il], s.att, &p)?;
+            ops.matmul(&l.wo, s.att, s.xb, n)?;
+            ops.rms_norm(s.xb, &l.post_attn_norm, s.xb, n, eps)?;
+            ops.add(s.x, s.xb, s.x, n * d)?;
+
+            // feed-forward: down(gelu(gate(x)) * up(x))
+            ops.rms_norm(s.x, &l.ffn_norm, s.xb, n, eps)?;
+            ops.matmul(&l.ffn_gate, s.xb, s.hb, n)?;
+            ops.matmul(&l.ffn_up, s.xb, s.hb2, n)?;
+            ops.glu(Glu::Gelu, s.hb, s.hb2, n * c.n_ff)?;
+            ops.matmul(&l.ffn_down, s.hb, s.xb, n)?;
+            ops.rms_norm(s.xb, &l.post_ffw_norm, s.xb, n, eps)?;
+            ops.add(s.x, s.xb, s.x, n * d)?;
+        }
+
+        // logits of the last `logit_rows` tokens only
+        if logit_rows > 0 {
+            ops.copy(s.x, (n - logit_rows) * d, s.out, 0, logit_rows * d)?;
+            ops.rms_norm(s.out, &self.output_norm, s.out, logit_rows, eps)?;
+            ops.matmul(&self.output, s.out, s.logits, logit_rows)?;
+        }
+        Ok(())
+    }
+}

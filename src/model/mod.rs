@@ -1,0 +1,283 @@
+//! Models: configuration from metadata ([`config`]), one file per architecture with its
+//! forward pass written once against the op-level backend API ([`gemma3`], [`qwen2`]), and
+//! the state a forward pass runs in — KV cache and scratch buffers allocated once at load
+//! ([`state`]), so decoding allocates nothing per token.
+
+pub mod config;
+pub mod gemma3;
+pub mod qwen2;
+pub mod state;
+
+pub use config::{Arch, Config};
+pub use state::{KvCache, Scratch};
+
+use crate::backend::{Backend, BackendError, Buf, OpKind, Ops, Weight};
+use crate::gguf::{GgufError, GgufFile, MetadataError};
+use std::sync::Arc;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("{file}: {source}")]
+    Metadata {
+        file: String,
+        #[source]
+        source: MetadataError,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{file}: tensor `{tensor}` has shape {found:?}, expected {expected:?}")]
+    Shape {
+        file: String,
+        tensor: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
+    #[error("context is full: {needed} positions needed, the context holds {ctx} (use a larger --ctx-size)")]
+    ContextFull { needed: usize, ctx: usize },
+    #[error("invalid option: {0}")]
+    Options(String),
+}
+
+impl ModelError {
+    pub(crate) fn metadata(f: &GgufFile, source: MetadataError) -> Self {
+        ModelError::Metadata {
+            file: f.path().display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Options fixed at load time.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Context length (KV-cache positions); 0 = min(4096, training context).
+    pub ctx: usize,
+    /// Most tokens one forward call processes (prompts are split into batches of this size).
+    pub batch: usize,
+    /// Most rows of logits one forward call can return (1 for generation).
+    pub logit_rows: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            ctx: 0,
+            batch: 512,
+            logit_rows: 1,
+        }
+    }
+}
+
+/// Which rows of logits a forward call computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's (scoring; at most `logit_rows` tokens per call).
+    All,
+}
+
+/// Reads weights of one file into a backend, checking shapes.
+pub(crate) struct Loader<'a> {
+    pub file: &'a Arc<GgufFile>,
+    pub ops: &'a mut Ops,
+}
+
+impl Loader<'_> {
+    /// Tensor `name` with GGML dims `dims` (`[cols, rows]`, `[len]` for vectors).
+    pub fn get(&mut self, name: &str, dims: &[usize]) -> Result<Weight, ModelError> {
+        let info = self.file.require_tensor(name)?;
+        let want: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+        let found: Vec<u64> = {
+            // GGUF may store trailing unit dims; compare without them
+            let mut d = info.dims.clone();
+            while d.len() > want.len() && d.last() == Some(&1) {
+                d.pop();
+            }
+            d
+        };
+        if found != want {
+            return Err(ModelError::Shape {
+                file: self.file.path().display().to_string(),
+                tensor: name.into(),
+                expected: want,
+                found: info.dims.clone(),
+            });
+        }
+        let backend = self.ops.backend_mut();
+        if dims.len() > 1 && !backend.supports(OpKind::MatMul, info.dtype) {
+            return Err(BackendError::UnsupportedType {
+                backend: backend.name(),
+                tensor: name.into(),
+                dtype: info.dtype,
+            }
+            .into());
+        }
+        Ok(backend.upload(self.file, info)?)
+    }
+
+    /// Like [`Self::get`], but `None` when the tensor is absent.
+    pub fn opt(&mut self, name: &str, dims: &[usize]) -> Result<Option<Weight>, ModelError> {
+        if self.file.tensor_info(name).is_none() {
+            return Ok(None);
+        }
+        self.get(name, dims).map(Some)
+    }
+}
+
+/// The weights of one architecture.
+enum Net {
+    Gemma3(gemma3::Gemma3),
+    Qwen2(qwen2::Qwen2),
+}
+
+/// A loaded model: configuration, weights on a backend, KV cache and scratch buffers.
+pub struct Model {
+    pub config: Config,
+    file: Arc<GgufFile>,
+    ops: Ops,
+    net: Net,
+    kv: KvCache,
+    scratch: Scratch,
+    batch: usize,
+    logit_rows: usize,
+}
+
+impl Model {
+    /// Loads the model in `file` onto `backend`.
+    pub fn load(
+        file: Arc<GgufFile>,
+        backend: Box<dyn Backend>,
+        opts: &LoadOptions,
+    ) -> Result<Self, ModelError> {
+        let config = Config::from_gguf(&file)?;
+        let ctx = if opts.ctx == 0 {
+            config.ctx_train.min(4096)
+        } else {
+            opts.ctx
+        };
+        if opts.batch == 0 || opts.logit_rows == 0 || opts.logit_rows > opts.batch {
+            return Err(ModelError::Options(format!(
+                "batch ({}) and logit rows ({}) must be >= 1, logit rows <= batch",
+                opts.batch, opts.logit_rows
+            )));
+        }
+        let mut ops = Ops::new(backend);
+        let mut loader = Loader {
+            file: &file,
+            ops: &mut ops,
+        };
+        let net = match config.arch {
+            Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&config, &mut loader, ctx)?),
+            Arch::Qwen2 => Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?),
+        };
+        let kv = KvCache::new(&mut ops, &config, ctx)?;
+        let scratch = Scratch::new(&mut ops, &config, opts.batch, opts.logit_rows)?;
+        Ok(Model {
+            config,
+            file,
+            ops,
+            net,
+            kv,
+            scratch,
+            batch: opts.batch,
+            logit_rows: opts.logit_rows,
+        })
+    }
+
+    pub fn file(&self) -> &Arc<GgufFile> {
+        &self.file
+    }
+
+    pub fn ops(&mut self) -> &mut Ops {
+        &mut self.ops
+    }
+
+    /// Positions the KV cache holds.
+    pub fn ctx(&self) -> usize {
+        self.kv.ctx
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Runs `tokens` (at positions `pos0..`) through the model, filling the KV cache. Returns
+    /// the logits buffer: `[1, n_vocab]` for [`Logits::Last`], `[tokens, n_vocab]` for
+    /// [`Logits::All`]. Prompts longer than the batch size are processed in batches.
+    pub fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos0: usize,
+        logits: Logits,
+    ) -> Result<Buf, ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::Options("forward: no tokens".into()));
+        }
+        let needed = pos0 + tokens.len();
+        if needed > self.kv.ctx {
+            return Err(ModelError::ContextFull {
+                needed,
+                ctx: self.kv.ctx,
+            });
+        }
+        if logits == Logits::All && tokens.len() > self.logit_rows {
+            return Err(ModelError::Options(format!(
+                "{} tokens of logits requested, the model was loaded for {}",
+                tokens.len(),
+                self.logit_rows
+            )));
+        }
+        let chunks: Vec<&[u32]> = tokens.chunks(self.batch).collect();
+        let mut pos = pos0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let rows = match (last, logits) {
+                (false, _) => 0,
+                (true, Logits::Last) => 1,
+                (true, Logits::All) => chunk.len(),
+            };
+            let (ops, s, kv) = (&mut self.ops, &self.scratch, &self.kv);
+            match &self.net {
+                Net::Gemma3(m) => m.forward(&self.config, ops, s, kv, chunk, pos, rows)?,
+                Net::Qwen2(m) => m.forward(&self.config, ops, s, kv, chunk, pos, rows)?,
+            }
+            pos += chunk.len();
+        }
+        Ok(self.scratch.logits)
+    }
+
+    /// Bytes of weights one decoded token reads: every matrix once (the tied or separate
+    /// output matrix whole), one embedding row, the norm vectors.
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let f = &self.file;
+        let mut total = 0u64;
+        for t in f.tensors() {
+            if t.name == "token_embd.weight" {
+                let row = t.dtype.row_bytes(t.row_len()).unwrap_or(0);
+                total += row;
+                if f.tensor_info("output.weight").is_none() {
+                    total += t.n_bytes; // tied output projection reads the whole table
+                }
+            } else {
+                total += t.n_bytes;
+            }
+        }
+        total
+    }
+
+    /// Bytes of KV cache one position of context occupies (f16 K and V in every layer).
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        kv_bytes_per_token(&self.config)
+    }
+}
+
+/// Bytes of f16 K and V cache per position of context.
+pub fn kv_bytes_per_token(c: &Config) -> u64 {
+    (c.n_layer * 2 * c.kv_dim() * 2) as u64
+}

@@ -1,0 +1,129 @@
+//! Qwen2: the forward pass, top to bottom.
+//!
+//! Per layer: RMS-normed input → Q, K, V projections with biases → RoPE (NEOX pairs) →
+//! grouped-query attention → output projection → residual; then the SiLU-gated feed-forward
+//! → residual. A separate output matrix unless the file ties it to the embeddings.
+
+use super::{Config, KvCache, Loader, ModelError, Scratch};
+use crate::backend::{AttnParams, Glu, Ops, Rope, Weight};
+
+struct Layer {
+    attn_norm: Weight, // (n_embd)
+    wq: Weight,        // (n_head * head_dim, n_embd)
+    bq: Weight,        // (n_head * head_dim)
+    wk: Weight,        // (n_head_kv * head_dim, n_embd)
+    bk: Weight,        // (n_head_kv * head_dim)
+    wv: Weight,        // (n_head_kv * head_dim, n_embd)
+    bv: Weight,        // (n_head_kv * head_dim)
+    wo: Weight,        // (n_embd, n_head * head_dim)
+    ffn_norm: Weight,  // (n_embd)
+    ffn_gate: Weight,  // (n_ff, n_embd)
+    ffn_up: Weight,    // (n_ff, n_embd)
+    ffn_down: Weight,  // (n_embd, n_ff)
+}
+
+pub struct Qwen2 {
+    token_embd: Weight, // (n_vocab, n_embd)
+    layers: Vec<Layer>,
+    output_norm: Weight, // (n_embd)
+    output: Weight,      // (n_vocab, n_embd)
+    rope: Rope,
+}
+
+impl Qwen2 {
+    pub(super) fn load(c: &Config, l: &mut Loader, ctx: usize) -> Result<Self, ModelError> {
+        let (d, ff) = (c.n_embd, c.n_ff);
+        let token_embd = l.get("token_embd.weight", &[d, c.n_vocab])?;
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let mut w = |name: &str, dims: &[usize]| l.get(&format!("blk.{i}.{name}"), dims);
+            layers.push(Layer {
+                attn_norm: w("attn_norm.weight", &[d])?,
+                wq: w("attn_q.weight", &[d, c.q_dim()])?,
+                bq: w("attn_q.bias", &[c.q_dim()])?,
+                wk: w("attn_k.weight", &[d, c.kv_dim()])?,
+                bk: w("attn_k.bias", &[c.kv_dim()])?,
+                wv: w("attn_v.weight", &[d, c.kv_dim()])?,
+                bv: w("attn_v.bias", &[c.kv_dim()])?,
+                wo: w("attn_output.weight", &[c.q_dim(), d])?,
+                ffn_norm: w("ffn_norm.weight", &[d])?,
+                ffn_gate: w("ffn_gate.weight", &[d, ff])?,
+                ffn_up: w("ffn_up.weight", &[d, ff])?,
+                ffn_down: w("ffn_down.weight", &[ff, d])?,
+            });
+        }
+        let output_norm = l.get("output_norm.weight", &[d])?;
+        let output = l
+            .opt("output.weight", &[d, c.n_vocab])?
+            .unwrap_or(token_embd);
+        let rope = l
+            .ops
+            .rope_table(c.head_dim, c.rope_base, c.rope_freq_scale, ctx)?;
+        Ok(Qwen2 {
+            token_embd,
+            layers,
+            output_norm,
+            output,
+            rope,
+        })
+    }
+
+    /// Runs `tokens` at positions `pos0..`; computes logits for the last `logit_rows` of them.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward(
+        &self,
+        c: &Config,
+        ops: &mut Ops,
+        s: &Scratch,
+        kv: &KvCache,
+        tokens: &[u32],
+        pos0: usize,
+        logit_rows: usize,
+    ) -> Result<(), ModelError> {
+        let n = tokens.len();
+        let (d, eps) = (c.n_embd, c.eps);
+        ops.embed(&self.token_embd, tokens, s.x)?;
+
+        for (il, l) in self.layers.iter().enumerate() {
+            // attention
+            ops.rms_norm(s.x, &l.attn_norm, s.xb, n, eps)?;
+            ops.matmul(&l.wq, s.xb, s.q, n)?;
+            ops.add_bias(s.q, &l.bq, n)?;
+            ops.matmul(&l.wk, s.xb, s.k, n)?;
+            ops.add_bias(s.k, &l.bk, n)?;
+            ops.matmul(&l.wv, s.xb, s.v, n)?;
+            ops.add_bias(s.v, &l.bv, n)?;
+            ops.rope(s.q, &self.rope, n, c.n_head, pos0)?;
+            ops.rope(s.k, &self.rope, n, c.n_head_kv, pos0)?;
+            ops.store_kv(s.k, kv.k[il], n, c.kv_dim(), pos0)?;
+            ops.store_kv(s.v, kv.v[il], n, c.kv_dim(), pos0)?;
+            let p = AttnParams {
+                n_tokens: n,
+                pos0,
+                n_head: c.n_head,
+                n_head_kv: c.n_head_kv,
+                head_dim: c.head_dim,
+                window: None,
+                scale: c.attn_scale,
+            };
+            ops.attention(s.q, kv.k[il], kv.v[il], s.att, &p)?;
+            ops.matmul(&l.wo, s.att, s.xb, n)?;
+            ops.add(s.x, s.xb, s.x, n * d)?;
+
+            // feed-forward: down(silu(gate(x)) * up(x))
+            ops.rms_norm(s.x, &l.ffn_norm, s.xb, n, eps)?;
+            ops.matmul(&l.ffn_gate, s.xb, s.hb, n)?;
+            ops.matmul(&l.ffn_up, s.xb, s.hb2, n)?;
+            ops.glu(Glu::Silu, s.hb, s.hb2, n * c.n_ff)?;
+            ops.matmul(&l.ffn_down, s.hb, s.xb, n)?;
+            ops.add(s.x, s.xb, s.x, n * d)?;
+        }
+
+        if logit_rows > 0 {
+            ops.copy(s.x, (n - logit_rows) * d, s.out, 0, logit_rows * d)?;
+            ops.rms_norm(s.out, &self.output_norm, s.out, logit_rows, eps)?;
+            ops.matmul(&self.output, s.out, s.logits, logit_rows)?;
+        }
+        Ok(())
+    }
+}

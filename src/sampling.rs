@@ -1,0 +1,264 @@
+//! Choosing the next token from logits: greedy, or llama.cpp's default chain — repetition
+//! penalty, top-k, top-p, min-p, temperature, then a draw from a seeded RNG (deterministic for
+//! a given seed).
+
+use rand::{Rng, SeedableRng};
+
+/// Index of the largest value (the first one on ties); 0 for an empty slice.
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &x) in v.iter().enumerate() {
+        if x > best_v {
+            best_v = x;
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Sampling settings, with llama.cpp's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// 0 (or less) means greedy.
+    pub temperature: f32,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1.0 disables.
+    pub top_p: f32,
+    /// 0.0 disables.
+    pub min_p: f32,
+    /// 1.0 disables.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
+    }
+
+    /// Checks ranges, naming the flag at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(format!("--temp must be >= 0 (got {})", self.temperature));
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return Err(format!("--top-p must be in [0, 1] (got {})", self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(format!("--min-p must be in [0, 1] (got {})", self.min_p));
+        }
+        if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
+            return Err(format!(
+                "--repeat-penalty must be > 0 (got {})",
+                self.repeat_penalty
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A sampler with its RNG state.
+pub struct Sampler {
+    params: SamplingParams,
+    rng: rand::rngs::StdRng,
+    candidates: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Self {
+        let rng = rand::rngs::StdRng::seed_from_u64(params.seed);
+        Sampler {
+            params,
+            rng,
+            candidates: Vec::new(),
+        }
+    }
+
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.params.temperature <= 0.0
+    }
+
+    /// Picks a token from `logits`, given the tokens so far (`history`, for the penalty).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let p = &self.params;
+        let penalize = p.repeat_penalty != 1.0 && p.repeat_last_n > 0 && !history.is_empty();
+        if p.temperature <= 0.0 && !penalize {
+            return argmax(logits);
+        }
+        self.candidates.clear();
+        self.candidates
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        let c = &mut self.candidates;
+        if penalize {
+            let recent = &history[history.len().saturating_sub(p.repeat_last_n)..];
+            let mut seen = std::collections::HashSet::new();
+            for &t in recent {
+                if seen.insert(t) {
+                    if let Some(e) = c.get_mut(t as usize) {
+                        // llama.cpp: divide positive logits, multiply negative ones
+                        e.1 = if e.1 > 0.0 {
+                            e.1 / p.repeat_penalty
+                        } else {
+                            e.1 * p.repeat_penalty
+                        };
+                    }
+                }
+            }
+        }
+        if p.temperature <= 0.0 {
+            let best = c.iter().fold(
+                (0u32, f32::NEG_INFINITY),
+                |b, &e| if e.1 > b.1 { e } else { b },
+            );
+            return best.0;
+        }
+        // top-k: keep the k largest, sorted descending
+        let desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if p.top_k > 0 && p.top_k < c.len() {
+            c.select_nth_unstable_by(p.top_k - 1, desc);
+            c.truncate(p.top_k);
+        }
+        c.sort_unstable_by(desc);
+        // softmax (over the remaining candidates, before temperature, as llama.cpp's top-p
+        // and min-p see them)
+        let probs = softmax(c.iter().map(|e| e.1), 1.0);
+        let mut keep = c.len();
+        if p.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, pr) in probs.iter().enumerate() {
+                cum += pr;
+                if cum >= p.top_p {
+                    keep = keep.min(i + 1);
+                    break;
+                }
+            }
+        }
+        if p.min_p > 0.0 {
+            let limit = probs[0] * p.min_p;
+            let n = probs.iter().take_while(|&&pr| pr >= limit).count().max(1);
+            keep = keep.min(n);
+        }
+        c.truncate(keep.max(1));
+        let probs = softmax(c.iter().map(|e| e.1), p.temperature);
+        let r: f32 = self.rng.random();
+        let mut cum = 0.0;
+        for (e, pr) in c.iter().zip(&probs) {
+            cum += pr;
+            if r < cum {
+                return e.0;
+            }
+        }
+        c.last().map_or(0, |e| e.0)
+    }
+}
+
+fn softmax(logits: impl Iterator<Item = f32> + Clone, temperature: f32) -> Vec<f32> {
+    let m = logits.clone().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.map(|l| ((l - m) / temperature).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / s).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_picks_the_first_maximum() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+        let mut s = Sampler::new(SamplingParams::greedy());
+        assert_eq!(s.sample(&[0.1, 0.5, 0.2], &[]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_filters_hold() {
+        let logits: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 / 10.0).collect();
+        let params = SamplingParams {
+            seed: 42,
+            ..Default::default()
+        };
+        let run = |params: SamplingParams| {
+            let mut s = Sampler::new(params);
+            (0..50).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(run(params.clone()), run(params.clone()));
+        assert_ne!(
+            run(params.clone()),
+            run(SamplingParams {
+                seed: 43,
+                ..params.clone()
+            })
+        );
+        // top-k 1 is greedy
+        let top1 = run(SamplingParams {
+            top_k: 1,
+            ..params.clone()
+        });
+        assert!(top1.iter().all(|&t| t == argmax(&logits)));
+        // min-p 1.0 keeps only the best
+        let minp = run(SamplingParams {
+            min_p: 1.0,
+            top_k: 0,
+            ..params.clone()
+        });
+        assert!(minp.iter().all(|&t| t == argmax(&logits)));
+        // top-k 5: only the five largest logits ever come out
+        let mut sorted: Vec<u32> = (0..1000).collect();
+        sorted.sort_by(|&a, &b| {
+            logits[b as usize]
+                .total_cmp(&logits[a as usize])
+                .then(a.cmp(&b))
+        });
+        let top5 = run(SamplingParams {
+            top_k: 5,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..params
+        });
+        assert!(top5.iter().all(|t| sorted[..5].contains(t)), "{top5:?}");
+    }
+
+    #[test]
+    fn repeat_penalty_discourages_recent_tokens() {
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            repeat_penalty: 2.0,
+            ..Default::default()
+        });
+        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[1]), 0);
+    }
+
+    #[test]
+    fn validation_names_the_flag() {
+        let bad = SamplingParams {
+            top_p: 1.5,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("--top-p"));
+    }
+}
