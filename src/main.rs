@@ -1,1 +1,26 @@
-fn main() {}
+//! The `tokenfab` command: parses arguments, runs the subcommand, maps errors to an exit code.
+//! A closed stdout (e.g. `tokenfab run … | head`) is not an error.
+
+mod cli;
+
+use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    match cli::dispatch(cli) {
+        Ok(()) => {}
+        Err(e) => {
+            if e.chain()
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                std::process::exit(0);
+            }
+            eprintln!("tokenfab: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -159,6 +159,11 @@ impl GgufFile {
         &self.bytes[self.tensor_range(info)]
     }
 
+    /// Hints the OS to read the file ahead (see [`FileBytes::prefetch`]).
+    pub fn prefetch(&self) {
+        self.bytes.prefetch();
+    }
+
     /// The whole file's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

