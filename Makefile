@@ -1,0 +1,36 @@
+# tokenfab — the two commands a newcomer needs are `make run` and `make test`.
+# Everything else is a convenience around cargo and scripts/.
+
+PROMPT ?= Once upon a time
+CARGO  ?= cargo
+
+.PHONY: run test models build bench lint clean-models
+
+## Generate from the default model (Gemma 3 270M Q4_K_M), fetching it first if needed.
+run: build
+	scripts/fetch-models.sh gemma
+	./target/release/tokenfab run "$(PROMPT)"
+
+## Run the whole test suite (release mode), fetching both real models first if needed.
+test:
+	scripts/fetch-models.sh all
+	$(CARGO) test --release --all-targets
+
+## Download and assemble both real models into models/ (idempotent).
+models:
+	scripts/fetch-models.sh all
+
+build:
+	$(CARGO) build --release
+
+## Speed on the default model vs llama.cpp's reference numbers (see README "Speed").
+bench: build
+	scripts/fetch-models.sh gemma
+	$(CARGO) bench --bench core
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --release -- -D warnings
+
+clean-models:
+	rm -f models/*.gguf
