@@ -14,7 +14,7 @@ run: build
 ## Run the whole test suite (release mode), fetching both real models first if needed.
 test:
 	scripts/fetch-models.sh all
-	$(CARGO) test --release --all-targets
+	$(CARGO) test --release
 
 ## Download and assemble both real models into models/ (idempotent).
 models:

@@ -18,7 +18,10 @@ use tokenfab::tokenizer::Tokenizer;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -45,10 +48,16 @@ fn peak_rss_mb() -> f64 {
 fn main() {
     let threads = env("TOKENFAB_BENCH_THREADS", 2);
     let reps = env("TOKENFAB_BENCH_REPS", 5).max(1);
-    let path = std::env::var_os("TOKENFAB_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf")
-    });
-    assert!(path.exists(), "{} missing: run scripts/fetch-models.sh gemma", path.display());
+    let path = std::env::var_os("TOKENFAB_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf")
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/fetch-models.sh gemma",
+        path.display()
+    );
     let eval = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/oracle/eval.txt"),
     )
@@ -105,13 +114,37 @@ fn main() {
             tg.push(128.0 / d.as_secs_f64());
         }
     }
-    println!("tokenfab core benchmark: {} | {} threads | {} repetitions (medians)", path.display(), threads, reps);
+    println!(
+        "tokenfab core benchmark: {} | {} threads | {} repetitions (medians)",
+        path.display(),
+        threads,
+        reps
+    );
     println!("| metric | tokenfab | llama.cpp (oracle, this machine kind) | target |");
     println!("|---|---|---|---|");
-    println!("| load -> first token | {:.3} s (load {:.3} s) | - | < 0.5 s |", median(ttft), median(load_times));
-    println!("| pp512 | {:.1} tok/s | 626 - 726 tok/s | >= 0.5x |", median(pp.clone()));
-    println!("| tg128 | {:.1} tok/s | 74 - 85 tok/s | >= 1.0x |", median(tg.clone()));
-    println!("| peak RSS | {:.0} MB | 320 - 340 MB | < 600 MB |", peak_rss_mb());
-    println!("all pp512: {:?}", pp.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>());
-    println!("all tg128: {:?}", tg.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>());
+    println!(
+        "| load -> first token | {:.3} s (load {:.3} s) | - | < 0.5 s |",
+        median(ttft),
+        median(load_times)
+    );
+    println!(
+        "| pp512 | {:.1} tok/s | 626 - 726 tok/s | >= 0.5x |",
+        median(pp.clone())
+    );
+    println!(
+        "| tg128 | {:.1} tok/s | 74 - 85 tok/s | >= 1.0x |",
+        median(tg.clone())
+    );
+    println!(
+        "| peak RSS | {:.0} MB | 320 - 340 MB | < 600 MB |",
+        peak_rss_mb()
+    );
+    println!(
+        "all pp512: {:?}",
+        pp.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>()
+    );
+    println!(
+        "all tg128: {:?}",
+        tg.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>()
+    );
 }

@@ -197,7 +197,10 @@ mod tests {
 
     #[test]
     fn same_seed_same_tokens_and_filters_hold() {
-        let logits: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 / 10.0).collect();
+        // distinct values (37 is coprime with 1000, so this is a permutation)
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37) % 1000) as f32 / 100.0)
+            .collect();
         let params = SamplingParams {
             seed: 42,
             ..Default::default()
