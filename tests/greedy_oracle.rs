@@ -7,7 +7,7 @@
 //! gap is smaller than that noise (`NEAR_TIE`), even exact arithmetic can pick the other token
 //! (it does at Gemma "The capital…" step 15 and "Once upon a time" step 30). So: at every
 //! step with a clear winner our argmax must equal llama.cpp's; at near-ties our pick must be
-//! one of llama.cpp's top two with a small gap of our own, and the test prints the logits.
+//! within `NEAR_TIE` of llama.cpp's choice in its logits and in ours, and the test prints them.
 
 mod common;
 use std::sync::Arc;
@@ -88,9 +88,11 @@ fn teacher_forced(key: &str, model: &mut Model, case: &serde_json::Value) -> Vec
                 .join("; ")
         };
         if ours != st.id {
+            // llama.cpp's logit for our pick, if it is in its top-5
+            let theirs = st.top5.iter().find(|p| p.0 == ours).map(|p| p.1);
             assert!(
-                gap < NEAR_TIE && ours == st.top5[1].0,
-                "{key} {:?} step {i}: ours {ours}, llama.cpp {} (its top-2 gap {gap:.3}): {}",
+                theirs.is_some_and(|l| top_l - l < NEAR_TIE),
+                "{key} {:?} step {i}: ours {ours}, llama.cpp {} (its top-2 gap {gap:.3}), not a near-tie: {}",
                 case["prompt"],
                 st.id,
                 shown()

@@ -116,12 +116,33 @@ pub enum BackendError {
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 
+/// Where a backend wants a whole forward pass to run. The CPU backend runs it on a worker of
+/// its thread pool, so the calling thread takes part in every parallel op instead of waking
+/// the pool and sleeping ~130 times per token; GPU backends run it inline.
+pub trait Executor: Send + Sync {
+    fn install(&self, f: &mut (dyn FnMut() + Send));
+}
+
+/// Runs on the calling thread.
+pub struct Inline;
+
+impl Executor for Inline {
+    fn install(&self, f: &mut (dyn FnMut() + Send)) {
+        f()
+    }
+}
+
 /// A compute backend: owns device memory and executes ops in the order they are called.
 /// Implementations may defer execution (record into a command buffer) until a result is read
 /// with [`Backend::read`] / [`Backend::argmax`] or [`Backend::sync`] is called.
 pub trait Backend: Send {
     /// Human-readable name, e.g. `cpu (avx2, 2 threads)`.
     fn name(&self) -> String;
+
+    /// Where forward passes should run (see [`Executor`]).
+    fn executor(&self) -> Arc<dyn Executor> {
+        Arc::new(Inline)
+    }
 
     /// Whether `op` can run with weights of type `dtype`.
     fn supports(&self, op: OpKind, dtype: GgmlType) -> bool;

@@ -3,6 +3,7 @@
 //! where the memory-traffic ledger (bytes and FLOPs per op) hooks in.
 
 use super::*;
+use std::sync::Arc;
 
 /// A backend behind the op-level API the models use.
 pub struct Ops {
@@ -28,6 +29,10 @@ impl Ops {
 
     pub fn backend_mut(&mut self) -> &mut dyn Backend {
         self.backend.as_mut()
+    }
+
+    pub fn executor(&self) -> Arc<dyn Executor> {
+        self.backend.executor()
     }
 
     pub fn name(&self) -> String {

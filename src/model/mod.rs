@@ -233,23 +233,34 @@ impl Model {
                 self.logit_rows
             )));
         }
-        let chunks: Vec<&[u32]> = tokens.chunks(self.batch).collect();
-        let mut pos = pos0;
-        for (i, chunk) in chunks.iter().enumerate() {
-            let last = i + 1 == chunks.len();
-            let rows = match (last, logits) {
-                (false, _) => 0,
-                (true, Logits::Last) => 1,
-                (true, Logits::All) => chunk.len(),
-            };
-            let (ops, s, kv) = (&mut self.ops, &self.scratch, &self.kv);
-            match &self.net {
-                Net::Gemma3(m) => m.forward(&self.config, ops, s, kv, chunk, pos, rows)?,
-                Net::Qwen2(m) => m.forward(&self.config, ops, s, kv, chunk, pos, rows)?,
-            }
-            pos += chunk.len();
-        }
-        Ok(self.scratch.logits)
+        let n_chunks = tokens.len().div_ceil(self.batch);
+        let exec = self.ops.executor();
+        let (ops, s, kv, net, c) = (
+            &mut self.ops,
+            &self.scratch,
+            &self.kv,
+            &self.net,
+            &self.config,
+        );
+        let mut result = Ok(());
+        exec.install(&mut || {
+            result = (|| {
+                for (i, chunk) in tokens.chunks(self.batch).enumerate() {
+                    let pos = pos0 + i * self.batch;
+                    let rows = match (i + 1 == n_chunks, logits) {
+                        (false, _) => 0,
+                        (true, Logits::Last) => 1,
+                        (true, Logits::All) => chunk.len(),
+                    };
+                    match net {
+                        Net::Gemma3(m) => m.forward(c, ops, s, kv, chunk, pos, rows)?,
+                        Net::Qwen2(m) => m.forward(c, ops, s, kv, chunk, pos, rows)?,
+                    }
+                }
+                Ok(())
+            })();
+        });
+        result.map(|()| self.scratch.logits)
     }
 
     /// Bytes of weights one decoded token reads (see [`weight_bytes_per_token`]).

@@ -13,6 +13,16 @@ use bytemuck::cast_slice;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+/// f16 bits → f32 with the F16C instruction (the `half` crate's portable path is far slower
+/// in these loops).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn h2f(b: [u8; 2]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(
+        _mm_cvtsi32_si128(u16::from_le_bytes(b) as i32),
+    ))
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn hsum_f32x8(x: __m256) -> f32 {
@@ -150,7 +160,7 @@ pub unsafe fn q4_0(w: &[u8], x: &[u8]) -> f32 {
     let (w, x): (&[BlockQ4_0], &[BlockQ8_0]) = (cast_slice(w), cast_slice(x));
     let mut acc = _mm256_setzero_ps();
     for (w, x) in w.iter().zip(x) {
-        let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+        let d = _mm256_set1_ps(h2f(w.d) * h2f(x.d));
         let qx = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
         let qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(8));
         let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
@@ -165,8 +175,8 @@ pub unsafe fn q4_1(w: &[u8], x: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0f32;
     for (w, x) in w.iter().zip(x) {
-        summs += f16_at(w.m) * f16_at(x.s);
-        let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+        summs += h2f(w.m) * h2f(x.s);
+        let d = _mm256_set1_ps(h2f(w.d) * h2f(x.d));
         let qx = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
         let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
         acc = _mm256_fmadd_ps(d, mul_sum_us8_f32(qx, qy), acc);
@@ -180,7 +190,7 @@ pub unsafe fn q5_0(w: &[u8], x: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let f0 = _mm256_set1_epi8(0xF0u8 as i8);
     for (w, x) in w.iter().zip(x) {
-        let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+        let d = _mm256_set1_ps(h2f(w.d) * h2f(x.d));
         let qx = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
         // elements whose fifth bit is clear become q - 16 by setting the top nibble
         let hi = _mm256_andnot_si256(bytes_from_bits_32(w.qh), f0);
@@ -197,8 +207,8 @@ pub unsafe fn q5_1(w: &[u8], x: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0f32;
     for (w, x) in w.iter().zip(x) {
-        summs += f16_at(w.m) * f16_at(x.s);
-        let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+        summs += h2f(w.m) * h2f(x.s);
+        let d = _mm256_set1_ps(h2f(w.d) * h2f(x.d));
         let qx = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
         let hi = _mm256_and_si256(bytes_from_bits_32(w.qh), _mm256_set1_epi8(0x10));
         let qx = _mm256_or_si256(qx, hi);
@@ -218,8 +228,8 @@ pub unsafe fn q8_0(w: &[u8], x: &[u8]) -> f32 {
     let mut pairs_x = x.chunks_exact(2);
     for (w2, x2) in (&mut pairs_w).zip(&mut pairs_x) {
         unsafe {
-            let d0 = _mm256_set1_ps(f16_at(w2[0].d) * f16_at(x2[0].d));
-            let d1 = _mm256_set1_ps(f16_at(w2[1].d) * f16_at(x2[1].d));
+            let d0 = _mm256_set1_ps(h2f(w2[0].d) * h2f(x2[0].d));
+            let d1 = _mm256_set1_ps(h2f(w2[1].d) * h2f(x2[1].d));
             let a0 = _mm256_loadu_si256(w2[0].qs.as_ptr() as *const __m256i);
             let b0 = _mm256_loadu_si256(x2[0].qs.as_ptr() as *const __m256i);
             let a1 = _mm256_loadu_si256(w2[1].qs.as_ptr() as *const __m256i);
@@ -230,7 +240,7 @@ pub unsafe fn q8_0(w: &[u8], x: &[u8]) -> f32 {
     }
     for (w, x) in pairs_w.remainder().iter().zip(pairs_x.remainder()) {
         unsafe {
-            let d = _mm256_set1_ps(f16_at(w.d) * f16_at(x.d));
+            let d = _mm256_set1_ps(h2f(w.d) * h2f(x.d));
             let a = _mm256_loadu_si256(w.qs.as_ptr() as *const __m256i);
             let b = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
             acc0 = _mm256_fmadd_ps(d, mul_sum_i8_f32(a, b), acc0);
@@ -350,8 +360,8 @@ pub unsafe fn q4k(w: &[u8], x: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (w, x) in w.iter().zip(x) {
-        let d = x.d() * f16_at(w.d);
-        let dmin = -x.d() * f16_at(w.dmin);
+        let d = x.d() * h2f(w.d);
+        let dmin = -x.d() * h2f(w.dmin);
         let ms = k4_mins_and_scales(&w.scales);
         let q8sums = unsafe { _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i) };
         let q8s = _mm_hadd_epi16(
@@ -391,8 +401,8 @@ pub unsafe fn q5k(w: &[u8], x: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (w, x) in w.iter().zip(x) {
-        let d = x.d() * f16_at(w.d);
-        let dmin = -x.d() * f16_at(w.dmin);
+        let d = x.d() * h2f(w.d);
+        let dmin = -x.d() * h2f(w.dmin);
         let ms = k4_mins_and_scales(&w.scales);
         let q8sums = unsafe { _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i) };
         let q8s = _mm_hadd_epi16(
@@ -445,7 +455,7 @@ pub unsafe fn q6k(w: &[u8], x: &[u8]) -> f32 {
     let m32s = _mm256_set1_epi8(32);
     let mut acc = _mm256_setzero_ps();
     for (w, x) in w.iter().zip(x) {
-        let d = x.d() * f16_at(w.d);
+        let d = x.d() * h2f(w.d);
         let scales = unsafe { _mm_loadu_si128(w.scales.as_ptr() as *const __m128i) };
         let mut sumi = _mm256_setzero_si256();
         for j in 0..2 {
@@ -513,8 +523,8 @@ pub unsafe fn q2k(w: &[u8], x: &[u8]) -> f32 {
     let m4 = _mm_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
     for (w, x) in w.iter().zip(x) {
-        let d = x.d() * f16_at(w.d);
-        let dmin = -x.d() * f16_at(w.dmin);
+        let d = x.d() * h2f(w.d);
+        let dmin = -x.d() * h2f(w.dmin);
         unsafe {
             let mins_and_scales = _mm_loadu_si128(w.scales.as_ptr() as *const __m128i);
             let scales8 = _mm_and_si128(mins_and_scales, m4);
@@ -571,7 +581,7 @@ pub unsafe fn q3k(w: &[u8], x: &[u8]) -> f32 {
     let mone = _mm256_set1_epi8(1);
     let mut acc = _mm256_setzero_ps();
     for (w, x) in w.iter().zip(x) {
-        let d = x.d() * f16_at(w.d);
+        let d = x.d() * h2f(w.d);
         let sc = q3k_scales(&w.scales);
         unsafe {
             let scales128 = _mm_loadu_si128(sc.as_ptr() as *const __m128i);

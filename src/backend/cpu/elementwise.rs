@@ -3,6 +3,7 @@
 //! in parallel for prefill.
 
 use crate::backend::Glu;
+use half::f16;
 use rayon::prelude::*;
 
 /// Rows at or above which row ops run in parallel.
@@ -73,6 +74,25 @@ fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + C * x * x)).tanh())
 }
 
+/// GELU as ggml's CPU backend computes it: the input rounded to f16 indexes a table of
+/// f16-rounded results (`ggml_vec_geglu_f32` with `GGML_GELU_FP16`). Faster than `tanh` and
+/// the same numbers as llama.cpp.
+fn gelu_table(x: f32) -> f32 {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    if x <= -10.0 {
+        return 0.0;
+    }
+    if x >= 10.0 {
+        return x;
+    }
+    let t = TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| f16::from_f32(gelu(f16::from_bits(bits).to_f32())).to_f32())
+            .collect()
+    });
+    t[f16::from_f32(x).to_bits() as usize]
+}
+
 fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
@@ -80,7 +100,7 @@ fn silu(x: f32) -> f32 {
 /// `gate[i] = act(gate[i]) * up[i]`.
 pub fn glu(pool: &rayon::ThreadPool, kind: Glu, gate: &mut [f32], up: &[f32]) {
     let f = match kind {
-        Glu::Gelu => gelu,
+        Glu::Gelu => gelu_table,
         Glu::Silu => silu,
     };
     let run = |(g, u): (&mut [f32], &[f32])| {

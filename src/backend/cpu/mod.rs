@@ -46,7 +46,7 @@ struct RopeTable {
 
 /// The CPU backend.
 pub struct CpuBackend {
-    pool: rayon::ThreadPool,
+    pool: Arc<rayon::ThreadPool>,
     threads: usize,
     isa: Isa,
     weights: Vec<CpuWeight>,
@@ -77,6 +77,7 @@ impl CpuBackend {
             .thread_name(|i| format!("tokenfab-cpu-{i}"))
             .build()
             .map_err(|e| BackendError::Device(format!("cannot start {threads} threads: {e}")))?;
+        let pool = Arc::new(pool);
         Ok(CpuBackend {
             pool,
             threads,
@@ -89,6 +90,12 @@ impl CpuBackend {
             tmp_scratch: Vec::new(),
             attn_scratch: Vec::new(),
         })
+    }
+
+    /// The thread pool ops run on. Running a whole forward pass inside it
+    /// (`pool.install(..)`) lets the calling thread take part in the work.
+    pub fn pool(&self) -> Arc<rayon::ThreadPool> {
+        Arc::clone(&self.pool)
     }
 
     pub fn threads(&self) -> usize {
@@ -119,7 +126,19 @@ impl CpuBackend {
     }
 }
 
+struct PoolExecutor(Arc<rayon::ThreadPool>);
+
+impl Executor for PoolExecutor {
+    fn install(&self, f: &mut (dyn FnMut() + Send)) {
+        self.0.install(f)
+    }
+}
+
 impl Backend for CpuBackend {
+    fn executor(&self) -> Arc<dyn Executor> {
+        Arc::new(PoolExecutor(Arc::clone(&self.pool)))
+    }
+
     fn name(&self) -> String {
         format!("cpu ({}, {} threads)", self.isa.name(), self.threads)
     }
