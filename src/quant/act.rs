@@ -1,7 +1,7 @@
 //! Quantizing activations (f32 rows) into the formats the integer dot products consume, the way
 //! ggml's CPU backend does it on x86 (so our logits follow llama.cpp's closely):
-//! Q8_0 for Q4_0/Q5_0/Q8_0 weights, Q8_1 for Q4_1/Q5_1, Q8_K for the k-quants, and plain f32
-//! for float weights.
+//! Q8_0 for Q4_0/Q5_0/Q8_0 weights (for Q4_0/Q5_0 with the block's integer sum attached,
+//! `Q8_0S`), Q8_1 for Q4_1/Q5_1, Q8_K for the k-quants, and plain f32 for float weights.
 
 use super::blocks::*;
 use crate::gguf::GgmlType;
@@ -13,6 +13,7 @@ use half::f16;
 pub enum ActType {
     F32,
     Q8_0,
+    Q8_0S,
     Q8_1,
     Q8K,
 }
@@ -24,7 +25,8 @@ impl ActType {
         use GgmlType::*;
         Some(match dtype {
             F32 | F16 | BF16 => ActType::F32,
-            Q4_0 | Q5_0 | Q8_0 => ActType::Q8_0,
+            Q8_0 => ActType::Q8_0,
+            Q4_0 | Q5_0 => ActType::Q8_0S,
             Q4_1 | Q5_1 => ActType::Q8_1,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => ActType::Q8K,
             _ => return None,
@@ -34,7 +36,7 @@ impl ActType {
     pub fn block_size(self) -> usize {
         match self {
             ActType::F32 => 1,
-            ActType::Q8_0 | ActType::Q8_1 => QK,
+            ActType::Q8_0 | ActType::Q8_0S | ActType::Q8_1 => QK,
             ActType::Q8K => QK_K,
         }
     }
@@ -43,6 +45,7 @@ impl ActType {
         match self {
             ActType::F32 => 4,
             ActType::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
+            ActType::Q8_0S => std::mem::size_of::<BlockQ8_0S>(),
             ActType::Q8_1 => std::mem::size_of::<BlockQ8_1>(),
             ActType::Q8K => std::mem::size_of::<BlockQ8K>(),
         }
@@ -71,6 +74,7 @@ fn quantize_any(act: ActType, x: &[f32], out: &mut [u8]) {
     match act {
         ActType::F32 => out.copy_from_slice(bytemuck::cast_slice(x)),
         ActType::Q8_0 => quantize_q8_0(x, cast_slice_mut(out)),
+        ActType::Q8_0S => quantize_q8_0s(x, cast_slice_mut(out)),
         ActType::Q8_1 => quantize_q8_1(x, cast_slice_mut(out)),
         ActType::Q8K => quantize_q8k(x, cast_slice_mut(out)),
     }
@@ -102,6 +106,17 @@ pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     for (b, x) in out.iter_mut().zip(x.chunks_exact(QK)) {
         let d = q8_block(x, &mut b.qs);
         b.d = f16::from_f32(d).to_le_bytes();
+    }
+}
+
+#[inline(always)]
+pub fn quantize_q8_0s(x: &[f32], out: &mut [BlockQ8_0S]) {
+    for (b, x) in out.iter_mut().zip(x.chunks_exact(QK)) {
+        let d = q8_block(x, &mut b.qs);
+        let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+        let d16 = f16::from_f32(d);
+        b.d = d16.to_le_bytes();
+        b.s = (d16.to_f32() * sum as f32).to_le_bytes();
     }
 }
 

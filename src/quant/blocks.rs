@@ -68,6 +68,25 @@ pub struct BlockQ8_0 {
 }
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 
+/// Q8_0 plus `s = d · Σq` in f32: our activation format for Q4_0/Q5_0 weights. With it,
+/// the weight's offset (`-8`, `-16`) is applied once per block (`Σ(q-o)·y = Σq·y - o·Σy`),
+/// so the SIMD kernels multiply unsigned weight nibbles directly (no sign juggling).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct BlockQ8_0S {
+    pub d: [u8; 2],
+    pub s: [u8; 4],
+    pub qs: [i8; QK],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ8_0S>() == 38);
+
+impl BlockQ8_0S {
+    #[inline(always)]
+    pub fn s(&self) -> f32 {
+        f32::from_le_bytes(self.s)
+    }
+}
+
 /// Q8_1: Q8_0 plus `s = d * Σq`; the activation format for Q4_1/Q5_1 weights (the `m` term
 /// of the weight then needs only `s`).
 #[repr(C)]

@@ -42,7 +42,7 @@ fn dot_i8(a: impl Iterator<Item = i32>, b: &[i8]) -> i32 {
 }
 
 pub fn q4_0(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ4_0], &[BlockQ8_0]) = (cast_slice(w), cast_slice(x));
+    let (w, x): (&[BlockQ4_0], &[BlockQ8_0S]) = (cast_slice(w), cast_slice(x));
     w.iter()
         .zip(x)
         .map(|(w, x)| {
@@ -68,7 +68,7 @@ pub fn q4_1(w: &[u8], x: &[u8]) -> f32 {
 }
 
 pub fn q5_0(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ5_0], &[BlockQ8_0]) = (cast_slice(w), cast_slice(x));
+    let (w, x): (&[BlockQ5_0], &[BlockQ8_0S]) = (cast_slice(w), cast_slice(x));
     w.iter()
         .zip(x)
         .map(|(w, x)| {

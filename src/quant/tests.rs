@@ -93,7 +93,13 @@ fn nmse(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn activation_quantization_round_trips() {
     let x = random_f32(1024, 7);
-    for act in [ActType::Q8_0, ActType::Q8_1, ActType::Q8K, ActType::F32] {
+    for act in [
+        ActType::Q8_0,
+        ActType::Q8_0S,
+        ActType::Q8_1,
+        ActType::Q8K,
+        ActType::F32,
+    ] {
         let mut q = vec![0u8; act.row_bytes(x.len())];
         act.quantize(&x, &mut q);
         let as_weight = match act {
@@ -102,7 +108,16 @@ fn activation_quantization_round_trips() {
             _ => GgmlType::Q8_0,
         };
         let mut back = vec![0f32; x.len()];
-        if act == ActType::Q8_1 {
+        if act == ActType::Q8_0S {
+            let blocks: &[blocks::BlockQ8_0S] = bytemuck::cast_slice(&q);
+            for (b, chunk) in blocks.iter().zip(back.chunks_mut(32)) {
+                let sum = b.qs.iter().map(|&v| v as i32).sum::<i32>();
+                assert_eq!(b.s(), blocks::f16_at(b.d) * sum as f32);
+                for (o, &v) in chunk.iter_mut().zip(&b.qs) {
+                    *o = v as f32 * blocks::f16_at(b.d);
+                }
+            }
+        } else if act == ActType::Q8_1 {
             // Q8_1 is Q8_0 with an extra sum; check the sums and the values
             let blocks: &[blocks::BlockQ8_1] = bytemuck::cast_slice(&q);
             for (b, chunk) in blocks.iter().zip(back.chunks_mut(32)) {
@@ -153,6 +168,13 @@ fn scalar_dots_should_match_dequantized_math() {
                 let mut v = vec![0f32; k];
                 dequantize(GgmlType::Q8_0, &xq, &mut v);
                 v
+            }
+            ActType::Q8_0S => {
+                let blocks: &[blocks::BlockQ8_0S] = bytemuck::cast_slice(&xq);
+                blocks
+                    .iter()
+                    .flat_map(|b| b.qs.map(|q| q as f32 * blocks::f16_at(b.d)))
+                    .collect()
             }
             ActType::Q8_1 => {
                 let blocks: &[blocks::BlockQ8_1] = bytemuck::cast_slice(&xq);
