@@ -7,6 +7,8 @@
 //! with alignment 1 are fine.
 
 #![allow(clippy::missing_safety_doc)]
+// Index loops over small const-sized arrays are deliberate: they unroll into registers.
+#![allow(clippy::needless_range_loop)]
 
 use super::blocks::*;
 use bytemuck::cast_slice;
@@ -44,13 +46,6 @@ fn sum_i16_pairs_f32(x: __m256i) -> __m256 {
 #[target_feature(enable = "avx2,fma")]
 fn mul_sum_us8_f32(ax: __m256i, sy: __m256i) -> __m256 {
     sum_i16_pairs_f32(_mm256_maddubs_epi16(ax, sy))
-}
-
-/// Σ of signed × signed byte products (sign moved onto `y` so `maddubs` can be used).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn mul_sum_i8_f32(x: __m256i, y: __m256i) -> __m256 {
-    mul_sum_us8_f32(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
 
 /// 32 nibbles → 32 bytes (low nibbles first, then high).
@@ -160,60 +155,152 @@ pub unsafe fn bf16_f32(w: &[u8], x: &[u8]) -> f32 {
 /// hardware prefetcher stops (measured on the tied Q8_0 output matrix: ~12 -> ~16 GB/s).
 const PREFETCH: usize = 4096;
 
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn prefetch(p: *const u8) {
     // SAFETY: prefetch is a hint and never faults; the address is computed with wrapping
     // arithmetic, so it may lie past the slice without undefined behaviour.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8) }
+    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8)
 }
 
-/// One Q4_0/Q5_0 block, as (scaled Σ unsigned-weight × activation, `d_w · s_y`); the caller
-/// subtracts `offset · Σ d_w · s_y` once at the end.
-#[inline(always)]
-unsafe fn offset_block(dw: f32, qx: __m256i, x: &BlockQ8_0S) -> (__m256, f32) {
-    let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
-    (
-        _mm256_mul_ps(_mm256_set1_ps(dw * h2f(x.d)), mul_sum_us8_f32(qx, qy)),
-        dw * x.s(),
-    )
-}
-
-/// Runs `block` over pairs of blocks with two accumulators (independent FMA chains).
-#[inline(always)]
-unsafe fn two_chains<W, X>(
+/// Dot products of one row of 32-element blocks with `N` activation rows, in `C` independent
+/// accumulator chains per row. Each weight block is unpacked once (`unpack` → `(d_w, q, sign
+/// source)`) and multiplied with the matching block of every activation row, so prefill
+/// (N = 4) pays the unpacking a quarter as often. `mul(q, sign, x)` gives `(d_y, Σ products
+/// in 8 lanes, s_y)`; the result is `Σ d_w·d_y·products - offset·Σ d_w·s_y`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn blocks_n<W, X, const N: usize, const C: usize>(
     w: &[W],
-    x: &[X],
+    x: [&[X]; N],
     offset: f32,
-    block: impl Fn(&W, &X) -> (__m256, f32),
-) -> f32 {
-    let (mut acc0, mut acc1, mut corr) = (_mm256_setzero_ps(), _mm256_setzero_ps(), 0f32);
-    let mut wp = w.chunks_exact(2);
-    let mut xp = x.chunks_exact(2);
-    for (w2, x2) in (&mut wp).zip(&mut xp) {
-        prefetch(w2.as_ptr() as *const u8);
-        let (a, c0) = block(&w2[0], &x2[0]);
-        let (b, c1) = block(&w2[1], &x2[1]);
-        acc0 = _mm256_add_ps(acc0, a);
-        acc1 = _mm256_add_ps(acc1, b);
-        corr += c0 + c1;
+    unpack: impl Fn(&W) -> (f32, __m256i, __m256i),
+    mul: impl Fn(__m256i, __m256i, &X) -> (f32, __m256, f32),
+) -> [f32; N] {
+    let mut acc = [[_mm256_setzero_ps(); C]; N];
+    let mut corr = [0f32; N];
+    let groups = w.len() / C;
+    for g in 0..groups {
+        for k in 0..C {
+            let b = g * C + k;
+            prefetch(&w[b] as *const W as *const u8);
+            let (dw, q, sign) = unpack(&w[b]);
+            for t in 0..N {
+                let (dy, p, sy) = mul(q, sign, &x[t][b]);
+                acc[t][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), p, acc[t][k]);
+                corr[t] += dw * sy;
+            }
+        }
     }
-    for (w, x) in wp.remainder().iter().zip(xp.remainder()) {
-        let (a, c) = block(w, x);
-        acc0 = _mm256_add_ps(acc0, a);
-        corr += c;
+    for b in groups * C..w.len() {
+        let (dw, q, sign) = unpack(&w[b]);
+        for t in 0..N {
+            let (dy, p, sy) = mul(q, sign, &x[t][b]);
+            acc[t][0] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), p, acc[t][0]);
+            corr[t] += dw * sy;
+        }
     }
-    hsum_f32x8(_mm256_add_ps(acc0, acc1)) - offset * corr
+    let mut out = [0f32; N];
+    for t in 0..N {
+        let mut v = acc[t][0];
+        for k in 1..C {
+            v = _mm256_add_ps(v, acc[t][k]);
+        }
+        out[t] = hsum_f32x8(v) - offset * corr[t];
+    }
+    out
+}
+
+/// Unsigned weight bytes × a Q8_0S activation block (offset applied through `s`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mul_q8_0s(q: __m256i, _sign: __m256i, x: &BlockQ8_0S) -> (f32, __m256, f32) {
+    let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
+    (h2f(x.d), mul_sum_us8_f32(q, qy), x.s())
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_n<const N: usize, const C: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
+    let w: &[BlockQ4_0] = cast_slice(w);
+    let unpack = |w: &BlockQ4_0| {
+        let q = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
+        (h2f(w.d), q, q)
+    };
+    unsafe {
+        blocks_n::<_, _, N, C>(w, x.map(cast_slice), 8.0, unpack, |q, s, x| {
+            mul_q8_0s(q, s, x)
+        })
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0_n<const N: usize, const C: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
+    let w: &[BlockQ5_0] = cast_slice(w);
+    let bit4 = _mm256_set1_epi8(0x10);
+    let unpack = |w: &BlockQ5_0| {
+        let lo = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
+        let q = _mm256_or_si256(lo, _mm256_and_si256(bytes_from_bits_32(w.qh), bit4));
+        (h2f(w.d), q, q)
+    };
+    unsafe {
+        blocks_n::<_, _, N, C>(w, x.map(cast_slice), 16.0, unpack, |q, s, x| {
+            mul_q8_0s(q, s, x)
+        })
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_n<const N: usize, const C: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
+    let w: &[BlockQ8_0] = cast_slice(w);
+    // signed × signed through maddubs: |w| once per weight block, w's sign moved onto x
+    let unpack = |w: &BlockQ8_0| {
+        let q = unsafe { _mm256_loadu_si256(w.qs.as_ptr() as *const __m256i) };
+        (h2f(w.d), _mm256_sign_epi8(q, q), q)
+    };
+    let mul = |abs: __m256i, sign: __m256i, x: &BlockQ8_0| {
+        let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
+        (
+            h2f(x.d),
+            mul_sum_us8_f32(abs, _mm256_sign_epi8(qy, sign)),
+            0.0,
+        )
+    };
+    unsafe { blocks_n::<_, _, N, C>(w, x.map(cast_slice), 0.0, unpack, mul) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q4_0(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ4_0], &[BlockQ8_0S]) = (cast_slice(w), cast_slice(x));
-    unsafe {
-        two_chains(w, x, 8.0, |w, x| {
-            let qx = bytes_from_nibbles_32(w.qs.as_ptr());
-            offset_block(h2f(w.d), qx, x)
-        })
-    }
+    unsafe { q4_0_n::<1, 2>(w, [x])[0] }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    unsafe { q4_0_n::<4, 1>(w, x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q5_0(w: &[u8], x: &[u8]) -> f32 {
+    unsafe { q5_0_n::<1, 2>(w, [x])[0] }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q5_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    unsafe { q5_0_n::<4, 1>(w, x) }
+}
+
+/// Four chains for one row: this is the kernel of Gemma's tied output projection, the largest
+/// read of a decode step.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q8_0(w: &[u8], x: &[u8]) -> f32 {
+    unsafe { q8_0_n::<1, 4>(w, [x])[0] }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q8_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    unsafe { q8_0_n::<4, 1>(w, x) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -232,19 +319,6 @@ pub unsafe fn q4_1(w: &[u8], x: &[u8]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn q5_0(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ5_0], &[BlockQ8_0S]) = (cast_slice(w), cast_slice(x));
-    let bit4 = _mm256_set1_epi8(0x10);
-    unsafe {
-        two_chains(w, x, 16.0, |w, x| {
-            let lo = bytes_from_nibbles_32(w.qs.as_ptr());
-            let qx = _mm256_or_si256(lo, _mm256_and_si256(bytes_from_bits_32(w.qh), bit4));
-            offset_block(h2f(w.d), qx, x)
-        })
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q5_1(w: &[u8], x: &[u8]) -> f32 {
     let (w, x): (&[BlockQ5_1], &[BlockQ8_1]) = (cast_slice(w), cast_slice(x));
     let mut acc = _mm256_setzero_ps();
@@ -259,37 +333,6 @@ pub unsafe fn q5_1(w: &[u8], x: &[u8]) -> f32 {
         acc = _mm256_fmadd_ps(d, mul_sum_us8_f32(qx, qy), acc);
     }
     hsum_f32x8(acc) + summs
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn q8_0(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ8_0], &[BlockQ8_0]) = (cast_slice(w), cast_slice(x));
-    #[inline(always)]
-    unsafe fn block(w: &BlockQ8_0, x: &BlockQ8_0) -> __m256 {
-        let d = _mm256_set1_ps(h2f(w.d) * h2f(x.d));
-        let a = unsafe { _mm256_loadu_si256(w.qs.as_ptr() as *const __m256i) };
-        let b = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
-        _mm256_mul_ps(d, mul_sum_i8_f32(a, b))
-    }
-    // four independent chains: this is the kernel of the tied output projection, the largest
-    // read of a decode step
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut wq = w.chunks_exact(4);
-    let mut xq = x.chunks_exact(4);
-    for (w4, x4) in (&mut wq).zip(&mut xq) {
-        prefetch(w4.as_ptr() as *const u8);
-        prefetch((w4.as_ptr() as *const u8).wrapping_add(64));
-        for k in 0..4 {
-            acc[k] = _mm256_add_ps(acc[k], unsafe { block(&w4[k], &x4[k]) });
-        }
-    }
-    for (w, x) in wq.remainder().iter().zip(xq.remainder()) {
-        acc[0] = _mm256_add_ps(acc[0], unsafe { block(w, x) });
-    }
-    hsum_f32x8(_mm256_add_ps(
-        _mm256_add_ps(acc[0], acc[1]),
-        _mm256_add_ps(acc[2], acc[3]),
-    ))
 }
 
 /// Shuffle masks that broadcast 16-bit scale `i` (k4) or byte scale `i` (q6k) across lanes.
@@ -396,45 +439,82 @@ fn k4_mins_and_scales(s: &[u8; 12]) -> __m256i {
     ))
 }
 
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum_f32x4(x: __m128) -> f32 {
+    let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)))
+}
+
+/// Q4_K × Q8_K for `N` activation rows: scales, mins and nibbles are unpacked once per
+/// super-block and used for every row.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn q4k(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ4K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
+unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
+    let w: &[BlockQ4K] = cast_slice(w);
+    let x: [&[BlockQ8K]; N] = x.map(cast_slice);
     let m4 = _mm256_set1_epi8(0xF);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
-    for (w, x) in w.iter().zip(x) {
-        let d = x.d() * h2f(w.d);
-        let dmin = -x.d() * h2f(w.dmin);
-        let ms = k4_mins_and_scales(&w.scales);
-        let q8sums = unsafe { _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i) };
-        let q8s = _mm_hadd_epi16(
-            _mm256_extracti128_si256::<0>(q8sums),
-            _mm256_extracti128_si256::<1>(q8sums),
-        );
-        let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), q8s);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_m = [_mm_setzero_ps(); N];
+    for (b, wb) in w.iter().enumerate() {
+        prefetch(wb as *const BlockQ4K as *const u8);
+        let (dw, dmin) = (h2f(wb.d), h2f(wb.dmin));
+        let ms = k4_mins_and_scales(&wb.scales);
+        let mins = _mm256_extracti128_si256::<1>(ms);
         let sc128 = _mm256_extracti128_si256::<0>(ms);
         let scales = set_m128i(sc128, sc128);
-        let mut sumi = _mm256_setzero_si256();
+        let mut sumi = [_mm256_setzero_si256(); N];
         for j in 0..4 {
             let scale_l = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j));
             let scale_h = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j + 1));
-            unsafe {
-                let q4bits = _mm256_loadu_si256(w.qs.as_ptr().add(32 * j) as *const __m256i);
-                let q4l = _mm256_and_si256(q4bits, m4);
-                let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-                let q8l = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j) as *const __m256i);
-                let q8h = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j + 32) as *const __m256i);
+            let q4bits =
+                unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * j) as *const __m256i) };
+            let q4l = _mm256_and_si256(q4bits, m4);
+            let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
+            for t in 0..N {
+                let q8 = x[t][b].qs.as_ptr();
+                let (q8l, q8h) = unsafe {
+                    (
+                        _mm256_loadu_si256(q8.add(64 * j) as *const __m256i),
+                        _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i),
+                    )
+                };
                 let pl = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
                 let ph = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        for t in 0..N {
+            let xb = &x[t][b];
+            acc[t] = _mm256_fmadd_ps(
+                _mm256_set1_ps(xb.d() * dw),
+                _mm256_cvtepi32_ps(sumi[t]),
+                acc[t],
+            );
+            let q8sums = unsafe { _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i) };
+            let q8s = _mm_hadd_epi16(
+                _mm256_extracti128_si256::<0>(q8sums),
+                _mm256_extracti128_si256::<1>(q8sums),
+            );
+            let prod = _mm_madd_epi16(mins, q8s);
+            acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(-xb.d() * dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
+        }
     }
-    let acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-    let acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
-    hsum_f32x8(acc) + _mm_cvtss_f32(acc_m)
+    let mut out = [0f32; N];
+    for t in 0..N {
+        out[t] = hsum_f32x8(acc[t]) + hsum_f32x4(acc_m[t]);
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4k(w: &[u8], x: &[u8]) -> f32 {
+    unsafe { q4k_n::<1>(w, [x])[0] }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4k_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    unsafe { q4k_n::<4>(w, x) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -490,73 +570,76 @@ pub unsafe fn q5k(w: &[u8], x: &[u8]) -> f32 {
     hsum_f32x8(acc) + _mm_cvtss_f32(acc_m)
 }
 
+/// Q6_K × Q8_K for `N` activation rows: the 6-bit values are assembled once per half
+/// super-block and used for every row.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn q6k(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ6K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
+unsafe fn q6k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
+    let w: &[BlockQ6K] = cast_slice(w);
+    let x: [&[BlockQ8K]; N] = x.map(cast_slice);
     let m4 = _mm256_set1_epi8(0xF);
     let m2 = _mm256_set1_epi8(3);
     let m32s = _mm256_set1_epi8(32);
-    let mut acc = _mm256_setzero_ps();
-    for (w, x) in w.iter().zip(x) {
-        let d = x.d() * h2f(w.d);
-        let scales = unsafe { _mm_loadu_si128(w.scales.as_ptr() as *const __m128i) };
-        let mut sumi = _mm256_setzero_si256();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (b, wb) in w.iter().enumerate() {
+        prefetch(wb as *const BlockQ6K as *const u8);
+        let dw = h2f(wb.d);
+        let scales = unsafe { _mm_loadu_si128(wb.scales.as_ptr() as *const __m128i) };
+        let mut sumi = [_mm256_setzero_si256(); N];
         for j in 0..2 {
-            let is = 4 * j;
-            unsafe {
-                let ql = w.ql.as_ptr().add(64 * j);
+            let (q, s) = unsafe {
+                let ql = wb.ql.as_ptr().add(64 * j);
                 let q4bits1 = _mm256_loadu_si256(ql as *const __m256i);
                 let q4bits2 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
-                let q4bits_h = _mm256_loadu_si256(w.qh.as_ptr().add(32 * j) as *const __m256i);
-                let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
-                let q4h_1 =
-                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
-                let q4h_2 =
-                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
-                let q4h_3 =
-                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
-                let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
-                let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
-                let q4_2 =
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2);
-                let q4_3 =
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3);
-                let q8 = x.qs.as_ptr().add(128 * j);
-                let q8_0 = _mm256_loadu_si256(q8 as *const __m256i);
-                let q8_1 = _mm256_loadu_si256(q8.add(32) as *const __m256i);
-                let q8_2 = _mm256_loadu_si256(q8.add(64) as *const __m256i);
-                let q8_3 = _mm256_loadu_si256(q8.add(96) as *const __m256i);
-                let p0 = _mm256_sub_epi16(
-                    _mm256_maddubs_epi16(q4_0, q8_0),
-                    _mm256_maddubs_epi16(m32s, q8_0),
-                );
-                let p1 = _mm256_sub_epi16(
-                    _mm256_maddubs_epi16(q4_1, q8_1),
-                    _mm256_maddubs_epi16(m32s, q8_1),
-                );
-                let p2 = _mm256_sub_epi16(
-                    _mm256_maddubs_epi16(q4_2, q8_2),
-                    _mm256_maddubs_epi16(m32s, q8_2),
-                );
-                let p3 = _mm256_sub_epi16(
-                    _mm256_maddubs_epi16(q4_3, q8_3),
-                    _mm256_maddubs_epi16(m32s, q8_3),
-                );
-                let s0 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(is)));
-                let s1 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(is + 1)));
-                let s2 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(is + 2)));
-                let s3 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(is + 3)));
-                let p0 = _mm256_madd_epi16(s0, p0);
-                let p1 = _mm256_madd_epi16(s1, p1);
-                let p2 = _mm256_madd_epi16(s2, p2);
-                let p3 = _mm256_madd_epi16(s3, p3);
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p2, p3));
+                let qh = _mm256_loadu_si256(wb.qh.as_ptr().add(32 * j) as *const __m256i);
+                let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(qh, m2));
+                let h1 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2));
+                let h2 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(qh), m2));
+                let h3 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(qh), m2));
+                let q = [
+                    _mm256_or_si256(_mm256_and_si256(q4bits1, m4), h0),
+                    _mm256_or_si256(_mm256_and_si256(q4bits2, m4), h1),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), h2),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), h3),
+                ];
+                let s = [0, 1, 2, 3].map(|k| {
+                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle_q6k(4 * j + k)))
+                });
+                (q, s)
+            };
+            for t in 0..N {
+                let q8 = unsafe { x[t][b].qs.as_ptr().add(128 * j) };
+                for k in 0..4 {
+                    let y = unsafe { _mm256_loadu_si256(q8.add(32 * k) as *const __m256i) };
+                    // (q - 32) · y as q · y - 32 · y
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(q[k], y),
+                        _mm256_maddubs_epi16(m32s, y),
+                    );
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(s[k], p));
+                }
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        for t in 0..N {
+            let d = _mm256_set1_ps(x[t][b].d() * dw);
+            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+        }
     }
-    hsum_f32x8(acc)
+    let mut out = [0f32; N];
+    for t in 0..N {
+        out[t] = hsum_f32x8(acc[t]);
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q6k(w: &[u8], x: &[u8]) -> f32 {
+    unsafe { q6k_n::<1>(w, [x])[0] }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q6k_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    unsafe { q6k_n::<4>(w, x) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

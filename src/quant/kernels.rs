@@ -8,11 +8,17 @@ use crate::gguf::GgmlType;
 /// weight's [`ActType`]).
 pub type DotFn = fn(&[u8], &[u8]) -> f32;
 
-/// A weight type's activation format and dot kernel.
+/// Dot products of one weight row with four activation rows (prefill): the weight blocks are
+/// unpacked once for all four.
+pub type Dot4Fn = fn(&[u8], [&[u8]; 4]) -> [f32; 4];
+
+/// A weight type's activation format and dot kernels.
 #[derive(Clone, Copy)]
 pub struct RowKernel {
     pub act: ActType,
     pub dot: DotFn,
+    /// A four-row kernel where the type has one; otherwise `dot` is called four times.
+    pub dot4: Option<Dot4Fn>,
     /// Whether `dot` is a SIMD kernel.
     pub simd: bool,
 }
@@ -57,6 +63,7 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
             return Some(RowKernel {
                 act,
                 dot,
+                dot4: avx2::kernel4(dtype),
                 simd: true,
             });
         }
@@ -81,6 +88,7 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
     Some(RowKernel {
         act,
         dot,
+        dot4: None,
         simd: false,
     })
 }
@@ -102,6 +110,28 @@ mod avx2 {
         };
     }
     wrap!(f32_f32, f16_f32, bf16_f32, q4_0, q4_1, q5_0, q5_1, q8_0, q2k, q3k, q4k, q5k, q6k);
+
+    macro_rules! wrap4 {
+        ($($name:ident),*) => {
+            $(fn $name(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+                // SAFETY: reachable only after `Isa::detect` found avx2, fma and f16c.
+                unsafe { k::$name(w, x) }
+            })*
+        };
+    }
+    wrap4!(q4_0_x4, q5_0_x4, q8_0_x4, q4k_x4, q6k_x4);
+
+    pub fn kernel4(dtype: GgmlType) -> Option<super::Dot4Fn> {
+        use GgmlType::*;
+        Some(match dtype {
+            Q4_0 => q4_0_x4,
+            Q5_0 => q5_0_x4,
+            Q8_0 => q8_0_x4,
+            Q4_K => q4k_x4,
+            Q6_K => q6k_x4,
+            _ => return None,
+        })
+    }
 
     pub fn kernel(dtype: GgmlType) -> Option<DotFn> {
         use GgmlType::*;

@@ -240,6 +240,26 @@ fn simd_dots_should_match_scalar() {
                 (a - b).abs() <= 1e-4 * a.abs().max(1.0),
                 "{t} k={k}: scalar {a}, simd {b}"
             );
+            if let Some(dot4) = simd.dot4 {
+                // four different activation rows through the four-row kernel
+                let rows: Vec<Vec<u8>> = (0..4u64)
+                    .map(|i| {
+                        let x = random_f32(k, seed + 200 + i);
+                        let mut q = vec![0u8; scalar.act.row_bytes(k)];
+                        scalar.act.quantize(&x, &mut q);
+                        q
+                    })
+                    .collect();
+                let got = dot4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]]);
+                for (i, row) in rows.iter().enumerate() {
+                    let want = (scalar.dot)(&w, row);
+                    assert!(
+                        (got[i] - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{t} k={k} dot4 row {i}: {} vs scalar {want}",
+                        got[i]
+                    );
+                }
+            }
         }
     }
 }

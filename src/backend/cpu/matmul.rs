@@ -64,13 +64,22 @@ pub fn matmul(
             .for_each(|(bi, block)| {
                 let r0 = bi * ROW_TILE;
                 let nr = block.len() / n;
+                let act = |t: usize| &xq[t * a_row..(t + 1) * a_row];
                 for t0 in (0..n).step_by(TOKEN_TILE) {
                     let t1 = (t0 + TOKEN_TILE).min(n);
                     for i in 0..nr {
                         let r = r0 + i;
                         let wr = &w[r * w_row..(r + 1) * w_row];
-                        for t in t0..t1 {
-                            block[i * n + t] = dot(wr, &xq[t * a_row..(t + 1) * a_row]);
+                        let mut t = t0;
+                        if let Some(dot4) = kernel.dot4 {
+                            while t + 4 <= t1 {
+                                let y = dot4(wr, [act(t), act(t + 1), act(t + 2), act(t + 3)]);
+                                block[i * n + t..i * n + t + 4].copy_from_slice(&y);
+                                t += 4;
+                            }
+                        }
+                        for t in t..t1 {
+                            block[i * n + t] = dot(wr, act(t));
                         }
                     }
                 }
