@@ -103,3 +103,39 @@ fn qwen_chat_template_renders_with_minijinja() {
         .to_string();
     assert!(e.contains("no chat template"), "{e}");
 }
+
+#[test]
+fn spm_model_should_match_the_derived_merges_bpe() {
+    // llama.cpp's merge algorithm (what tokenfab uses for "llama" vocabularies) and a
+    // tokenizers BPE over merges derived from the scores (../shared/reference/TOKENIZERS.md)
+    // must agree id for id on a whole document and on awkward strings.
+    let f = GgufFile::open(common::model_for("gemma")).unwrap();
+    let ours = Tokenizer::from_metadata(f.metadata()).unwrap();
+    let bpe = tokenfab::tokenizer::spm::build_derived_bpe(f.metadata()).unwrap();
+    let eval = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oracle/eval.txt"),
+    )
+    .unwrap();
+    let mut texts: Vec<String> = eval.split("\n\n").map(str::to_string).collect();
+    texts.push(eval.clone());
+    for s in [
+        "naïve café 東京 🤖 — ok",
+        "   leading and  double  spaces\t\ttabs\n\n\nnewlines",
+        "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+        "https://example.com/a?b=c&d=e#f 1234567890 3.14159",
+        "Ünïcödé ümläuts, Ελληνικά, русский, العربية, हिन्दी, 😀😃😄",
+        "\u{0}\u{1}\u{7f} control chars and a lone surrogate-free \u{FFFD}",
+    ] {
+        texts.push(s.to_string());
+    }
+    for t in &texts {
+        let a = ours.encode(t, false).unwrap();
+        let b = bpe
+            .encode_fast(t.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(a, b, "{t:?}");
+    }
+    assert!(texts.len() > 50);
+}

@@ -10,6 +10,7 @@
 pub mod bpe;
 pub mod chat;
 pub mod spm;
+pub mod spm_model;
 pub mod stream;
 
 use crate::gguf::{Metadata, MetadataError};
@@ -62,7 +63,7 @@ pub(crate) struct Vocab<'a> {
 }
 
 impl<'a> Vocab<'a> {
-    fn read(md: &'a Metadata) -> Result<Self, TokenizerError> {
+    pub(crate) fn read(md: &'a Metadata) -> Result<Self, TokenizerError> {
         let tokens = md.get_str_array("tokenizer.ggml.tokens")?;
         let types = match md.get("tokenizer.ggml.token_type") {
             Some(_) => md.get_i64_array("tokenizer.ggml.token_type")?,
@@ -97,9 +98,15 @@ impl<'a> Vocab<'a> {
     }
 }
 
+/// The `tokenizers` pipeline of one family.
+enum Pipeline {
+    Spm(Box<spm::SpmPipeline>),
+    Bpe(Box<tokenizers::Tokenizer>),
+}
+
 /// A tokenizer for one model: the `tokenizers` pipeline plus llama.cpp's conventions.
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Pipeline,
     family: Family,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -138,8 +145,14 @@ impl Tokenizer {
         let model = md.get_str("tokenizer.ggml.model")?;
         let vocab = Vocab::read(md)?;
         let (family, inner) = match model {
-            "llama" => (Family::Spm, spm::build(md, &vocab)?),
-            "gpt2" => (Family::Bpe, bpe::build(md, &vocab)?),
+            "llama" => (
+                Family::Spm,
+                Pipeline::Spm(Box::new(spm::build(md, &vocab)?)),
+            ),
+            "gpt2" => (
+                Family::Bpe,
+                Pipeline::Bpe(Box::new(bpe::build(md, &vocab)?)),
+            ),
             other => {
                 return Err(TokenizerError::Unsupported(format!(
                     "tokenizer.ggml.model = {other:?} (supported: \"llama\", \"gpt2\")"
@@ -191,10 +204,11 @@ impl Tokenizer {
     /// Token ids for `text`. Special tokens written in the text (e.g. `<start_of_turn>`) are
     /// recognised. With `add_special`, BOS/EOS are added as the model's metadata says.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TokenizerError> {
-        let enc = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(TokenizerError::lib)?;
+        let enc = match &self.inner {
+            Pipeline::Spm(t) => t.encode_fast(text, false),
+            Pipeline::Bpe(t) => t.encode_fast(text, false),
+        }
+        .map_err(TokenizerError::lib)?;
         let mut ids = Vec::with_capacity(enc.len() + 2);
         if add_special && self.add_bos {
             ids.extend(self.bos);
@@ -208,17 +222,24 @@ impl Tokenizer {
 
     /// Text for `ids`; control tokens (BOS, `<end_of_turn>` …) are left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        self.inner.decode(ids, true).map_err(TokenizerError::lib)
+        match &self.inner {
+            Pipeline::Spm(t) => t.decode(ids, true),
+            Pipeline::Bpe(t) => t.decode(ids, true),
+        }
+        .map_err(TokenizerError::lib)
     }
 
     /// The vocabulary entry of a token (`▁the`, `<0x0A>`, `Ġworld` …).
     pub fn piece(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        match &self.inner {
+            Pipeline::Spm(t) => t.id_to_token(id),
+            Pipeline::Bpe(t) => t.id_to_token(id),
+        }
     }
 
     /// A streaming detokenizer that never emits a partial UTF-8 character.
     pub fn stream(&self) -> TextStream<'_> {
-        TextStream::new(&self.inner)
+        TextStream::new(self)
     }
 
     pub fn family(&self) -> Family {
@@ -250,10 +271,5 @@ impl Tokenizer {
     /// The model's chat template (`tokenizer.chat_template`), if it has one.
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
-    }
-
-    /// The underlying `tokenizers` pipeline.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.inner
     }
 }

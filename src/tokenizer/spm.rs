@@ -1,12 +1,15 @@
-//! SentencePiece-style vocabularies (`tokenizer.ggml.model = "llama"`, e.g. Gemma 3) as a
-//! `tokenizers` BPE model.
+//! SentencePiece-style vocabularies (`tokenizer.ggml.model = "llama"`, e.g. Gemma 3) as
+//! `tokenizers` pipelines.
 //!
-//! GGUF stores tokens with scores but no merges. SentencePiece BPE merges the adjacent pair
-//! whose *merged* piece has the highest score, so the merge list is derived: every split of
-//! every normal token into two in-vocabulary pieces is a merge, ranked by the merged token's
-//! score (highest first, ties by the pieces' ids). ../shared/reference/TOKENIZERS.md records
-//! that this reproduces llama.cpp's ids; the oracle tests check it.
+//! [`build`] (the one tokenfab uses) puts llama.cpp's score-driven merge algorithm
+//! ([`super::spm_model::SpmModel`]) inside a `tokenizers` pipeline. [`build_derived_bpe`] is the
+//! route ../shared/reference/TOKENIZERS.md describes — a `tokenizers` BPE over merges derived
+//! from the scores (every split of every normal piece into two pieces, ranked by the merged
+//! piece's score) — kept as an independent cross-check: it takes ~0.7 s to build for Gemma's
+//! vocabulary, too slow for the 0.5 s load-to-first-token budget, and the tests assert both
+//! give the same ids.
 
+use super::spm_model::SpmModel;
 use super::{token_type, TokenizerError, Vocab};
 use crate::gguf::Metadata;
 use rayon::prelude::*;
@@ -15,9 +18,18 @@ use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::models::bpe::BPE;
 use tokenizers::normalizers::replace::Replace;
-use tokenizers::{DecoderWrapper, NormalizerWrapper};
+use tokenizers::{DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper};
 
-pub(super) fn build(md: &Metadata, vocab: &Vocab) -> Result<tokenizers::Tokenizer, TokenizerError> {
+/// The SentencePiece pipeline with llama.cpp's merge algorithm.
+pub type SpmPipeline = tokenizers::TokenizerImpl<
+    SpmModel,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
+
+fn scores(md: &Metadata, vocab: &Vocab) -> Result<Vec<f32>, TokenizerError> {
     let scores = md.get_f32_array("tokenizer.ggml.scores")?;
     if scores.len() != vocab.tokens.len() {
         return Err(TokenizerError::Invalid(format!(
@@ -31,6 +43,48 @@ pub(super) fn build(md: &Metadata, vocab: &Vocab) -> Result<tokenizers::Tokenize
             "SentencePiece vocabularies with add_space_prefix = true".into(),
         ));
     }
+    Ok(scores)
+}
+
+fn normalizer() -> Result<NormalizerWrapper, TokenizerError> {
+    Ok(NormalizerWrapper::Replace(
+        Replace::new(" ", "▁").map_err(TokenizerError::lib)?,
+    ))
+}
+
+fn decoder() -> Result<DecoderWrapper, TokenizerError> {
+    Ok(DecoderWrapper::Sequence(DecoderSequence::new(vec![
+        DecoderWrapper::Replace(Replace::new("▁", " ").map_err(TokenizerError::lib)?),
+        DecoderWrapper::ByteFallback(ByteFallback::default()),
+        DecoderWrapper::Fuse(Fuse::default()),
+    ])))
+}
+
+fn unk_id(md: &Metadata, vocab: &Vocab) -> Result<Option<u32>, TokenizerError> {
+    Ok(md
+        .opt_u64("tokenizer.ggml.unknown_token_id")?
+        .filter(|&i| (i as usize) < vocab.tokens.len())
+        .map(|i| i as u32))
+}
+
+/// The pipeline tokenfab uses: llama.cpp's merge algorithm over the pieces and scores.
+pub(super) fn build(md: &Metadata, vocab: &Vocab) -> Result<SpmPipeline, TokenizerError> {
+    let scores = scores(md, vocab)?;
+    let pieces = vocab.tokens.iter().map(|s| s.to_string()).collect();
+    let model = SpmModel::new(pieces, scores, unk_id(md, vocab)?);
+    let mut tk = SpmPipeline::new(model);
+    tk.with_normalizer(Some(normalizer()?));
+    tk.with_decoder(Some(decoder()?));
+    tk.add_tokens(&vocab.added_tokens());
+    Ok(tk)
+}
+
+/// The `tokenizers` BPE over derived merges (see the module docs); slow to build, kept as a
+/// cross-check of [`build`].
+pub fn build_derived_bpe(md: &Metadata) -> Result<tokenizers::Tokenizer, TokenizerError> {
+    let vocab = Vocab::read(md)?;
+    let vocab = &vocab;
+    let scores = scores(md, vocab)?;
     let bpe_vocab: tokenizers::models::bpe::Vocab = vocab
         .tokens
         .iter()
@@ -38,10 +92,7 @@ pub(super) fn build(md: &Metadata, vocab: &Vocab) -> Result<tokenizers::Tokenize
         .map(|(i, t)| (t.to_string(), i as u32))
         .collect();
     let merges = derive_merges(vocab, &scores, &bpe_vocab);
-    let unk = md
-        .opt_u64("tokenizer.ggml.unknown_token_id")?
-        .and_then(|i| vocab.tokens.get(i as usize))
-        .map(|s| s.to_string());
+    let unk = unk_id(md, vocab)?.map(|i| vocab.tokens[i as usize].to_string());
     let mut builder = BPE::builder()
         .vocab_and_merges(bpe_vocab, merges)
         .byte_fallback(true)
@@ -51,16 +102,9 @@ pub(super) fn build(md: &Metadata, vocab: &Vocab) -> Result<tokenizers::Tokenize
     }
     let model = builder.build().map_err(TokenizerError::lib)?;
     let mut tk = tokenizers::Tokenizer::new(model);
-    tk.with_normalizer(Some(NormalizerWrapper::Replace(
-        Replace::new(" ", "▁").map_err(TokenizerError::lib)?,
-    )));
-    tk.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(vec![
-        DecoderWrapper::Replace(Replace::new("▁", " ").map_err(TokenizerError::lib)?),
-        DecoderWrapper::ByteFallback(ByteFallback::default()),
-        DecoderWrapper::Fuse(Fuse::default()),
-    ]))));
-    let added = vocab.added_tokens();
-    tk.add_tokens(&added);
+    tk.with_normalizer(Some(normalizer()?));
+    tk.with_decoder(Some(decoder()?));
+    tk.add_tokens(&vocab.added_tokens());
     Ok(tk)
 }
 

@@ -8,14 +8,14 @@
 
 /// Holds back tokens until they decode to complete characters.
 pub struct TextStream<'a> {
-    tokenizer: &'a tokenizers::Tokenizer,
+    tokenizer: &'a super::Tokenizer,
     pending: Vec<u32>,
 }
 
 const MAX_PENDING: usize = 4;
 
 impl<'a> TextStream<'a> {
-    pub(crate) fn new(tokenizer: &'a tokenizers::Tokenizer) -> Self {
+    pub(crate) fn new(tokenizer: &'a super::Tokenizer) -> Self {
         TextStream {
             tokenizer,
             pending: Vec::new(),
@@ -25,10 +25,7 @@ impl<'a> TextStream<'a> {
     /// Adds one token; returns the text that is now complete (possibly empty).
     pub fn push(&mut self, id: u32) -> Result<String, super::TokenizerError> {
         self.pending.push(id);
-        let text = self
-            .tokenizer
-            .decode(&self.pending, true)
-            .map_err(super::TokenizerError::lib)?;
+        let text = self.tokenizer.decode(&self.pending)?;
         if text.ends_with('\u{FFFD}') && self.pending.len() < MAX_PENDING {
             return Ok(String::new());
         }
@@ -41,10 +38,7 @@ impl<'a> TextStream<'a> {
         if self.pending.is_empty() {
             return Ok(String::new());
         }
-        let text = self
-            .tokenizer
-            .decode(&self.pending, true)
-            .map_err(super::TokenizerError::lib)?;
+        let text = self.tokenizer.decode(&self.pending)?;
         self.pending.clear();
         Ok(text)
     }
