@@ -209,6 +209,9 @@ pub trait Backend: Send {
         len: usize,
     ) -> Result<()>;
 
+    /// Writes host data into `dst[off..]`.
+    fn write(&mut self, dst: Buf, off: usize, data: &[f32]) -> Result<()>;
+
     /// Reads `out.len()` elements from `src[off..]` to the host (waits for pending work).
     fn read(&mut self, src: Buf, off: usize, out: &mut [f32]) -> Result<()>;
 

@@ -185,6 +185,11 @@ impl Ops {
         self.backend.copy(src, src_off, dst, dst_off, len)
     }
 
+    pub fn write(&mut self, dst: Buf, off: usize, data: &[f32]) -> Result<()> {
+        check(off + data.len() <= dst.len, || "write: out of range".into())?;
+        self.backend.write(dst, off, data)
+    }
+
     pub fn read(&mut self, src: Buf, off: usize, out: &mut [f32]) -> Result<()> {
         check(off + out.len() <= src.len, || "read: out of range".into())?;
         self.backend.read(src, off, out)

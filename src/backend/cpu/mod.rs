@@ -376,6 +376,11 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn write(&mut self, dst: Buf, off: usize, data: &[f32]) -> Result<()> {
+        self.bufs[dst.id as usize][off..off + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
     fn read(&mut self, src: Buf, off: usize, out: &mut [f32]) -> Result<()> {
         out.copy_from_slice(&self.buf(src)[off..off + out.len()]);
         Ok(())

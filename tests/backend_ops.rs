@@ -1,0 +1,378 @@
+//! Every op of the CPU backend against a plain f64 reference on random inputs, with a
+//! normalized-MSE threshold per case. Weights are real GGUF blocks (quantized by candle-core)
+//! in a GGUF fixture written by the test itself.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use tokenfab::backend::cpu::CpuBackend;
+use tokenfab::backend::{AttnParams, Glu, Ops, Weight};
+use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
+use tokenfab::quant::{dequantize, Isa};
+
+fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| rng.random_range(-1.0..1.0) * scale)
+        .collect()
+}
+
+fn nmse(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - w).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    num / den.max(1e-30)
+}
+
+fn candle_type(t: GgmlType) -> GgmlDType {
+    use GgmlType::*;
+    match t {
+        F32 => GgmlDType::F32,
+        F16 => GgmlDType::F16,
+        BF16 => GgmlDType::BF16,
+        Q4_0 => GgmlDType::Q4_0,
+        Q4_1 => GgmlDType::Q4_1,
+        Q5_0 => GgmlDType::Q5_0,
+        Q5_1 => GgmlDType::Q5_1,
+        Q8_0 => GgmlDType::Q8_0,
+        Q2_K => GgmlDType::Q2K,
+        Q3_K => GgmlDType::Q3K,
+        Q4_K => GgmlDType::Q4K,
+        Q5_K => GgmlDType::Q5K,
+        Q6_K => GgmlDType::Q6K,
+        _ => unreachable!(),
+    }
+}
+
+/// A fixture GGUF with one weight per entry; returns the file and each weight's dequantized
+/// values (the reference sees exactly what the backend reads).
+fn fixture(specs: &[(&str, GgmlType, usize, usize)]) -> (Arc<GgufFile>, Vec<Vec<f32>>) {
+    let mut w = GgufWriter::new();
+    let mut deq = Vec::new();
+    for (i, &(name, t, rows, cols)) in specs.iter().enumerate() {
+        let data = rand_vec(rows * cols, 1000 + i as u64, 1.0);
+        let x = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&x, candle_type(t)).unwrap();
+        let bytes = q.data().unwrap().into_owned();
+        let mut d = vec![0f32; rows * cols];
+        assert!(dequantize(t, &bytes, &mut d));
+        let dims: Vec<u64> = if rows == 1 {
+            vec![cols as u64]
+        } else {
+            vec![cols as u64, rows as u64]
+        };
+        w.add_tensor(name, t, &dims, bytes).unwrap();
+        deq.push(d);
+    }
+    let f = GgufFile::from_bytes("<ops fixture>", w.to_bytes().unwrap()).unwrap();
+    (Arc::new(f), deq)
+}
+
+fn upload(ops: &mut Ops, f: &Arc<GgufFile>, name: &str) -> Weight {
+    let info = f.require_tensor(name).unwrap().clone();
+    ops.backend_mut().upload(f, &info).unwrap()
+}
+
+/// A new buffer holding `data` (written, then copied, so `copy` is exercised too).
+fn put(ops: &mut Ops, data: &[f32]) -> tokenfab::backend::Buf {
+    let b = ops.alloc(data.len()).unwrap();
+    let src = ops.alloc(data.len()).unwrap();
+    write(ops, src, data);
+    ops.copy(src, 0, b, 0, data.len()).unwrap();
+    b
+}
+
+fn write(ops: &mut Ops, b: tokenfab::backend::Buf, data: &[f32]) {
+    ops.write(b, 0, data).unwrap();
+}
+
+fn read(ops: &mut Ops, b: tokenfab::backend::Buf, n: usize) -> Vec<f32> {
+    let mut v = vec![0f32; n];
+    ops.read(b, 0, &mut v).unwrap();
+    v
+}
+
+fn backends() -> Vec<(&'static str, Ops)> {
+    let mut v = vec![(
+        "cpu scalar",
+        Ops::new(Box::new(CpuBackend::with_isa(2, Isa::Scalar).unwrap())),
+    )];
+    if Isa::detect() == Isa::Avx2 {
+        v.push((
+            "cpu avx2",
+            Ops::new(Box::new(CpuBackend::with_isa(2, Isa::Avx2).unwrap())),
+        ));
+    }
+    v
+}
+
+#[test]
+fn matmul_should_match_reference_for_every_type_and_batch() {
+    let types = tokenfab::quant::CPU_TYPES;
+    let (rows, cols) = (48, 512);
+    let specs: Vec<(String, GgmlType, usize, usize)> = types
+        .iter()
+        .map(|&t| (format!("w_{t}"), t, rows, cols))
+        .collect();
+    let spec_refs: Vec<(&str, GgmlType, usize, usize)> = specs
+        .iter()
+        .map(|(n, t, r, c)| (n.as_str(), *t, *r, *c))
+        .collect();
+    let (f, deq) = fixture(&spec_refs);
+    for (name, mut ops) in backends() {
+        for (i, &(wname, t, _, _)) in spec_refs.iter().enumerate() {
+            let w = upload(&mut ops, &f, wname);
+            for n in [1usize, 7] {
+                let x = rand_vec(n * cols, 7 + n as u64, 2.0);
+                let xb = put(&mut ops, &x);
+                let out = ops.alloc(n * rows + 3).unwrap();
+                write(&mut ops, out, &vec![12345.0; n * rows + 3]);
+                ops.matmul(&w, xb, out, n).unwrap();
+                let got = read(&mut ops, out, n * rows + 3);
+                let want: Vec<f64> = (0..n)
+                    .flat_map(|tt| {
+                        let (x, d) = (&x, &deq[i]);
+                        (0..rows).map(move |r| {
+                            (0..cols)
+                                .map(|c| d[r * cols + c] as f64 * x[tt * cols + c] as f64)
+                                .sum()
+                        })
+                    })
+                    .collect();
+                let e = nmse(&got[..n * rows], &want);
+                // activations are quantized to 8 bits for quantized weights
+                let limit = if t.is_quantized() { 1e-4 } else { 1e-10 };
+                assert!(e < limit, "{name} {t} n={n}: nmse {e}");
+                assert_eq!(
+                    &got[n * rows..],
+                    &[12345.0; 3],
+                    "{name} {t}: wrote past the output"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn row_ops_should_match_reference() {
+    let (f, deq) = fixture(&[
+        ("norm", GgmlType::F32, 1, 64),
+        ("bias", GgmlType::F32, 1, 64),
+        ("embd", GgmlType::Q8_0, 10, 64),
+    ]);
+    for (name, mut ops) in backends() {
+        let norm = upload(&mut ops, &f, "norm");
+        let bias = upload(&mut ops, &f, "bias");
+        let embd = upload(&mut ops, &f, "embd");
+        let x = rand_vec(3 * 64, 3, 3.0);
+        // rms_norm, out of place and in place
+        let xb = put(&mut ops, &x);
+        let out = ops.alloc(3 * 64).unwrap();
+        ops.rms_norm(xb, &norm, out, 3, 1e-6).unwrap();
+        let want: Vec<f64> = x
+            .chunks(64)
+            .flat_map(|r| {
+                let ms: f64 = r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / 64.0;
+                let s = 1.0 / (ms + 1e-6).sqrt();
+                r.iter()
+                    .zip(&deq[0])
+                    .map(move |(v, g)| *v as f64 * s * *g as f64)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            nmse(&read(&mut ops, out, 3 * 64), &want) < 1e-12,
+            "{name} rms_norm"
+        );
+        ops.rms_norm(xb, &norm, xb, 3, 1e-6).unwrap();
+        assert!(
+            nmse(&read(&mut ops, xb, 3 * 64), &want) < 1e-12,
+            "{name} rms_norm in place"
+        );
+        // add_bias, add, scale
+        let xb = put(&mut ops, &x);
+        ops.add_bias(xb, &bias, 3).unwrap();
+        let want: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (*v + deq[1][i % 64]) as f64)
+            .collect();
+        assert!(
+            nmse(&read(&mut ops, xb, 3 * 64), &want) < 1e-14,
+            "{name} add_bias"
+        );
+        let a = put(&mut ops, &x);
+        let y = rand_vec(3 * 64, 4, 1.0);
+        let b = put(&mut ops, &y);
+        ops.add(a, b, a, 3 * 64).unwrap();
+        ops.scale(a, 0.5, 3 * 64).unwrap();
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| ((p + q) * 0.5) as f64)
+            .collect();
+        assert!(
+            nmse(&read(&mut ops, a, 3 * 64), &want) < 1e-14,
+            "{name} add/scale"
+        );
+        // glu: gelu (ggml's f16 table: ~1e-6 relative) and silu
+        for kind in [Glu::Gelu, Glu::Silu] {
+            let g = put(&mut ops, &x);
+            let u = put(&mut ops, &y);
+            ops.glu(kind, g, u, 3 * 64).unwrap();
+            let want: Vec<f64> = x
+                .iter()
+                .zip(&y)
+                .map(|(&g, &u)| {
+                    let g = g as f64;
+                    let a = match kind {
+                        Glu::Gelu => {
+                            0.5 * g
+                                * (1.0
+                                    + ((2.0 / std::f64::consts::PI).sqrt()
+                                        * (g + 0.044715 * g.powi(3)))
+                                    .tanh())
+                        }
+                        Glu::Silu => g / (1.0 + (-g).exp()),
+                    };
+                    a * u as f64
+                })
+                .collect();
+            assert!(
+                nmse(&read(&mut ops, g, 3 * 64), &want) < 1e-6,
+                "{name} {kind:?}"
+            );
+        }
+        // embed: rows of the table, dequantized
+        let e = ops.alloc(3 * 64).unwrap();
+        ops.embed(&embd, &[9, 0, 4], e).unwrap();
+        let want: Vec<f64> = [9usize, 0, 4]
+            .iter()
+            .flat_map(|&r| deq[2][r * 64..(r + 1) * 64].iter().map(|v| *v as f64))
+            .collect();
+        assert!(
+            nmse(&read(&mut ops, e, 3 * 64), &want) < 1e-14,
+            "{name} embed"
+        );
+        assert!(
+            ops.embed(&embd, &[10], e).is_err(),
+            "out-of-vocabulary id must be an error"
+        );
+        // argmax picks the first maximum
+        let v = put(&mut ops, &[1.0, 5.0, -2.0, 5.0, 3.0]);
+        assert_eq!(ops.argmax(v, 0, 5).unwrap(), 1);
+        assert_eq!(ops.argmax(v, 2, 3).unwrap(), 1);
+    }
+}
+
+#[test]
+fn rope_should_rotate_neox_pairs() {
+    for (name, mut ops) in backends() {
+        let (hd, heads, n, pos0) = (8, 3, 4, 5);
+        let rope = ops.rope_table(hd, 10000.0, 0.5, 64).unwrap();
+        let x = rand_vec(n * heads * hd, 11, 1.0);
+        let b = put(&mut ops, &x);
+        ops.rope(b, &rope, n, heads, pos0).unwrap();
+        let mut want = vec![0f64; x.len()];
+        for t in 0..n {
+            for h in 0..heads {
+                let base = (t * heads + h) * hd;
+                for i in 0..hd / 2 {
+                    let theta =
+                        0.5 * (pos0 + t) as f64 * 10000f64.powf(-2.0 * i as f64 / hd as f64);
+                    let (x0, x1) = (x[base + i] as f64, x[base + i + hd / 2] as f64);
+                    want[base + i] = x0 * theta.cos() - x1 * theta.sin();
+                    want[base + i + hd / 2] = x0 * theta.sin() + x1 * theta.cos();
+                }
+            }
+        }
+        assert!(
+            nmse(&read(&mut ops, b, x.len()), &want) < 1e-10,
+            "{name} rope"
+        );
+        assert!(
+            ops.rope(b, &rope, n, heads, 62).is_err(),
+            "past the table must be an error"
+        );
+    }
+}
+
+/// Reference attention over f16-rounded K/V (what the cache holds).
+fn attention_ref(q: &[f32], k: &[f32], v: &[f32], p: &AttnParams) -> Vec<f64> {
+    let r16 = |x: f32| half::f16::from_f32(x).to_f32() as f64;
+    let (hd, kvd, qd) = (p.head_dim, p.n_head_kv * p.head_dim, p.n_head * p.head_dim);
+    let mut out = vec![0f64; p.n_tokens * qd];
+    for t in 0..p.n_tokens {
+        let pos = p.pos0 + t;
+        let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        for h in 0..p.n_head {
+            let g = h / (p.n_head / p.n_head_kv);
+            let s: Vec<f64> = (lo..=pos)
+                .map(|j| {
+                    (0..hd)
+                        .map(|i| q[t * qd + h * hd + i] as f64 * r16(k[j * kvd + g * hd + i]))
+                        .sum::<f64>()
+                        * p.scale as f64
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for (jj, j) in (lo..=pos).enumerate() {
+                for i in 0..hd {
+                    out[t * qd + h * hd + i] += e[jj] / z * r16(v[j * kvd + g * hd + i]);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_should_match_reference() {
+    // (n_tokens, pos0, heads, kv heads, head_dim, window): prefill, decode at long context
+    // (split-K across threads), GQA, sliding window
+    let cases = [
+        (5, 0, 4, 1, 16, None),
+        (1, 300, 4, 1, 16, None),
+        (1, 300, 4, 2, 16, Some(64)),
+        (6, 90, 6, 2, 8, Some(32)),
+        (3, 10, 2, 2, 32, Some(4)),
+    ];
+    for (name, mut ops) in backends() {
+        for (i, &(n, pos0, nh, nkv, hd, window)) in cases.iter().enumerate() {
+            let p = AttnParams {
+                n_tokens: n,
+                pos0,
+                n_head: nh,
+                n_head_kv: nkv,
+                head_dim: hd,
+                window,
+                scale: 0.3,
+            };
+            let ctx = pos0 + n + 2;
+            let kvd = nkv * hd;
+            let k_all = rand_vec(ctx * kvd, 20 + i as u64, 2.0);
+            let v_all = rand_vec(ctx * kvd, 40 + i as u64, 1.0);
+            let q = rand_vec(n * nh * hd, 60 + i as u64, 2.0);
+            let kc = ops.alloc_kv(ctx * kvd).unwrap();
+            let vc = ops.alloc_kv(ctx * kvd).unwrap();
+            // earlier positions, then this call's tokens, as a model would store them
+            let kb = put(&mut ops, &k_all[..(pos0 + n) * kvd]);
+            let vb = put(&mut ops, &v_all[..(pos0 + n) * kvd]);
+            ops.store_kv(kb, kc, pos0 + n, kvd, 0).unwrap();
+            ops.store_kv(vb, vc, pos0 + n, kvd, 0).unwrap();
+            let qb = put(&mut ops, &q);
+            let out = ops.alloc(n * nh * hd).unwrap();
+            ops.attention(qb, kc, vc, out, &p).unwrap();
+            let want = attention_ref(&q, &k_all, &v_all, &p);
+            let e = nmse(&read(&mut ops, out, n * nh * hd), &want);
+            assert!(e < 1e-10, "{name} case {i} {p:?}: nmse {e}");
+        }
+    }
+}

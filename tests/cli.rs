@@ -1,0 +1,235 @@
+//! The `tokenfab` binary end to end on the real models: what users type, what they see.
+
+mod common;
+use std::process::{Command, Stdio};
+
+fn tokenfab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tokenfab"));
+    c.env_remove("TOKENFAB_MODEL");
+    c
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = tokenfab().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn run_streams_only_the_continuation_to_stdout() {
+    let oracle = common::oracle("greedy_public.json");
+    let case = &oracle["qwen"][0];
+    let model = common::model_for("qwen");
+    let (code, out, err) = run(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        case["prompt"].as_str().unwrap(),
+        "-n",
+        "32",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("{}\n", case["generated_text"].as_str().unwrap())
+    );
+    assert!(
+        err.contains("prompt 5 tokens, generated 32 tokens"),
+        "{err}"
+    );
+    assert!(
+        err.contains("decode") && err.contains("tok/s") && err.contains("load"),
+        "{err}"
+    );
+}
+
+#[test]
+fn default_model_positional_prompt_and_stop_string() {
+    common::model_for("gemma");
+    let (code, out, err) = run(&[
+        "run",
+        "The capital of France is",
+        "-n",
+        "32",
+        "--temp",
+        "0",
+        "--stop",
+        " It is",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, " the capital of the country of France.\n", "{err}");
+    assert!(err.contains("(stop string)"), "{err}");
+}
+
+#[test]
+fn chat_uses_the_template_and_stops_at_end_of_turn() {
+    let model = common::model_for("qwen");
+    let (code, out, err) = run(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "--chat",
+        "Say hello.",
+        "-n",
+        "64",
+        "--temp",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.trim().is_empty());
+    assert!(
+        !out.contains("<|im_end|>") && !out.contains("<|im_start|>"),
+        "{out}"
+    );
+    assert!(err.contains("(end of generation)"), "{err}");
+    // Gemma 3 270M's GGUF has no chat template: a clear error
+    let (code, _, err) = run(&["run", "--chat", "hi", "-n", "4"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no chat template"), "{err}");
+}
+
+#[test]
+fn sampling_is_deterministic_for_a_seed() {
+    common::model_for("gemma");
+    let args = [
+        "run",
+        "Once upon a time",
+        "-n",
+        "24",
+        "--temp",
+        "1.0",
+        "--seed",
+        "7",
+    ];
+    let (c1, a, _) = run(&args);
+    let (c2, b, _) = run(&args);
+    assert_eq!((c1, c2), (0, 0));
+    assert_eq!(a, b);
+    let (_, c, _) = run(&[
+        "run",
+        "Once upon a time",
+        "-n",
+        "24",
+        "--temp",
+        "1.0",
+        "--seed",
+        "8",
+    ]);
+    assert_ne!(a, c, "another seed should give another sample");
+}
+
+#[test]
+fn tokenize_prints_one_json_array() {
+    let oracle = common::oracle("tokenizer_public.json");
+    for key in ["gemma", "qwen"] {
+        let model = common::model_for(key);
+        for case in oracle[key].as_array().unwrap() {
+            let (code, out, err) = run(&[
+                "tokenize",
+                "-m",
+                model.to_str().unwrap(),
+                case["text"].as_str().unwrap(),
+            ]);
+            assert_eq!(code, 0, "{err}");
+            let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
+            assert_eq!(ids, common::ids(&case["ids"]));
+        }
+    }
+    let (_, out, _) = run(&["tokenize", "--pieces", "--no-bos", "Hello world"]);
+    assert_eq!(out.trim(), r#"[[9259,"Hello"],[1902,"▁world"]]"#);
+}
+
+#[test]
+fn info_describes_the_model() {
+    common::model_for("gemma");
+    let (code, out, err) = run(&["info"]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "gemma3",
+        "18 layers",
+        "vocab 262144",
+        "sliding window 512",
+        "q8_0",
+        "q5_0",
+        "of weights read per decoded token",
+        "KV cache 18.0 KiB",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"definitely not a model").unwrap();
+    let (code, _, err) = run(&["info", junk.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("not a GGUF file") && err.contains("junk.gguf"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(&["run", "-m", "/nonexistent/model.gguf", "hi"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/nonexistent/model.gguf") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    let out = tokenfab()
+        .args(["run", "hi"])
+        .env("TOKENFAB_MODEL", "/nope.gguf")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOKENFAB_MODEL=/nope.gguf"));
+
+    for (flag, value) in [("--temp", "-1"), ("--top-p", "1.5"), ("--min-p", "2")] {
+        let arg = format!("{flag}={value}");
+        let (code, _, err) = run(&["run", "hi", &arg]);
+        assert_eq!(code, 1, "{flag}");
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+    let (code, _, err) = run(&["run"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no prompt"), "{err}");
+    let (code, _, err) = run(&["run", "hi", "--no-such-flag"]);
+    assert_eq!(code, 2, "clap usage errors exit with 2");
+    assert!(err.contains("--no-such-flag"), "{err}");
+    // a prompt that does not fit the context
+    let (code, _, err) = run(&[
+        "run",
+        "-c",
+        "8",
+        "one two three four five six seven eight nine ten",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("context"), "{err}");
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    common::model_for("gemma");
+    let mut child = tokenfab()
+        .args(["run", "Once upon a time", "-n", "200", "--temp", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // read a little, then close our end
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 8];
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    drop(stdout);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
