@@ -12,4 +12,5 @@ pub mod gguf;
 pub mod model;
 pub mod quant;
 pub mod sampling;
+pub mod telemetry;
 pub mod tokenizer;

@@ -157,6 +157,9 @@ pub trait Backend: Send {
     /// A zeroed KV-cache buffer of `len` elements.
     fn alloc_kv(&mut self, len: usize) -> Result<KvBuf>;
 
+    /// Bytes of one KV-cache element (2 for f16).
+    fn kv_elem_bytes(&self) -> usize;
+
     /// A RoPE table (NEOX layout: pairs `(i, i + head_dim/2)`), angles `pos * freq_scale *
     /// base^(-2i/head_dim)` for `pos < max_pos`.
     fn rope_table(

@@ -1,13 +1,28 @@
-//! [`Ops`]: the dispatch layer models call. Each op checks its shapes, then forwards to the
-//! backend. This is the one place every op of every architecture passes through, which is
-//! where the memory-traffic ledger (bytes and FLOPs per op) hooks in.
+//! [`Ops`]: the dispatch layer models call. Each op checks its shapes, records the bytes it
+//! moves and the FLOPs it performs in the [`Ledger`], then forwards to the backend. This is
+//! the one place every op of every architecture passes through, so every backend gets the
+//! memory-traffic accounting for free.
 
 use super::*;
+use crate::telemetry::ledger::{Ledger, OpName, Traffic, GLU_FLOPS_PER_ELEMENT};
 use std::sync::Arc;
 
 /// A backend behind the op-level API the models use.
 pub struct Ops {
     backend: Box<dyn Backend>,
+    ledger: Ledger,
+}
+
+const F32: u64 = 4;
+
+/// Activation traffic: `read` f32 elements in, `write` out, `flops`.
+fn act(read: usize, write: usize, flops: usize) -> Traffic {
+    Traffic {
+        act_read_bytes: read as u64 * F32,
+        act_write_bytes: write as u64 * F32,
+        flops: flops as u64,
+        ..Default::default()
+    }
 }
 
 fn check(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
@@ -20,7 +35,19 @@ fn check(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
 
 impl Ops {
     pub fn new(backend: Box<dyn Backend>) -> Self {
-        Ops { backend }
+        Ops {
+            backend,
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// Bytes and FLOPs of every op dispatched so far.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    fn record(&mut self, op: OpName, t: Traffic) {
+        self.ledger.record(op, t);
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -70,6 +97,9 @@ impl Ops {
                 table.rows
             )));
         }
+        let mut t = act(0, ids.len() * table.cols, 0);
+        t.weight_bytes = ids.len() as u64 * table.row_bytes();
+        self.record(OpName::Embed, t);
         self.backend.embed(table, ids, out)
     }
 
@@ -81,6 +111,9 @@ impl Ops {
             )
         })?;
         check(x != out, || "matmul: input and output alias".into())?;
+        let mut t = act(n * w.cols, n * w.rows, 2 * n * w.rows * w.cols);
+        t.weight_bytes = w.n_bytes();
+        self.record(OpName::MatMul, t);
         self.backend.matmul(w, x, out, n)
     }
 
@@ -88,6 +121,9 @@ impl Ops {
         check(x.len >= n * bias.cols, || {
             "add_bias: buffer too small".into()
         })?;
+        let mut t = act(n * bias.cols, n * bias.cols, n * bias.cols);
+        t.weight_bytes = bias.n_bytes();
+        self.record(OpName::AddBias, t);
         self.backend.add_bias(x, bias, n)
     }
 
@@ -95,6 +131,10 @@ impl Ops {
         check(x.len >= rows * w.cols && out.len >= rows * w.cols, || {
             "rms_norm: buffer too small".into()
         })?;
+        // square, sum, scale, multiply by the weight
+        let mut t = act(rows * w.cols, rows * w.cols, 4 * rows * w.cols);
+        t.weight_bytes = w.n_bytes();
+        self.record(OpName::RmsNorm, t);
         self.backend.rms_norm(x, w, out, rows, eps)
     }
 
@@ -109,6 +149,9 @@ impl Ops {
                 rope.max_pos
             )
         })?;
+        let len = n * heads * rope.head_dim;
+        // per pair: 4 multiplies and 2 adds
+        self.record(OpName::Rope, act(len, len, 3 * len));
         self.backend.rope(x, rope, n, heads, pos0)
     }
 
@@ -123,6 +166,9 @@ impl Ops {
         check(src.len >= n * row && dst.len >= (pos0 + n) * row, || {
             format!("store_kv: rows {pos0}..{} do not fit the cache", pos0 + n)
         })?;
+        let mut t = act(n * row, 0, 0);
+        t.kv_write_bytes = (n * row * self.backend.kv_elem_bytes()) as u64;
+        self.record(OpName::StoreKv, t);
         self.backend.store_kv(src, dst, n, row, pos0)
     }
 
@@ -150,12 +196,20 @@ impl Ops {
             k.len >= (p.pos0 + p.n_tokens) * kv_row && v.len >= (p.pos0 + p.n_tokens) * kv_row,
             || "attention: cache too small".into(),
         )?;
+        self.record(
+            OpName::Attention,
+            attention_traffic(p, self.backend.kv_elem_bytes()),
+        );
         self.backend.attention(q, k, v, out, p)
     }
 
     pub fn glu(&mut self, kind: Glu, gate: Buf, up: Buf, len: usize) -> Result<()> {
         check(gate.len >= len && up.len >= len, || "glu: too small".into())?;
         check(gate != up, || "glu: gate and up alias".into())?;
+        self.record(
+            OpName::Glu,
+            act(2 * len, len, len * GLU_FLOPS_PER_ELEMENT as usize),
+        );
         self.backend.glu(kind, gate, up, len)
     }
 
@@ -163,11 +217,13 @@ impl Ops {
         check(a.len >= len && b.len >= len && out.len >= len, || {
             "add: too small".into()
         })?;
+        self.record(OpName::Add, act(2 * len, len, len));
         self.backend.add(a, b, out, len)
     }
 
     pub fn scale(&mut self, x: Buf, s: f32, len: usize) -> Result<()> {
         check(x.len >= len, || "scale: too small".into())?;
+        self.record(OpName::Scale, act(len, len, len));
         self.backend.scale(x, s, len)
     }
 
@@ -182,16 +238,19 @@ impl Ops {
         check(src_off + len <= src.len && dst_off + len <= dst.len, || {
             "copy: out of range".into()
         })?;
+        self.record(OpName::Copy, act(len, len, 0));
         self.backend.copy(src, src_off, dst, dst_off, len)
     }
 
     pub fn write(&mut self, dst: Buf, off: usize, data: &[f32]) -> Result<()> {
         check(off + data.len() <= dst.len, || "write: out of range".into())?;
+        self.record(OpName::Write, act(0, data.len(), 0));
         self.backend.write(dst, off, data)
     }
 
     pub fn read(&mut self, src: Buf, off: usize, out: &mut [f32]) -> Result<()> {
         check(off + out.len() <= src.len, || "read: out of range".into())?;
+        self.record(OpName::Read, act(out.len(), 0, 0));
         self.backend.read(src, off, out)
     }
 
@@ -199,10 +258,31 @@ impl Ops {
         check(off + len <= src.len && len > 0, || {
             "argmax: out of range".into()
         })?;
+        self.record(OpName::Argmax, act(len, 0, len));
         self.backend.argmax(src, off, len)
     }
 
     pub fn sync(&mut self) -> Result<()> {
         self.backend.sync()
     }
+}
+
+/// Traffic of one attention call: queries in, outputs out, and the K and V rows of every
+/// distinct position any query sees (the union of the causal/windowed key ranges); FLOPs of
+/// q·k, the softmax (≈5 per score) and the weighted sum of values.
+pub fn attention_traffic(p: &AttnParams, kv_elem_bytes: usize) -> Traffic {
+    let q_len = p.n_tokens * p.n_head * p.head_dim;
+    let keys = |t: usize| {
+        let pos = p.pos0 + t;
+        let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        (lo, pos + 1)
+    };
+    let distinct = p.pos0 + p.n_tokens - keys(0).0;
+    let scores: usize = (0..p.n_tokens)
+        .map(|t| keys(t).1 - keys(t).0)
+        .sum::<usize>()
+        * p.n_head;
+    let mut t = act(q_len, q_len, scores * (4 * p.head_dim + 5));
+    t.kv_read_bytes = (2 * distinct * p.n_head_kv * p.head_dim * kv_elem_bytes) as u64;
+    t
 }

@@ -205,6 +205,10 @@ impl Backend for CpuBackend {
         })
     }
 
+    fn kv_elem_bytes(&self) -> usize {
+        2
+    }
+
     fn rope_table(
         &mut self,
         head_dim: usize,
