@@ -4,6 +4,7 @@
 
 use crate::model::{Logits, Model, ModelError};
 use crate::sampling::Sampler;
+use crate::telemetry::ledger::Traffic;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,12 @@ pub enum Phase {
     Decode,
 }
 
-/// One token's record.
+/// One token's record: what it cost and the text it released.
+///
+/// Costs follow the work: a prompt token gets an even share of the prefill batch; a generated
+/// token gets the forward pass that produced its logits (none for the first one, whose logits
+/// came from the prefill) plus its sampling. The durations of all events add up to the
+/// generation's wall time.
 #[derive(Clone, Debug)]
 pub struct TokenEvent<'a> {
     pub phase: Phase,
@@ -59,8 +65,12 @@ pub struct TokenEvent<'a> {
     pub text: &'a str,
     /// Time since generation started, at the end of this token's work.
     pub at: Duration,
-    /// Time attributed to this token (prefill: the batch's time shared evenly).
+    /// Time attributed to this token.
     pub duration: Duration,
+    /// Bytes moved and FLOPs performed for this token (from the op ledger).
+    pub traffic: Traffic,
+    /// True for the last event of a run that only releases held-back text (no token, no cost).
+    pub flush: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,10 +191,13 @@ pub fn generate(
     let mut logits_host = vec![0f32; vocab];
     let mut history: Vec<u32> = prompt.to_vec();
 
+    let ledger0 = model.ops().ledger().total();
     let logits = model.forward(prompt, 0, Logits::Last)?;
     model.ops().sync().map_err(ModelError::from)?;
     let prefill_time = start.elapsed();
+    let prefill_traffic = model.ops().ledger().total() - ledger0;
     let per = prefill_time / prompt.len() as u32;
+    let per_traffic = prefill_traffic.per(prompt.len() as u64);
     let mut cancelled = false;
     for (i, &t) in prompt.iter().enumerate() {
         let ev = TokenEvent {
@@ -194,6 +207,8 @@ pub fn generate(
             text: "",
             at: per * (i as u32 + 1),
             duration: per,
+            traffic: per_traffic,
+            flush: false,
         };
         cancelled |= !on_event(&ev);
     }
@@ -211,13 +226,16 @@ pub fn generate(
     let mut ttft = Duration::ZERO;
     let mut pos = prompt.len();
     let mut logits = logits;
-    let mut step_time = prefill_time;
+    // the forward pass whose logits the next token is sampled from (none for the first)
+    let mut step_time = Duration::ZERO;
+    let mut step_traffic = Traffic::default();
     let mut stop = StopReason::Length;
     if cancelled {
         stop = StopReason::Cancelled;
     }
     while !cancelled && tokens.len() < opts.max_tokens {
         let t0 = Instant::now();
+        let ledger_before_sample = model.ops().ledger().total();
         let token = if sampler.is_greedy() && sampler.params().repeat_penalty == 1.0 {
             model
                 .ops()
@@ -231,6 +249,8 @@ pub fn generate(
             sampler.sample(&logits_host, &history)
         };
         let sample_time = t0.elapsed();
+        let mut traffic = step_traffic;
+        traffic += model.ops().ledger().total() - ledger_before_sample;
         if tokens.is_empty() {
             ttft = start.elapsed();
         }
@@ -250,6 +270,8 @@ pub fn generate(
             text: &chunk,
             at: start.elapsed(),
             duration: step_time + sample_time,
+            traffic,
+            flush: false,
         };
         if !on_event(&ev) {
             stop = StopReason::Cancelled;
@@ -271,9 +293,11 @@ pub fn generate(
             break;
         }
         let t1 = Instant::now();
+        let ledger_before = model.ops().ledger().total();
         logits = model.forward(&[token], pos, Logits::Last)?;
         model.ops().sync().map_err(ModelError::from)?;
         step_time = t1.elapsed();
+        step_traffic = model.ops().ledger().total() - ledger_before;
         decode_time += step_time;
         decode_steps += 1;
         pos += 1;
@@ -291,6 +315,8 @@ pub fn generate(
                 text: &tail,
                 at: start.elapsed(),
                 duration: Duration::ZERO,
+                traffic: Traffic::default(),
+                flush: true,
             };
             on_event(&ev);
         }

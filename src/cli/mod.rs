@@ -1,7 +1,9 @@
 //! The command line: clap definitions of every subcommand, turned into validated configs
 //! before any work starts. One file per subcommand.
 
+pub mod energy;
 pub mod info;
+pub mod probe;
 pub mod run;
 pub mod tokenize;
 
@@ -25,6 +27,8 @@ pub enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Describe a GGUF model: architecture, hyper-parameters, tensors, bytes per token.
     Info(info::InfoArgs),
+    /// List devices and energy sensors; measure and cache peak memory bandwidth.
+    Probe(probe::ProbeArgs),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -32,6 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Info(a) => info::run(a),
+        Command::Probe(a) => probe::run(a),
     }
 }
 

@@ -75,6 +75,12 @@ pub struct RunArgs {
     /// Keep generating after an end-of-generation token.
     #[arg(long = "ignore-eos")]
     pub ignore_eos: bool,
+    /// Write one JSON line per prompt and generated token (time, bytes, FLOPs, energy), then a
+    /// summary line, to this file.
+    #[arg(long = "trace")]
+    pub trace: Option<PathBuf>,
+    #[command(flatten)]
+    pub energy: super::energy::EnergyArgs,
 }
 
 /// A run, validated.
@@ -88,6 +94,8 @@ struct RunConfig {
     threads: usize,
     add_bos: bool,
     chat: Option<Vec<Message>>,
+    trace: Option<PathBuf>,
+    energy: super::energy::EnergyArgs,
 }
 
 impl RunConfig {
@@ -146,6 +154,8 @@ impl RunConfig {
             threads: a.threads,
             add_bos: !a.no_bos,
             chat,
+            trace: a.trace,
+            energy: a.energy,
         })
     }
 }
@@ -196,8 +206,23 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     let prompt = tk.encode(&text, add_bos)?;
     let mut sampler = Sampler::new(cfg.sampling.clone());
+    let threads = if cfg.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.threads
+    };
+    let (mut recorder, _) = super::energy::recorder(&cfg.energy, threads)?;
+    // open the trace file before generating, so a bad path fails fast
+    let mut trace = match &cfg.trace {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .with_context(|| format!("cannot create trace file {}", p.display()))?,
+        )),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     let mut pipe_closed = false;
+    recorder.start();
     let summary = generate(
         &mut model,
         &tk,
@@ -205,6 +230,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         &mut sampler,
         &cfg.gen,
         &mut |ev| {
+            recorder.observe(ev);
             if ev.text.is_empty() {
                 return true;
             }
@@ -247,5 +273,24 @@ pub fn run(a: RunArgs) -> Result<()> {
         summary.decode_tok_s(),
         model.ops().name(),
     );
+    let peak = tokenfab::telemetry::probe::cpu_peak(threads, false);
+    let (report, records) = recorder.finish(peak);
+    for line in report.summary_lines() {
+        eprintln!("tokenfab: {line}");
+    }
+    if let (Some(w), Some(p)) = (trace.as_mut(), &cfg.trace) {
+        use std::io::Write as _;
+        let io =
+            |e: std::io::Error| anyhow::anyhow!("cannot write trace file {}: {e}", p.display());
+        for r in &records {
+            let mut v = serde_json::to_value(r)?;
+            v["type"] = "token".into();
+            writeln!(w, "{}", serde_json::to_string(&v)?).map_err(io)?;
+        }
+        let mut v = serde_json::to_value(&report)?;
+        v["type"] = "summary".into();
+        writeln!(w, "{}", serde_json::to_string(&v)?).map_err(io)?;
+        w.flush().map_err(io)?;
+    }
     Ok(())
 }

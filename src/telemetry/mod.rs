@@ -3,4 +3,6 @@
 
 pub mod energy;
 pub mod ledger;
+pub mod probe;
+pub mod recorder;
 pub mod stats;

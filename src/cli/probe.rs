@@ -1,0 +1,106 @@
+//! `tokenfab probe`: the devices and sensors tokenfab sees here, and the peak memory read
+//! bandwidth of each device (measured, then cached for `run` and `bench`).
+
+use anyhow::Result;
+use clap::Args;
+use std::fmt::Write as _;
+use std::io::Write;
+use tokenfab::telemetry::energy::{open_meter, SysRoots};
+use tokenfab::telemetry::probe::{cpu_info, measure_cpu, ProbeCache};
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// Threads for the CPU bandwidth measurement (default: all cores).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+    /// Skip the bandwidth measurement (show the cached value, if any).
+    #[arg(long = "no-bandwidth")]
+    pub no_bandwidth: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: ProbeArgs) -> Result<()> {
+    let info = cpu_info();
+    let threads = if a.threads == 0 {
+        info.logical_cores
+    } else {
+        a.threads
+    };
+    let mut cache = ProbeCache::load();
+    let mut saved_to = None;
+    if !a.no_bandwidth {
+        let b = measure_cpu(threads, &info);
+        cache.upsert(b);
+        saved_to = cache.save().ok();
+    }
+    let bw = cache.find("cpu", &info.model, threads).cloned();
+    let (_, statuses) = open_meter(None, &SysRoots::default());
+    let table = super::energy::device_table(None)?;
+    let est = table.find("cpu", &info.model).map(|r| r.id.clone());
+    if a.json {
+        let v = serde_json::json!({
+            "cpu": info,
+            "bandwidth": bw,
+            "energy_sources": statuses,
+            "energy_estimate_row": est,
+            "wgpu": "not built: tokenfab has no wgpu backend yet",
+            "cuda": "not built: tokenfab was built without the cuda feature",
+        });
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&v)?
+        )?;
+        return Ok(());
+    }
+    let mut s = String::new();
+    writeln!(
+        s,
+        "cpu        {} ({} logical cores, {})",
+        info.model, info.logical_cores, info.isa
+    )?;
+    if let Some(r) = info.ram_bytes {
+        writeln!(s, "memory     {:.1} GiB", r as f64 / (1u64 << 30) as f64)?;
+    }
+    match &bw {
+        Some(b) => writeln!(
+            s,
+            "bandwidth  {:.1} GB/s peak read with {} threads ({}){}",
+            b.gb_s,
+            b.threads,
+            b.method,
+            saved_to.map_or(String::new(), |p| format!("; cached in {}", p.display()))
+        )?,
+        None => writeln!(s, "bandwidth  not measured (run without --no-bandwidth)")?,
+    }
+    writeln!(s, "wgpu       not built: tokenfab has no wgpu backend yet")?;
+    writeln!(
+        s,
+        "cuda       not built: tokenfab was built without the cuda feature"
+    )?;
+    writeln!(s, "energy sources:")?;
+    for st in &statuses {
+        writeln!(
+            s,
+            "  {:<18} {}  {}",
+            st.kind.label(),
+            if st.available {
+                "available  "
+            } else {
+                "unavailable"
+            },
+            st.detail
+        )?;
+    }
+    writeln!(
+        s,
+        "  {:<18} {}  coefficient row {}",
+        "estimated:model",
+        "available  ",
+        est.unwrap_or_else(|| "none".into())
+    )?;
+    std::io::stdout().lock().write_all(s.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! Per-token records of a generation and the report made from them: time, bytes, FLOPs and
+//! energy per token; TTFT, inter-token latency percentiles, tok/s, GB/s, MBU and J/token for
+//! prefill and decode, each energy figure labelled with its source.
+//!
+//! Energy attribution: with an estimate, each token gets `P_static·t + e_mem·bytes +
+//! e_op·FLOPs` for its own work. With a measured counter, the counter is read at window
+//! boundaries — the end of the prefill, then every `window` of decoding — and each window's
+//! joules are shared among its tokens in proportion to their durations (a counter that updates
+//! every ~100 ms cannot be read per token).
+
+use super::energy::estimate::{EnergyModel, Estimate};
+use super::energy::{EnergyMeter, SourceKind};
+use super::ledger::Traffic;
+use super::stats::{mean, percentile};
+use crate::generate::{Phase, TokenEvent};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// One token as recorded (a line of `--trace`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenRecord {
+    pub phase: &'static str,
+    pub pos: usize,
+    pub token: u32,
+    /// Seconds since the generation started, at the end of this token's work.
+    pub at_s: f64,
+    pub duration_s: f64,
+    pub bytes: Traffic,
+    /// Joules attributed to this token (see the module docs for how).
+    pub energy_j: f64,
+    pub energy_source: &'static str,
+}
+
+struct Window {
+    start: usize,
+    end: usize,
+    joules: f64,
+}
+
+/// Collects token events and energy readings during one generation.
+pub struct Recorder {
+    meter: Option<Box<dyn EnergyMeter>>,
+    model: EnergyModel,
+    window: Duration,
+    records: Vec<TokenRecord>,
+    windows: Vec<Window>,
+    window_start: usize,
+    window_t0: Instant,
+    window_j0: f64,
+    window_phase: Option<Phase>,
+    idle_w: Option<f64>,
+    meter_error: Option<String>,
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Prefill => "prefill",
+        Phase::Decode => "decode",
+    }
+}
+
+impl Recorder {
+    /// A recorder using `meter` when there is one, else the estimate `model`. `window` is the
+    /// decode attribution window for measured energy (raised to 10 sensor intervals).
+    pub fn new(meter: Option<Box<dyn EnergyMeter>>, model: EnergyModel, window: Duration) -> Self {
+        let window = match &meter {
+            Some(m) => window.max(m.interval() * 10),
+            None => window,
+        };
+        Recorder {
+            meter,
+            model,
+            window,
+            records: Vec::new(),
+            windows: Vec::new(),
+            window_start: 0,
+            window_t0: Instant::now(),
+            window_j0: 0.0,
+            window_phase: None,
+            idle_w: None,
+            meter_error: None,
+        }
+    }
+
+    pub fn source(&self) -> SourceKind {
+        self.meter
+            .as_ref()
+            .map_or(SourceKind::Estimate, |m| m.kind())
+    }
+
+    fn read(&mut self) -> f64 {
+        match self.meter.as_mut().map(|m| m.read_j()) {
+            Some(Ok(j)) => j,
+            Some(Err(e)) => {
+                self.meter_error.get_or_insert(e.to_string());
+                self.window_j0
+            }
+            None => 0.0,
+        }
+    }
+
+    /// Measures idle power over `d` before the run (measured sources only; with an estimate
+    /// the static term plays the idle part).
+    pub fn measure_idle(&mut self, d: Duration) {
+        if self.meter.is_none() || d.is_zero() {
+            return;
+        }
+        let j0 = self.read();
+        let t0 = Instant::now();
+        std::thread::sleep(d);
+        let j1 = self.read();
+        self.idle_w = Some((j1 - j0) / t0.elapsed().as_secs_f64());
+    }
+
+    /// Call right before generation starts.
+    pub fn start(&mut self) {
+        self.window_j0 = self.read();
+        self.window_t0 = Instant::now();
+        self.window_start = self.records.len();
+    }
+
+    fn close_window(&mut self) {
+        if self.records.len() == self.window_start {
+            return;
+        }
+        let j = self.read();
+        self.windows.push(Window {
+            start: self.window_start,
+            end: self.records.len(),
+            joules: (j - self.window_j0).max(0.0),
+        });
+        self.window_start = self.records.len();
+        self.window_j0 = j;
+        self.window_t0 = Instant::now();
+    }
+
+    /// Records one event from [`crate::generate::generate`].
+    pub fn observe(&mut self, ev: &TokenEvent) {
+        if ev.flush {
+            return;
+        }
+        if self.meter.is_some() && self.window_phase.is_some_and(|p| p != ev.phase) {
+            self.close_window();
+        }
+        self.window_phase = Some(ev.phase);
+        let bytes = ev.traffic;
+        let energy_j = if self.meter.is_none() {
+            self.model
+                .estimate(ev.duration.as_secs_f64(), bytes.bytes(), bytes.flops)
+                .total_j()
+        } else {
+            0.0 // filled in when the window closes
+        };
+        self.records.push(TokenRecord {
+            phase: phase_name(ev.phase),
+            pos: ev.pos,
+            token: ev.token,
+            at_s: ev.at.as_secs_f64(),
+            duration_s: ev.duration.as_secs_f64(),
+            bytes,
+            energy_j,
+            energy_source: self.source().label(),
+        });
+        if self.meter.is_some()
+            && ev.phase == Phase::Decode
+            && self.window_t0.elapsed() >= self.window
+        {
+            self.close_window();
+        }
+    }
+
+    /// Ends the run: attributes measured energy and builds the report.
+    pub fn finish(mut self, peak_gb_s: Option<(f64, String)>) -> (Report, Vec<TokenRecord>) {
+        if self.meter.is_some() {
+            self.close_window();
+            for w in &self.windows {
+                let total: f64 = self.records[w.start..w.end]
+                    .iter()
+                    .map(|r| r.duration_s)
+                    .sum();
+                let n = (w.end - w.start) as f64;
+                for r in &mut self.records[w.start..w.end] {
+                    r.energy_j = if total > 0.0 {
+                        w.joules * r.duration_s / total
+                    } else {
+                        w.joules / n
+                    };
+                }
+            }
+        }
+        let report = Report::build(&self, peak_gb_s);
+        (report, self.records)
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub mean_ms: Option<f64>,
+}
+
+impl Latency {
+    pub fn of(samples_s: &[f64]) -> Self {
+        let ms: Vec<f64> = samples_s.iter().map(|s| s * 1e3).collect();
+        Latency {
+            p50_ms: percentile(&ms, 50.0),
+            p90_ms: percentile(&ms, 90.0),
+            p99_ms: percentile(&ms, 99.0),
+            mean_ms: mean(&ms),
+        }
+    }
+}
+
+/// Energy of one phase.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PhaseEnergy {
+    pub tokens: usize,
+    pub joules: f64,
+    pub j_per_token: Option<f64>,
+    /// Joules above idle (measured: minus idle power × time; estimate: minus the static term).
+    pub above_idle_j_per_token: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EnergyReport {
+    /// `measured:nvml`, `measured:rapl`, `measured:battery` or `estimated:model`.
+    pub source: &'static str,
+    pub detail: String,
+    /// How energy was sampled or computed.
+    pub sampling: String,
+    pub idle_w: Option<f64>,
+    pub prefill: PhaseEnergy,
+    pub decode: PhaseEnergy,
+    /// The estimate's terms for the whole run (estimate only).
+    pub estimate_terms: Option<Estimate>,
+    pub meter_error: Option<String>,
+}
+
+/// The summary of one generation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub n_prompt: usize,
+    pub n_generated: usize,
+    pub ttft_s: Option<f64>,
+    /// Latency between generated tokens (every generated token after the first).
+    pub itl: Latency,
+    pub prefill_tok_s: Option<f64>,
+    pub decode_tok_s: Option<f64>,
+    /// Weight + KV-cache bytes per generated token (the DRAM-relevant traffic).
+    pub decode_bytes_per_token: Option<f64>,
+    /// All bytes per generated token, activations included.
+    pub decode_all_bytes_per_token: Option<f64>,
+    pub decode_gb_s: Option<f64>,
+    pub peak_gb_s: Option<f64>,
+    pub peak_source: Option<String>,
+    /// Decode GB/s as a percentage of the measured peak read bandwidth.
+    pub mbu_pct: Option<f64>,
+    pub energy: EnergyReport,
+}
+
+/// Weight and KV-cache bytes: the traffic that must come from DRAM at batch 1.
+pub fn dram_bytes(t: &Traffic) -> u64 {
+    t.weight_bytes + t.kv_read_bytes + t.kv_write_bytes
+}
+
+impl Report {
+    fn build(r: &Recorder, peak: Option<(f64, String)>) -> Self {
+        let prefill: Vec<&TokenRecord> =
+            r.records.iter().filter(|x| x.phase == "prefill").collect();
+        let decode: Vec<&TokenRecord> = r.records.iter().filter(|x| x.phase == "decode").collect();
+        let sum_t = |v: &[&TokenRecord]| v.iter().map(|x| x.duration_s).sum::<f64>();
+        let rate = |n: usize, t: f64| (n > 0 && t > 0.0).then(|| n as f64 / t);
+        // generated tokens after the first carry a forward pass each
+        let steps: Vec<&TokenRecord> = decode.iter().skip(1).copied().collect();
+        let steps_t = sum_t(&steps);
+        let per_step = |f: &dyn Fn(&TokenRecord) -> u64| {
+            (!steps.is_empty())
+                .then(|| steps.iter().map(|x| f(x) as f64).sum::<f64>() / steps.len() as f64)
+        };
+        let decode_bytes = per_step(&|x| dram_bytes(&x.bytes));
+        let decode_gb_s = (steps_t > 0.0).then(|| {
+            steps
+                .iter()
+                .map(|x| dram_bytes(&x.bytes) as f64)
+                .sum::<f64>()
+                / steps_t
+                / 1e9
+        });
+        let ttft = decode.first().map(|d| d.at_s);
+        let phase_energy = |v: &[&TokenRecord]| {
+            let joules: f64 = v.iter().map(|x| x.energy_j).sum();
+            let t = sum_t(v);
+            let idle_j = match (&r.meter, r.idle_w) {
+                (Some(_), Some(w)) => Some(w * t),
+                (Some(_), None) => None,
+                (None, _) => Some(r.model.p_static_w * t),
+            };
+            let n = v.len();
+            PhaseEnergy {
+                tokens: n,
+                joules,
+                j_per_token: (n > 0).then(|| joules / n as f64),
+                above_idle_j_per_token: idle_j
+                    .filter(|_| n > 0)
+                    .map(|i| (joules - i).max(0.0) / n as f64),
+            }
+        };
+        let (detail, sampling) = match &r.meter {
+            Some(m) => (
+                m.describe(),
+                format!(
+                    "counter read at the end of the prefill and every {:.1} s of decoding; each window's energy shared by its tokens in proportion to their time (counter updates every {:?})",
+                    r.window.as_secs_f64(),
+                    m.interval()
+                ),
+            ),
+            None => (
+                format!(
+                    "{} ({}, {:.2} W static for {} thread(s), {} pJ/byte, {} pJ/FLOP; {}, as of {})",
+                    r.model.device.id,
+                    r.model.device.kind,
+                    r.model.p_static_w,
+                    r.model.threads,
+                    r.model.device.e_mem_pj_per_byte,
+                    r.model.device.e_op_pj_per_flop,
+                    r.model.device.source,
+                    r.model.device.as_of
+                ),
+                "no sensor: E = P_static*t + e_mem*bytes + e_op*FLOPs per token".to_string(),
+            ),
+        };
+        let estimate_terms = r.meter.is_none().then(|| {
+            let t: f64 = r.records.iter().map(|x| x.duration_s).sum();
+            let bytes: u64 = r.records.iter().map(|x| x.bytes.bytes()).sum();
+            let flops: u64 = r.records.iter().map(|x| x.bytes.flops).sum();
+            r.model.estimate(t, bytes, flops)
+        });
+        let (peak_gb_s, peak_source) = match peak {
+            Some((g, s)) => (Some(g), Some(s)),
+            None => (None, None),
+        };
+        Report {
+            n_prompt: prefill.len(),
+            n_generated: decode.len(),
+            ttft_s: ttft,
+            itl: Latency::of(&steps.iter().map(|x| x.duration_s).collect::<Vec<_>>()),
+            prefill_tok_s: rate(prefill.len(), sum_t(&prefill)),
+            decode_tok_s: rate(steps.len(), steps_t),
+            decode_bytes_per_token: decode_bytes,
+            decode_all_bytes_per_token: per_step(&|x| x.bytes.bytes()),
+            decode_gb_s,
+            peak_gb_s,
+            peak_source,
+            mbu_pct: match (decode_gb_s, peak_gb_s) {
+                (Some(g), Some(p)) if p > 0.0 => Some(100.0 * g / p),
+                _ => None,
+            },
+            energy: EnergyReport {
+                source: r.source().label(),
+                detail,
+                sampling,
+                idle_w: r.idle_w,
+                prefill: phase_energy(&prefill),
+                decode: phase_energy(&decode),
+                estimate_terms,
+                meter_error: r.meter_error.clone(),
+            },
+        }
+    }
+
+    /// The summary lines `tokenfab run` prints to stderr.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let f = |v: Option<f64>, unit: &str, prec: usize| {
+            v.map_or("n/a".to_string(), |x| format!("{x:.prec$}{unit}"))
+        };
+        let mut out = vec![format!(
+            "latency: ttft {} | inter-token p50 {} p90 {} p99 {}",
+            f(self.ttft_s.map(|s| s * 1e3), " ms", 1),
+            f(self.itl.p50_ms, " ms", 1),
+            f(self.itl.p90_ms, " ms", 1),
+            f(self.itl.p99_ms, " ms", 1)
+        )];
+        out.push(format!(
+            "memory: {} per token (weights + KV), {} achieved, MBU {}{}",
+            f(self.decode_bytes_per_token.map(|b| b / 1e6), " MB", 1),
+            f(self.decode_gb_s, " GB/s", 1),
+            f(self.mbu_pct, " %", 0),
+            match (&self.peak_gb_s, &self.peak_source) {
+                (Some(p), Some(s)) => format!(" of {p:.1} GB/s ({s})"),
+                _ => " (peak unknown: run `tokenfab probe`)".to_string(),
+            }
+        ));
+        let e = &self.energy;
+        out.push(format!(
+            "energy [{}]: prefill {} /token ({} above idle), decode {} /token ({} above idle)",
+            e.source,
+            f(e.prefill.j_per_token, " J", 4),
+            f(e.prefill.above_idle_j_per_token, " J", 4),
+            f(e.decode.j_per_token, " J", 4),
+            f(e.decode.above_idle_j_per_token, " J", 4),
+        ));
+        out.push(format!("energy source: {}; {}", e.detail, e.sampling));
+        if let Some(err) = &e.meter_error {
+            out.push(format!("energy meter error: {err}"));
+        }
+        out
+    }
+}
