@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generate text from a prompt (streams the continuation to stdout).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Print the token ids of a text as a JSON array.
     Tokenize(tokenize::TokenizeArgs),
     /// Describe a GGUF model: architecture, hyper-parameters, tensors, bytes per token.
@@ -33,7 +33,7 @@ pub enum Command {
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Info(a) => info::run(a),
         Command::Probe(a) => probe::run(a),

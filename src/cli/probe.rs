@@ -96,9 +96,8 @@ pub fn run(a: ProbeArgs) -> Result<()> {
     }
     writeln!(
         s,
-        "  {:<18} {}  coefficient row {}",
+        "  {:<18} available    coefficient row {}",
         "estimated:model",
-        "available  ",
         est.unwrap_or_else(|| "none".into())
     )?;
     std::io::stdout().lock().write_all(s.as_bytes())?;
