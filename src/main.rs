@@ -9,7 +9,9 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    // llama-bench spells the prefill+generation flag `-pg`; clap's short flags are one letter
+    let args = std::env::args_os().map(|a| if a == "-pg" { "--pg".into() } else { a });
+    let cli = cli::Cli::parse_from(args);
     match cli::dispatch(cli) {
         Ok(()) => {}
         Err(e) => {

@@ -5,8 +5,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokenfab::telemetry::bench::EnergyProbe;
 use tokenfab::telemetry::energy::estimate::{DeviceTable, EnergyModel};
-use tokenfab::telemetry::energy::{open_meter, SourceKind, SourceStatus, SysRoots};
+use tokenfab::telemetry::energy::{open_meter, EnergyMeter, SourceKind, SourceStatus, SysRoots};
 use tokenfab::telemetry::recorder::Recorder;
 
 #[derive(Args, Debug, Clone)]
@@ -61,8 +62,14 @@ pub fn cpu_energy_model(a: &EnergyArgs, threads: usize) -> Result<EnergyModel> {
     Ok(EnergyModel::new(row, threads))
 }
 
-/// A recorder for one run, and the status of every source tried.
-pub fn recorder(a: &EnergyArgs, threads: usize) -> Result<(Recorder, Vec<SourceStatus>)> {
+/// The meter to use (none: estimate), the estimate model, and every source's status.
+struct Selection {
+    meter: Option<Box<dyn EnergyMeter>>,
+    model: EnergyModel,
+    statuses: Vec<SourceStatus>,
+}
+
+fn select(a: &EnergyArgs, threads: usize) -> Result<Selection> {
     let want = match a.energy.as_str() {
         "auto" => None,
         s => Some(SourceKind::parse(s).ok_or_else(|| {
@@ -80,10 +87,34 @@ pub fn recorder(a: &EnergyArgs, threads: usize) -> Result<(Recorder, Vec<SourceS
             bail!("--energy {}: not available here: {why}", a.energy);
         }
     }
+    Ok(Selection {
+        meter,
+        model,
+        statuses,
+    })
+}
+
+/// A recorder for one run (idle power measured first for real sensors), and the status of
+/// every source tried.
+pub fn recorder(a: &EnergyArgs, threads: usize) -> Result<(Recorder, Vec<SourceStatus>)> {
+    let Selection {
+        meter,
+        model,
+        statuses,
+    } = select(a, threads)?;
     let measured = meter.is_some();
     let mut rec = Recorder::new(meter, model, Duration::from_secs(1));
     if measured {
         rec.measure_idle(Duration::from_millis(a.idle_ms));
     }
     Ok((rec, statuses))
+}
+
+/// The energy source for `tokenfab bench` windows.
+pub fn bench_probe(a: &EnergyArgs, threads: usize) -> Result<EnergyProbe> {
+    let s = select(a, threads)?;
+    Ok(EnergyProbe {
+        meter: s.meter,
+        model: s.model,
+    })
 }

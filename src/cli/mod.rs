@@ -1,6 +1,7 @@
 //! The command line: clap definitions of every subcommand, turned into validated configs
 //! before any work starts. One file per subcommand.
 
+pub mod bench;
 pub mod energy;
 pub mod info;
 pub mod probe;
@@ -29,6 +30,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// List devices and energy sensors; measure and cache peak memory bandwidth.
     Probe(probe::ProbeArgs),
+    /// Measure prefill/decode speed, latency, memory traffic and energy (llama-bench flags).
+    Bench(Box<bench::BenchArgs>),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -37,6 +40,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Tokenize(a) => tokenize::run(a),
         Command::Info(a) => info::run(a),
         Command::Probe(a) => probe::run(a),
+        Command::Bench(a) => bench::run(*a),
     }
 }
 

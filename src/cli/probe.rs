@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use std::fmt::Write as _;
 use std::io::Write;
-use tokenfab::telemetry::energy::{open_meter, SysRoots};
+use tokenfab::telemetry::energy::{open_meter, SourceKind, SysRoots};
 use tokenfab::telemetry::probe::{cpu_info, measure_cpu, ProbeCache};
 
 #[derive(Args, Debug)]
@@ -36,7 +36,11 @@ pub fn run(a: ProbeArgs) -> Result<()> {
         saved_to = cache.save().ok();
     }
     let bw = cache.find("cpu", &info.model, threads).cloned();
-    let (_, statuses) = open_meter(None, &SysRoots::default());
+    // every source on its own, so each says whether (and why not) it is available
+    let statuses: Vec<_> = [SourceKind::Nvml, SourceKind::Rapl, SourceKind::Battery]
+        .into_iter()
+        .flat_map(|k| open_meter(Some(k), &SysRoots::default()).1)
+        .collect();
     let table = super::energy::device_table(None)?;
     let est = table.find("cpu", &info.model).map(|r| r.id.clone());
     if a.json {

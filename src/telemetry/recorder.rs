@@ -409,3 +409,116 @@ impl Report {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::energy::estimate::DeviceTable;
+    use crate::telemetry::energy::EnergyError;
+    use std::sync::{Arc, Mutex};
+
+    /// A counter whose value the test sets.
+    struct FakeMeter(Arc<Mutex<f64>>);
+
+    impl EnergyMeter for FakeMeter {
+        fn kind(&self) -> SourceKind {
+            SourceKind::Rapl
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_millis(1)
+        }
+        fn read_j(&mut self) -> Result<f64, EnergyError> {
+            Ok(*self.0.lock().unwrap())
+        }
+    }
+
+    fn model() -> EnergyModel {
+        EnergyModel::new(
+            DeviceTable::builtin().get("cpu-generic").unwrap().clone(),
+            2,
+        )
+    }
+
+    fn ev(phase: Phase, pos: usize, ms: u64, weights: u64) -> TokenEvent<'static> {
+        TokenEvent {
+            phase,
+            pos,
+            token: pos as u32,
+            text: "",
+            at: Duration::from_millis(ms * (pos as u64 + 1)),
+            duration: Duration::from_millis(ms),
+            traffic: Traffic {
+                weight_bytes: weights,
+                flops: 1000,
+                ..Default::default()
+            },
+            flush: false,
+        }
+    }
+
+    #[test]
+    fn measured_energy_is_shared_within_windows_by_time() {
+        let counter = Arc::new(Mutex::new(100.0));
+        let mut r = Recorder::new(
+            Some(Box::new(FakeMeter(counter.clone()))),
+            model(),
+            Duration::from_secs(3600),
+        );
+        r.start();
+        // prefill of 3 tokens used 6 J
+        *counter.lock().unwrap() = 106.0;
+        for i in 0..3 {
+            r.observe(&ev(Phase::Prefill, i, 10, 100));
+        }
+        // decode: tokens of 20 ms and 60 ms share 8 J as 2 J and 6 J
+        r.observe(&ev(Phase::Decode, 3, 20, 1000));
+        r.observe(&ev(Phase::Decode, 4, 60, 1000));
+        *counter.lock().unwrap() = 114.0;
+        let flush = TokenEvent {
+            flush: true,
+            ..ev(Phase::Decode, 5, 0, 0)
+        };
+        r.observe(&flush);
+        let (report, records) = r.finish(Some((10.0, "test".into())));
+        assert_eq!(records.len(), 5, "flush events are not tokens");
+        for rec in &records[..3] {
+            assert!((rec.energy_j - 2.0).abs() < 1e-9, "{rec:?}");
+            assert_eq!(rec.energy_source, "measured:rapl");
+        }
+        assert!((records[3].energy_j - 2.0).abs() < 1e-9);
+        assert!((records[4].energy_j - 6.0).abs() < 1e-9);
+        assert!((report.energy.prefill.j_per_token.unwrap() - 2.0).abs() < 1e-9);
+        assert!((report.energy.decode.joules - 8.0).abs() < 1e-9);
+        assert_eq!(report.n_prompt, 3);
+        assert_eq!(report.n_generated, 2);
+        // one decode step (the second generated token) of 60 ms moving 1000 bytes
+        assert_eq!(report.itl.p50_ms, Some(60.0));
+        assert!((report.decode_gb_s.unwrap() - 1000.0 / 0.06 / 1e9).abs() < 1e-12);
+        assert!(report.mbu_pct.is_some());
+        // no idle measurement was taken: above-idle energy is unknown, not zero
+        assert!(report.energy.decode.above_idle_j_per_token.is_none());
+    }
+
+    #[test]
+    fn estimate_is_per_token_and_static_is_the_idle_part() {
+        let m = model();
+        let mut r = Recorder::new(None, m.clone(), Duration::from_secs(1));
+        r.start();
+        r.observe(&ev(Phase::Prefill, 0, 100, 1_000_000));
+        r.observe(&ev(Phase::Decode, 1, 50, 2_000_000));
+        let (report, records) = r.finish(None);
+        let want0 = m.estimate(0.1, 1_000_000, 1000).total_j();
+        assert!((records[0].energy_j - want0).abs() < 1e-12);
+        assert_eq!(records[0].energy_source, "estimated:model");
+        let above = report.energy.prefill.above_idle_j_per_token.unwrap();
+        assert!((above - m.estimate(0.1, 1_000_000, 1000).above_static_j()).abs() < 1e-12);
+        assert!(report.mbu_pct.is_none(), "no peak bandwidth, no MBU");
+        assert!(report
+            .summary_lines()
+            .iter()
+            .any(|l| l.contains("run `tokenfab probe`")));
+    }
+}

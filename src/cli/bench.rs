@@ -1,0 +1,221 @@
+//! `tokenfab bench`: llama-bench-compatible flags (`-m`, `-p`, `-n`, `-pg`, `-d`, `-r`, `-t`,
+//! `-o md|json|csv|jsonl`) over tokenfab's bench runner, with a progress bar.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+use std::path::PathBuf;
+use tokenfab::model::LoadOptions;
+use tokenfab::telemetry::bench::{self, BenchResult, ModelMeta, TestKind, TestSpec};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// GGUF model(s) (repeatable or comma-separated; default: the default model).
+    #[arg(short = 'm', long = "model", value_delimiter = ',')]
+    pub models: Vec<PathBuf>,
+    /// Prompt lengths for prefill tests (0 = none).
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
+    pub n_prompt: Vec<usize>,
+    /// Generation lengths for decode tests (0 = none).
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    pub n_gen: Vec<usize>,
+    /// Prefill + generation tests, `P,N` (repeatable; `-pg` is accepted too).
+    #[arg(long = "pg")]
+    pub pg: Vec<String>,
+    /// Context depths already filled before each test.
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    pub depth: Vec<usize>,
+    /// Timed repetitions per test (after one warm-up).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub reps: usize,
+    /// Thread counts (default: all cores).
+    #[arg(short = 't', long = "threads", value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Backend: cpu (or auto, which is cpu in this build).
+    #[arg(long = "backend", default_value = "auto")]
+    pub backend: String,
+    /// Output format: md, json, csv or jsonl.
+    #[arg(short = 'o', long = "output", default_value = "md")]
+    pub output: String,
+    /// No progress bar.
+    #[arg(long = "no-progress")]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub energy: super::energy::EnergyArgs,
+}
+
+fn tests(a: &BenchArgs) -> Result<Vec<TestSpec>> {
+    let mut kinds = Vec::new();
+    kinds.extend(
+        a.n_prompt
+            .iter()
+            .filter(|&&p| p > 0)
+            .map(|&p| TestKind::Prefill(p)),
+    );
+    kinds.extend(
+        a.n_gen
+            .iter()
+            .filter(|&&n| n > 0)
+            .map(|&n| TestKind::Decode(n)),
+    );
+    for pg in &a.pg {
+        let parts: Vec<&str> = pg.split(',').collect();
+        let parsed = match parts.as_slice() {
+            [p, n] => p
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .zip(n.trim().parse::<usize>().ok()),
+            _ => None,
+        };
+        match parsed {
+            Some((p, n)) if p > 0 && n > 0 => kinds.push(TestKind::PrefillDecode(p, n)),
+            _ => bail!("-pg takes two positive numbers, PROMPT,GEN (got {pg:?})"),
+        }
+    }
+    if kinds.is_empty() {
+        bail!("nothing to run: give a positive -p, -n or -pg");
+    }
+    Ok(a.depth
+        .iter()
+        .flat_map(|&d| kinds.iter().map(move |&k| TestSpec { kind: k, depth: d }))
+        .collect())
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    if !matches!(a.output.as_str(), "md" | "json" | "csv" | "jsonl") {
+        bail!("-o must be md, json, csv or jsonl (got {:?})", a.output);
+    }
+    if !matches!(a.backend.as_str(), "auto" | "cpu") {
+        bail!(
+            "--backend {}: this build has only the cpu backend (wgpu and cuda are not built in)",
+            a.backend
+        );
+    }
+    if a.reps == 0 {
+        bail!("-r must be at least 1");
+    }
+    let specs = tests(&a)?;
+    let models: Vec<PathBuf> = if a.models.is_empty() {
+        vec![super::resolve_model(None)?]
+    } else {
+        a.models
+            .iter()
+            .map(|m| super::resolve_model(Some(m)))
+            .collect::<Result<_>>()?
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads: Vec<usize> = if a.threads.is_empty() {
+        vec![cores]
+    } else {
+        a.threads.clone()
+    };
+    if threads.contains(&0) {
+        bail!("-t must be at least 1");
+    }
+    let ctx = specs.iter().map(|s| s.ctx_needed()).max().unwrap_or(1);
+    let batch = specs
+        .iter()
+        .map(|s| match s.kind {
+            TestKind::Prefill(p) | TestKind::PrefillDecode(p, _) => p.max(s.depth),
+            TestKind::Decode(_) => s.depth,
+        })
+        .max()
+        .unwrap_or(512)
+        .clamp(1, 512);
+
+    let total = (models.len() * threads.len() * specs.len() * (a.reps + 1)) as u64;
+    let bar = if a.no_progress {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut results: Vec<BenchResult> = Vec::new();
+    for path in &models {
+        for &t in &threads {
+            bench::reset_peak_rss();
+            bar.set_message(format!("loading {}", path.display()));
+            let (_, mut model) = super::run::load(
+                path,
+                t,
+                &LoadOptions {
+                    ctx,
+                    batch,
+                    logit_rows: 1,
+                },
+            )?;
+            let meta = ModelMeta::of(model.file());
+            let mut energy = super::energy::bench_probe(&a.energy, t)?;
+            bar.set_message("measuring peak bandwidth");
+            let peak = tokenfab::telemetry::probe::cpu_peak(t, true).map(|(g, _)| g);
+            let backend = model.ops().name();
+            for spec in &specs {
+                bar.set_message(format!("{} {}", meta.name, spec.name()));
+                let reps =
+                    bench::run_test(&mut model, *spec, a.reps, &mut energy, &mut || bar.inc(1))
+                        .with_context(|| format!("{} on {}", spec.name(), path.display()))?;
+                results.push(bench::summarize(
+                    meta.clone(),
+                    backend.clone(),
+                    t,
+                    *spec,
+                    reps,
+                    &energy,
+                    peak,
+                    bench::peak_rss_mb(),
+                ));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    match a.output.as_str() {
+        "json" => writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?,
+        "jsonl" => {
+            for r in &results {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+        "csv" => write!(out, "{}", bench::to_csv(&results))?,
+        _ => {
+            write!(out, "{}", bench::to_markdown(&results))?;
+            if let Some(r) = results.first() {
+                writeln!(out)?;
+                writeln!(out, "energy: {} — {}", r.energy_source, r.energy_detail)?;
+                writeln!(
+                    out,
+                    "machine: {} ({} cores, {}), {}; tokenfab {} ({}, {}); MBU against {} GB/s measured peak read bandwidth",
+                    r.machine.cpu,
+                    r.machine.logical_cores,
+                    r.machine.isa,
+                    r.machine.os,
+                    r.build.version,
+                    r.build.git,
+                    r.build.profile,
+                    r.peak_gb_s.map_or("an unknown".into(), |p| format!("{p:.1}")),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! `tokenfab bench`, `run --trace` and `probe` end to end on the default model, tiny sizes:
+//! the JSON schema (deserialized into the library's own types, so every field and type is
+//! checked), the other output formats, and what the numbers must satisfy.
+
+mod common;
+use std::process::Command;
+use tokenfab::telemetry::bench::{BenchResult, SCHEMA_VERSION};
+
+fn tokenfab(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenfab"))
+        .args(args)
+        .env_remove("TOKENFAB_MODEL")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn bench_json_follows_the_schema() {
+    common::model_for("gemma");
+    let (code, out, err) = tokenfab(&[
+        "bench",
+        "-p",
+        "16",
+        "-n",
+        "8",
+        "-r",
+        "1",
+        "-t",
+        "2",
+        "-o",
+        "json",
+        "--no-progress",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let results: Vec<BenchResult> =
+        serde_json::from_str(&out).expect("bench JSON must match BenchResult");
+    assert_eq!(results.len(), 2);
+    let (pp, tg) = (&results[0], &results[1]);
+    assert_eq!((pp.test.as_str(), tg.test.as_str()), ("pp16", "tg8"));
+    for r in &results {
+        assert_eq!(r.schema_version, SCHEMA_VERSION);
+        assert_eq!(r.model.arch, "gemma3");
+        assert_eq!(r.threads, 2);
+        assert_eq!(r.repetitions, 1);
+        assert!(r.tok_s_mean > 0.0 && r.samples_tok_s.len() == 1);
+        assert!(r.energy_source.starts_with("measured:") || r.energy_source == "estimated:model");
+        assert!(r.peak_rss_mb.unwrap() > 100.0);
+        assert!(!r.machine.cpu.is_empty() && r.build.profile == "release");
+    }
+    assert!(
+        pp.ttft_ms.is_some() && pp.prefill_j_per_token.unwrap() > 0.0 && pp.decode_tok_s.is_none()
+    );
+    assert!(
+        tg.itl_p50_ms.is_some()
+            && tg.decode_j_per_token.unwrap() > 0.0
+            && tg.prefill_tok_s.is_none()
+    );
+    // decode reads all weights each token: ~247 MB on Gemma 3 270M
+    assert!(
+        (tg.bytes_per_token - 247.3e6).abs() < 1e6,
+        "{}",
+        tg.bytes_per_token
+    );
+    // prefill shares the weights over its tokens
+    assert!(pp.bytes_per_token < tg.bytes_per_token / 8.0);
+    if let (Some(mbu), Some(peak)) = (tg.mbu_pct, tg.peak_gb_s) {
+        assert!((mbu - 100.0 * tg.gb_s / peak).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn bench_other_formats_and_flags() {
+    common::model_for("gemma");
+    let (code, out, err) = tokenfab(&[
+        "bench",
+        "-p",
+        "8",
+        "-n",
+        "0",
+        "-pg",
+        "8,4",
+        "-d",
+        "0,8",
+        "-r",
+        "1",
+        "-o",
+        "csv",
+        "--no-progress",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1 + 4, "{out}");
+    assert!(lines[0].starts_with("model,file_type"));
+    assert!(out.contains("\"pp8+tg4 @ d8\""), "{out}");
+    let (code, out, _) = tokenfab(&[
+        "bench",
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "-o",
+        "jsonl",
+        "--no-progress",
+    ]);
+    assert_eq!(code, 0);
+    for l in out.lines() {
+        let _: BenchResult = serde_json::from_str(l).unwrap();
+    }
+    let (code, out, _) = tokenfab(&[
+        "bench",
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "--no-progress",
+        "--energy",
+        "estimate",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("| pp8 |") && out.contains("| tg4 |") && out.contains("estimated:model"),
+        "{out}"
+    );
+    for (args, want) in [
+        (vec!["bench", "-o", "xml"], "-o must be"),
+        (vec!["bench", "-pg", "8"], "-pg takes"),
+        (vec!["bench", "-p", "0", "-n", "0"], "nothing to run"),
+        (vec!["bench", "--backend", "cuda"], "only the cpu backend"),
+        (
+            vec!["bench", "--energy", "nvml", "-p", "8", "-n", "0"],
+            "--energy",
+        ),
+    ] {
+        let (code, _, err) = tokenfab(&args);
+        // --energy nvml succeeds only where NVIDIA is present
+        if code == 0 && args.contains(&"nvml") {
+            continue;
+        }
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn run_trace_has_one_line_per_token_and_a_summary() {
+    common::model_for("gemma");
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    let (code, _, err) = tokenfab(&[
+        "run",
+        "Once upon a time",
+        "-n",
+        "12",
+        "--temp",
+        "0",
+        "--ignore-eos",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "latency: ttft",
+        "inter-token p50",
+        "MB per token",
+        "energy [",
+        "J /token",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in {err}");
+    }
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        5 + 12 + 1,
+        "5 prompt tokens, 12 generated, 1 summary"
+    );
+    let tokens = &lines[..17];
+    assert!(tokens[..5]
+        .iter()
+        .all(|t| t["phase"] == "prefill" && t["type"] == "token"));
+    assert!(tokens[5..].iter().all(|t| t["phase"] == "decode"));
+    for t in tokens {
+        assert!(t["energy_j"].as_f64().unwrap() > 0.0);
+        assert!(
+            t["bytes"]["weight_bytes"].as_u64().is_some() && t["bytes"]["flops"].as_u64().is_some()
+        );
+    }
+    // the first generated token's logits came from the prefill: it carries no weight traffic;
+    // every later one read the whole model
+    assert_eq!(tokens[5]["bytes"]["weight_bytes"], 0);
+    assert!(tokens[6]["bytes"]["weight_bytes"].as_u64().unwrap() > 240_000_000);
+    let summary = &lines[17];
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["n_generated"], 12);
+    assert!(summary["itl"]["p99_ms"].as_f64().is_some());
+    assert!(summary["energy"]["decode"]["j_per_token"].as_f64().unwrap() > 0.0);
+    // a trace file that cannot be created fails before generating
+    let (code, out, err) = tokenfab(&["run", "hi", "--trace", "/nonexistent/dir/t.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.is_empty() && err.contains("cannot create trace file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn probe_lists_devices_and_sources() {
+    let (code, out, err) = tokenfab(&["probe", "--no-bandwidth", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["cpu"]["logical_cores"].as_u64().unwrap() >= 1);
+    let sources = v["energy_sources"].as_array().unwrap();
+    assert_eq!(
+        sources.len(),
+        3,
+        "nvml, rapl and battery are each tried: {sources:?}"
+    );
+    for s in sources {
+        assert!(
+            !s["detail"].as_str().unwrap().is_empty(),
+            "every source says why: {s}"
+        );
+    }
+    assert!(v["energy_estimate_row"].as_str().is_some());
+}
