@@ -7,6 +7,7 @@
 //! [`sampling`]. See ARCHITECTURE.md for the whole picture.
 
 pub mod backend;
+pub mod cost;
 pub mod generate;
 pub mod gguf;
 pub mod model;

@@ -129,17 +129,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if threads.contains(&0) {
         bail!("-t must be at least 1");
     }
-    let ctx = specs.iter().map(|s| s.ctx_needed()).max().unwrap_or(1);
-    let batch = specs
-        .iter()
-        .map(|s| match s.kind {
-            TestKind::Prefill(p) | TestKind::PrefillDecode(p, _) => p.max(s.depth),
-            TestKind::Decode(_) => s.depth,
-        })
-        .max()
-        .unwrap_or(512)
-        .clamp(1, 512);
-
     let total = (models.len() * threads.len() * specs.len() * (a.reps + 1)) as u64;
     let bar = if a.no_progress {
         ProgressBar::hidden()
@@ -150,43 +139,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut results: Vec<BenchResult> = Vec::new();
-    for path in &models {
-        for &t in &threads {
-            bench::reset_peak_rss();
-            bar.set_message(format!("loading {}", path.display()));
-            let (_, mut model) = super::run::load(
-                path,
-                t,
-                &LoadOptions {
-                    ctx,
-                    batch,
-                    logit_rows: 1,
-                },
-            )?;
-            let meta = ModelMeta::of(model.file());
-            let mut energy = super::energy::bench_probe(&a.energy, t)?;
-            bar.set_message("measuring peak bandwidth");
-            let peak = tokenfab::telemetry::probe::cpu_peak(t, true).map(|(g, _)| g);
-            let backend = model.ops().name();
-            for spec in &specs {
-                bar.set_message(format!("{} {}", meta.name, spec.name()));
-                let reps =
-                    bench::run_test(&mut model, *spec, a.reps, &mut energy, &mut || bar.inc(1))
-                        .with_context(|| format!("{} on {}", spec.name(), path.display()))?;
-                results.push(bench::summarize(
-                    meta.clone(),
-                    backend.clone(),
-                    t,
-                    *spec,
-                    reps,
-                    &energy,
-                    peak,
-                    bench::peak_rss_mb(),
-                ));
-            }
-        }
-    }
+    let results = run_all(&models, &threads, &specs, a.reps, &a.energy, &bar)?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     match a.output.as_str() {
@@ -218,4 +171,90 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs every spec on every model and thread count.
+pub fn run_all(
+    models: &[PathBuf],
+    threads: &[usize],
+    specs: &[TestSpec],
+    reps: usize,
+    energy: &super::energy::EnergyArgs,
+    bar: &ProgressBar,
+) -> Result<Vec<BenchResult>> {
+    let ctx = specs.iter().map(|s| s.ctx_needed()).max().unwrap_or(1);
+    let batch = specs
+        .iter()
+        .map(|s| match s.kind {
+            TestKind::Prefill(p) | TestKind::PrefillDecode(p, _) => p.max(s.depth),
+            TestKind::Decode(_) => s.depth,
+        })
+        .max()
+        .unwrap_or(512)
+        .clamp(1, 512);
+
+    let mut results: Vec<BenchResult> = Vec::new();
+    for path in models {
+        for &t in threads {
+            bench::reset_peak_rss();
+            bar.set_message(format!("loading {}", path.display()));
+            let (_, mut model) = super::run::load(
+                path,
+                t,
+                &LoadOptions {
+                    ctx,
+                    batch,
+                    logit_rows: 1,
+                },
+            )?;
+            let meta = ModelMeta::of(model.file());
+            let mut energy = super::energy::bench_probe(energy, t)?;
+            bar.set_message("measuring peak bandwidth");
+            let peak = tokenfab::telemetry::probe::cpu_peak(t, true).map(|(g, _)| g);
+            let backend = model.ops().name();
+            for spec in specs {
+                bar.set_message(format!("{} {}", meta.name, spec.name()));
+                let reps =
+                    bench::run_test(&mut model, *spec, reps, &mut energy, &mut || bar.inc(1))
+                        .with_context(|| format!("{} on {}", spec.name(), path.display()))?;
+                results.push(bench::summarize(
+                    meta.clone(),
+                    backend.clone(),
+                    t,
+                    *spec,
+                    reps,
+                    &energy,
+                    peak,
+                    bench::peak_rss_mb(),
+                ));
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// A quick bench of one model (used by `tokenfab cost -m`): prefill tests of `p` tokens and
+/// decode tests of `n`, `reps` repetitions, no progress bar.
+pub fn measure(
+    model: &std::path::Path,
+    threads: usize,
+    p: &[usize],
+    n: &[usize],
+    reps: usize,
+    energy: &super::energy::EnergyArgs,
+) -> Result<Vec<BenchResult>> {
+    let specs: Vec<TestSpec> = p
+        .iter()
+        .map(|&p| TestKind::Prefill(p))
+        .chain(n.iter().map(|&n| TestKind::Decode(n)))
+        .map(|kind| TestSpec { kind, depth: 0 })
+        .collect();
+    run_all(
+        &[model.to_path_buf()],
+        &[threads],
+        &specs,
+        reps,
+        energy,
+        &ProgressBar::hidden(),
+    )
 }

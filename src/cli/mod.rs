@@ -2,6 +2,7 @@
 //! before any work starts. One file per subcommand.
 
 pub mod bench;
+pub mod cost;
 pub mod energy;
 pub mod info;
 pub mod probe;
@@ -32,6 +33,8 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Measure prefill/decode speed, latency, memory traffic and energy (llama-bench flags).
     Bench(Box<bench::BenchArgs>),
+    /// Cost per token here vs cloud APIs and GPU rental, from bench results (table, JSON, plots).
+    Cost(Box<cost::CostArgs>),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -41,6 +44,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Info(a) => info::run(a),
         Command::Probe(a) => probe::run(a),
         Command::Bench(a) => bench::run(*a),
+        Command::Cost(a) => cost::run(*a),
     }
 }
 

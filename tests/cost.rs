@@ -1,0 +1,218 @@
+//! `tokenfab cost` end to end: a golden report from a fixed bench JSON (table and JSON must be
+//! stable), the plots, and clear errors for bad input. The arithmetic itself is checked to the
+//! cent against hand-computed examples in `src/cost/model.rs`.
+//!
+//! Re-bless the goldens after an intended change with `TOKENFAB_BLESS=1 cargo test --release --test cost`.
+
+mod common;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/cost")
+        .join(name)
+}
+
+/// Runs tokenfab with HOME in an empty temp dir (no user price or energy tables).
+fn tokenfab(args: &[&str]) -> (i32, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenfab"))
+        .args(args)
+        .env("HOME", home.path())
+        .env_remove("TOKENFAB_MODEL")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn golden(name: &str, got: &str) {
+    let p = data(name);
+    if std::env::var_os("TOKENFAB_BLESS").is_some() {
+        std::fs::write(&p, got).unwrap();
+    }
+    let want =
+        std::fs::read_to_string(&p).unwrap_or_else(|_| panic!("{} missing: bless it", p.display()));
+    assert_eq!(
+        got, want,
+        "{name} changed; re-bless with TOKENFAB_BLESS=1 if intended"
+    );
+}
+
+const ARGS: [&str; 13] = [
+    "--device",
+    "mac-mini-m4-16gb",
+    "--utilization",
+    "0.2",
+    "--mix",
+    "3:1",
+    "--acceptance",
+    "0.9",
+    "--rental-tok-s",
+    "5000,400",
+    "--no-plots",
+    "--electricity",
+    "us-residential",
+];
+
+#[test]
+fn golden_report_is_stable() {
+    let bench = data("bench.json");
+    let mut md = vec!["cost", bench.to_str().unwrap()];
+    md.extend(ARGS);
+    let (code, out, err) = tokenfab(&md);
+    assert_eq!(code, 0, "{err}");
+    golden("golden.md", &out);
+    // worked numbers, by hand: decode energy 0.12 J x 1e6 / 3.6e6 x 0.1648 USD/kWh = 0.0054933;
+    // hardware 599 / (3 x 8760 x 0.2) x 1e6 / (50 x 3600) = 0.63313 -> total 0.63863 USD/Mtok,
+    // per accepted token (0.9) 0.70959
+    assert!(
+        out.contains("| decode (vs cloud output) | 0.0055 | 0.6331 | 0.0000 | 0.6386 | 0.7096 |"),
+        "{out}"
+    );
+    let mut js = md.clone();
+    js.extend(["-o", "json"]);
+    let (code, out, err) = tokenfab(&js);
+    assert_eq!(code, 0, "{err}");
+    golden("golden.json", &out);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let clouds = v["cloud"].as_array().unwrap();
+    assert_eq!(clouds.len(), 11);
+    assert!(clouds.iter().all(|c| c["break_even"]["kind"].is_string()));
+    // rentals priced from the given throughput, rented only for the hours of work: runpod H100
+    // at 2.69 USD/h, 3:1 mix of 5000 and 400 tok/s: (3 x 0.149444 + 1.868056) / 4 = 0.579097
+    let h100 = v["rentals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "runpod:h100-sxm-community")
+        .unwrap();
+    let want = (3.0 * 2.69 * 1e6 / (5000.0 * 3600.0) + 2.69 * 1e6 / (400.0 * 3600.0)) / 4.0;
+    assert_eq!(format!("{want:.5}"), "0.57910");
+    assert!((h100["usd_per_mtok"].as_f64().unwrap() - want).abs() < 1e-9);
+}
+
+#[test]
+fn plots_are_written_as_svg_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = data("bench.json");
+    let (code, _, err) = tokenfab(&[
+        "cost",
+        bench.to_str().unwrap(),
+        "--plot-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for stem in ["tokenfab-cost-utilization", "tokenfab-cost-components"] {
+        let png = std::fs::read(dir.path().join(format!("{stem}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png is a PNG");
+        assert!(png.len() > 10_000, "{stem}.png has content");
+        let svg = std::fs::read_to_string(dir.path().join(format!("{stem}.svg"))).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("USD per 1M"),
+            "{stem}.svg"
+        );
+        assert!(err.contains(&format!("{stem}.png")));
+    }
+    let svg = std::fs::read_to_string(dir.path().join("tokenfab-cost-utilization.svg")).unwrap();
+    assert!(
+        svg.contains("openai:gpt-4o-mini"),
+        "every cloud row is a labelled line"
+    );
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let bench = data("bench.json");
+    let b = bench.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"not\": \"a bench\"}").unwrap();
+    let bad_prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &bad_prices,
+        "[[pue]]\nid = \"x\"\nvalue = 0.5\nsource = \"s\"\nas_of = \"d\"\n",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["cost", junk.to_str().unwrap()],
+            "is not `tokenfab bench -o json` output",
+        ),
+        (
+            vec!["cost", "/nonexistent.json"],
+            "cannot read bench results",
+        ),
+        (
+            vec!["cost", b, "--electricity", "eu-household", "--no-plots"],
+            "--usd-per-eur",
+        ),
+        (
+            vec!["cost", b, "--utilization", "0", "--no-plots"],
+            "--utilization must be in (0, 1]",
+        ),
+        (
+            vec!["cost", b, "--device", "toaster", "--no-plots"],
+            "rtx-4090",
+        ),
+        (
+            vec!["cost", b, "--acceptance", "1.5", "--no-plots"],
+            "--acceptance",
+        ),
+        (vec!["cost", b, "--mix", "three", "--no-plots"], "--mix"),
+        (
+            vec![
+                "cost",
+                b,
+                "--prices",
+                bad_prices.to_str().unwrap(),
+                "--no-plots",
+            ],
+            "prices.toml",
+        ),
+        (vec!["cost", b, "-o", "xml"], "-o must be md or json"),
+    ];
+    for (args, want) in cases {
+        let (code, _, err) = tokenfab(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // EUR electricity with a rate works and says so
+    let (code, out, err) = tokenfab(&[
+        "cost",
+        b,
+        "--electricity",
+        "eu-household",
+        "--usd-per-eur",
+        "1.1",
+        "--no-plots",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("x 1.1 USD/EUR (user)"), "{out}");
+}
+
+#[test]
+fn cost_can_measure_the_model_itself() {
+    common::model_for("gemma");
+    let (code, out, err) = tokenfab(&[
+        "cost",
+        "-m",
+        common::model_for("gemma").to_str().unwrap(),
+        "-t",
+        "2",
+        "--no-plots",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["edge"]["decode"]["energy"].as_f64().unwrap() > 0.0);
+    assert!(v["inputs"][0]["origin"]
+        .as_str()
+        .unwrap()
+        .starts_with("measured: tokenfab bench pp128"));
+}
