@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod cost;
+pub mod eval;
 pub mod generate;
 pub mod gguf;
 pub mod model;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cost;
 pub mod energy;
 pub mod info;
+pub mod perplexity;
 pub mod probe;
 pub mod run;
 pub mod tokenize;
@@ -35,6 +36,8 @@ pub enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Cost per token here vs cloud APIs and GPU rental, from bench results (table, JSON, plots).
     Cost(Box<cost::CostArgs>),
+    /// Perplexity of a text (llama-perplexity's method), optionally KL divergence vs a reference.
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -45,6 +48,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Probe(a) => probe::run(a),
         Command::Bench(a) => bench::run(*a),
         Command::Cost(a) => cost::run(*a),
+        Command::Perplexity(a) => perplexity::run(a),
     }
 }
 

@@ -137,10 +137,24 @@ impl Gemma3 {
 
         // logits of the last `logit_rows` tokens only
         if logit_rows > 0 {
-            ops.copy(s.x, (n - logit_rows) * d, s.out, 0, logit_rows * d)?;
-            ops.rms_norm(s.out, &self.output_norm, s.out, logit_rows, eps)?;
-            ops.matmul(&self.output, s.out, s.logits, logit_rows)?;
+            self.head(c, ops, s, n - logit_rows, logit_rows)?;
         }
+        Ok(())
+    }
+
+    /// Logits of rows `first..first + rows` of the last forward pass's hidden states.
+    pub(super) fn head(
+        &self,
+        c: &Config,
+        ops: &mut Ops,
+        s: &Scratch,
+        first: usize,
+        rows: usize,
+    ) -> Result<(), ModelError> {
+        let d = c.n_embd;
+        ops.copy(s.x, first * d, s.out, 0, rows * d)?;
+        ops.rms_norm(s.out, &self.output_norm, s.out, rows, c.eps)?;
+        ops.matmul(&self.output, s.out, s.logits, rows)?;
         Ok(())
     }
 }

@@ -263,6 +263,66 @@ impl Model {
         result.map(|()| self.scratch.logits)
     }
 
+    /// Runs `tokens` (at most one batch) at positions `pos0..` and hands the logits of the rows
+    /// in `rows` (indices into `tokens`) to `each(first_row, n, logits[n * vocab])`, `logit_rows`
+    /// rows at a time, so a 262k vocabulary never needs a `[batch, vocab]` buffer. `each` runs
+    /// on the backend's executor (for the CPU: inside its thread pool, so it may use rayon).
+    /// For scoring (perplexity, KL divergence).
+    pub fn score(
+        &mut self,
+        tokens: &[u32],
+        pos0: usize,
+        rows: std::ops::Range<usize>,
+        each: &mut (dyn FnMut(usize, usize, &[f32]) + Send),
+    ) -> Result<(), ModelError> {
+        if tokens.is_empty() || tokens.len() > self.batch || rows.end > tokens.len() {
+            return Err(ModelError::Options(format!(
+                "score: {} tokens (batch {}), rows {rows:?}",
+                tokens.len(),
+                self.batch
+            )));
+        }
+        if pos0 + tokens.len() > self.kv.ctx {
+            return Err(ModelError::ContextFull {
+                needed: pos0 + tokens.len(),
+                ctx: self.kv.ctx,
+            });
+        }
+        let vocab = self.config.n_vocab;
+        let mut host = vec![0f32; self.logit_rows * vocab];
+        let exec = self.ops.executor();
+        let (ops, s, kv, net, c) = (
+            &mut self.ops,
+            &self.scratch,
+            &self.kv,
+            &self.net,
+            &self.config,
+        );
+        let logit_rows = self.logit_rows;
+        let mut result = Ok(());
+        exec.install(&mut || {
+            result = (|| {
+                match net {
+                    Net::Gemma3(m) => m.forward(c, ops, s, kv, tokens, pos0, 0)?,
+                    Net::Qwen2(m) => m.forward(c, ops, s, kv, tokens, pos0, 0)?,
+                }
+                let mut first = rows.start;
+                while first < rows.end {
+                    let n = logit_rows.min(rows.end - first);
+                    match net {
+                        Net::Gemma3(m) => m.head(c, ops, s, first, n)?,
+                        Net::Qwen2(m) => m.head(c, ops, s, first, n)?,
+                    }
+                    ops.read(s.logits, 0, &mut host[..n * vocab])?;
+                    each(first, n, &host[..n * vocab]);
+                    first += n;
+                }
+                Ok(())
+            })();
+        });
+        result
+    }
+
     /// Bytes of weights one decoded token reads (see [`weight_bytes_per_token`]).
     pub fn weight_bytes_per_token(&self) -> u64 {
         weight_bytes_per_token(&self.file)
