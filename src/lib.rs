@@ -13,6 +13,7 @@ pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod quant;
+pub mod quantize;
 pub mod sampling;
 pub mod telemetry;
 pub mod tokenizer;

@@ -7,6 +7,7 @@ pub mod energy;
 pub mod info;
 pub mod perplexity;
 pub mod probe;
+pub mod quantize;
 pub mod run;
 pub mod tokenize;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Cost(Box<cost::CostArgs>),
     /// Perplexity of a text (llama-perplexity's method), optionally KL divergence vs a reference.
     Perplexity(perplexity::PerplexityArgs),
+    /// Rewrite a GGUF with another quantization mix (q8_0, q4_k_m, ...), llama-quantize style.
+    Quantize(quantize::QuantizeArgs),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -49,6 +52,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(*a),
         Command::Cost(a) => cost::run(*a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Quantize(a) => quantize::run(a),
     }
 }
 

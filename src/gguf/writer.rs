@@ -14,7 +14,9 @@ struct PendingTensor {
     name: String,
     dtype: GgmlType,
     dims: Vec<u64>,
-    data: Vec<u8>,
+    /// `None` for tensors whose data [`GgufWriter::write_with`] asks for while writing.
+    data: Option<Vec<u8>>,
+    n_bytes: u64,
 }
 
 /// Builds a GGUF file in memory-light fashion: tensors are kept until [`GgufWriter::write`].
@@ -63,36 +65,79 @@ impl GgufWriter {
         dims: &[u64],
         data: Vec<u8>,
     ) -> Result<&mut Self, GgufErrorKind> {
-        if self.tensors.iter().any(|t| t.name == name) {
-            return Err(GgufErrorKind::DuplicateTensor(name.to_string()));
+        let n = Self::size(name, dtype, dims)?;
+        if n != data.len() as u64 {
+            return Err(GgufErrorKind::Write(format!(
+                "tensor `{name}`: {} bytes given, {n} expected for {dtype} {dims:?}",
+                data.len()
+            )));
         }
+        self.push(name, dtype, dims, Some(data), n)
+    }
+
+    /// Declares a tensor whose data is produced while writing (see [`Self::write_with`]), so a
+    /// large model never has to be held in memory.
+    pub fn add_tensor_info(
+        &mut self,
+        name: &str,
+        dtype: GgmlType,
+        dims: &[u64],
+    ) -> Result<&mut Self, GgufErrorKind> {
+        let n = Self::size(name, dtype, dims)?;
+        self.push(name, dtype, dims, None, n)
+    }
+
+    fn size(name: &str, dtype: GgmlType, dims: &[u64]) -> Result<u64, GgufErrorKind> {
         let row = dims.first().copied().unwrap_or(1);
         let rows: u64 = dims.iter().skip(1).product();
-        let expected = dtype
+        dtype
             .row_bytes(row)
             .and_then(|b| b.checked_mul(rows))
             .ok_or_else(|| {
                 GgufErrorKind::Write(format!(
                     "tensor `{name}`: shape {dims:?} is not valid for {dtype}"
                 ))
-            })?;
-        if expected != data.len() as u64 {
-            return Err(GgufErrorKind::Write(format!(
-                "tensor `{name}`: {} bytes given, {expected} expected for {dtype} {dims:?}",
-                data.len()
-            )));
+            })
+    }
+
+    fn push(
+        &mut self,
+        name: &str,
+        dtype: GgmlType,
+        dims: &[u64],
+        data: Option<Vec<u8>>,
+        n_bytes: u64,
+    ) -> Result<&mut Self, GgufErrorKind> {
+        if self.tensors.iter().any(|t| t.name == name) {
+            return Err(GgufErrorKind::DuplicateTensor(name.to_string()));
         }
         self.tensors.push(PendingTensor {
             name: name.to_string(),
             dtype,
             dims: dims.to_vec(),
             data,
+            n_bytes,
         });
         Ok(self)
     }
 
-    /// Writes the file.
+    /// Writes the file; every tensor must have been given its data.
     pub fn write<W: Write>(&self, out: &mut W) -> Result<(), GgufErrorKind> {
+        self.write_with(out, &mut |i| {
+            Err(GgufErrorKind::Write(format!(
+                "tensor `{}` has no data",
+                self.tensors[i].name
+            )))
+        })
+    }
+
+    /// Writes the file, asking `data(i)` for the bytes of each tensor declared with
+    /// [`Self::add_tensor_info`] (in order), and checking their size.
+    pub fn write_with<W: Write>(
+        &self,
+        out: &mut W,
+        data: &mut dyn FnMut(usize) -> Result<Vec<u8>, GgufErrorKind>,
+    ) -> Result<(), GgufErrorKind> {
         if self.alignment == 0 || !self.alignment.is_power_of_two() {
             return Err(GgufErrorKind::BadAlignment(self.alignment));
         }
@@ -123,16 +168,32 @@ impl GgufWriter {
             header.extend_from_slice(&t.dtype.id().to_le_bytes());
             header.extend_from_slice(&offset.to_le_bytes());
             offsets.push(offset);
-            offset = (offset + t.data.len() as u64).div_ceil(self.alignment) * self.alignment;
+            offset = (offset + t.n_bytes).div_ceil(self.alignment) * self.alignment;
         }
         pad_to(&mut header, self.alignment);
         out.write_all(&header).map_err(GgufErrorKind::Io)?;
         let mut written = 0u64;
-        for (t, &off) in self.tensors.iter().zip(&offsets) {
+        for (i, (t, &off)) in self.tensors.iter().zip(&offsets).enumerate() {
             let pad = vec![0u8; (off - written) as usize];
             out.write_all(&pad).map_err(GgufErrorKind::Io)?;
-            out.write_all(&t.data).map_err(GgufErrorKind::Io)?;
-            written = off + t.data.len() as u64;
+            let produced;
+            let bytes: &[u8] = match &t.data {
+                Some(d) => d,
+                None => {
+                    produced = data(i)?;
+                    &produced
+                }
+            };
+            if bytes.len() as u64 != t.n_bytes {
+                return Err(GgufErrorKind::Write(format!(
+                    "tensor `{}`: {} bytes produced, {} expected",
+                    t.name,
+                    bytes.len(),
+                    t.n_bytes
+                )));
+            }
+            out.write_all(bytes).map_err(GgufErrorKind::Io)?;
+            written = off + t.n_bytes;
         }
         let pad = vec![0u8; (offset - written) as usize];
         out.write_all(&pad).map_err(GgufErrorKind::Io)?;
