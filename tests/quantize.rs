@@ -176,3 +176,54 @@ fn flags_pure_overrides_and_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent.gguf"), "{err}");
 }
+
+#[test]
+fn tradeoff_reports_every_type_against_the_source() {
+    let m = common::model_for("gemma");
+    let text = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oracle/eval.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = tokenfab(&[
+        "tradeoff",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        text.to_str().unwrap(),
+        "-c",
+        "128",
+        "--chunks",
+        "2",
+        "--types",
+        "q8_0,q4_0",
+        "--bench-gen",
+        "8",
+        "-t",
+        "2",
+        "-o",
+        "json",
+        "--plot-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["source", "q8_0", "q4_0"]);
+    assert!(rows[0]["kld"].is_null() && rows[0]["ppl_delta_pct"] == 0.0);
+    let kld = |i: usize| rows[i]["kld"]["mean_kld"].as_f64().unwrap();
+    // more bits, closer to the source
+    assert!(kld(1) < kld(2), "q8_0 {} vs q4_0 {}", kld(1), kld(2));
+    assert!(rows[1]["kld"]["same_top_pct"].as_f64().unwrap() > 80.0);
+    for r in rows {
+        assert!(
+            r["decode_tok_s"].as_f64().unwrap() > 0.0 && r["usd_per_mtok"].as_f64().unwrap() > 0.0
+        );
+        assert!(r["bits_per_weight"].as_f64().unwrap() > 4.0);
+    }
+    assert!(v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("already quantized")));
+    let png = std::fs::read(dir.path().join("tokenfab-tradeoff.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+}

@@ -10,6 +10,7 @@ pub mod probe;
 pub mod quantize;
 pub mod run;
 pub mod tokenize;
+pub mod tradeoff;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -41,6 +42,8 @@ pub enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Rewrite a GGUF with another quantization mix (q8_0, q4_k_m, ...), llama-quantize style.
     Quantize(quantize::QuantizeArgs),
+    /// Quantize to several mixes and compare size, perplexity, KLD, speed, energy and cost.
+    Tradeoff(Box<tradeoff::TradeoffArgs>),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -53,6 +56,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Cost(a) => cost::run(*a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Tradeoff(a) => tradeoff::run(*a),
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 const FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
 
-fn register_font() -> Result<(), String> {
+pub(crate) fn register_font() -> Result<(), String> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)

@@ -3,6 +3,7 @@
 
 pub mod kld;
 pub mod perplexity;
+pub mod tradeoff;
 
 /// `log p(tok)` under `softmax(logits)`, the way llama.cpp's `log_softmax` computes it (max in
 /// f32, sum of `exp` in f64), and the index of the largest logit.
