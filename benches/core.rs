@@ -34,17 +34,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn main() {
     let threads = env("TOKENFAB_BENCH_THREADS", 2);
     let reps = env("TOKENFAB_BENCH_REPS", 5).max(1);
@@ -111,7 +100,7 @@ fn main() {
         }
     }
     // one model loaded, prefill and decode done: the peak of a real run
-    let rss = peak_rss_mb();
+    let rss = tokenfab::telemetry::bench::peak_rss_mb().unwrap_or(f64::NAN);
     drop((tk, model));
     let mut ttft = vec![first];
     let mut load_times = vec![first_load];

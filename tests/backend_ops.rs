@@ -2,7 +2,7 @@
 //! normalized-MSE threshold per case. Weights are real GGUF blocks (quantized by candle-core)
 //! in a GGUF fixture written by the test itself.
 
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -29,26 +29,6 @@ fn nmse(got: &[f32], want: &[f64]) -> f64 {
     num / den.max(1e-30)
 }
 
-fn candle_type(t: GgmlType) -> GgmlDType {
-    use GgmlType::*;
-    match t {
-        F32 => GgmlDType::F32,
-        F16 => GgmlDType::F16,
-        BF16 => GgmlDType::BF16,
-        Q4_0 => GgmlDType::Q4_0,
-        Q4_1 => GgmlDType::Q4_1,
-        Q5_0 => GgmlDType::Q5_0,
-        Q5_1 => GgmlDType::Q5_1,
-        Q8_0 => GgmlDType::Q8_0,
-        Q2_K => GgmlDType::Q2K,
-        Q3_K => GgmlDType::Q3K,
-        Q4_K => GgmlDType::Q4K,
-        Q5_K => GgmlDType::Q5K,
-        Q6_K => GgmlDType::Q6K,
-        _ => unreachable!(),
-    }
-}
-
 /// A fixture GGUF with one weight per entry; returns the file and each weight's dequantized
 /// values (the reference sees exactly what the backend reads).
 fn fixture(specs: &[(&str, GgmlType, usize, usize)]) -> (Arc<GgufFile>, Vec<Vec<f32>>) {
@@ -57,7 +37,8 @@ fn fixture(specs: &[(&str, GgmlType, usize, usize)]) -> (Arc<GgufFile>, Vec<Vec<
     for (i, &(name, t, rows, cols)) in specs.iter().enumerate() {
         let data = rand_vec(rows * cols, 1000 + i as u64, 1.0);
         let x = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&x, candle_type(t)).unwrap();
+        let q =
+            QTensor::quantize(&x, tokenfab::quantize::convert::candle_type(t).unwrap()).unwrap();
         let bytes = q.data().unwrap().into_owned();
         let mut d = vec![0f32; rows * cols];
         assert!(dequantize(t, &bytes, &mut d));

@@ -136,6 +136,38 @@ enum Net {
     Qwen2(qwen2::Qwen2),
 }
 
+/// What a forward pass runs with, borrowed from the [`Model`] for one call.
+struct Pass<'a> {
+    net: &'a Net,
+    c: &'a Config,
+    ops: &'a mut Ops,
+    s: &'a Scratch,
+    kv: &'a KvCache,
+}
+
+impl Pass<'_> {
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos0: usize,
+        logit_rows: usize,
+    ) -> Result<(), ModelError> {
+        let (c, s, kv) = (self.c, self.s, self.kv);
+        match self.net {
+            Net::Gemma3(m) => m.forward(c, self.ops, s, kv, tokens, pos0, logit_rows),
+            Net::Qwen2(m) => m.forward(c, self.ops, s, kv, tokens, pos0, logit_rows),
+        }
+    }
+
+    fn head(&mut self, first: usize, rows: usize) -> Result<(), ModelError> {
+        let (c, s) = (self.c, self.s);
+        match self.net {
+            Net::Gemma3(m) => m.head(c, self.ops, s, first, rows),
+            Net::Qwen2(m) => m.head(c, self.ops, s, first, rows),
+        }
+    }
+}
+
 /// A loaded model: configuration, weights on a backend, KV cache and scratch buffers.
 pub struct Model {
     pub config: Config,
@@ -219,13 +251,7 @@ impl Model {
         if tokens.is_empty() {
             return Err(ModelError::Options("forward: no tokens".into()));
         }
-        let needed = pos0 + tokens.len();
-        if needed > self.kv.ctx {
-            return Err(ModelError::ContextFull {
-                needed,
-                ctx: self.kv.ctx,
-            });
-        }
+        self.check_fits(pos0, tokens.len())?;
         if logits == Logits::All && tokens.len() > self.logit_rows {
             return Err(ModelError::Options(format!(
                 "{} tokens of logits requested, the model was loaded for {}",
@@ -234,33 +260,48 @@ impl Model {
             )));
         }
         let n_chunks = tokens.len().div_ceil(self.batch);
+        let batch = self.batch;
+        self.run(&mut |p| {
+            for (i, chunk) in tokens.chunks(batch).enumerate() {
+                let rows = match (i + 1 == n_chunks, logits) {
+                    (false, _) => 0,
+                    (true, Logits::Last) => 1,
+                    (true, Logits::All) => chunk.len(),
+                };
+                p.forward(chunk, pos0 + i * batch, rows)?;
+            }
+            Ok(())
+        })?;
+        Ok(self.scratch.logits)
+    }
+
+    /// Runs `f` with the model's pass state on the backend's executor (for the CPU: inside its
+    /// thread pool, so the calling thread takes part in every parallel op).
+    fn run(
+        &mut self,
+        f: &mut (dyn FnMut(&mut Pass) -> Result<(), ModelError> + Send),
+    ) -> Result<(), ModelError> {
         let exec = self.ops.executor();
-        let (ops, s, kv, net, c) = (
-            &mut self.ops,
-            &self.scratch,
-            &self.kv,
-            &self.net,
-            &self.config,
-        );
+        let mut pass = Pass {
+            net: &self.net,
+            c: &self.config,
+            ops: &mut self.ops,
+            s: &self.scratch,
+            kv: &self.kv,
+        };
         let mut result = Ok(());
-        exec.install(&mut || {
-            result = (|| {
-                for (i, chunk) in tokens.chunks(self.batch).enumerate() {
-                    let pos = pos0 + i * self.batch;
-                    let rows = match (i + 1 == n_chunks, logits) {
-                        (false, _) => 0,
-                        (true, Logits::Last) => 1,
-                        (true, Logits::All) => chunk.len(),
-                    };
-                    match net {
-                        Net::Gemma3(m) => m.forward(c, ops, s, kv, chunk, pos, rows)?,
-                        Net::Qwen2(m) => m.forward(c, ops, s, kv, chunk, pos, rows)?,
-                    }
-                }
-                Ok(())
-            })();
-        });
-        result.map(|()| self.scratch.logits)
+        exec.install(&mut || result = f(&mut pass));
+        result
+    }
+
+    fn check_fits(&self, pos0: usize, n: usize) -> Result<(), ModelError> {
+        if pos0 + n > self.kv.ctx {
+            return Err(ModelError::ContextFull {
+                needed: pos0 + n,
+                ctx: self.kv.ctx,
+            });
+        }
+        Ok(())
     }
 
     /// Runs `tokens` (at most one batch) at positions `pos0..` and hands the logits of the rows
@@ -282,45 +323,23 @@ impl Model {
                 self.batch
             )));
         }
-        if pos0 + tokens.len() > self.kv.ctx {
-            return Err(ModelError::ContextFull {
-                needed: pos0 + tokens.len(),
-                ctx: self.kv.ctx,
-            });
-        }
+        self.check_fits(pos0, tokens.len())?;
         let vocab = self.config.n_vocab;
-        let mut host = vec![0f32; self.logit_rows * vocab];
-        let exec = self.ops.executor();
-        let (ops, s, kv, net, c) = (
-            &mut self.ops,
-            &self.scratch,
-            &self.kv,
-            &self.net,
-            &self.config,
-        );
         let logit_rows = self.logit_rows;
-        let mut result = Ok(());
-        exec.install(&mut || {
-            result = (|| {
-                match net {
-                    Net::Gemma3(m) => m.forward(c, ops, s, kv, tokens, pos0, 0)?,
-                    Net::Qwen2(m) => m.forward(c, ops, s, kv, tokens, pos0, 0)?,
-                }
-                let mut first = rows.start;
-                while first < rows.end {
-                    let n = logit_rows.min(rows.end - first);
-                    match net {
-                        Net::Gemma3(m) => m.head(c, ops, s, first, n)?,
-                        Net::Qwen2(m) => m.head(c, ops, s, first, n)?,
-                    }
-                    ops.read(s.logits, 0, &mut host[..n * vocab])?;
-                    each(first, n, &host[..n * vocab]);
-                    first += n;
-                }
-                Ok(())
-            })();
-        });
-        result
+        let logits = self.scratch.logits;
+        let mut host = vec![0f32; logit_rows * vocab];
+        self.run(&mut |p| {
+            p.forward(tokens, pos0, 0)?;
+            let mut first = rows.start;
+            while first < rows.end {
+                let n = logit_rows.min(rows.end - first);
+                p.head(first, n)?;
+                p.ops.read(logits, 0, &mut host[..n * vocab])?;
+                each(first, n, &host[..n * vocab]);
+                first += n;
+            }
+            Ok(())
+        })
     }
 
     /// Bytes of weights one decoded token reads (see [`weight_bytes_per_token`]).

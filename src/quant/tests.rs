@@ -9,24 +9,9 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 
 fn candle_dtype(t: GgmlType) -> GgmlDType {
-    use GgmlType::*;
-    match t {
-        F32 => GgmlDType::F32,
-        F16 => GgmlDType::F16,
-        BF16 => GgmlDType::BF16,
-        Q4_0 => GgmlDType::Q4_0,
-        Q4_1 => GgmlDType::Q4_1,
-        Q5_0 => GgmlDType::Q5_0,
-        Q5_1 => GgmlDType::Q5_1,
-        Q8_0 => GgmlDType::Q8_0,
-        Q2_K => GgmlDType::Q2K,
-        Q3_K => GgmlDType::Q3K,
-        Q4_K => GgmlDType::Q4K,
-        Q5_K => GgmlDType::Q5K,
-        Q6_K => GgmlDType::Q6K,
-        Q8_K => GgmlDType::Q8K,
-        _ => unreachable!("no candle type for {t}"),
-    }
+    crate::quantize::convert::candle_type(t)
+        .or((t == GgmlType::Q8_K).then_some(GgmlDType::Q8K))
+        .expect("a type candle can quantize")
 }
 
 fn random_f32(n: usize, seed: u64) -> Vec<f32> {
