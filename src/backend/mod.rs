@@ -10,6 +10,7 @@
 
 pub mod cpu;
 mod ops;
+pub mod wgpu;
 
 pub use ops::Ops;
 
@@ -84,6 +85,15 @@ pub struct AttnParams {
     pub window: Option<usize>,
     /// Multiplier of q·k (applied before softmax).
     pub scale: f32,
+}
+
+/// GPU time of one kernel over a run (`--profile`), with the ledger's op kind it belongs to.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct KernelTime {
+    pub name: String,
+    pub op: crate::telemetry::ledger::OpName,
+    pub calls: u64,
+    pub ns: f64,
 }
 
 /// Ops a backend may or may not support, for [`Backend::supports`].
@@ -227,4 +237,10 @@ pub trait Backend: Send {
 
     /// Waits until all submitted work has finished.
     fn sync(&mut self) -> Result<()>;
+
+    /// Per-kernel GPU times collected since the last call, for backends that profile
+    /// (`None` when profiling is off or not supported).
+    fn take_profile(&mut self) -> Option<Vec<KernelTime>> {
+        None
+    }
 }

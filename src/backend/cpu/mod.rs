@@ -6,7 +6,7 @@
 //! weights use. Candle stays the reference our kernels are tested against.
 
 mod attention;
-mod elementwise;
+pub(crate) mod elementwise;
 mod matmul;
 pub mod vec;
 

@@ -1,0 +1,46 @@
+//! Dispatch of `shaders/attention.wgsl`: one workgroup per (head, query token).
+
+use super::{kernels::Kernel, WgpuBackend};
+use crate::backend::{AttnParams, BackendError, Buf, KvBuf, Result};
+
+/// Largest head size the kernel's workgroup arrays hold (`MAX_HD`).
+const MAX_HD: usize = 256;
+
+impl WgpuBackend {
+    pub(super) fn attention_impl(
+        &mut self,
+        q: Buf,
+        k: KvBuf,
+        v: KvBuf,
+        out: Buf,
+        p: &AttnParams,
+    ) -> Result<()> {
+        if p.head_dim > MAX_HD || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 {
+            return Err(BackendError::Invalid(format!(
+                "attention: head_dim {} (max {MAX_HD}), {} heads over {} KV heads",
+                p.head_dim, p.n_head, p.n_head_kv
+            )));
+        }
+        let kv_needed = (p.pos0 + p.n_tokens) * p.n_head_kv * p.head_dim;
+        let q_needed = p.n_tokens * p.n_head * p.head_dim;
+        if k.len < kv_needed || v.len < kv_needed || q.len < q_needed || out.len < q_needed {
+            return Err(BackendError::Invalid("attention: buffers too small".into()));
+        }
+        let params = [
+            p.n_tokens as u32,
+            p.pos0 as u32,
+            p.n_head as u32,
+            p.n_head_kv as u32,
+            p.head_dim as u32,
+            p.window.unwrap_or(0) as u32,
+            p.scale.to_bits(),
+        ];
+        let groups = [p.n_head as u32, p.n_tokens as u32, 1];
+        self.dispatch(
+            Kernel::Attention,
+            &[k.id, v.id, q.id, out.id],
+            &params,
+            groups,
+        )
+    }
+}

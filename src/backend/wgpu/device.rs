@@ -1,0 +1,154 @@
+//! Finding a wgpu adapter and opening a device on it: enumeration for `tokenfab probe`,
+//! selection (`--backend wgpu` takes the best adapter, `auto` only a discrete GPU), the
+//! features and limits tokenfab asks for, and error capture (uncaptured errors and device
+//! loss become [`BackendError`]s at the next submit instead of panics).
+
+use super::super::BackendError;
+use std::sync::{Arc, Mutex};
+
+/// What `tokenfab probe` shows of an adapter.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub shader_f16: bool,
+    pub subgroup: bool,
+    pub timestamp_query: bool,
+    pub max_storage_binding_mib: u64,
+    pub max_buffer_mib: u64,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn adapters() -> Vec<wgpu::Adapter> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        // the GL backend has no compute shaders worth using
+        .filter(|a| a.get_info().backend != wgpu::Backend::Gl)
+        .collect()
+}
+
+fn summary(a: &wgpu::Adapter) -> AdapterSummary {
+    let info = a.get_info();
+    let f = a.features();
+    let l = a.limits();
+    AdapterSummary {
+        name: info.name,
+        backend: format!("{:?}", info.backend).to_lowercase(),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        shader_f16: f.contains(wgpu::Features::SHADER_F16),
+        subgroup: f.contains(wgpu::Features::SUBGROUP),
+        timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        max_storage_binding_mib: l.max_storage_buffer_binding_size >> 20,
+        max_buffer_mib: l.max_buffer_size >> 20,
+    }
+}
+
+/// Every usable adapter on this machine.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    adapters().iter().map(summary).collect()
+}
+
+fn rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Whether this machine has a discrete GPU wgpu can use (what `--backend auto` looks for).
+pub fn has_discrete_gpu() -> bool {
+    adapters()
+        .iter()
+        .any(|a| a.get_info().device_type == wgpu::DeviceType::DiscreteGpu)
+}
+
+/// An open device and what was found out about it.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub summary: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    /// Errors raised by wgpu outside an error scope, and device loss; checked at each submit.
+    pub errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// Opens the best adapter: discrete, then integrated, virtual, other, CPU (lavapipe).
+/// `TOKENFAB_WGPU_ADAPTER=substring` picks by name.
+pub fn open() -> Result<Gpu, BackendError> {
+    let mut list = adapters();
+    if list.is_empty() {
+        return Err(BackendError::Device(
+            "wgpu: no adapter found (no Vulkan/Metal/DX12 driver; on Debian/Ubuntu \
+             `apt-get install mesa-vulkan-drivers libvulkan1` gives a software one)"
+                .into(),
+        ));
+    }
+    if let Ok(want) = std::env::var("TOKENFAB_WGPU_ADAPTER") {
+        let names: Vec<String> = list.iter().map(|a| a.get_info().name).collect();
+        list.retain(|a| {
+            a.get_info()
+                .name
+                .to_lowercase()
+                .contains(&want.to_lowercase())
+        });
+        if list.is_empty() {
+            return Err(BackendError::Device(format!(
+                "wgpu: no adapter matches TOKENFAB_WGPU_ADAPTER={want:?} (found: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    list.sort_by_key(|a| rank(a.get_info().device_type));
+    let adapter = list.remove(0);
+    let summary = summary(&adapter);
+    let wanted =
+        wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+    let features = adapter.features() & wanted;
+    // ask for everything the adapter offers: storage bindings and buffer sizes matter most
+    let limits = adapter.limits();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("tokenfab"),
+        required_features: features,
+        required_limits: limits.clone(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }))
+    .map_err(|e| {
+        BackendError::Device(format!("wgpu: {}: cannot open device: {e}", summary.name))
+    })?;
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&errors);
+    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(e.to_string());
+        }
+    }));
+    let sink = Arc::clone(&errors);
+    device.set_device_lost_callback(move |reason, msg| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(format!("device lost ({reason:?}): {msg}"));
+        }
+    });
+    Ok(Gpu {
+        device,
+        queue,
+        summary,
+        limits,
+        features,
+        errors,
+    })
+}

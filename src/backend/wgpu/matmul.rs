@@ -1,0 +1,38 @@
+//! Dispatch of `shaders/matmul.wgsl`: one dispatch per weight part, rows of the part on
+//! (x, y), token tiles of 8 on z.
+
+use super::{fold, kernels::Kernel, WgpuBackend};
+use crate::backend::{BackendError, Buf, Result, Weight};
+
+/// Tokens per workgroup (`NT` in the shader).
+const NT: usize = 8;
+
+impl WgpuBackend {
+    pub(super) fn matmul_impl(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()> {
+        let g = self.weight(w);
+        if x.len < n * g.cols || out.len < n * w.rows {
+            return Err(BackendError::Invalid(format!(
+                "matmul: buffers too small for {n} x [{} x {}]",
+                w.rows, g.cols
+            )));
+        }
+        let kernel = Kernel::MatMul(g.dtype);
+        let (cols, row_bytes) = (g.cols, g.row_bytes);
+        let parts: Vec<(u32, usize, usize)> =
+            g.parts.iter().map(|p| (p.buf, p.row0, p.rows)).collect();
+        for (buf, row0, rows) in parts {
+            let params = [
+                rows as u32,
+                cols as u32,
+                n as u32,
+                row0 as u32,
+                w.rows as u32,
+                row_bytes as u32,
+            ];
+            let mut groups = fold(rows);
+            groups[2] = n.div_ceil(NT) as u32;
+            self.dispatch(kernel, &[buf, x.id, out.id], &params, groups)?;
+        }
+        Ok(())
+    }
+}

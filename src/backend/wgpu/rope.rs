@@ -1,0 +1,49 @@
+//! Dispatch of `shaders/rope.wgsl`, and its (cos, sin) table: computed once on the host by
+//! the CPU backend's routine for every position up to the context size, then uploaded.
+
+use super::{fold, kernels::Kernel, WgpuBackend};
+use crate::backend::cpu::elementwise::rope_rows;
+use crate::backend::{BackendError, Buf, Result, Rope};
+
+impl WgpuBackend {
+    pub(super) fn rope_table_impl(
+        &mut self,
+        head_dim: usize,
+        base: f32,
+        freq_scale: f32,
+        max_pos: usize,
+    ) -> Result<Rope> {
+        let mut cs = Vec::with_capacity(max_pos * head_dim);
+        rope_rows(head_dim, base, freq_scale, 0, max_pos, &mut cs);
+        let buf = self.buffer_init(cs.len() as u64 * 4, "rope table", bytemuck::cast_slice(&cs))?;
+        self.ropes.push(buf);
+        Ok(Rope {
+            id: (self.ropes.len() - 1) as u32,
+            head_dim,
+            base,
+            freq_scale,
+            max_pos,
+        })
+    }
+
+    pub(super) fn rope_impl(
+        &mut self,
+        x: Buf,
+        rope: &Rope,
+        n: usize,
+        heads: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        if pos0 + n > rope.max_pos {
+            return Err(BackendError::Invalid(format!(
+                "rope: position {} beyond the table's {}",
+                pos0 + n,
+                rope.max_pos
+            )));
+        }
+        let table = self.ropes[rope.id as usize];
+        let params = [n as u32, heads as u32, rope.head_dim as u32, pos0 as u32, 0];
+        let groups = fold((n * heads * rope.head_dim / 2).div_ceil(64));
+        self.dispatch(Kernel::Rope, &[table, x.id], &params, groups)
+    }
+}
