@@ -1,15 +1,15 @@
 // Quantized matrix x activations: Y[t, row0 + r] = sum_c X[t, c] * W[r, c].
 //
 // W is one part (a range of rows) of a GGUF weight in its raw block layout, decoded 32
-// elements at a time by lib/quant.wgsl. One workgroup computes one row for up to NT tokens:
-// each invocation decodes every WG-th 32-element chunk of the row once and dots it with the
-// NT activation rows, then the workgroup reduces (subgroups where available). Decode is the
-// NT = 1 case of the same kernel (a matrix-vector product); prefill tiles tokens by NT so a
-// chunk is decoded once per NT tokens.
+// elements at a time by lib/quant.wgsl. With subgroups, one subgroup computes one row: its
+// lanes stride over the row's 32-element chunks, decode each chunk once, dot it with up to NT
+// activation rows, and one subgroupAdd finishes the row — no workgroup barrier. Without
+// subgroups one invocation computes one row. Decode is the NT = 1 case (a matrix-vector
+// product); prefill tiles tokens by NT on z so a chunk is decoded once per NT tokens.
 //
 // Params P (u32 words): 0 rows in this part, 1 cols, 2 n tokens, 3 row0 (first output row of
 // the part), 4 out_stride (total rows of the weight), 5 row bytes.
-// Dispatch: (min(rows, 32768), ceil(rows / 32768), ceil(n / NT)).
+// Dispatch: ceil(rows / rows per workgroup) folded into (x, y), ceil(n / NT) on z.
 
 const WG: u32 = 64u;
 const NT: u32 = 8u;
@@ -32,16 +32,17 @@ fn main(
     let rows = P[0];
     let cols = P[1];
     let n = P[2];
-    let r = wid.x + wid.y * nwg.x;
+    let r = (wid.x + wid.y * nwg.x) * rows_per_wg() + row_slot(lid);
     if (r >= rows) {
         return;
     }
+    let lane = row_lane(lid);
     let t0 = wid.z * NT;
     let nt = min(NT, n - t0);
     let rb = r * P[5];
     var acc: array<f32, NT>;
     var w: array<f32, 32>;
-    for (var c = lid; c < cols / 32u; c += WG) {
+    for (var c = lane; c < cols / 32u; c += row_lanes()) {
         deq32(rb, c * 32u, &w);
         for (var t = 0u; t < nt; t++) {
             let xo = (t0 + t) * cols + c * 32u;
@@ -53,8 +54,8 @@ fn main(
         }
     }
     for (var t = 0u; t < nt; t++) {
-        let v = wg_sum(acc[t], lid);
-        if (lid == 0u) {
+        let v = row_sum(acc[t]);
+        if (lane == 0u) {
             Y[(t0 + t) * P[4] + P[3] + r] = v;
         }
     }

@@ -30,3 +30,25 @@ fn wg_max(v: f32, lid: u32) -> f32 {
     workgroupBarrier();
     return r;
 }
+
+// Matrix rows: one invocation per row, no reduction and no barrier (workgroup-memory
+// reductions across a row were slower everywhere we measured).
+fn rows_per_wg() -> u32 {
+    return WG;
+}
+
+fn row_slot(lid: u32) -> u32 {
+    return lid;
+}
+
+fn row_lane(lid: u32) -> u32 {
+    return 0u;
+}
+
+fn row_lanes() -> u32 {
+    return 1u;
+}
+
+fn row_sum(v: f32) -> f32 {
+    return v;
+}

@@ -7,11 +7,35 @@ var<workgroup> red: array<f32, WG>;
 var<private> sg_id: u32;
 var<private> sg_count: u32;
 var<private> sg_lane: u32;
+var<private> sg_size: u32;
 
-fn sg_init(id: u32, count: u32, lane: u32) {
+fn sg_init(id: u32, count: u32, lane: u32, size: u32) {
     sg_id = id;
     sg_count = count;
     sg_lane = lane;
+    sg_size = size;
+}
+
+// Matrix rows: one subgroup per row, its lanes striding over the row, one subgroupAdd, no
+// barrier.
+fn rows_per_wg() -> u32 {
+    return sg_count;
+}
+
+fn row_slot(lid: u32) -> u32 {
+    return sg_id;
+}
+
+fn row_lane(lid: u32) -> u32 {
+    return sg_lane;
+}
+
+fn row_lanes() -> u32 {
+    return sg_size;
+}
+
+fn row_sum(v: f32) -> f32 {
+    return subgroupAdd(v);
 }
 
 fn wg_sum(v: f32, lid: u32) -> f32 {

@@ -10,7 +10,10 @@
 
 pub mod cpu;
 mod ops;
+mod select;
 pub mod wgpu;
+
+pub use select::{BackendKind, BackendSpec};
 
 pub use ops::Ops;
 

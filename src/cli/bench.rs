@@ -6,6 +6,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::PathBuf;
+use tokenfab::backend::{BackendKind, BackendSpec};
 use tokenfab::model::LoadOptions;
 use tokenfab::telemetry::bench::{self, BenchResult, ModelMeta, TestKind, TestSpec};
 
@@ -47,7 +48,7 @@ pub struct BenchArgs {
     /// Thread counts (default: all cores).
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,
-    /// Backend: cpu (or auto, which is cpu in this build).
+    /// Backend: auto (wgpu on a discrete GPU, else cpu), cpu, wgpu or cuda.
     #[arg(long = "backend", default_value = "auto")]
     pub backend: String,
     /// Output format: md, json, csv or jsonl.
@@ -102,12 +103,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if !matches!(a.output.as_str(), "md" | "json" | "csv" | "jsonl") {
         bail!("-o must be md, json, csv or jsonl (got {:?})", a.output);
     }
-    if !matches!(a.backend.as_str(), "auto" | "cpu") {
-        bail!(
-            "--backend {}: this build has only the cpu backend (wgpu and cuda are not built in)",
-            a.backend
-        );
-    }
+    let kind: BackendKind = a.backend.parse()?;
     if a.reps == 0 {
         bail!("-r must be at least 1");
     }
@@ -139,7 +135,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let results = run_all(&models, &threads, &specs, a.reps, &a.energy, &bar)?;
+    let results = run_all(kind, &models, &threads, &specs, a.reps, &a.energy, &bar)?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     match a.output.as_str() {
@@ -175,6 +171,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
 /// Runs every spec on every model and thread count.
 pub fn run_all(
+    kind: BackendKind,
     models: &[PathBuf],
     threads: &[usize],
     specs: &[TestSpec],
@@ -198,9 +195,14 @@ pub fn run_all(
         for &t in threads {
             bench::reset_peak_rss();
             bar.set_message(format!("loading {}", path.display()));
+            let spec = BackendSpec {
+                kind,
+                threads: t,
+                profile: false,
+            };
             let (_, mut model) = super::run::load(
                 path,
-                t,
+                &spec,
                 &LoadOptions {
                     ctx,
                     batch,
@@ -209,9 +211,14 @@ pub fn run_all(
             )?;
             let meta = ModelMeta::of(model.file());
             let mut energy = super::energy::bench_probe(energy, t)?;
-            bar.set_message("measuring peak bandwidth");
-            let peak = tokenfab::telemetry::probe::cpu_peak(t, true).map(|(g, _)| g);
             let backend = model.ops().name();
+            // MBU needs a measured peak: the CPU's is probed; GPU backends have none yet
+            let peak = if spec.resolved() == BackendKind::Cpu {
+                bar.set_message("measuring peak bandwidth");
+                tokenfab::telemetry::probe::cpu_peak(t, true).map(|(g, _)| g)
+            } else {
+                None
+            };
             for spec in specs {
                 bar.set_message(format!("{} {}", meta.name, spec.name()));
                 let reps =
@@ -250,6 +257,7 @@ pub fn measure(
         .map(|kind| TestSpec { kind, depth: 0 })
         .collect();
     run_all(
+        BackendKind::Cpu,
         &[model.to_path_buf()],
         &[threads],
         &specs,

@@ -7,6 +7,7 @@ pub mod energy;
 pub mod info;
 pub mod perplexity;
 pub mod probe;
+pub mod profile;
 pub mod quantize;
 pub mod run;
 pub mod tokenize;

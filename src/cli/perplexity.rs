@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
+use tokenfab::backend::BackendSpec;
 use tokenfab::eval::kld::{KldBase, KldCompare};
 use tokenfab::eval::perplexity::{perplexity, KldMode, PerplexityOptions};
 use tokenfab::model::LoadOptions;
@@ -49,7 +50,7 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
     }
     let (tk, mut model) = super::run::load(
         &path,
-        a.threads,
+        &BackendSpec::cpu(a.threads),
         &LoadOptions {
             ctx: a.ctx,
             batch: a.ctx,

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tokenfab::backend::cpu::CpuBackend;
+use tokenfab::backend::{BackendKind, BackendSpec};
 use tokenfab::generate::{generate, GenerateOptions, StopReason};
 use tokenfab::model::{LoadOptions, Model};
 use tokenfab::sampling::{Sampler, SamplingParams};
@@ -33,6 +33,12 @@ pub struct RunArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
+    /// Backend: auto (wgpu on a discrete GPU, else cpu), cpu, wgpu or cuda.
+    #[arg(long = "backend", default_value = "auto")]
+    pub backend: String,
+    /// Time every GPU kernel (timestamps) and print time and GB/s per kernel (wgpu).
+    #[arg(long = "profile")]
+    pub profile: bool,
     /// Context size in tokens (default: min(4096, the model's training context)).
     #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
     pub ctx_size: usize,
@@ -92,6 +98,7 @@ struct RunConfig {
     gen: GenerateOptions,
     load: LoadOptions,
     threads: usize,
+    backend: BackendSpec,
     add_bos: bool,
     chat: Option<Vec<Message>>,
     trace: Option<PathBuf>,
@@ -152,6 +159,11 @@ impl RunConfig {
                 logit_rows: 1,
             },
             threads: a.threads,
+            backend: BackendSpec {
+                kind: a.backend.parse::<BackendKind>()?,
+                threads: a.threads,
+                profile: a.profile,
+            },
             add_bos: !a.no_bos,
             chat,
             trace: a.trace,
@@ -164,7 +176,7 @@ impl RunConfig {
 /// loading; the model's weights are only mapped).
 pub fn load(
     path: &std::path::Path,
-    threads: usize,
+    backend: &BackendSpec,
     opts: &LoadOptions,
 ) -> Result<(Tokenizer, Model)> {
     let file = super::open_gguf(path)?;
@@ -172,10 +184,8 @@ pub fn load(
     let (tk, model) = std::thread::scope(|s| {
         let f2 = Arc::clone(&file);
         let tk = s.spawn(move || Tokenizer::from_metadata(f2.metadata()));
-        let model = (|| -> Result<Model> {
-            let backend = CpuBackend::new(threads)?;
-            Ok(Model::load(Arc::clone(&file), Box::new(backend), opts)?)
-        })();
+        let model =
+            (|| -> Result<Model> { Ok(Model::load(Arc::clone(&file), backend.open()?, opts)?) })();
         let tk = tk
             .join()
             .map_err(|_| anyhow::anyhow!("tokenizer thread panicked"));
@@ -189,7 +199,7 @@ pub fn load(
 pub fn run(a: RunArgs) -> Result<()> {
     let cfg = RunConfig::from_args(a)?;
     let t0 = Instant::now();
-    let (tk, mut model) = load(&cfg.model, cfg.threads, &cfg.load)?;
+    let (tk, mut model) = load(&cfg.model, &cfg.backend, &cfg.load)?;
     let load_time = t0.elapsed();
 
     let (text, add_bos) = match &cfg.chat {
@@ -273,10 +283,18 @@ pub fn run(a: RunArgs) -> Result<()> {
         summary.decode_tok_s(),
         model.ops().name(),
     );
-    let peak = tokenfab::telemetry::probe::cpu_peak(threads, false);
+    // the CPU's measured peak bandwidth; GPU backends have no probed peak yet (MBU omitted)
+    let peak = if model.ops().name().starts_with("cpu") {
+        tokenfab::telemetry::probe::cpu_peak(threads, false)
+    } else {
+        None
+    };
     let (report, records) = recorder.finish(peak);
     for line in report.summary_lines() {
         eprintln!("tokenfab: {line}");
+    }
+    if let Some(kernels) = model.ops().backend_mut().take_profile() {
+        eprint!("{}", super::profile::table(&kernels, model.ops().ledger()));
     }
     if let (Some(w), Some(p)) = (trace.as_mut(), &cfg.trace) {
         use std::io::Write as _;

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
+use tokenfab::backend::BackendSpec;
 use tokenfab::cost::model::Mix as WorkMix;
 use tokenfab::cost::prices::PriceTable;
 use tokenfab::cost::report::{build, CostOptions};
@@ -158,7 +159,7 @@ pub fn run(a: TradeoffArgs) -> Result<()> {
             bpw = Some(s.bits_per_weight);
         }
         eprintln!("tokenfab tradeoff: perplexity and KLD of {kind}");
-        let (tk, mut model) = super::run::load(path, threads, &load_opts)?;
+        let (tk, mut model) = super::run::load(path, &BackendSpec::cpu(threads), &load_opts)?;
         let (report, kld) = if i == 0 {
             let mut base = KldBase::new(&kld_path, 32);
             let r = perplexity(

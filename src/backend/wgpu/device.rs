@@ -16,6 +16,8 @@ pub struct AdapterSummary {
     pub shader_f16: bool,
     pub subgroup: bool,
     pub timestamp_query: bool,
+    /// Subgroup sizes the driver may pick (min, max).
+    pub subgroup_sizes: (u32, u32),
     pub max_storage_binding_mib: u64,
     pub max_buffer_mib: u64,
 }
@@ -47,6 +49,7 @@ fn summary(a: &wgpu::Adapter) -> AdapterSummary {
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
         subgroup: f.contains(wgpu::Features::SUBGROUP),
         timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
         max_storage_binding_mib: l.max_storage_buffer_binding_size >> 20,
         max_buffer_mib: l.max_buffer_size >> 20,
     }

@@ -176,9 +176,9 @@ impl Family {
                     .replace(
                         "/*SG_PARAMS*/",
                         ", @builtin(subgroup_id) sgid: u32, @builtin(num_subgroups) nsg: u32, \
-                         @builtin(subgroup_invocation_id) sgl: u32",
+                         @builtin(subgroup_invocation_id) sgl: u32, @builtin(subgroup_size) sgs: u32",
                     )
-                    .replace("/*SG_INIT*/", "sg_init(sgid, nsg, sgl);");
+                    .replace("/*SG_INIT*/", "sg_init(sgid, nsg, sgl, sgs);");
             }
             s.push_str(if caps.subgroups {
                 REDUCE_SUBGROUP
@@ -331,12 +331,12 @@ mod tests {
             subgroups: true,
             f16: false,
         });
-        assert!(s.contains("sg_init(sgid, nsg, sgl);") && s.contains("subgroupAdd"));
+        assert!(s.contains("sg_init(sgid, nsg, sgl, sgs);") && s.contains("subgroupAdd"));
         let s = Family::MatMul.source(ShaderCaps {
             subgroups: false,
             f16: false,
         });
-        assert!(!s.contains("subgroupAdd") && !s.contains("sg_init(") && s.contains("fn deq32"));
+        assert!(!s.contains("subgroupAdd(") && !s.contains("sg_init(") && s.contains("fn deq32"));
         assert!(Family::Attention
             .source(ShaderCaps {
                 subgroups: false,

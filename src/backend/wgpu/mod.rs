@@ -129,9 +129,12 @@ pub(crate) fn fold(n: usize) -> [u32; 3] {
 impl WgpuBackend {
     /// Opens the best adapter (see [`device`]) with every feature it offers.
     pub fn new(profile: bool) -> Result<Self> {
+        // TOKENFAB_WGPU_SUBGROUPS=0 / TOKENFAB_WGPU_F16=0 force the fallbacks
+        let off = |k: &str| std::env::var(k).is_ok_and(|v| v == "0");
         Self::with_options(WgpuOptions {
             profile,
-            ..WgpuOptions::default()
+            subgroups: !off("TOKENFAB_WGPU_SUBGROUPS"),
+            f16_kv: !off("TOKENFAB_WGPU_F16"),
         })
     }
 
