@@ -9,6 +9,12 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" on every adapter
+    // enumeration when it is unset (containers, CI); they only use it for a shader cache.
+    // Set while the process is still single-threaded.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     // llama-bench spells the prefill+generation flag `-pg`; clap's short flags are one letter
     let args = std::env::args_os().map(|a| if a == "-pg" { "--pg".into() } else { a });
     let cli = cli::Cli::parse_from(args);

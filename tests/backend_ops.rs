@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::wgpu::{WgpuBackend, WgpuOptions};
-use tokenfab::backend::{AttnParams, Glu, Ops, Weight};
+use tokenfab::backend::{AttnParams, Glu, Ops, RopeLayout, Weight};
 use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
 use tokenfab::quant::{dequantize, Isa};
 
@@ -276,34 +276,40 @@ fn row_ops_should_match_reference() {
 }
 
 #[test]
-fn rope_should_rotate_neox_pairs() {
+fn rope_should_rotate_neox_and_adjacent_pairs() {
     for (name, mut ops) in backends() {
-        let (hd, heads, n, pos0) = (8, 3, 4, 5);
-        let rope = ops.rope_table(hd, 10000.0, 0.5, 64).unwrap();
-        let x = rand_vec(n * heads * hd, 11, 1.0);
-        let b = put(&mut ops, &x);
-        ops.rope(b, &rope, n, heads, pos0).unwrap();
-        let mut want = vec![0f64; x.len()];
-        for t in 0..n {
-            for h in 0..heads {
-                let base = (t * heads + h) * hd;
-                for i in 0..hd / 2 {
-                    let theta =
-                        0.5 * (pos0 + t) as f64 * 10000f64.powf(-2.0 * i as f64 / hd as f64);
-                    let (x0, x1) = (x[base + i] as f64, x[base + i + hd / 2] as f64);
-                    want[base + i] = x0 * theta.cos() - x1 * theta.sin();
-                    want[base + i + hd / 2] = x0 * theta.sin() + x1 * theta.cos();
+        for layout in [RopeLayout::Neox, RopeLayout::Norm] {
+            let (hd, heads, n, pos0) = (8, 3, 4, 5);
+            let rope = ops.rope_table(layout, hd, 10000.0, 0.5, 64).unwrap();
+            let x = rand_vec(n * heads * hd, 11, 1.0);
+            let b = put(&mut ops, &x);
+            ops.rope(b, &rope, n, heads, pos0).unwrap();
+            let mut want = vec![0f64; x.len()];
+            for t in 0..n {
+                for h in 0..heads {
+                    let base = (t * heads + h) * hd;
+                    for i in 0..hd / 2 {
+                        let theta =
+                            0.5 * (pos0 + t) as f64 * 10000f64.powf(-2.0 * i as f64 / hd as f64);
+                        let (a, b) = match layout {
+                            RopeLayout::Neox => (base + i, base + i + hd / 2),
+                            RopeLayout::Norm => (base + 2 * i, base + 2 * i + 1),
+                        };
+                        let (x0, x1) = (x[a] as f64, x[b] as f64);
+                        want[a] = x0 * theta.cos() - x1 * theta.sin();
+                        want[b] = x0 * theta.sin() + x1 * theta.cos();
+                    }
                 }
             }
+            assert!(
+                nmse(&read(&mut ops, b, x.len()), &want) < 1e-10,
+                "{name} rope {layout:?}"
+            );
+            assert!(
+                ops.rope(b, &rope, n, heads, 62).is_err(),
+                "past the table must be an error"
+            );
         }
-        assert!(
-            nmse(&read(&mut ops, b, x.len()), &want) < 1e-10,
-            "{name} rope"
-        );
-        assert!(
-            ops.rope(b, &rope, n, heads, 62).is_err(),
-            "past the table must be an error"
-        );
     }
 }
 

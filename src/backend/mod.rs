@@ -56,10 +56,20 @@ impl Weight {
     }
 }
 
+/// Which elements RoPE rotates together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RopeLayout {
+    /// Pairs `(i, i + head_dim/2)` (GPT-NeoX; Gemma, Qwen2).
+    Neox,
+    /// Pairs `(2i, 2i + 1)` (Llama).
+    Norm,
+}
+
 /// A rotary-embedding table for one (head_dim, base, scale), shared by all layers that use it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rope {
     pub(crate) id: u32,
+    pub layout: RopeLayout,
     pub head_dim: usize,
     pub base: f32,
     pub freq_scale: f32,
@@ -173,10 +183,11 @@ pub trait Backend: Send {
     /// Bytes of one KV-cache element (2 for f16).
     fn kv_elem_bytes(&self) -> usize;
 
-    /// A RoPE table (NEOX layout: pairs `(i, i + head_dim/2)`), angles `pos * freq_scale *
+    /// A RoPE table: pair `i` of a head (see [`RopeLayout`]) turns by `pos * freq_scale *
     /// base^(-2i/head_dim)` for `pos < max_pos`.
     fn rope_table(
         &mut self,
+        layout: RopeLayout,
         head_dim: usize,
         base: f32,
         freq_scale: f32,

@@ -76,6 +76,7 @@ impl Ops {
 
     pub fn rope_table(
         &mut self,
+        layout: RopeLayout,
         head_dim: usize,
         base: f32,
         freq_scale: f32,
@@ -84,7 +85,8 @@ impl Ops {
         check(head_dim % 2 == 0, || {
             format!("rope: odd head_dim {head_dim}")
         })?;
-        self.backend.rope_table(head_dim, base, freq_scale, max_pos)
+        self.backend
+            .rope_table(layout, head_dim, base, freq_scale, max_pos)
     }
 
     pub fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

@@ -200,7 +200,7 @@ pub fn run_all(
                 threads: t,
                 profile: false,
             };
-            let (_, mut model) = super::run::load(
+            let mut model = super::run::load_model(
                 path,
                 &spec,
                 &LoadOptions {

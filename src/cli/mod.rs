@@ -10,6 +10,7 @@ pub mod probe;
 pub mod profile;
 pub mod quantize;
 pub mod run;
+pub mod synth;
 pub mod tokenize;
 pub mod tradeoff;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Rewrite a GGUF with another quantization mix (q8_0, q4_k_m, ...), llama-quantize style.
     Quantize(quantize::QuantizeArgs),
+    /// Write a GGUF with random weights and a real model's shapes (for speed tests).
+    Synth(synth::SynthArgs),
     /// Quantize to several mixes and compare size, perplexity, KLD, speed, energy and cost.
     Tradeoff(Box<tradeoff::TradeoffArgs>),
 }
@@ -57,6 +60,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Cost(a) => cost::run(*a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Synth(a) => synth::run(a),
         Command::Tradeoff(a) => tradeoff::run(*a),
     }
 }

@@ -172,6 +172,18 @@ impl RunConfig {
     }
 }
 
+/// Loads only the model (benchmarks need no tokenizer; synthetic models have none).
+pub fn load_model(
+    path: &std::path::Path,
+    backend: &BackendSpec,
+    opts: &LoadOptions,
+) -> Result<Model> {
+    let file = super::open_gguf(path)?;
+    file.prefetch();
+    Model::load(file, backend.open()?, opts)
+        .with_context(|| format!("cannot load model {}", path.display()))
+}
+
 /// Loads the tokenizer and the model concurrently (the tokenizer build is the slow part of
 /// loading; the model's weights are only mapped).
 pub fn load(

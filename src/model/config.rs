@@ -9,6 +9,8 @@ use crate::gguf::GgufFile;
 pub enum Arch {
     Gemma3,
     Qwen2,
+    /// Llama 2/3 shapes (the Qwen2 decoder without QKV biases, RoPE on adjacent pairs).
+    Llama,
 }
 
 impl Arch {
@@ -16,6 +18,7 @@ impl Arch {
         match name {
             "gemma3" => Some(Arch::Gemma3),
             "qwen2" => Some(Arch::Qwen2),
+            "llama" => Some(Arch::Llama),
             _ => None,
         }
     }
@@ -24,6 +27,7 @@ impl Arch {
         match self {
             Arch::Gemma3 => "gemma3",
             Arch::Qwen2 => "qwen2",
+            Arch::Llama => "llama",
         }
     }
 }
@@ -63,7 +67,7 @@ impl Config {
         let arch_name = md.get_str("general.architecture").map_err(merr)?;
         let arch = Arch::from_name(arch_name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "{}: architecture {arch_name:?} is not supported (supported: gemma3, qwen2)",
+                "{}: architecture {arch_name:?} is not supported (supported: gemma3, qwen2, llama)",
                 f.path().display()
             ))
         })?;
@@ -133,7 +137,7 @@ impl Config {
                 10_000.0,
                 1.0 / (head_dim as f32).sqrt(),
             ),
-            Arch::Qwen2 => (None, 0, rope_base, 1.0 / (head_dim as f32).sqrt()),
+            Arch::Qwen2 | Arch::Llama => (None, 0, rope_base, 1.0 / (head_dim as f32).sqrt()),
         };
         Ok(Config {
             arch,

@@ -9,7 +9,7 @@
 //! include Gemma's `1 +`.)
 
 use super::{Config, KvCache, Loader, ModelError, Scratch};
-use crate::backend::{AttnParams, Glu, Ops, Rope, Weight};
+use crate::backend::{AttnParams, Glu, Ops, Rope, RopeLayout, Weight};
 
 struct Layer {
     attn_norm: Weight,      // (n_embd)
@@ -63,8 +63,12 @@ impl Gemma3 {
         let output = l
             .opt("output.weight", &[d, c.n_vocab])?
             .unwrap_or(token_embd);
-        let rope_local = l.ops.rope_table(hd, c.rope_base_swa, 1.0, ctx)?;
-        let rope_global = l.ops.rope_table(hd, c.rope_base, c.rope_freq_scale, ctx)?;
+        let rope_local = l
+            .ops
+            .rope_table(RopeLayout::Neox, hd, c.rope_base_swa, 1.0, ctx)?;
+        let rope_global =
+            l.ops
+                .rope_table(RopeLayout::Neox, hd, c.rope_base, c.rope_freq_scale, ctx)?;
         Ok(Gemma3 {
             token_embd,
             layers,

@@ -206,7 +206,7 @@ impl Model {
         };
         let net = match config.arch {
             Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&config, &mut loader, ctx)?),
-            Arch::Qwen2 => Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?),
+            Arch::Qwen2 | Arch::Llama => Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?),
         };
         let kv = KvCache::new(&mut ops, &config, ctx)?;
         let scratch = Scratch::new(&mut ops, &config, opts.batch, opts.logit_rows)?;

@@ -1,25 +1,28 @@
-//! Qwen2: the forward pass, top to bottom.
+//! Qwen2 and Llama: the forward pass, top to bottom.
 //!
-//! Per layer: RMS-normed input → Q, K, V projections with biases → RoPE (NEOX pairs) →
+//! The two are one decoder: Qwen2 has Q/K/V biases and rotates NEOX pairs, Llama has no
+//! biases and rotates adjacent pairs. Llama 3's `rope_freqs` frequency factors are refused.
+//!
+//! Per layer: RMS-normed input → Q, K, V projections (+ biases) → RoPE →
 //! grouped-query attention → output projection → residual; then the SiLU-gated feed-forward
 //! → residual. A separate output matrix unless the file ties it to the embeddings.
 
-use super::{Config, KvCache, Loader, ModelError, Scratch};
-use crate::backend::{AttnParams, Glu, Ops, Rope, Weight};
+use super::{Arch, Config, KvCache, Loader, ModelError, Scratch};
+use crate::backend::{AttnParams, Glu, Ops, Rope, RopeLayout, Weight};
 
 struct Layer {
-    attn_norm: Weight, // (n_embd)
-    wq: Weight,        // (n_head * head_dim, n_embd)
-    bq: Weight,        // (n_head * head_dim)
-    wk: Weight,        // (n_head_kv * head_dim, n_embd)
-    bk: Weight,        // (n_head_kv * head_dim)
-    wv: Weight,        // (n_head_kv * head_dim, n_embd)
-    bv: Weight,        // (n_head_kv * head_dim)
-    wo: Weight,        // (n_embd, n_head * head_dim)
-    ffn_norm: Weight,  // (n_embd)
-    ffn_gate: Weight,  // (n_ff, n_embd)
-    ffn_up: Weight,    // (n_ff, n_embd)
-    ffn_down: Weight,  // (n_embd, n_ff)
+    attn_norm: Weight,  // (n_embd)
+    wq: Weight,         // (n_head * head_dim, n_embd)
+    bq: Option<Weight>, // (n_head * head_dim), Qwen2 only
+    wk: Weight,         // (n_head_kv * head_dim, n_embd)
+    bk: Option<Weight>, // (n_head_kv * head_dim)
+    wv: Weight,         // (n_head_kv * head_dim, n_embd)
+    bv: Option<Weight>, // (n_head_kv * head_dim)
+    wo: Weight,         // (n_embd, n_head * head_dim)
+    ffn_norm: Weight,   // (n_embd)
+    ffn_gate: Weight,   // (n_ff, n_embd)
+    ffn_up: Weight,     // (n_ff, n_embd)
+    ffn_down: Weight,   // (n_embd, n_ff)
 }
 
 pub struct Qwen2 {
@@ -34,17 +37,32 @@ impl Qwen2 {
     pub(super) fn load(c: &Config, l: &mut Loader, ctx: usize) -> Result<Self, ModelError> {
         let (d, ff) = (c.n_embd, c.n_ff);
         let token_embd = l.get("token_embd.weight", &[d, c.n_vocab])?;
+        if l.opt("rope_freqs.weight", &[c.head_dim / 2])?.is_some() {
+            return Err(ModelError::Unsupported(
+                "Llama 3 RoPE frequency factors (rope_freqs.weight) are not supported yet".into(),
+            ));
+        }
+        let qwen = c.arch == Arch::Qwen2;
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
+            let mut b = |name: &str, dims: &[usize]| match qwen {
+                true => l.get(&format!("blk.{i}.{name}"), dims).map(Some),
+                false => Ok(None),
+            };
+            let (bq, bk, bv) = (
+                b("attn_q.bias", &[c.q_dim()])?,
+                b("attn_k.bias", &[c.kv_dim()])?,
+                b("attn_v.bias", &[c.kv_dim()])?,
+            );
             let mut w = |name: &str, dims: &[usize]| l.get(&format!("blk.{i}.{name}"), dims);
             layers.push(Layer {
                 attn_norm: w("attn_norm.weight", &[d])?,
                 wq: w("attn_q.weight", &[d, c.q_dim()])?,
-                bq: w("attn_q.bias", &[c.q_dim()])?,
+                bq,
+                bk,
+                bv,
                 wk: w("attn_k.weight", &[d, c.kv_dim()])?,
-                bk: w("attn_k.bias", &[c.kv_dim()])?,
                 wv: w("attn_v.weight", &[d, c.kv_dim()])?,
-                bv: w("attn_v.bias", &[c.kv_dim()])?,
                 wo: w("attn_output.weight", &[c.q_dim(), d])?,
                 ffn_norm: w("ffn_norm.weight", &[d])?,
                 ffn_gate: w("ffn_gate.weight", &[d, ff])?,
@@ -56,9 +74,17 @@ impl Qwen2 {
         let output = l
             .opt("output.weight", &[d, c.n_vocab])?
             .unwrap_or(token_embd);
-        let rope = l
-            .ops
-            .rope_table(c.head_dim, c.rope_base, c.rope_freq_scale, ctx)?;
+        let rope = l.ops.rope_table(
+            if qwen {
+                RopeLayout::Neox
+            } else {
+                RopeLayout::Norm
+            },
+            c.head_dim,
+            c.rope_base,
+            c.rope_freq_scale,
+            ctx,
+        )?;
         Ok(Qwen2 {
             token_embd,
             layers,
@@ -88,11 +114,17 @@ impl Qwen2 {
             // attention
             ops.rms_norm(s.x, &l.attn_norm, s.xb, n, eps)?;
             ops.matmul(&l.wq, s.xb, s.q, n)?;
-            ops.add_bias(s.q, &l.bq, n)?;
+            if let Some(b) = &l.bq {
+                ops.add_bias(s.q, b, n)?;
+            }
             ops.matmul(&l.wk, s.xb, s.k, n)?;
-            ops.add_bias(s.k, &l.bk, n)?;
+            if let Some(b) = &l.bk {
+                ops.add_bias(s.k, b, n)?;
+            }
             ops.matmul(&l.wv, s.xb, s.v, n)?;
-            ops.add_bias(s.v, &l.bv, n)?;
+            if let Some(b) = &l.bv {
+                ops.add_bias(s.v, b, n)?;
+            }
             ops.rope(s.q, &self.rope, n, c.n_head, pos0)?;
             ops.rope(s.k, &self.rope, n, c.n_head_kv, pos0)?;
             ops.store_kv(s.k, kv.k[il], n, c.kv_dim(), pos0)?;

@@ -72,7 +72,11 @@ fn use_more_bits(i: usize, n: usize) -> bool {
 }
 
 fn fallback(t: &TensorInfo, ty: GgmlType) -> GgmlType {
-    let cols = t.row_len();
+    fallback_for_cols(t.row_len(), ty)
+}
+
+/// llama.cpp's substitute for `ty` when rows of `cols` are not whole blocks of it.
+pub fn fallback_for_cols(cols: u64, ty: GgmlType) -> GgmlType {
     if cols % ty.block_size() as u64 == 0 {
         return ty;
     }

@@ -2,7 +2,7 @@
 //! They are O(hidden size) per token, so they run single-threaded for decode and across rows
 //! in parallel for prefill.
 
-use crate::backend::Glu;
+use crate::backend::{Glu, RopeLayout};
 use half::f16;
 use rayon::prelude::*;
 
@@ -28,18 +28,29 @@ pub fn rms_norm(pool: &rayon::ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
 
 /// Rotates pairs `(i, i + d/2)` of every head of every token: `cs` holds `(cos, sin)` per
 /// position and pair.
-pub fn rope(x: &mut [f32], cs: &[f32], n: usize, heads: usize, hd: usize, pos0: usize) {
+pub fn rope(
+    x: &mut [f32],
+    cs: &[f32],
+    layout: RopeLayout,
+    n: usize,
+    heads: usize,
+    hd: usize,
+    pos0: usize,
+) {
     let half = hd / 2;
     for t in 0..n {
         let table = &cs[(pos0 + t) * hd..(pos0 + t + 1) * hd];
         for h in 0..heads {
             let v = &mut x[(t * heads + h) * hd..(t * heads + h + 1) * hd];
-            let (a, b) = v.split_at_mut(half);
             for i in 0..half {
                 let (c, s) = (table[2 * i], table[2 * i + 1]);
-                let (x0, x1) = (a[i], b[i]);
-                a[i] = x0 * c - x1 * s;
-                b[i] = x0 * s + x1 * c;
+                let (ia, ib) = match layout {
+                    RopeLayout::Neox => (i, i + half),
+                    RopeLayout::Norm => (2 * i, 2 * i + 1),
+                };
+                let (x0, x1) = (v[ia], v[ib]);
+                v[ia] = x0 * c - x1 * s;
+                v[ib] = x0 * s + x1 * c;
             }
         }
     }

@@ -211,6 +211,7 @@ impl Backend for CpuBackend {
 
     fn rope_table(
         &mut self,
+        layout: RopeLayout,
         head_dim: usize,
         base: f32,
         freq_scale: f32,
@@ -224,6 +225,7 @@ impl Backend for CpuBackend {
         });
         Ok(Rope {
             id: (self.ropes.len() - 1) as u32,
+            layout,
             head_dim,
             base,
             freq_scale,
@@ -298,7 +300,7 @@ impl Backend for CpuBackend {
         }
         let mut xv = self.take(x);
         let cs = &self.ropes[rope.id as usize].cs;
-        elementwise::rope(&mut xv, cs, n, heads, rope.head_dim, pos0);
+        elementwise::rope(&mut xv, cs, rope.layout, n, heads, rope.head_dim, pos0);
         self.put(x, xv);
         Ok(())
     }

@@ -28,7 +28,8 @@ mod rope;
 pub use device::{has_discrete_gpu, list_adapters, AdapterSummary};
 
 use super::{
-    AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, Result, Rope, Weight,
+    AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, Result, Rope,
+    RopeLayout, Weight,
 };
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
 use kernels::{Family, Kernel, Pipelines, ShaderCaps};
@@ -528,12 +529,13 @@ impl Backend for WgpuBackend {
 
     fn rope_table(
         &mut self,
+        layout: RopeLayout,
         head_dim: usize,
         base: f32,
         freq_scale: f32,
         max_pos: usize,
     ) -> Result<Rope> {
-        self.rope_table_impl(head_dim, base, freq_scale, max_pos)
+        self.rope_table_impl(layout, head_dim, base, freq_scale, max_pos)
     }
 
     fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

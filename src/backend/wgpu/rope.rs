@@ -3,11 +3,12 @@
 
 use super::{fold, kernels::Kernel, WgpuBackend};
 use crate::backend::cpu::elementwise::rope_rows;
-use crate::backend::{BackendError, Buf, Result, Rope};
+use crate::backend::{BackendError, Buf, Result, Rope, RopeLayout};
 
 impl WgpuBackend {
     pub(super) fn rope_table_impl(
         &mut self,
+        layout: RopeLayout,
         head_dim: usize,
         base: f32,
         freq_scale: f32,
@@ -19,6 +20,7 @@ impl WgpuBackend {
         self.ropes.push(buf);
         Ok(Rope {
             id: (self.ropes.len() - 1) as u32,
+            layout,
             head_dim,
             base,
             freq_scale,
@@ -42,7 +44,17 @@ impl WgpuBackend {
             )));
         }
         let table = self.ropes[rope.id as usize];
-        let params = [n as u32, heads as u32, rope.head_dim as u32, pos0 as u32, 0];
+        let mode = match rope.layout {
+            RopeLayout::Neox => 0,
+            RopeLayout::Norm => 1,
+        };
+        let params = [
+            n as u32,
+            heads as u32,
+            rope.head_dim as u32,
+            pos0 as u32,
+            mode,
+        ];
         let groups = fold((n * heads * rope.head_dim / 2).div_ceil(64));
         self.dispatch(Kernel::Rope, &[table, x.id], &params, groups)
     }

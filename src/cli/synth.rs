@@ -1,0 +1,64 @@
+//! `tokenfab synth --preset NAME --type TYPE -o FILE`: a GGUF with random weights and a real
+//! model's shapes (see `tokenfab::synth`).
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use tokenfab::gguf::GgmlType;
+use tokenfab::synth::{self, PRESETS};
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Shape preset: gemma3-270m, qwen2.5-0.5b, llama-3.2-1b, llama-3.1-8b.
+    #[arg(long)]
+    pub preset: String,
+    /// Type of the matrices (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k … q6_k);
+    /// rows that are not whole blocks get llama.cpp's fallback type.
+    #[arg(long = "type", default_value = "q4_k")]
+    pub dtype: String,
+    /// Output GGUF (written to OUTPUT.gguf.tmp, then renamed).
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// RNG seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(a: SynthArgs) -> Result<()> {
+    let p = synth::preset(&a.preset).with_context(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        format!("--preset {:?} is not one of {}", a.preset, names.join(", "))
+    })?;
+    let t = GgmlType::from_name(&a.dtype)
+        .with_context(|| format!("--type: unknown type {:?}", a.dtype))?;
+    if a.output.exists() && !a.force {
+        bail!("{} exists (use --force to replace it)", a.output.display());
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{} {t}", p.name));
+    let t0 = std::time::Instant::now();
+    let s = synth::write(p, t, &a.output, a.seed, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done)
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "tokenfab synth: {} ({} {}, {} tensors, {:.2} B params, {:.1} MiB) in {:.1} s",
+        a.output.display(),
+        s.preset,
+        s.dtype,
+        s.tensors,
+        s.params as f64 / 1e9,
+        s.bytes as f64 / (1u64 << 20) as f64,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

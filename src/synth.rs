@@ -1,0 +1,400 @@
+//! Synthetic models: GGUF files with random weights and the real shapes of known models
+//! (`tokenfab synth --preset NAME --type q4_k -o FILE`), so speed can be measured where the
+//! real files cannot travel (the GPU machine) and at sizes we do not ship (Llama 3.1 8B).
+//!
+//! Quantized blocks are random bytes with their scale fields set so weights have an RMS of
+//! about 1/sqrt(cols) (activations stay finite through many layers); norms are 1, biases 0.
+//! Matrices whose rows are not whole blocks of the requested type get llama.cpp's fallback
+//! type. The tokenizer is `none` (llama.cpp's no-vocab model) with `{arch}.vocab_size` set;
+//! the file is a valid GGUF v3 for any reader and loads in tokenfab.
+
+use crate::gguf::{GgmlType, GgufErrorKind, GgufWriter, Value};
+use crate::quantize::plan::fallback_for_cols;
+use half::f16;
+use rand::{Rng, RngCore, SeedableRng};
+use std::path::Path;
+
+/// The shape of a known model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub arch: &'static str,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub n_vocab: usize,
+    pub ctx: usize,
+    pub rope_base: f32,
+    pub eps: f32,
+    /// Output projection shares the embedding matrix.
+    pub tied: bool,
+}
+
+/// Shapes from the models' published configs (Hugging Face config.json).
+pub const PRESETS: [Preset; 4] = [
+    Preset {
+        name: "gemma3-270m",
+        arch: "gemma3",
+        n_embd: 640,
+        n_layer: 18,
+        n_head: 4,
+        n_head_kv: 1,
+        head_dim: 256,
+        n_ff: 2048,
+        n_vocab: 262_144,
+        ctx: 32_768,
+        rope_base: 1_000_000.0,
+        eps: 1e-6,
+        tied: true,
+    },
+    Preset {
+        name: "qwen2.5-0.5b",
+        arch: "qwen2",
+        n_embd: 896,
+        n_layer: 24,
+        n_head: 14,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ff: 4864,
+        n_vocab: 151_936,
+        ctx: 32_768,
+        rope_base: 1_000_000.0,
+        eps: 1e-6,
+        tied: true,
+    },
+    Preset {
+        name: "llama-3.2-1b",
+        arch: "llama",
+        n_embd: 2048,
+        n_layer: 16,
+        n_head: 32,
+        n_head_kv: 8,
+        head_dim: 64,
+        n_ff: 8192,
+        n_vocab: 128_256,
+        ctx: 131_072,
+        rope_base: 500_000.0,
+        eps: 1e-5,
+        tied: true,
+    },
+    Preset {
+        name: "llama-3.1-8b",
+        arch: "llama",
+        n_embd: 4096,
+        n_layer: 32,
+        n_head: 32,
+        n_head_kv: 8,
+        head_dim: 128,
+        n_ff: 14_336,
+        n_vocab: 128_256,
+        ctx: 131_072,
+        rope_base: 500_000.0,
+        eps: 1e-5,
+        tied: false,
+    },
+];
+
+/// Finds a preset by name.
+pub fn preset(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// What was written.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SynthSummary {
+    pub preset: String,
+    pub dtype: String,
+    pub tensors: usize,
+    pub params: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error("type {0} cannot be synthesized (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K)")]
+    Type(GgmlType),
+    #[error("cannot write {file}: {msg}")]
+    Write { file: String, msg: String },
+}
+
+/// (name, dims as GGUF stores them: [cols, rows], matrix?)
+fn tensors(p: &Preset) -> Vec<(String, Vec<u64>, bool)> {
+    let (d, ff, hd) = (p.n_embd as u64, p.n_ff as u64, p.head_dim as u64);
+    let (q, kv) = (
+        (p.n_head * p.head_dim) as u64,
+        (p.n_head_kv * p.head_dim) as u64,
+    );
+    let mut v = vec![(
+        "token_embd.weight".to_string(),
+        vec![d, p.n_vocab as u64],
+        true,
+    )];
+    for i in 0..p.n_layer {
+        let mut t = |name: &str, dims: Vec<u64>| {
+            let m = dims.len() == 2;
+            v.push((format!("blk.{i}.{name}"), dims, m))
+        };
+        t("attn_norm.weight", vec![d]);
+        t("attn_q.weight", vec![d, q]);
+        t("attn_k.weight", vec![d, kv]);
+        t("attn_v.weight", vec![d, kv]);
+        if p.arch == "qwen2" {
+            t("attn_q.bias", vec![q]);
+            t("attn_k.bias", vec![kv]);
+            t("attn_v.bias", vec![kv]);
+        }
+        if p.arch == "gemma3" {
+            t("attn_q_norm.weight", vec![hd]);
+            t("attn_k_norm.weight", vec![hd]);
+            t("post_attention_norm.weight", vec![d]);
+            t("post_ffw_norm.weight", vec![d]);
+        }
+        t("attn_output.weight", vec![q, d]);
+        t("ffn_norm.weight", vec![d]);
+        t("ffn_gate.weight", vec![d, ff]);
+        t("ffn_up.weight", vec![d, ff]);
+        t("ffn_down.weight", vec![ff, d]);
+    }
+    v.push(("output_norm.weight".to_string(), vec![d], false));
+    if !p.tied {
+        v.push(("output.weight".to_string(), vec![d, p.n_vocab as u64], true));
+    }
+    v
+}
+
+/// Offsets of the f16 scale fields in one block, with the divisor of the target RMS that
+/// gives each (so `d ≈ rms / divisor`); a negative divisor marks a min stored as `-d·k`.
+fn scale_fields(t: GgmlType) -> &'static [(usize, f32)] {
+    use GgmlType::*;
+    match t {
+        Q4_0 => &[(0, 4.6)],
+        Q4_1 => &[(0, 4.6), (2, -7.5)],
+        Q5_0 => &[(0, 9.2)],
+        Q5_1 => &[(0, 9.2), (2, -15.5)],
+        Q8_0 => &[(0, 74.0)],
+        Q2_K => &[(80, 12.0), (82, 24.0)],
+        Q3_K => &[(108, 40.0)],
+        Q4_K | Q5_K => &[(0, 256.0), (2, 512.0)],
+        Q6_K => &[(208, 1300.0)],
+        _ => &[],
+    }
+}
+
+/// Random bytes for `rows` rows of `cols` elements of type `t`.
+fn random_rows(t: GgmlType, rows: usize, cols: usize, rng: &mut impl RngCore) -> Vec<u8> {
+    let rms = 1.0 / (cols as f32).sqrt();
+    let n = rows * cols;
+    match t {
+        GgmlType::F32 => (0..n)
+            .flat_map(|_| (rng.random_range(-1.7f32..1.7) * rms).to_le_bytes())
+            .collect(),
+        GgmlType::F16 => (0..n)
+            .flat_map(|_| f16::from_f32(rng.random_range(-1.7f32..1.7) * rms).to_le_bytes())
+            .collect(),
+        GgmlType::BF16 => (0..n)
+            .flat_map(|_| half::bf16::from_f32(rng.random_range(-1.7f32..1.7) * rms).to_le_bytes())
+            .collect(),
+        _ => {
+            let bs = t.type_size();
+            let mut v = vec![0u8; n / t.block_size() * bs];
+            rng.fill_bytes(&mut v);
+            let fields = scale_fields(t);
+            for block in v.chunks_mut(bs) {
+                let mut d = 0.0;
+                for &(off, div) in fields {
+                    let val = if div > 0.0 {
+                        // ±30 % so blocks differ
+                        let x = rms / div * (0.7 + 0.6 * (block[off + 1] as f32 / 255.0));
+                        if d == 0.0 {
+                            d = x;
+                        }
+                        x
+                    } else {
+                        -d * -div
+                    };
+                    block[off..off + 2].copy_from_slice(&f16::from_f32(val).to_le_bytes());
+                }
+            }
+            v
+        }
+    }
+}
+
+/// Writes a synthetic `preset` model with matrices of type `dtype` to `out` (atomically:
+/// a temporary file renamed into place). `progress(done, total)` reports bytes.
+pub fn write(
+    p: &Preset,
+    dtype: GgmlType,
+    out: &Path,
+    seed: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SynthSummary, SynthError> {
+    if !crate::backend::wgpu::GPU_TYPES.contains(&dtype) {
+        return Err(SynthError::Type(dtype));
+    }
+    let werr = |msg: String| SynthError::Write {
+        file: out.display().to_string(),
+        msg,
+    };
+    let list = tensors(p);
+    let types: Vec<GgmlType> = list
+        .iter()
+        .map(|(_, dims, m)| match m {
+            true => fallback_for_cols(dims[0], dtype),
+            false => GgmlType::F32,
+        })
+        .collect();
+    let mut w = GgufWriter::new();
+    let a = p.arch;
+    let u = |v: usize| Value::U32(v as u32);
+    w.set("general.architecture", Value::String(a.into()));
+    w.set(
+        "general.name",
+        Value::String(format!("synthetic {} {dtype}", p.name)),
+    );
+    w.set("general.quantization_version", Value::U32(2));
+    // llama_ftype of the closest pure mix, for readers that show it
+    let ftype = match dtype {
+        GgmlType::F32 => 0,
+        GgmlType::F16 => 1,
+        GgmlType::Q4_0 => 2,
+        GgmlType::Q4_1 => 3,
+        GgmlType::Q8_0 => 7,
+        GgmlType::Q5_0 => 8,
+        GgmlType::Q5_1 => 9,
+        GgmlType::Q2_K => 10,
+        GgmlType::Q3_K => 11,
+        GgmlType::Q4_K => 14,
+        GgmlType::Q5_K => 16,
+        GgmlType::Q6_K => 18,
+        _ => 32, // BF16
+    };
+    w.set("general.file_type", Value::U32(ftype));
+    w.set("tokenfab.synthetic.preset", Value::String(p.name.into()));
+    w.set("tokenfab.synthetic.seed", Value::U64(seed));
+    w.set(&format!("{a}.context_length"), u(p.ctx));
+    w.set(&format!("{a}.embedding_length"), u(p.n_embd));
+    w.set(&format!("{a}.block_count"), u(p.n_layer));
+    w.set(&format!("{a}.feed_forward_length"), u(p.n_ff));
+    w.set(&format!("{a}.attention.head_count"), u(p.n_head));
+    w.set(&format!("{a}.attention.head_count_kv"), u(p.n_head_kv));
+    w.set(&format!("{a}.attention.key_length"), u(p.head_dim));
+    w.set(&format!("{a}.attention.value_length"), u(p.head_dim));
+    w.set(
+        &format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(p.eps),
+    );
+    w.set(&format!("{a}.rope.freq_base"), Value::F32(p.rope_base));
+    w.set(&format!("{a}.vocab_size"), u(p.n_vocab));
+    if a == "gemma3" {
+        w.set(&format!("{a}.attention.sliding_window"), u(512));
+    }
+    w.set("tokenizer.ggml.model", Value::String("none".into()));
+    for ((name, dims, _), &t) in list.iter().zip(&types) {
+        w.add_tensor_info(name, t, dims)
+            .map_err(|e| werr(e.to_string()))?;
+    }
+    let sizes: Vec<u64> = list
+        .iter()
+        .zip(&types)
+        .map(|((_, dims, _), &t)| {
+            let rows: u64 = dims.iter().skip(1).product();
+            t.row_bytes(dims[0]).unwrap_or(0) * rows
+        })
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut done = 0;
+    let tmp = out.with_extension("gguf.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| werr(e.to_string()))?;
+    let mut bw = std::io::BufWriter::with_capacity(8 << 20, file);
+    let result = w.write_with(&mut bw, &mut |i| {
+        let (name, dims, _) = &list[i];
+        let cols = dims[0] as usize;
+        let rows: usize = dims.iter().skip(1).product::<u64>() as usize;
+        let bytes = if dims.len() == 1 {
+            // norms 1, biases 0 (Gemma stores norm weights with the +1 applied)
+            let v = if name.ends_with(".bias") { 0f32 } else { 1f32 };
+            (0..cols).flat_map(|_| v.to_le_bytes()).collect()
+        } else {
+            random_rows(types[i], rows, cols, &mut rng)
+        };
+        if bytes.len() as u64 != sizes[i] {
+            return Err(GgufErrorKind::Write(format!(
+                "tensor `{name}`: size mismatch"
+            )));
+        }
+        done += sizes[i];
+        progress(done, total);
+        Ok(bytes)
+    });
+    let finish = result
+        .map_err(|e| werr(e.to_string()))
+        .and_then(|_| std::io::Write::flush(&mut bw).map_err(|e| werr(e.to_string())))
+        .and_then(|_| std::fs::rename(&tmp, out).map_err(|e| werr(e.to_string())));
+    if let Err(e) = finish {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let params = list.iter().map(|(_, d, _)| d.iter().product::<u64>()).sum();
+    Ok(SynthSummary {
+        preset: p.name.into(),
+        dtype: dtype.name().into(),
+        tensors: list.len(),
+        params,
+        bytes: total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random blocks of every type decode to finite weights with an RMS near 1/sqrt(cols).
+    #[test]
+    fn random_blocks_have_the_intended_scale() {
+        let (rows, cols) = (16, 1024);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        for t in crate::backend::wgpu::GPU_TYPES {
+            let bytes = random_rows(t, rows, cols, &mut rng);
+            assert_eq!(
+                bytes.len() as u64,
+                t.row_bytes(cols as u64).unwrap() * rows as u64
+            );
+            let mut v = vec![0f32; rows * cols];
+            assert!(crate::quant::dequantize(t, &bytes, &mut v), "{t}");
+            assert!(v.iter().all(|x| x.is_finite()), "{t}");
+            let rms = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+            let want = 1.0 / (cols as f32).sqrt();
+            assert!(
+                rms > want / 3.0 && rms < want * 3.0,
+                "{t}: rms {rms}, want ~{want}"
+            );
+        }
+    }
+
+    #[test]
+    fn presets_have_the_published_parameter_counts() {
+        let params = |name: &str| {
+            tensors(preset(name).unwrap())
+                .iter()
+                .map(|(_, d, _)| d.iter().product::<u64>())
+                .sum::<u64>() as f64
+                / 1e9
+        };
+        // Hugging Face model cards: 268 M, 494 M, 1.24 B, 8.03 B
+        for (name, want) in [
+            ("gemma3-270m", 0.268),
+            ("qwen2.5-0.5b", 0.494),
+            ("llama-3.2-1b", 1.236),
+            ("llama-3.1-8b", 8.030),
+        ] {
+            let got = params(name);
+            assert!((got - want).abs() / want < 0.01, "{name}: {got} B");
+        }
+        assert!(preset("nope").is_none());
+    }
+}
