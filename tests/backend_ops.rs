@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::wgpu::{WgpuBackend, WgpuOptions};
-use tokenfab::backend::{AttnParams, Glu, Ops, RopeLayout, Weight};
+use tokenfab::backend::{AttnParams, Backend, Glu, Ops, RopeLayout, Weight};
 use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
 use tokenfab::quant::{dequantize, Isa};
 
@@ -392,4 +392,20 @@ fn attention_should_match_reference() {
             assert!(e < limit, "{name} case {i} {p:?}: nmse {e}");
         }
     }
+}
+
+/// wgpu says clearly when something does not fit, before anything is uploaded.
+#[test]
+fn wgpu_should_refuse_what_does_not_fit() {
+    let mut b = WgpuBackend::new(false).expect("a wgpu adapter is required");
+    let err = b.reserve(1 << 50).unwrap_err().to_string();
+    assert!(err.contains("do not fit"), "{err}");
+    let err = b.alloc(1 << 40).unwrap_err().to_string();
+    assert!(err.contains("largest buffer"), "{err}");
+    // and the backend still works afterwards
+    let x = b.alloc(4).unwrap();
+    b.write(x, 0, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let mut out = [0f32; 4];
+    b.read(x, 0, &mut out).unwrap();
+    assert_eq!(out, [1.0, 2.0, 3.0, 4.0]);
 }

@@ -147,18 +147,21 @@ fn deq32(rb: u32, e0: u32, w: ptr<function, array<f32, 32>>) {
                 (*w)[l] = d * sc * v;
             }
         }
-        case 12u { // Q4_K: d, dmin, scales[12], qs[128]
+        case 12u { // Q4_K: d, dmin, scales[12], qs[128]; 144-byte blocks stay word-aligned
             let base = rb + (e0 / 256u) * 144u;
             let s = (e0 % 256u) / 32u;
-            let d = f16at(base);
-            let dmin = f16at(base + 2u);
+            let dm = unpack2x16float(W[base >> 2u]);
             let sm = k4_scale_min(base + 4u, s);
-            let a = d * sm.x;
-            let b = dmin * sm.y;
+            let a = dm.x * sm.x;
+            let b = dm.y * sm.y;
             let sh = (s & 1u) * 4u;
-            for (var l = 0u; l < 32u; l++) {
-                let q = (u8at(base + 16u + (s / 2u) * 32u + l) >> sh) & 15u;
-                (*w)[l] = a * f32(q) - b;
+            let q0 = ((base + 16u) >> 2u) + (s / 2u) * 8u;
+            for (var k = 0u; k < 8u; k++) {
+                let q = W[q0 + k] >> sh;
+                (*w)[4u * k] = a * f32(q & 15u) - b;
+                (*w)[4u * k + 1u] = a * f32((q >> 8u) & 15u) - b;
+                (*w)[4u * k + 2u] = a * f32((q >> 16u) & 15u) - b;
+                (*w)[4u * k + 3u] = a * f32((q >> 24u) & 15u) - b;
             }
         }
         case 13u { // Q5_K: d, dmin, scales[12], qh[32], qs[128]

@@ -257,4 +257,21 @@ pub trait Backend: Send {
     fn take_profile(&mut self) -> Option<Vec<KernelTime>> {
         None
     }
+
+    /// Checks that `bytes` of device memory can be allocated (before a model is uploaded, so
+    /// a model too large for the device fails fast and clearly). Host backends accept all.
+    fn reserve(&mut self, bytes: u64) -> Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
+
+    /// The GPU adapter's name, for GPU backends (keys the cached peak bandwidth).
+    fn adapter_name(&self) -> Option<String> {
+        None
+    }
+
+    /// Measures the device's peak memory read bandwidth in GB/s, for GPU backends.
+    fn measure_peak_bandwidth(&mut self) -> Option<Result<f64>> {
+        None
+    }
 }

@@ -212,13 +212,16 @@ pub fn run_all(
             let meta = ModelMeta::of(model.file());
             let mut energy = super::energy::bench_probe(energy, t)?;
             let backend = model.ops().name();
-            // MBU needs a measured peak: the CPU's is probed; GPU backends have none yet
-            let peak = if spec.resolved() == BackendKind::Cpu {
-                bar.set_message("measuring peak bandwidth");
-                tokenfab::telemetry::probe::cpu_peak(t, true).map(|(g, _)| g)
-            } else {
-                None
-            };
+            // MBU needs the device's measured peak (cached after the first measurement)
+            bar.set_message("measuring peak bandwidth");
+            let peak = match model.ops().backend_mut().adapter_name() {
+                Some(_) => tokenfab::telemetry::probe::gpu_peak(
+                    model.ops().backend_mut(),
+                    tokenfab::telemetry::probe::Measure::IfMissing,
+                ),
+                None => tokenfab::telemetry::probe::cpu_peak(t, true),
+            }
+            .map(|(g, _)| g);
             for spec in specs {
                 bar.set_message(format!("{} {}", meta.name, spec.name()));
                 let reps =

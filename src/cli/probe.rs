@@ -5,8 +5,9 @@ use anyhow::Result;
 use clap::Args;
 use std::fmt::Write as _;
 use std::io::Write;
+use tokenfab::backend::wgpu::WgpuBackend;
 use tokenfab::telemetry::energy::{open_meter, SourceKind, SysRoots};
-use tokenfab::telemetry::probe::{cpu_info, measure_cpu, ProbeCache};
+use tokenfab::telemetry::probe::{cpu_info, gpu_peak, measure_cpu, Measure, ProbeCache};
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
@@ -41,6 +42,19 @@ pub fn run(a: ProbeArgs) -> Result<()> {
         .into_iter()
         .flat_map(|k| open_meter(Some(k), &SysRoots::default()).1)
         .collect();
+    let adapters = tokenfab::backend::wgpu::list_adapters();
+    // the adapter `--backend wgpu` picks: its peak read bandwidth, measured unless cached
+    let gpu_bw = match (adapters.is_empty(), a.no_bandwidth) {
+        (true, _) => None,
+        (false, skip) => WgpuBackend::new(false).ok().and_then(|mut b| {
+            let m = if skip {
+                Measure::CachedOnly
+            } else {
+                Measure::Always
+            };
+            gpu_peak(&mut b, m)
+        }),
+    };
     let table = super::energy::device_table(None)?;
     let est = table.find("cpu", &info.model).map(|r| r.id.clone());
     if a.json {
@@ -49,7 +63,7 @@ pub fn run(a: ProbeArgs) -> Result<()> {
             "bandwidth": bw,
             "energy_sources": statuses,
             "energy_estimate_row": est,
-            "wgpu": "not built: tokenfab has no wgpu backend yet",
+            "wgpu": {"adapters": adapters, "bandwidth": gpu_bw},
             "cuda": "not built: tokenfab was built without the cuda feature",
         });
         writeln!(
@@ -79,7 +93,38 @@ pub fn run(a: ProbeArgs) -> Result<()> {
         )?,
         None => writeln!(s, "bandwidth  not measured (run without --no-bandwidth)")?,
     }
-    writeln!(s, "wgpu       not built: tokenfab has no wgpu backend yet")?;
+    if adapters.is_empty() {
+        writeln!(
+            s,
+            "wgpu       no adapter (install a Vulkan/Metal/DX12 driver; mesa-vulkan-drivers gives a software one)"
+        )?;
+    }
+    for a in &adapters {
+        writeln!(
+            s,
+            "wgpu       {} ({}, {}, {}){}{}{}, max binding {} MiB, subgroups {}-{}",
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            if a.shader_f16 { ", f16" } else { "" },
+            if a.subgroup { ", subgroups" } else { "" },
+            if a.timestamp_query {
+                ", timestamps"
+            } else {
+                ""
+            },
+            a.max_storage_binding_mib,
+            a.subgroup_sizes.0,
+            a.subgroup_sizes.1
+        )?;
+    }
+    if let Some((gb_s, how)) = &gpu_bw {
+        writeln!(
+            s,
+            "           peak read {gb_s:.1} GB/s ({how}) on the adapter --backend wgpu picks"
+        )?;
+    }
     writeln!(
         s,
         "cuda       not built: tokenfab was built without the cuda feature"

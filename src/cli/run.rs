@@ -295,11 +295,13 @@ pub fn run(a: RunArgs) -> Result<()> {
         summary.decode_tok_s(),
         model.ops().name(),
     );
-    // the CPU's measured peak bandwidth; GPU backends have no probed peak yet (MBU omitted)
-    let peak = if model.ops().name().starts_with("cpu") {
-        tokenfab::telemetry::probe::cpu_peak(threads, false)
-    } else {
-        None
+    // the device's measured peak bandwidth (cached by `tokenfab probe` or `bench`)
+    let peak = match model.ops().backend_mut().adapter_name() {
+        Some(_) => tokenfab::telemetry::probe::gpu_peak(
+            model.ops().backend_mut(),
+            tokenfab::telemetry::probe::Measure::CachedOnly,
+        ),
+        None => tokenfab::telemetry::probe::cpu_peak(threads, false),
     };
     let (report, records) = recorder.finish(peak);
     for line in report.summary_lines() {

@@ -200,6 +200,11 @@ impl Model {
             )));
         }
         let mut ops = Ops::new(backend);
+        // weights + KV cache must fit the device: say so before copying anything
+        let weights: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
+        let kv_bytes =
+            (2 * config.n_layer * ctx * config.kv_dim() * ops.backend_mut().kv_elem_bytes()) as u64;
+        ops.backend_mut().reserve(weights + kv_bytes)?;
         let mut loader = Loader {
             file: &file,
             ops: &mut ops,

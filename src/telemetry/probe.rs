@@ -128,6 +128,44 @@ impl ProbeCache {
 
 /// The CPU's peak read bandwidth for `threads`: from the cache, or measured now (and cached)
 /// when `measure` is set. Returns (GB/s, a label saying where it came from).
+/// When to measure a peak bandwidth rather than take the cached one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    CachedOnly,
+    IfMissing,
+    Always,
+}
+
+/// The peak read bandwidth of a GPU backend's adapter: cached, or measured and cached.
+pub fn gpu_peak(
+    backend: &mut dyn crate::backend::Backend,
+    measure: Measure,
+) -> Option<(f64, String)> {
+    let name = backend.adapter_name()?;
+    let mut cache = ProbeCache::load();
+    if measure != Measure::Always {
+        if let Some(b) = cache.find("wgpu", &name, 0) {
+            return Some((b.gb_s, format!("measured by tokenfab probe on {name}")));
+        }
+    }
+    if measure == Measure::CachedOnly {
+        return None;
+    }
+    let gb_s = backend.measure_peak_bandwidth()?.ok()?;
+    cache.upsert(Bandwidth {
+        device: "wgpu".into(),
+        device_name: name.clone(),
+        threads: 0,
+        gb_s,
+        method: "WGSL read kernel, 16-byte loads, best of 3 x 8 passes".into(),
+        measured_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    });
+    let _ = cache.save();
+    Some((gb_s, format!("measured on {name}")))
+}
+
 pub fn cpu_peak(threads: usize, measure: bool) -> Option<(f64, String)> {
     let info = cpu_info();
     let mut cache = ProbeCache::load();

@@ -32,6 +32,7 @@ pub enum Kernel {
     Attention,
     Elementwise(EwOp),
     Argmax,
+    Bandwidth,
 }
 
 /// How a kernel binds a buffer (binding 0 is always the params window).
@@ -60,6 +61,7 @@ impl Kernel {
             Kernel::Attention => "attention".into(),
             Kernel::Elementwise(op) => format!("{op:?}").to_lowercase(),
             Kernel::Argmax => "argmax".into(),
+            Kernel::Bandwidth => "bandwidth".into(),
         }
     }
 
@@ -73,6 +75,7 @@ impl Kernel {
             Kernel::Attention => Family::Attention,
             Kernel::Elementwise(_) => Family::Elementwise,
             Kernel::Argmax => Family::Argmax,
+            Kernel::Bandwidth => Family::Bandwidth,
         }
     }
 
@@ -97,10 +100,11 @@ pub enum Family {
     Attention,
     Elementwise,
     Argmax,
+    Bandwidth,
 }
 
 impl Family {
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::MatMul,
         Family::Embed,
         Family::Norm,
@@ -109,6 +113,7 @@ impl Family {
         Family::Attention,
         Family::Elementwise,
         Family::Argmax,
+        Family::Bandwidth,
     ];
 
     /// The shader file's text.
@@ -128,6 +133,10 @@ impl Family {
                 include_str!("../../../shaders/elementwise.wgsl"),
             ),
             Family::Argmax => ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
+            Family::Bandwidth => (
+                "bandwidth.wgsl",
+                include_str!("../../../shaders/bandwidth.wgsl"),
+            ),
         }
     }
 
@@ -143,6 +152,7 @@ impl Family {
             Family::Attention => &[ReadWrite, ReadWrite, ReadWrite, ReadWrite],
             Family::Elementwise => &[ReadWrite, ReadWrite, ReadWrite],
             Family::Argmax => &[ReadWrite, ReadWrite],
+            Family::Bandwidth => &[Read, ReadWrite],
         }
     }
 

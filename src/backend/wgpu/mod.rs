@@ -15,6 +15,7 @@
 
 mod argmax;
 mod attention;
+mod bandwidth;
 mod device;
 mod elementwise;
 mod embed;
@@ -668,5 +669,50 @@ impl Backend for WgpuBackend {
 
     fn take_profile(&mut self) -> Option<Vec<KernelTime>> {
         self.profiler.as_mut().map(|p| p.take())
+    }
+
+    fn reserve(&mut self, bytes: u64) -> Result<()> {
+        // allocate (and free) buffers of the model's total size: device memory is committed
+        // at creation, the zero fill happens only on first use, so this is cheap
+        let chunk = self.gpu.limits.max_buffer_size.min(1 << 30);
+        let mut held = Vec::new();
+        let mut left = bytes;
+        let mut err = None;
+        while left > 0 && err.is_none() {
+            let n = round_up(left.min(chunk), 4);
+            let scope = self
+                .gpu
+                .device
+                .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            held.push(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("capacity check"),
+                size: n,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }));
+            err = pollster::block_on(scope.pop());
+            left = left.saturating_sub(n);
+        }
+        for b in held {
+            b.destroy();
+        }
+        match err {
+            None => Ok(()),
+            Some(e) => Err(BackendError::OutOfMemory {
+                backend: format!(
+                    "wgpu ({}): the model and its KV cache do not fit the adapter ({e})",
+                    self.gpu.summary.name
+                ),
+                bytes,
+            }),
+        }
+    }
+
+    fn adapter_name(&self) -> Option<String> {
+        Some(self.gpu.summary.name.clone())
+    }
+
+    fn measure_peak_bandwidth(&mut self) -> Option<Result<f64>> {
+        Some(self.read_bandwidth())
     }
 }
