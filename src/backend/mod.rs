@@ -8,6 +8,7 @@
 //! Buffers and weights are opaque handles owned by the backend; activations are row-major
 //! f32 `[rows, cols]`. Capability is a query ([`Backend::supports`]), never a panic.
 
+pub mod candle;
 pub mod cpu;
 mod ops;
 mod select;

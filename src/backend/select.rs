@@ -70,12 +70,7 @@ impl BackendSpec {
                 Ok(Box::new(CpuBackend::new(self.threads)?))
             }
             BackendKind::Wgpu => Ok(Box::new(WgpuBackend::new(self.profile)?)),
-            BackendKind::Cuda => Err(BackendError::NotCompiled(
-                "cuda".into(),
-                "this binary was built without the `cuda` feature \
-                 (cargo build --release --features cuda)"
-                    .into(),
-            )),
+            BackendKind::Cuda => Ok(Box::new(super::candle::CandleBackend::cuda()?)),
         }
     }
 }

@@ -1,14 +1,16 @@
-//! Both real models on the wgpu backend (lavapipe in CI) against the CPU backend, on the
-//! greedy oracle prompts: the CPU's 32 greedy tokens are fed teacher-forced through one
-//! batched pass on each backend, and at every position the wgpu argmax must equal the CPU's
-//! (a differing pick is allowed only at a near-tie: CPU top-2 gap below `NEAR_TIE`, printed).
-//! Then a free-running greedy generation on wgpu, through the public API, must reproduce the
-//! CPU's first tokens. The GPU dots f32 activations with decoded weights while the CPU
-//! quantizes activations to 8 bits (as llama.cpp does), so logits differ by a few hundredths.
+//! Both real models on the other backends against the CPU backend, on the greedy oracle
+//! prompts: wgpu (lavapipe in CI) and candle (what `--backend cuda` runs, here on candle's CPU
+//! device). The CPU's 32 greedy tokens are fed teacher-forced through one batched pass on
+//! each backend, and at every position the other backend's argmax must equal the CPU's (a
+//! differing pick is allowed only at a near-tie: CPU top-2 gap below `NEAR_TIE`, printed).
+//! Then a free-running greedy generation through the public API must reproduce the CPU's
+//! first tokens. wgpu dots f32 activations with decoded weights while our CPU kernels (and
+//! candle's) quantize activations to 8 bits, so logits differ by a few hundredths.
 //! These tests fail, not skip, without an adapter or the models.
 
 mod common;
 use std::sync::Arc;
+use tokenfab::backend::candle::CandleBackend;
 use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::wgpu::WgpuBackend;
 use tokenfab::backend::Backend;
@@ -64,17 +66,29 @@ fn greedy(model: &mut Model, tk: &Tokenizer, prompt: &[u32], n: usize) -> Vec<u3
         .tokens
 }
 
-fn check(key: &str) {
+fn wgpu() -> Box<dyn Backend> {
+    Box::new(
+        WgpuBackend::new(false)
+            .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)"),
+    )
+}
+
+fn candle() -> Box<dyn Backend> {
+    Box::new(CandleBackend::new(candle_core::Device::Cpu))
+}
+
+fn check(key: &str, other: Box<dyn Backend>) {
     let f = Arc::new(GgufFile::open(common::model_for(key)).unwrap());
     let tk = Tokenizer::from_metadata(f.metadata()).unwrap();
     let mut cpu = load(&f, Box::new(CpuBackend::new(0).unwrap()));
-    let gpu_backend = WgpuBackend::new(false)
-        .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)");
-    eprintln!("{key}: {}", gpu_backend.name());
-    let mut gpu = load(&f, Box::new(gpu_backend));
+    let name = other.name();
+    eprintln!("{key}: {name}");
+    let key = &format!("{key} on {name}");
+    let mut gpu = load(&f, other);
     let oracle = common::oracle("greedy_public.json");
+    let key_name = key.split(' ').next().unwrap_or(key);
     let (mut flips, mut near_ties) = (0, 0);
-    for (k, case) in oracle[key].as_array().unwrap().iter().enumerate() {
+    for (k, case) in oracle[key_name].as_array().unwrap().iter().enumerate() {
         let prompt = tk.encode(case["prompt"].as_str().unwrap(), true).unwrap();
         let want = greedy(&mut cpu, &tk, &prompt, N);
         let mut seq = prompt.clone();
@@ -138,10 +152,20 @@ fn check(key: &str) {
 
 #[test]
 fn gemma_on_wgpu_should_match_cpu() {
-    check("gemma");
+    check("gemma", wgpu());
 }
 
 #[test]
 fn qwen_on_wgpu_should_match_cpu() {
-    check("qwen");
+    check("qwen", wgpu());
+}
+
+#[test]
+fn gemma_on_candle_should_match_cpu() {
+    check("gemma", candle());
+}
+
+#[test]
+fn qwen_on_candle_should_match_cpu() {
+    check("qwen", candle());
 }
