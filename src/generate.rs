@@ -241,6 +241,13 @@ pub fn generate(
                 .ops()
                 .argmax(logits, 0, vocab)
                 .map_err(ModelError::from)?
+        } else if let Some(k) = sampler.top_k_only() {
+            // top-k on the device: k candidates come back instead of the vocabulary
+            let top = model
+                .ops()
+                .top_k(logits, 0, vocab, k)
+                .map_err(ModelError::from)?;
+            sampler.sample_top_k(&top)
         } else {
             model
                 .ops()

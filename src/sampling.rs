@@ -103,6 +103,21 @@ impl Sampler {
         self.params.temperature <= 0.0
     }
 
+    /// The k of a top-k the sampler can work from instead of all logits (temperature sampling
+    /// with top-k on and no repetition penalty), for backends that select on the device.
+    pub fn top_k_only(&self) -> Option<usize> {
+        let p = &self.params;
+        (p.temperature > 0.0 && p.top_k > 0 && p.repeat_penalty == 1.0).then_some(p.top_k)
+    }
+
+    /// Picks a token from the top-k candidates (`top_k(logits, k)` for the sampler's k): the
+    /// same token, for the same RNG state, as [`Sampler::sample`] on all the logits.
+    pub fn sample_top_k(&mut self, top: &[(u32, f32)]) -> u32 {
+        self.candidates.clear();
+        self.candidates.extend_from_slice(top);
+        self.finish()
+    }
+
     /// Picks a token from `logits`, given the tokens so far (`history`, for the penalty).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let p = &self.params;
@@ -137,8 +152,14 @@ impl Sampler {
             );
             return best.0;
         }
+        self.finish()
+    }
+
+    /// top-k, top-p, min-p and temperature over `self.candidates`.
+    fn finish(&mut self) -> u32 {
+        let p = &self.params;
+        let c = &mut self.candidates;
         // top-k: keep the k largest, sorted descending
-        let desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && p.top_k < c.len() {
             c.select_nth_unstable_by(p.top_k - 1, desc);
             c.truncate(p.top_k);
@@ -177,6 +198,28 @@ impl Sampler {
     }
 }
 
+/// Largest value first, ties to the lower index.
+fn desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Sorts candidates largest first, ties to the lower index.
+pub fn sort_desc(c: &mut [(u32, f32)]) {
+    c.sort_unstable_by(desc);
+}
+
+/// The `k` largest of `v` as (index, value), largest first, ties to the lower index.
+pub fn top_k(v: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut c: Vec<(u32, f32)> = v.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect();
+    let k = k.min(c.len());
+    if k > 0 && k < c.len() {
+        c.select_nth_unstable_by(k - 1, desc);
+        c.truncate(k);
+    }
+    c.sort_unstable_by(desc);
+    c
+}
+
 fn softmax(logits: impl Iterator<Item = f32> + Clone, temperature: f32) -> Vec<f32> {
     let m = logits.clone().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = logits.map(|l| ((l - m) / temperature).exp()).collect();
@@ -187,6 +230,34 @@ fn softmax(logits: impl Iterator<Item = f32> + Clone, temperature: f32) -> Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sampling from the top-k candidates a device returns picks what sampling from all the
+    /// logits picks, for the same seed.
+    #[test]
+    fn top_k_candidates_sample_like_the_full_logits() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut logits: Vec<f32> = (0..5000).map(|_| rng.random_range(-5.0..5.0)).collect();
+        logits[17] = logits[4000]; // a tie
+        for seed in 0..20 {
+            let params = SamplingParams {
+                temperature: 0.9,
+                top_k: 40,
+                top_p: 0.95,
+                min_p: 0.02,
+                repeat_penalty: 1.0,
+                repeat_last_n: 64,
+                seed,
+            };
+            let mut a = Sampler::new(params.clone());
+            let mut b = Sampler::new(params);
+            let k = b.top_k_only().unwrap();
+            for _ in 0..5 {
+                assert_eq!(a.sample(&logits, &[]), b.sample_top_k(&top_k(&logits, k)));
+            }
+        }
+        let t = top_k(&[1.0, 3.0, 3.0, 2.0], 2);
+        assert_eq!(t, vec![(1, 3.0), (2, 3.0)]);
+    }
 
     #[test]
     fn greedy_picks_the_first_maximum() {

@@ -278,6 +278,20 @@ fn row_ops_should_match_reference() {
         let v = put(&mut ops, &[1.0, 5.0, -2.0, 5.0, 3.0]);
         assert_eq!(ops.argmax(v, 0, 5).unwrap(), 1);
         assert_eq!(ops.argmax(v, 2, 3).unwrap(), 1);
+        // top-k: several device slices, ties, k past the device limit and past the length
+        let mut logits = rand_vec(10_000, 9, 4.0);
+        logits[9_999] = logits[3];
+        logits[5_000] = 100.0;
+        let l = put(&mut ops, &logits);
+        for (off, len, k) in [
+            (0, 10_000, 40),
+            (7, 9_000, 1),
+            (0, 10_000, 200),
+            (0, 30, 64),
+        ] {
+            let want = tokenfab::sampling::top_k(&logits[off..off + len], k);
+            assert_eq!(ops.top_k(l, off, len, k).unwrap(), want, "{name} top_k {k}");
+        }
     }
 }
 

@@ -233,3 +233,92 @@ fn a_closed_pipe_is_not_an_error() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn backends_are_chosen_and_explained() {
+    let model = common::model_for("gemma");
+    let m = model.to_str().unwrap();
+    // wgpu (lavapipe in CI): text out, backend named, per-kernel profile on request
+    let (code, out, err) = run(&[
+        "run",
+        "-m",
+        m,
+        "-n",
+        "3",
+        "--temp",
+        "0",
+        "--backend",
+        "wgpu",
+        "--profile",
+        "Hello",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.trim().is_empty(), "{err}");
+    assert!(err.contains("| wgpu ("), "{err}");
+    assert!(
+        err.contains("GPU kernel profile") && err.contains("matmul."),
+        "{err}"
+    );
+    // a build without CUDA says so; unknown names and --profile on the CPU are refused
+    let (code, _, err) = run(&["run", "-m", m, "-n", "1", "--backend", "cuda", "Hi"]);
+    if cfg!(feature = "cuda") {
+        assert_ne!(code, 0, "no GPU in CI: {err}");
+    } else {
+        assert_eq!(code, 1);
+        assert!(err.contains("built without the `cuda` feature"), "{err}");
+    }
+    let (code, _, err) = run(&["run", "-m", m, "--backend", "tpu", "Hi"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown backend \"tpu\""), "{err}");
+    let (code, _, err) = run(&["run", "-m", m, "--backend", "cpu", "--profile", "Hi"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--profile"), "{err}");
+}
+
+#[test]
+fn synth_writes_a_model_bench_can_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.gguf");
+    let p = path.to_str().unwrap();
+    let (code, _, err) = run(&[
+        "synth",
+        "--preset",
+        "qwen2.5-0.5b",
+        "--type",
+        "q8_0",
+        "-o",
+        p,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("qwen2.5-0.5b q8_0"), "{err}");
+    // an existing file is kept unless --force
+    let (code, _, err) = run(&["synth", "--preset", "qwen2.5-0.5b", "-o", p]);
+    assert_eq!(code, 1);
+    assert!(err.contains("exists"), "{err}");
+    let (code, _, err) = run(&["synth", "--preset", "gpt-5", "-o", p, "--force"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("llama-3.1-8b"), "{err}");
+    let (code, _, err) = run(&[
+        "synth",
+        "--preset",
+        "llama-3.2-1b",
+        "--type",
+        "iq2_xs",
+        "-o",
+        p,
+        "--force",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot be synthesized"), "{err}");
+    // bench runs it without a tokenizer
+    let (code, out, err) = run(&[
+        "bench", "-m", p, "-p", "8", "-n", "4", "-r", "1", "-t", "2", "-o", "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{out}");
+    // run needs a tokenizer and says so
+    let (code, _, err) = run(&["run", "-m", p, "Hi"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("tokenizer"), "{err}");
+}

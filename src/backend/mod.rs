@@ -250,6 +250,14 @@ pub trait Backend: Send {
         Ok(crate::sampling::argmax(&v))
     }
 
+    /// The `k` largest of `len` elements at `src[off..]` as (index, value), largest first,
+    /// ties to the lower index (what a top-k sampler needs, without reading every logit).
+    fn top_k(&mut self, src: Buf, off: usize, len: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        let mut v = vec![0f32; len];
+        self.read(src, off, &mut v)?;
+        Ok(crate::sampling::top_k(&v, k))
+    }
+
     /// Waits until all submitted work has finished.
     fn sync(&mut self) -> Result<()>;
 

@@ -264,6 +264,14 @@ impl Ops {
         self.backend.argmax(src, off, len)
     }
 
+    pub fn top_k(&mut self, src: Buf, off: usize, len: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        check(off + len <= src.len && len > 0 && k > 0, || {
+            "top_k: out of range".into()
+        })?;
+        self.record(OpName::Argmax, act(len, 0, len));
+        self.backend.top_k(src, off, len, k)
+    }
+
     pub fn sync(&mut self) -> Result<()> {
         self.backend.sync()
     }

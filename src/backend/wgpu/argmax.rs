@@ -1,8 +1,14 @@
-//! Dispatch of `shaders/argmax.wgsl`: the greedy token is found on the GPU and 4 bytes come
-//! back.
+//! Dispatch of `shaders/argmax.wgsl` and `shaders/topk.wgsl`: the greedy token is found on
+//! the GPU and 4 bytes come back; a sampled token reads back each workgroup's top k (a few
+//! KiB) and merges them on the host.
 
 use super::{kernels::Kernel, WgpuBackend};
-use crate::backend::{BackendError, Buf, Result};
+use crate::backend::{Backend, BackendError, Buf, Result};
+
+/// Largest k computed on the GPU.
+const MAX_K: usize = 128;
+/// Elements per workgroup (`SLICE` in the shader).
+const SLICE: usize = 4096;
 
 impl WgpuBackend {
     pub(super) fn argmax_impl(&mut self, src: Buf, off: usize, len: usize) -> Result<u32> {
@@ -15,5 +21,45 @@ impl WgpuBackend {
         self.dispatch(Kernel::Argmax, &[src.id, self.result], &params, [1, 1, 1])?;
         let b = self.read_bytes(self.result, 0, 4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(super) fn top_k_impl(
+        &mut self,
+        src: Buf,
+        off: usize,
+        len: usize,
+        k: usize,
+    ) -> Result<Vec<(u32, f32)>> {
+        if len == 0 || off + len > src.len {
+            return Err(BackendError::Invalid(
+                "top_k: empty or out of bounds".into(),
+            ));
+        }
+        let k = k.min(len);
+        if k > MAX_K {
+            // a wide top-k: the logits themselves are the cheaper read
+            let mut v = vec![0f32; len];
+            self.read(src, off, &mut v)?;
+            return Ok(crate::sampling::top_k(&v, k));
+        }
+        let groups = len.div_ceil(SLICE);
+        let bytes = (groups * k * 8) as u64;
+        if self.topk_out.is_none_or(|(_, n)| n < bytes) {
+            let id = self.buffer(bytes.max(64 * MAX_K as u64 * 8), "top-k candidates")?;
+            self.topk_out = Some((id, bytes.max(64 * MAX_K as u64 * 8)));
+        }
+        let out = self.topk_out.map_or(self.result, |(id, _)| id);
+        let params = [len as u32, off as u32, k as u32, SLICE as u32];
+        self.dispatch(Kernel::TopK, &[src.id, out], &params, [groups as u32, 1, 1])?;
+        let b = self.read_bytes(out, 0, bytes)?;
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&b);
+        let mut cands: Vec<(u32, f32)> = words
+            .chunks(2)
+            .filter(|p| p[0] != u32::MAX)
+            .map(|p| (p[0], f32::from_bits(p[1])))
+            .collect();
+        crate::sampling::sort_desc(&mut cands);
+        cands.truncate(k);
+        Ok(cands)
     }
 }

@@ -32,6 +32,7 @@ pub enum Kernel {
     Attention,
     Elementwise(EwOp),
     Argmax,
+    TopK,
     Bandwidth,
 }
 
@@ -61,6 +62,7 @@ impl Kernel {
             Kernel::Attention => "attention".into(),
             Kernel::Elementwise(op) => format!("{op:?}").to_lowercase(),
             Kernel::Argmax => "argmax".into(),
+            Kernel::TopK => "top_k".into(),
             Kernel::Bandwidth => "bandwidth".into(),
         }
     }
@@ -75,6 +77,7 @@ impl Kernel {
             Kernel::Attention => Family::Attention,
             Kernel::Elementwise(_) => Family::Elementwise,
             Kernel::Argmax => Family::Argmax,
+            Kernel::TopK => Family::TopK,
             Kernel::Bandwidth => Family::Bandwidth,
         }
     }
@@ -100,11 +103,12 @@ pub enum Family {
     Attention,
     Elementwise,
     Argmax,
+    TopK,
     Bandwidth,
 }
 
 impl Family {
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::MatMul,
         Family::Embed,
         Family::Norm,
@@ -113,6 +117,7 @@ impl Family {
         Family::Attention,
         Family::Elementwise,
         Family::Argmax,
+        Family::TopK,
         Family::Bandwidth,
     ];
 
@@ -133,6 +138,7 @@ impl Family {
                 include_str!("../../../shaders/elementwise.wgsl"),
             ),
             Family::Argmax => ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
+            Family::TopK => ("topk.wgsl", include_str!("../../../shaders/topk.wgsl")),
             Family::Bandwidth => (
                 "bandwidth.wgsl",
                 include_str!("../../../shaders/bandwidth.wgsl"),
@@ -151,7 +157,7 @@ impl Family {
             Family::Kv => &[ReadWrite, ReadWrite],
             Family::Attention => &[ReadWrite, ReadWrite, ReadWrite, ReadWrite],
             Family::Elementwise => &[ReadWrite, ReadWrite, ReadWrite],
-            Family::Argmax => &[ReadWrite, ReadWrite],
+            Family::Argmax | Family::TopK => &[ReadWrite, ReadWrite],
             Family::Bandwidth => &[Read, ReadWrite],
         }
     }

@@ -113,6 +113,8 @@ pub struct WgpuBackend {
     /// Bound to unused bindings.
     dummy: u32,
     readback: Option<wgpu::Buffer>,
+    /// Top-k candidates (store id, bytes).
+    topk_out: Option<(u32, u64)>,
     profiler: Option<profile::Profiler>,
     max_part_bytes: u64,
     uploaded: u64,
@@ -189,6 +191,7 @@ impl WgpuBackend {
             result: 0,
             dummy: 0,
             readback: None,
+            topk_out: None,
             profiler,
             max_part_bytes,
             uploaded: 0,
@@ -656,6 +659,10 @@ impl Backend for WgpuBackend {
 
     fn argmax(&mut self, src: Buf, off: usize, len: usize) -> Result<u32> {
         self.argmax_impl(src, off, len)
+    }
+
+    fn top_k(&mut self, src: Buf, off: usize, len: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        self.top_k_impl(src, off, len, k)
     }
 
     fn sync(&mut self) -> Result<()> {
