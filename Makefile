@@ -11,10 +11,12 @@ run: build
 	scripts/fetch-models.sh gemma
 	./target/release/tokenfab run "$(PROMPT)"
 
-## Run the whole test suite (release mode), fetching both real models first if needed.
+## Run the whole test suite (release mode), fetching both real models first if needed and
+## installing a software Vulkan driver (lavapipe) for the wgpu tests if there is no driver.
 test:
 	scripts/fetch-models.sh all
-	$(CARGO) test --release
+	scripts/ensure-vulkan.sh
+	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} $(CARGO) test --release
 
 ## Download and assemble both real models into models/ (idempotent).
 models:
