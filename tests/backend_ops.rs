@@ -74,6 +74,22 @@ fn write(ops: &mut Ops, b: tokenfab::backend::Buf, data: &[f32]) {
     ops.write(b, 0, data).unwrap();
 }
 
+const GUARD: [f32; 3] = [12345.0, -6789.0, 4242.0];
+
+/// An output buffer of `n` elements followed by sentinel words.
+fn guarded(ops: &mut Ops, n: usize) -> tokenfab::backend::Buf {
+    let b = ops.alloc(n + GUARD.len()).unwrap();
+    ops.write(b, n, &GUARD).unwrap();
+    b
+}
+
+/// Panics if an op wrote past the first `n` elements of a [`guarded`] buffer.
+fn check_guard(ops: &mut Ops, b: tokenfab::backend::Buf, n: usize, what: &str) {
+    let mut tail = [0f32; 3];
+    ops.read(b, n, &mut tail).unwrap();
+    assert_eq!(tail, GUARD, "{what}: wrote past its output");
+}
+
 fn read(ops: &mut Ops, b: tokenfab::backend::Buf, n: usize) -> Vec<f32> {
     let mut v = vec![0f32; n];
     ops.read(b, 0, &mut v).unwrap();
@@ -183,8 +199,9 @@ fn row_ops_should_match_reference() {
         let x = rand_vec(3 * 64, 3, 3.0);
         // rms_norm, out of place and in place
         let xb = put(&mut ops, &x);
-        let out = ops.alloc(3 * 64).unwrap();
+        let out = guarded(&mut ops, 3 * 64);
         ops.rms_norm(xb, &norm, out, 3, 1e-6).unwrap();
+        check_guard(&mut ops, out, 3 * 64, &format!("{name} rms_norm"));
         let want: Vec<f64> = x
             .chunks(64)
             .flat_map(|r| {
@@ -260,8 +277,9 @@ fn row_ops_should_match_reference() {
             );
         }
         // embed: rows of the table, dequantized
-        let e = ops.alloc(3 * 64).unwrap();
+        let e = guarded(&mut ops, 3 * 64);
         ops.embed(&embd, &[9, 0, 4], e).unwrap();
+        check_guard(&mut ops, e, 3 * 64, &format!("{name} embed"));
         let want: Vec<f64> = [9usize, 0, 4]
             .iter()
             .flat_map(|&r| deq[2][r * 64..(r + 1) * 64].iter().map(|v| *v as f64))
@@ -399,8 +417,9 @@ fn attention_should_match_reference() {
             ops.store_kv(kb, kc, pos0 + n, kvd, 0).unwrap();
             ops.store_kv(vb, vc, pos0 + n, kvd, 0).unwrap();
             let qb = put(&mut ops, &q);
-            let out = ops.alloc(n * nh * hd).unwrap();
+            let out = guarded(&mut ops, n * nh * hd);
             ops.attention(qb, kc, vc, out, &p).unwrap();
+            check_guard(&mut ops, out, n * nh * hd, &format!("{name} attention {i}"));
             let want = attention_ref(&q, &k_all, &v_all, &p);
             let e = nmse(&read(&mut ops, out, n * nh * hd), &want);
             // the reference rounds K/V to f16, as an f16 cache does
