@@ -134,7 +134,11 @@ fn bench_other_formats_and_flags() {
         (vec!["bench", "-o", "xml"], "-o must be"),
         (vec!["bench", "-pg", "8"], "-pg takes"),
         (vec!["bench", "-p", "0", "-n", "0"], "nothing to run"),
-        (vec!["bench", "--backend", "cuda"], "only the cpu backend"),
+        (
+            vec!["bench", "--backend", "cuda"],
+            "built without the `cuda` feature",
+        ),
+        (vec!["bench", "--backend", "tpu"], "unknown backend"),
         (
             vec!["bench", "--energy", "nvml", "-p", "8", "-n", "0"],
             "--energy",
