@@ -42,22 +42,8 @@ const PARAM_WINDOW: u64 = 4096;
 /// Bytes of the parameter arena; a full arena forces a submit.
 const PARAM_CAPACITY: u64 = 4 << 20;
 
-/// Weight types the kernels decode (lib/quant.wgsl).
-pub const GPU_TYPES: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// Weight types the kernels decode (lib/quant.wgsl): every type the CPU backend runs.
+pub const GPU_TYPES: [GgmlType; 13] = crate::quant::CPU_TYPES;
 
 /// A range of rows of a weight, in one buffer.
 struct Part {
