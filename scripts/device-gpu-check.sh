@@ -1,31 +1,79 @@
 #!/usr/bin/env bash
-# The one prepared GPU check for the lent H100 machine (see ../shared/device/README.md):
-# synthetic Llama 3.2 1B and 3.1 8B Q4_K files, then `tokenfab bench` on wgpu (Vulkan) and, when
-# the binary was built with --features cuda, on cuda, with NVML energy; per-kernel wgpu profile.
-# Everything lands in $OUT (default ./device-out). Carry: target/release/tokenfab (or
-# target/cuda/release/tokenfab as $TOKENFAB) and .device/lib/libvulkan.so.1.
+# The one prepared GPU check for the lent H100 machine (see ../shared/device/README.md), run
+# with `carry: [".device"]` after scripts/device-pack.sh has filled .device here:
+#   1. per-op parity: tests/backend_ops.rs (cuda and wgpu on the GPU vs the f64 reference; the
+#      CPU backend on the same inputs),
+#   2. greedy parity on a synthetic Llama 3.2 1B: tests/synth.rs (cuda and wgpu vs the CPU),
+#   3. `tokenfab bench` on synthetic llama-3.2-1b and llama-3.1-8b Q4_K files, cuda then wgpu,
+#      with NVML energy (llama-bench's -p 512 -n 128 -r 3, and a decode-only -p 0 -n 256 -r 5
+#      like the energy rows of ../shared/oracle/gpu.md),
+#   4. per-op / per-kernel profiles of 8B decode on both.
+# Each stage has its own timeout and the script goes on after a failure. Results: $OUT/log.txt
+# (everything readable), $OUT/bench.jsonl (one JSON line per bench test), $OUT/probe.json.
 set -uo pipefail
 OUT=${OUT:-./device-out}
-BIN=${TOKENFAB:-./target/release/tokenfab}
 mkdir -p "$OUT"
+T=/tmp/tokenfab-device
+M=/tmp/tokenfab-models
+mkdir -p "$T" "$M"
 export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/nvidia/lib64:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib:${LD_LIBRARY_PATH:-}"
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
-export XDG_RUNTIME_DIR=/tmp
-M=/tmp/tokenfab-models; mkdir -p $M
-log() { echo "::: $* ($(date +%T))" | tee -a "$OUT/log.txt"; }
-log probe
-timeout 60 "$BIN" probe --json > "$OUT/probe.json" 2>> "$OUT/log.txt"
+export XDG_RUNTIME_DIR=/tmp RUST_BACKTRACE=1
+LOG="$OUT/log.txt"
+# the whole check ends within DEADLINE seconds (the device call's limit is 600): each stage's
+# timeout is cut to what is left
+DEADLINE=${DEADLINE:-530}
+limit() { local left=$((DEADLINE - SECONDS)); echo $(($1 < left ? $1 : (left > 5 ? left : 5))); }
+log() { echo "::: $* ($(date +%T), ${SECONDS}s)" | tee -a "$LOG"; }
+stage() { # stage SECONDS NAME CMD... : output into the log
+  local t=$1 name=$2
+  shift 2
+  log "$name"
+  timeout "$(limit "$t")" "$@" >> "$LOG" 2>&1
+  local rc=$?
+  [ $rc -eq 0 ] || log "$name: exit $rc"
+}
+
+log "unpack"
+python3 - <<'EOF' >> "$LOG" 2>&1
+import lzma, os, shutil
+for f in sorted(os.listdir(".device")):
+    if f.endswith(".xz"):
+        dst = os.path.join("/tmp/tokenfab-device", f[:-3])
+        with lzma.open(os.path.join(".device", f)) as i, open(dst, "wb") as o:
+            shutil.copyfileobj(i, o)
+        os.chmod(dst, 0o755)
+        print(dst, os.path.getsize(dst))
+EOF
+BIN=$T/tokenfab
+nvidia-smi --query-gpu=name,driver_version,memory.used,power.draw,temperature.gpu,clocks.sm,clocks.mem --format=csv >> "$LOG" 2>&1
+log "probe"
+timeout 90 "$BIN" probe --json > "$OUT/probe.json" 2>> "$LOG" || log "probe failed"
+
+stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8
+stage 240 "greedy parity, synthetic llama-3.2-1b (cuda, wgpu)" "$T/synth" synthetic_llama_should_match --nocapture --test-threads 1
+
 for p in llama-3.2-1b llama-3.1-8b; do
-  log "synth $p"
-  timeout 120 "$BIN" synth --preset $p --type q4_k -o $M/$p.gguf --force 2>> "$OUT/log.txt"
+  stage 120 "synth $p" "$BIN" synth --preset $p --type q4_k -o $M/$p.gguf --force
 done
-for b in wgpu cuda; do
+bench() { # bench LIMIT NAME ARGS... : json lines into bench.jsonl, stderr into the log
+  local t=$1 name=$2
+  shift 2
+  log "bench $name"
+  timeout "$(limit "$t")" "$BIN" bench --no-progress -o jsonl "$@" >> "$OUT/bench.jsonl" 2>> "$LOG" || log "bench $name: failed"
+}
+for b in cuda wgpu; do
   for p in llama-3.2-1b llama-3.1-8b; do
-    log "bench $b $p"
-    timeout 150 "$BIN" bench --backend $b -m $M/$p.gguf -p 512 -n 128 -r 3 --energy auto -o json \
-      > "$OUT/bench-$b-$p.json" 2>> "$OUT/log.txt"
+    bench 150 "$b $p pp512 tg128" --backend $b -m $M/$p.gguf -p 512 -n 128 -r 3 --energy nvml
   done
 done
-log "profile wgpu 8b"
-timeout 90 "$BIN" bench --backend wgpu -m $M/llama-3.1-8b.gguf -n 32 -r 1 -o md > "$OUT/bench-wgpu-8b.md" 2>> "$OUT/log.txt"
+for b in cuda wgpu; do
+  for p in llama-3.2-1b llama-3.1-8b; do
+    bench 120 "$b $p decode-only energy" --backend $b -m $M/$p.gguf -p 0 -n 256 -r 5 --energy nvml
+  done
+done
+for b in cuda wgpu; do
+  bench 120 "$b 8b profile" --backend $b -m $M/llama-3.1-8b.gguf -p 0 -n 32 -r 1 --profile
+done
+nvidia-smi --query-gpu=name,memory.used,power.draw,temperature.gpu --format=csv >> "$LOG" 2>&1
 log done

@@ -23,7 +23,11 @@ use tokenfab::tokenizer::Tokenizer;
 const NEAR_TIE: f32 = 0.3;
 /// Largest allowed difference of (logit − top-1 logit) on the CPU's top-5 (Gemma's logits
 /// move by up to ~0.9 between llama.cpp and an f64 reference; see tests/greedy_oracle.rs).
-const MAX_DRIFT: f32 = 1.0;
+/// Measured maxima over the three prompts: wgpu 0.71 (Gemma), candle 0.95 with composed ops and
+/// 1.09 with candle-nn's fused kernels — the same math; one 8-bit activation rounding flipped
+/// by a last-bit difference moves Gemma's large residual stream. A wrong op moves it by far
+/// more, and picks tokens the CPU does not.
+const MAX_DRIFT: f32 = 1.25;
 const N: usize = 32;
 /// Tokens generated free-running on wgpu for the first prompt (lavapipe takes seconds per
 /// token).

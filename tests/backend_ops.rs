@@ -127,6 +127,12 @@ fn backends() -> Vec<(&'static str, Ops)> {
         "candle cpu",
         Ops::new(Box::new(CandleBackend::new(candle_core::Device::Cpu))),
     ));
+    // a `--features cuda` build runs every op on the GPU too (and fails without one)
+    #[cfg(feature = "cuda")]
+    v.push((
+        "cuda",
+        Ops::new(Box::new(CandleBackend::cuda().expect("an NVIDIA GPU"))),
+    ));
     let mut split = gpu(WgpuOptions::default());
     split.set_max_part_bytes(4096);
     v.push(("wgpu split", Ops::new(Box::new(split))));

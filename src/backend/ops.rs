@@ -11,6 +11,31 @@ use std::sync::Arc;
 pub struct Ops {
     backend: Box<dyn Backend>,
     ledger: Ledger,
+    timing: Option<SyncTiming>,
+}
+
+/// `--profile` for backends without GPU timestamps (cuda): the device is synchronized before
+/// every op, and the wall time from one op's start to the next op's start is that op's. The
+/// synchronization itself makes a run slower; the shares are what it is for.
+#[derive(Default)]
+struct SyncTiming {
+    current: Option<(OpName, std::time::Instant)>,
+    totals: Vec<(OpName, u64, f64)>,
+}
+
+impl SyncTiming {
+    fn close(&mut self) {
+        if let Some((op, t0)) = self.current.take() {
+            let ns = t0.elapsed().as_nanos() as f64;
+            match self.totals.iter_mut().find(|t| t.0 == op) {
+                Some(t) => {
+                    t.1 += 1;
+                    t.2 += ns;
+                }
+                None => self.totals.push((op, 1, ns)),
+            }
+        }
+    }
 }
 
 const F32: u64 = 4;
@@ -38,7 +63,36 @@ impl Ops {
         Ops {
             backend,
             ledger: Ledger::default(),
+            timing: None,
         }
+    }
+
+    /// Times every op by synchronizing the device around it (see [`SyncTiming`]); for
+    /// `--profile` on backends whose [`Backend::take_profile`] has nothing.
+    pub fn time_ops_by_sync(&mut self, on: bool) {
+        self.timing = on.then(SyncTiming::default);
+    }
+
+    /// Per-kernel (or, when timed by sync, per-op) times since the last call.
+    pub fn take_profile(&mut self) -> Option<Vec<KernelTime>> {
+        let Some(timing) = &mut self.timing else {
+            return self.backend.take_profile();
+        };
+        let _ = self.backend.sync();
+        timing.close();
+        let mut totals = std::mem::take(&mut timing.totals);
+        totals.sort_by(|a, b| b.2.total_cmp(&a.2));
+        Some(
+            totals
+                .into_iter()
+                .map(|(op, calls, ns)| KernelTime {
+                    name: format!("{} (synced)", op.name()),
+                    op,
+                    calls,
+                    ns,
+                })
+                .collect(),
+        )
     }
 
     /// Bytes and FLOPs of every op dispatched so far.
@@ -48,6 +102,11 @@ impl Ops {
 
     fn record(&mut self, op: OpName, t: Traffic) {
         self.ledger.record(op, t);
+        if let Some(timing) = &mut self.timing {
+            let _ = self.backend.sync();
+            timing.close();
+            timing.current = Some((op, std::time::Instant::now()));
+        }
     }
 
     pub fn backend(&self) -> &dyn Backend {

@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long = "no-progress")]
     pub no_progress: bool,
+    /// Per-kernel GPU time of all the runs (wgpu: timestamps; cuda: ops timed by synchronizing,
+    /// which slows them), printed to stderr after each model's results.
+    #[arg(long = "profile")]
+    pub profile: bool,
     #[command(flatten)]
     pub energy: super::energy::EnergyArgs,
 }
@@ -135,7 +139,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let results = run_all(kind, &models, &threads, &specs, a.reps, &a.energy, &bar)?;
+    let results = run_all(
+        kind, &models, &threads, &specs, a.reps, &a.energy, &bar, a.profile,
+    )?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     match a.output.as_str() {
@@ -170,6 +176,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 }
 
 /// Runs every spec on every model and thread count.
+#[allow(clippy::too_many_arguments)]
 pub fn run_all(
     kind: BackendKind,
     models: &[PathBuf],
@@ -178,6 +185,7 @@ pub fn run_all(
     reps: usize,
     energy: &super::energy::EnergyArgs,
     bar: &ProgressBar,
+    profile: bool,
 ) -> Result<Vec<BenchResult>> {
     let ctx = specs.iter().map(|s| s.ctx_needed()).max().unwrap_or(1);
     let batch = specs
@@ -198,7 +206,7 @@ pub fn run_all(
             let spec = BackendSpec {
                 kind,
                 threads: t,
-                profile: false,
+                profile,
             };
             let mut model = super::run::load_model(
                 path,
@@ -238,6 +246,12 @@ pub fn run_all(
                     bench::peak_rss_mb(),
                 ));
             }
+            if let Some(kernels) = model.ops().take_profile() {
+                bar.suspend(|| {
+                    eprintln!("tokenfab: profile of {} ({backend})", path.display());
+                    eprint!("{}", super::profile::table(&kernels, model.ops().ledger()));
+                });
+            }
         }
     }
     Ok(results)
@@ -267,5 +281,6 @@ pub fn measure(
         reps,
         energy,
         &ProgressBar::hidden(),
+        false,
     )
 }

@@ -12,7 +12,12 @@ pub fn table(kernels: &[KernelTime], ledger: &Ledger) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "tokenfab: GPU kernel profile (timestamps; {:.2} ms in all)",
+        "tokenfab: GPU profile ({}; {:.2} ms in all)",
+        if kernels.iter().any(|k| k.name.ends_with("(synced)")) {
+            "wall time per op, device synchronized around each"
+        } else {
+            "kernel timestamps"
+        },
         total / 1e6
     );
     let _ = writeln!(

@@ -180,8 +180,17 @@ pub fn load_model(
 ) -> Result<Model> {
     let file = super::open_gguf(path)?;
     file.prefetch();
-    Model::load(file, backend.open()?, opts)
-        .with_context(|| format!("cannot load model {}", path.display()))
+    let mut model = Model::load(file, backend.open()?, opts)
+        .with_context(|| format!("cannot load model {}", path.display()))?;
+    profile_ops(&mut model, backend);
+    Ok(model)
+}
+
+/// `--profile` on cuda: candle has no kernel timestamps, so ops are timed by synchronizing.
+fn profile_ops(model: &mut Model, backend: &BackendSpec) {
+    if backend.profile && backend.resolved() == BackendKind::Cuda {
+        model.ops().time_ops_by_sync(true);
+    }
 }
 
 /// Loads the tokenizer and the model concurrently (the tokenizer build is the slow part of
@@ -204,7 +213,8 @@ pub fn load(
         (tk, model)
     });
     let tk = tk?.with_context(|| format!("cannot build the tokenizer of {}", path.display()))?;
-    let model = model.with_context(|| format!("cannot load model {}", path.display()))?;
+    let mut model = model.with_context(|| format!("cannot load model {}", path.display()))?;
+    profile_ops(&mut model, backend);
     Ok((tk, model))
 }
 
@@ -307,7 +317,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     for line in report.summary_lines() {
         eprintln!("tokenfab: {line}");
     }
-    if let Some(kernels) = model.ops().backend_mut().take_profile() {
+    if let Some(kernels) = model.ops().take_profile() {
         eprint!("{}", super::profile::table(&kernels, model.ops().ledger()));
     }
     if let (Some(w), Some(p)) = (trace.as_mut(), &cfg.trace) {

@@ -55,6 +55,38 @@ pub struct CandleBackend {
     ropes: Vec<RopeTables>,
 }
 
+/// The libraries candle's CUDA device opens (cudarc loads them with `dlopen`, and panics when
+/// one is missing): checked first so that a machine without them gets an error naming them.
+#[cfg(feature = "cuda")]
+fn cuda_libraries_present() -> Result<()> {
+    // SAFETY: each call only tries `dlopen` on the library's usual names and closes it again.
+    let libs = unsafe {
+        [
+            (
+                "libcuda (the NVIDIA driver)",
+                cudarc::driver::sys::is_culib_present(),
+            ),
+            ("libcublas", cudarc::cublas::sys::is_culib_present()),
+            ("libcublasLt", cudarc::cublaslt::sys::is_culib_present()),
+            ("libcurand", cudarc::curand::sys::is_culib_present()),
+        ]
+    };
+    let missing: Vec<&str> = libs.iter().filter(|l| !l.1).map(|l| l.0).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(BackendError::Device(format!(
+        "cuda: cannot load {}: this machine has no NVIDIA driver, or the CUDA 13 libraries \
+         are not on LD_LIBRARY_PATH (see README, NVIDIA (CUDA))",
+        missing.join(", ")
+    )))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_libraries_present() -> Result<()> {
+    Ok(())
+}
+
 impl CandleBackend {
     /// A backend on `device` (`Device::Cpu` or a CUDA device).
     pub fn new(device: Device) -> Self {
@@ -77,11 +109,15 @@ impl CandleBackend {
                     .into(),
             ));
         }
-        let d = Device::new_cuda(0).map_err(|e| {
-            BackendError::Device(format!(
-                "cuda: no usable NVIDIA GPU or driver ({e}); is libcuda.so.1 on the library path?"
-            ))
-        })?;
+        cuda_libraries_present()?;
+        // candle panics (rather than erring) on some driver failures: keep them an error too.
+        let d = std::panic::catch_unwind(|| Device::new_cuda(0))
+            .map_err(|_| BackendError::Device("cuda: the CUDA driver failed to start".into()))?
+            .map_err(|e| {
+                BackendError::Device(format!(
+                    "cuda: no usable NVIDIA GPU ({e}); `nvidia-smi` should list one"
+                ))
+            })?;
         Ok(Self::new(d))
     }
 
@@ -361,6 +397,16 @@ impl Backend for CandleBackend {
             .map_err(err)?
             .to_scalar::<u32>()
             .map_err(err)
+    }
+
+    /// The GPU's name on CUDA (the same string wgpu reports, so `tokenfab probe`'s measured
+    /// peak bandwidth serves MBU for both); nothing on candle's CPU device.
+    fn adapter_name(&self) -> Option<String> {
+        #[cfg(feature = "cuda")]
+        if let Ok(d) = self.device.as_cuda_device() {
+            return d.cuda_stream().context().name().ok();
+        }
+        None
     }
 
     fn sync(&mut self) -> Result<()> {

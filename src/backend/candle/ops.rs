@@ -1,9 +1,10 @@
-//! The candle backend's composite ops: RMS norm, RoPE and attention written with candle-core
-//! tensor ops (candle-core has no fused kernels for them; candle-nn's are not a dependency).
+//! The candle backend's composite ops: RMS norm, RoPE and attention. RMS norm, RoPE and the
+//! softmax are candle-nn's fused kernels (one launch each on CUDA); attention multiplies each
+//! KV head with its whole query group at once, so grouped heads are never copied out.
 
 use super::{err, CandleBackend};
 use crate::backend::{AttnParams, BackendError, Buf, KvBuf, Result, Rope, RopeLayout, Weight};
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 
 impl CandleBackend {
     pub(super) fn rms_norm_impl(
@@ -19,18 +20,7 @@ impl CandleBackend {
             .view(x, 0, rows * w.cols)?
             .reshape((rows, w.cols))
             .map_err(err)?;
-        let ms = xs.sqr().map_err(err)?.mean_keepdim(1).map_err(err)?;
-        let inv = (ms + eps as f64)
-            .map_err(err)?
-            .sqrt()
-            .map_err(err)?
-            .recip()
-            .map_err(err)?;
-        let y = xs
-            .broadcast_mul(&inv)
-            .map_err(err)?
-            .broadcast_mul(&g)
-            .map_err(err)?;
+        let y = candle_nn::ops::rms_norm(&xs, &g, eps).map_err(err)?;
         self.store(out, 0, &y)
     }
 
@@ -49,32 +39,31 @@ impl CandleBackend {
                 rope.max_pos
             )));
         }
-        let (hd, half) = (rope.head_dim, rope.head_dim / 2);
+        let hd = rope.head_dim;
         let t = &self.ropes[rope.id as usize];
         let cos = t.cos.narrow(0, pos0, n).map_err(err)?;
         let sin = t.sin.narrow(0, pos0, n).map_err(err)?;
         let xs = self.view(x, 0, n * heads * hd)?;
         let y = match rope.layout {
-            RopeLayout::Neox => {
-                let xs = xs.reshape((n, heads, 2, half)).map_err(err)?;
-                let (c, s) = (
-                    cos.reshape((n, 1, half)).map_err(err)?,
-                    sin.reshape((n, 1, half)).map_err(err)?,
-                );
-                let x0 = xs.narrow(2, 0, 1).map_err(err)?.squeeze(2).map_err(err)?;
-                let x1 = xs.narrow(2, 1, 1).map_err(err)?.squeeze(2).map_err(err)?;
-                rotate(&x0, &x1, &c, &s, 2)?
-            }
-            RopeLayout::Norm => {
-                let xs = xs.reshape((n, heads, half, 2)).map_err(err)?;
-                let (c, s) = (
-                    cos.reshape((n, 1, half)).map_err(err)?,
-                    sin.reshape((n, 1, half)).map_err(err)?,
-                );
-                let x0 = xs.narrow(3, 0, 1).map_err(err)?.squeeze(3).map_err(err)?;
-                let x1 = xs.narrow(3, 1, 1).map_err(err)?.squeeze(3).map_err(err)?;
-                rotate(&x0, &x1, &c, &s, 3)?
-            }
+            // [tokens, heads, head_dim] is candle-nn's `thd` layout
+            RopeLayout::Neox => xs
+                .reshape((1, n, heads, hd))
+                .and_then(|t| candle_nn::rotary_emb::rope_thd(&t, &cos, &sin))
+                .map_err(err)?,
+            // adjacent pairs: candle-nn has them for [heads, tokens, head_dim] only
+            RopeLayout::Norm if n == 1 => xs
+                .reshape((1, heads, 1, hd))
+                .and_then(|t| candle_nn::rotary_emb::rope_i(&t, &cos, &sin))
+                .map_err(err)?,
+            RopeLayout::Norm => xs
+                .reshape((n, heads, hd))
+                .and_then(|t| t.transpose(0, 1))
+                .and_then(|t| t.contiguous())
+                .and_then(|t| t.reshape((1, heads, n, hd)))
+                .and_then(|t| candle_nn::rotary_emb::rope_i(&t, &cos, &sin))
+                .and_then(|t| t.reshape((heads, n, hd)))
+                .and_then(|t| t.transpose(0, 1))
+                .map_err(err)?,
         };
         self.store(x, 0, &y)
     }
@@ -103,65 +92,62 @@ impl CandleBackend {
         let lo = p.window.map_or(0, |w| (p.pos0 + 1).saturating_sub(w));
         let len = end - lo;
         let group = nh / nkv;
+        // [len, nkv, hd] f16 -> [nkv, len, hd] f32
         let kv = |c: &Tensor| -> Result<Tensor> {
-            // [len, nkv, hd] -> [nh, len, hd], each KV head repeated for its query group
             c.narrow(0, lo * kvd, len * kvd)
                 .and_then(|t| t.to_dtype(DType::F32))
-                .and_then(|t| t.reshape((len, nkv, 1, hd)))
-                .and_then(|t| t.broadcast_as((len, nkv, group, hd)))
-                .and_then(|t| t.reshape((len, nh, hd)))
+                .and_then(|t| t.reshape((len, nkv, hd)))
                 .and_then(|t| t.transpose(0, 1))
                 .and_then(|t| t.contiguous())
                 .map_err(err)
         };
         let keys = kv(&self.kv[k.id as usize])?;
         let vals = kv(&self.kv[v.id as usize])?;
-        let qs = self
-            .view(q, 0, n * nh * hd)?
-            .reshape((n, nh, hd))
-            .and_then(|t| t.transpose(0, 1))
-            .and_then(|t| t.contiguous())
-            .map_err(err)?;
-        // causal + window mask, [n, len]: query i (position pos0 + i) sees key lo + j
-        let mask: Vec<f32> = (0..n)
-            .flat_map(|i| {
-                let pos = p.pos0 + i;
-                let first = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                (0..len).map(move |j| {
-                    let kp = lo + j;
-                    if kp <= pos && kp >= first {
-                        0.0
-                    } else {
-                        f32::NEG_INFINITY
-                    }
-                })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (n, len), &self.device).map_err(err)?;
-        let scores = qs
+        // queries [n, nkv, group, hd] -> [nkv, n * group, hd]: row r is token r / group
+        let qs = self.view(q, 0, n * nh * hd)?;
+        let qs = if n == 1 {
+            qs.reshape((nkv, group, hd)).map_err(err)?
+        } else {
+            qs.reshape((n, nkv, group * hd))
+                .and_then(|t| t.transpose(0, 1))
+                .and_then(|t| t.contiguous())
+                .and_then(|t| t.reshape((nkv, n * group, hd)))
+                .map_err(err)?
+        };
+        let mut scores = qs
             .matmul(&keys.t().map_err(err)?)
             .and_then(|s| s.affine(p.scale as f64, 0.0))
-            .and_then(|s| s.broadcast_add(&mask))
             .map_err(err)?;
-        let max = scores.max_keepdim(D::Minus1).map_err(err)?;
-        let e = scores
-            .broadcast_sub(&max)
-            .and_then(|s| s.exp())
-            .map_err(err)?;
-        let z = e.sum_keepdim(D::Minus1).map_err(err)?;
-        let probs = e.broadcast_div(&z).map_err(err)?;
-        let y = probs
-            .matmul(&vals)
-            .and_then(|t| t.transpose(0, 1))
-            .and_then(|t| t.contiguous())
-            .map_err(err)?;
+        // one token sees every key from `lo` on; a batch needs the causal + window mask
+        if n > 1 {
+            let mask: Vec<f32> = (0..n)
+                .flat_map(|i| {
+                    let pos = p.pos0 + i;
+                    let first = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    (0..group).flat_map(move |_| {
+                        (0..len).map(move |j| {
+                            let kp = lo + j;
+                            if kp <= pos && kp >= first {
+                                0.0
+                            } else {
+                                f32::NEG_INFINITY
+                            }
+                        })
+                    })
+                })
+                .collect();
+            let mask = Tensor::from_vec(mask, (n * group, len), &self.device).map_err(err)?;
+            scores = scores.broadcast_add(&mask).map_err(err)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores).map_err(err)?;
+        let y = probs.matmul(&vals).map_err(err)?; // [nkv, n * group, hd]
+        let y = if n == 1 {
+            y
+        } else {
+            y.reshape((nkv, n, group * hd))
+                .and_then(|t| t.transpose(0, 1))
+                .map_err(err)?
+        };
         self.store(out, 0, &y)
     }
-}
-
-/// `(x0·c − x1·s, x0·s + x1·c)` stacked back on `dim` (the pair axis of the layout).
-fn rotate(x0: &Tensor, x1: &Tensor, c: &Tensor, s: &Tensor, dim: usize) -> Result<Tensor> {
-    let a = (x0.broadcast_mul(c).map_err(err)? - x1.broadcast_mul(s).map_err(err)?).map_err(err)?;
-    let b = (x0.broadcast_mul(s).map_err(err)? + x1.broadcast_mul(c).map_err(err)?).map_err(err)?;
-    Tensor::stack(&[a, b], dim).map_err(err)
 }

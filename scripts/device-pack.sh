@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Fills .device (git-ignored) for scripts/device-gpu-check.sh: the `cuda` build of tokenfab and
+# of the GPU test binaries (tests/backend_ops.rs, tests/synth.rs), stripped and xz-compressed
+# (~10 MB each; what travels to the device machine is capped at 64 MiB), and Debian's Vulkan
+# loader (the device machine has the NVIDIA Vulkan driver but no loader).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo fetch >/dev/null
+source <(bash scripts/cuda-toolkit.sh)
+cargo build --release --features cuda --target-dir target/cuda
+mkdir -p .device/lib
+pack() { strip -o ".device/$2" "$1" && xz -T0 -6 -f ".device/$2"; }
+pack target/cuda/release/tokenfab tokenfab
+for t in backend_ops synth; do
+  exe=$(cargo test --release --features cuda --no-run --target-dir target/cuda --test "$t" \
+    --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("executable") and m.get("target", {}).get("kind") == ["test"]: print(m["executable"])')
+  pack "$exe" "$t"
+done
+if [ ! -e .device/lib/libvulkan.so.1 ]; then
+  d=$(mktemp -d)
+  (cd "$d" && apt-get download libvulkan1 >/dev/null && dpkg-deb -x libvulkan1_*.deb x)
+  cp -L "$d"/x/usr/lib/x86_64-linux-gnu/libvulkan.so.1 .device/lib/
+  rm -rf "$d"
+fi
+du -sh .device/*
