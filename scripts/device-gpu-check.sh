@@ -46,12 +46,32 @@ for f in sorted(os.listdir(".device")):
         print(dst, os.path.getsize(dst))
 EOF
 BIN=$T/tokenfab
+# Vulkan: the loader and glvnd (the NVIDIA ICD needs libGLdispatch) from .device/gl, unpacked
+# into / as the device notes say; the ICD file wherever the driver put it
+for f in .device/gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+if [ ! -e "$VK_DRIVER_FILES" ]; then
+  icd=$(find / -name 'nvidia_icd*.json' -not -path '/proc/*' 2>/dev/null | head -1)
+  [ -n "$icd" ] && export VK_DRIVER_FILES=$icd
+fi
+log "Vulkan ICD: $VK_DRIVER_FILES"
+RUN_CUDA=${RUN_CUDA:-1}
+RUN_WGPU=${RUN_WGPU:-1}
 nvidia-smi --query-gpu=name,driver_version,memory.used,power.draw,temperature.gpu,clocks.sm,clocks.mem --format=csv >> "$LOG" 2>&1
 log "probe"
-timeout 90 "$BIN" probe --json > "$OUT/probe.json" 2>> "$LOG" || log "probe failed"
+VK_LOADER_DEBUG=error,warn timeout 90 "$BIN" probe --json > "$OUT/probe.json" 2>> "$LOG" || log "probe failed"
+if ! grep -q '"name"' "$OUT/probe.json"; then
+  log "no wgpu adapter: per-op parity without wgpu"
+  export TOKENFAB_TEST_SKIP_WGPU=1
+  RUN_WGPU=0
+fi
 
 stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8
-stage 240 "greedy parity, synthetic llama-3.2-1b (cuda, wgpu)" "$T/synth" synthetic_llama_should_match --nocapture --test-threads 1
+[ "$RUN_CUDA" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, cuda" "$T/synth" synthetic_llama_should_match_cpu_on_cuda --nocapture
+[ "$RUN_WGPU" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, wgpu" "$T/synth" synthetic_llama_should_match_cpu_on_wgpu --nocapture
+BACKENDS=""
+[ "$RUN_CUDA" = 1 ] && BACKENDS="cuda"
+[ "$RUN_WGPU" = 1 ] && BACKENDS="$BACKENDS wgpu"
 
 for p in llama-3.2-1b llama-3.1-8b; do
   stage 120 "synth $p" "$BIN" synth --preset $p --type q4_k -o $M/$p.gguf --force
@@ -62,17 +82,24 @@ bench() { # bench LIMIT NAME ARGS... : json lines into bench.jsonl, stderr into 
   log "bench $name"
   timeout "$(limit "$t")" "$BIN" bench --no-progress -o jsonl "$@" >> "$OUT/bench.jsonl" 2>> "$LOG" || log "bench $name: failed"
 }
-for b in cuda wgpu; do
+for b in $BACKENDS; do
   for p in llama-3.2-1b llama-3.1-8b; do
     bench 150 "$b $p pp512 tg128" --backend $b -m $M/$p.gguf -p 512 -n 128 -r 3 --energy nvml
   done
 done
-for b in cuda wgpu; do
+for b in $BACKENDS; do
   for p in llama-3.2-1b llama-3.1-8b; do
     bench 120 "$b $p decode-only energy" --backend $b -m $M/$p.gguf -p 0 -n 256 -r 5 --energy nvml
   done
 done
-for b in cuda wgpu; do
+# the same decode with cudarc's per-slice CUDA events kept (what candle does by default)
+if [ "${AB_EVENTS:-0}" = 1 ] && [ "$RUN_CUDA" = 1 ]; then
+  for p in llama-3.2-1b llama-3.1-8b; do
+    TOKENFAB_CUDA_EVENTS=1 bench 90 "cuda $p tg128, CUDA events on" --backend cuda -m $M/$p.gguf -p 0 -n 128 -r 3 --energy nvml
+    bench 90 "cuda $p tg128, CUDA events off" --backend cuda -m $M/$p.gguf -p 0 -n 128 -r 3 --energy nvml
+  done
+fi
+for b in $BACKENDS; do
   bench 120 "$b 8b profile" --backend $b -m $M/llama-3.1-8b.gguf -p 0 -n 32 -r 1 --profile
 done
 nvidia-smi --query-gpu=name,memory.used,power.draw,temperature.gpu --format=csv >> "$LOG" 2>&1

@@ -55,6 +55,14 @@ pub fn run(a: ProbeArgs) -> Result<()> {
             gpu_peak(&mut b, m)
         }),
     };
+    // what `--backend cuda` would open: the GPU's name, or why not
+    let cuda = match tokenfab::backend::candle::CandleBackend::cuda() {
+        Ok(b) => format!(
+            "{} (candle-core CUDA device 0)",
+            tokenfab::backend::Backend::adapter_name(&b).unwrap_or_else(|| "a GPU".into())
+        ),
+        Err(e) => format!("unavailable: {e}"),
+    };
     let table = super::energy::device_table(None)?;
     let est = table.find("cpu", &info.model).map(|r| r.id.clone());
     if a.json {
@@ -64,7 +72,7 @@ pub fn run(a: ProbeArgs) -> Result<()> {
             "energy_sources": statuses,
             "energy_estimate_row": est,
             "wgpu": {"adapters": adapters, "bandwidth": gpu_bw},
-            "cuda": "not built: tokenfab was built without the cuda feature",
+            "cuda": cuda,
         });
         writeln!(
             std::io::stdout().lock(),
@@ -125,10 +133,7 @@ pub fn run(a: ProbeArgs) -> Result<()> {
             "           peak read {gb_s:.1} GB/s ({how}) on the adapter --backend wgpu picks"
         )?;
     }
-    writeln!(
-        s,
-        "cuda       not built: tokenfab was built without the cuda feature"
-    )?;
+    writeln!(s, "cuda       {cuda}")?;
     writeln!(s, "energy sources:")?;
     for st in &statuses {
         writeln!(

@@ -118,6 +118,18 @@ impl CandleBackend {
                     "cuda: no usable NVIDIA GPU ({e}); `nvidia-smi` should list one"
                 ))
             })?;
+        #[cfg(feature = "cuda")]
+        if let (Ok(cd), None) = (
+            d.as_cuda_device(),
+            // diagnostic: keep the events, to measure what they cost
+            std::env::var_os("TOKENFAB_CUDA_EVENTS"),
+        ) {
+            // SAFETY: every tensor of this backend lives on candle's one stream of this device,
+            // so cudarc's per-slice CUDA events (created per allocation, waited on and recorded
+            // around every launch: most of candle's per-op host time) guard nothing here. Called
+            // before any tensor is made, as cudarc requires.
+            unsafe { cd.disable_event_tracking() };
+        }
         Ok(Self::new(d))
     }
 
@@ -392,11 +404,24 @@ impl Backend for CandleBackend {
         if len == 0 {
             return Err(BackendError::Invalid("argmax of nothing".into()));
         }
-        self.view(src, off, len)?
-            .argmax(0)
-            .map_err(err)?
-            .to_scalar::<u32>()
-            .map_err(err)
+        let x = self.view(src, off, len)?;
+        // candle reduces one output per thread block: split a vocabulary into rows so the
+        // rows reduce in parallel, then pick the row (first maximum wins, as in one pass)
+        let Some(rows) = (32..=1024).rev().find(|r| len % r == 0 && len / r >= 64) else {
+            return x.argmax(0).and_then(|t| t.to_scalar::<u32>()).map_err(err);
+        };
+        let cols = len / rows;
+        let m = x.reshape((rows, cols)).map_err(err)?;
+        let row = m.max(1).and_then(|t| t.argmax_keepdim(0)).map_err(err)?;
+        let col = m
+            .argmax(1)
+            .and_then(|t| t.index_select(&row, 0))
+            .map_err(err)?;
+        // one transfer back for both
+        let rc = Tensor::cat(&[&row, &col], 0)
+            .and_then(|t| t.to_vec1::<u32>())
+            .map_err(err)?;
+        Ok(rc[0] * cols as u32 + rc[1])
     }
 
     /// The GPU's name on CUDA (the same string wgpu reports, so `tokenfab probe`'s measured
