@@ -307,7 +307,7 @@ fn row_ops_should_match_reference() {
         let v = put(&mut ops, &[1.0, 5.0, -2.0, 5.0, 3.0]);
         assert_eq!(ops.argmax(v, 0, 5).unwrap(), 1);
         assert_eq!(ops.argmax(v, 2, 3).unwrap(), 1);
-        // long vectors (reduced as rows on candle): a tie of the maximum across rows
+        // long vectors (parallel reductions on GPUs): a tie of the maximum, the first wins
         let mut big = rand_vec(10_000, 11, 4.0);
         big[7_321] = 50.0;
         big[9_990] = 50.0;
@@ -468,4 +468,36 @@ fn wgpu_should_refuse_what_does_not_fit() {
     let mut out = [0f32; 4];
     b.read(x, 0, &mut out).unwrap();
     assert_eq!(out, [1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn ops_timed_by_sync_should_count_every_op() {
+    let mut ops = Ops::new(Box::new(CpuBackend::new(1).unwrap()));
+    assert!(
+        ops.take_profile().is_none(),
+        "the cpu backend has no timestamps"
+    );
+    ops.time_ops_by_sync(true);
+    let a = put(&mut ops, &[1.0; 64]); // a write and a copy
+    for _ in 0..3 {
+        ops.add(a, a, a, 64).unwrap();
+    }
+    ops.scale(a, 0.5, 64).unwrap();
+    let p = ops.take_profile().unwrap();
+    let calls = |name: &str| {
+        p.iter()
+            .find(|k| k.name == format!("{name} (synced)"))
+            .map_or(0, |k| k.calls)
+    };
+    assert_eq!(
+        (calls("write"), calls("copy"), calls("add"), calls("scale")),
+        (1, 1, 3, 1),
+        "{p:?}"
+    );
+    assert!(p.iter().all(|k| k.ns > 0.0));
+    assert!(p.windows(2).all(|w| w[0].ns >= w[1].ns), "slowest first");
+    assert!(ops.take_profile().unwrap().is_empty(), "taken");
+    let mut out = [0f32; 64];
+    ops.read(a, 0, &mut out).unwrap();
+    assert_eq!(out[0], 4.0);
 }
