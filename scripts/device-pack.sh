@@ -2,7 +2,7 @@
 # Fills .device (git-ignored) for scripts/device-gpu-check.sh: the `cuda` build of tokenfab and
 # of the GPU test binaries (tests/backend_ops.rs, tests/synth.rs), stripped and xz-compressed
 # (~10 MB each; what travels to the device machine is capped at 64 MiB), and Debian's Vulkan
-# loader (the device machine has the NVIDIA Vulkan driver but no loader).
+# loader with glvnd (the device machine has the NVIDIA Vulkan driver but neither).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo fetch >/dev/null
@@ -20,6 +20,16 @@ for l in sys.stdin:
     if m.get("executable") and m.get("target", {}).get("kind") == ["test"]: print(m["executable"])')
   pack "$exe" "$t"
 done
+# the Vulkan loader and glvnd as .deb files, unpacked into / there (the NVIDIA ICD needs
+# libGLdispatch; the loader alone found no adapter on that machine image)
+if ! ls .device/gl/libglvnd0_*.deb >/dev/null 2>&1; then
+  mkdir -p .device/gl /tmp/amd64/partial
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  # shellcheck disable=SC2086
+  apt-get $o update >/dev/null
+  # shellcheck disable=SC2086
+  (cd .device/gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
+fi
 if [ ! -e .device/lib/libvulkan.so.1 ]; then
   d=$(mktemp -d)
   (cd "$d" && apt-get download libvulkan1 >/dev/null && dpkg-deb -x libvulkan1_*.deb x)
