@@ -256,7 +256,7 @@ fn backends_are_chosen_and_explained() {
     assert!(!out.trim().is_empty(), "{err}");
     assert!(err.contains("| wgpu ("), "{err}");
     assert!(
-        err.contains("GPU kernel profile") && err.contains("matmul."),
+        err.contains("GPU profile (kernel timestamps") && err.contains("matmul."),
         "{err}"
     );
     // a build without CUDA says so; unknown names and --profile on the CPU are refused
