@@ -137,19 +137,10 @@ fn check_llama(other: Box<dyn Backend>, steps: usize) {
     let mut seq = tokens.to_vec();
     seq.extend((0..steps as u64 - 1).map(|i| ((i * 2_654_435_761 + 12_345) % vocab as u64) as u32));
     let (mut same, mut near) = (0, 0);
-    for (i, &last) in (tokens.len()..=seq.len())
-        .collect::<Vec<_>>()
-        .iter()
-        .enumerate()
-    {
-        let (c, g) = (
-            logits(&mut cpu, &seq[..last], 1),
-            logits(&mut gpu, &seq[..last], 1),
-        );
-        let (ca, ga) = (
-            tokenfab::sampling::argmax(&c),
-            tokenfab::sampling::argmax(&g),
-        );
+    // one pass each: the logits of the last `steps` positions
+    let (c_all, g_all) = (logits(&mut cpu, &seq, steps), logits(&mut gpu, &seq, steps));
+    for (i, (c, g)) in c_all.chunks(vocab).zip(g_all.chunks(vocab)).enumerate() {
+        let (ca, ga) = (tokenfab::sampling::argmax(c), tokenfab::sampling::argmax(g));
         let rms = (c.iter().map(|x| x * x).sum::<f32>() / vocab as f32).sqrt();
         let gap = c[ca as usize] - c[ga as usize];
         if ca == ga {

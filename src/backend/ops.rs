@@ -73,6 +73,14 @@ impl Ops {
         self.timing = on.then(SyncTiming::default);
     }
 
+    /// How [`Ops::take_profile`] measures: for the profile table's header.
+    pub fn profile_method(&self) -> &'static str {
+        match self.timing {
+            Some(_) => "wall time per op, device synchronized around each",
+            None => "kernel timestamps",
+        }
+    }
+
     /// Per-kernel (or, when timed by sync, per-op) times since the last call.
     pub fn take_profile(&mut self) -> Option<Vec<KernelTime>> {
         let Some(timing) = &mut self.timing else {

@@ -249,7 +249,7 @@ pub fn run_all(
             if let Some(kernels) = model.ops().take_profile() {
                 bar.suspend(|| {
                     eprintln!("tokenfab: profile of {} ({backend})", path.display());
-                    eprint!("{}", super::profile::table(&kernels, model.ops().ledger()));
+                    eprint!("{}", super::profile::table(&kernels, model.ops()));
                 });
             }
         }

@@ -4,20 +4,18 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use tokenfab::backend::KernelTime;
-use tokenfab::telemetry::ledger::{Ledger, OpName};
+use tokenfab::backend::Ops;
+use tokenfab::telemetry::ledger::OpName;
 
 /// The profile table (kernels by GPU time, then per-op achieved GB/s).
-pub fn table(kernels: &[KernelTime], ledger: &Ledger) -> String {
+pub fn table(kernels: &[KernelTime], ops: &Ops) -> String {
+    let ledger = ops.ledger();
     let total: f64 = kernels.iter().map(|k| k.ns).sum();
     let mut s = String::new();
     let _ = writeln!(
         s,
         "tokenfab: GPU profile ({}; {:.2} ms in all)",
-        if kernels.iter().any(|k| k.name.ends_with("(synced)")) {
-            "wall time per op, device synchronized around each"
-        } else {
-            "kernel timestamps"
-        },
+        ops.profile_method(),
         total / 1e6
     );
     let _ = writeln!(

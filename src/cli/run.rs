@@ -318,7 +318,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         eprintln!("tokenfab: {line}");
     }
     if let Some(kernels) = model.ops().take_profile() {
-        eprint!("{}", super::profile::table(&kernels, model.ops().ledger()));
+        eprint!("{}", super::profile::table(&kernels, model.ops()));
     }
     if let (Some(w), Some(p)) = (trace.as_mut(), &cfg.trace) {
         use std::io::Write as _;
