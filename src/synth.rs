@@ -120,6 +120,40 @@ pub enum SynthError {
     Write { file: String, msg: String },
 }
 
+/// The distinct matrix shapes one decode step of `p` multiplies by, as (names, rows, cols) in
+/// layer order — what `tokenfab bench --kernels` times. The output projection is the
+/// embedding matrix when tied; the embedding itself is only gathered from.
+pub fn matrix_shapes(p: &Preset) -> Vec<(String, usize, usize)> {
+    let mut out: Vec<(String, usize, usize)> = Vec::new();
+    for (name, dims, matrix) in tensors(p) {
+        if !matrix || dims.len() != 2 || (name == "token_embd.weight" && !p.tied) {
+            continue;
+        }
+        let short = match name.as_str() {
+            "token_embd.weight" | "output.weight" => "output",
+            n if n.ends_with("attn_output.weight") => "o",
+            n => n
+                .split('.')
+                .nth(2)
+                .unwrap_or(n)
+                .trim_start_matches("attn_")
+                .trim_start_matches("ffn_"),
+        };
+        let (rows, cols) = (dims[1] as usize, dims[0] as usize);
+        match out.iter_mut().find(|(_, r, c)| (*r, *c) == (rows, cols)) {
+            Some((names, _, _)) if !names.split('/').any(|n| n == short) => {
+                names.push('/');
+                names.push_str(short);
+            }
+            Some(_) => {}
+            None => out.push((short.to_string(), rows, cols)),
+        }
+    }
+    // the tied output projection comes last, as in the forward pass
+    out.sort_by_key(|(n, _, _)| n == "output");
+    out
+}
+
 /// (name, dims as GGUF stores them: [cols, rows], matrix?)
 fn tensors(p: &Preset) -> Vec<(String, Vec<u64>, bool)> {
     let (d, ff, hd) = (p.n_embd as u64, p.n_ff as u64, p.head_dim as u64);
@@ -374,6 +408,27 @@ mod tests {
                 "{t}: rms {rms}, want ~{want}"
             );
         }
+    }
+
+    #[test]
+    fn matrix_shapes_list_each_decode_matrix_once() {
+        let p = preset("llama-3.1-8b").unwrap();
+        let shapes = matrix_shapes(p);
+        let want = [
+            ("q/o", 4096, 4096),
+            ("k/v", 1024, 4096),
+            ("gate/up", 14336, 4096),
+            ("down", 4096, 14336),
+            ("output", 128256, 4096),
+        ];
+        let got: Vec<(&str, usize, usize)> = shapes
+            .iter()
+            .map(|(n, r, c)| (n.as_str(), *r, *c))
+            .collect();
+        assert_eq!(got, want);
+        // tied: the embedding matrix is the output projection
+        let tied = matrix_shapes(preset("llama-3.2-1b").unwrap());
+        assert_eq!(tied.last().map(|s| (s.1, s.2)), Some((128256, 2048)));
     }
 
     #[test]

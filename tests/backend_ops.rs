@@ -144,6 +144,42 @@ fn backends() -> Vec<(&'static str, Ops)> {
     v
 }
 
+/// `ops.matmul` of `n` random tokens against weight `w` (dequantized: `deq`) matches the f64
+/// product, and writes nothing past its output.
+fn check_matmul(ops: &mut Ops, name: &str, w: &Weight, deq: &[f32], n: usize) {
+    let (t, rows, cols) = (w.dtype, w.rows, w.cols);
+    let x = rand_vec(n * cols, 7 + n as u64, 2.0);
+    let xb = put(ops, &x);
+    let out = ops.alloc(n * rows + 3).unwrap();
+    write(ops, out, &vec![12345.0; n * rows + 3]);
+    ops.matmul(w, xb, out, n).unwrap();
+    let got = read(ops, out, n * rows + 3);
+    let want: Vec<f64> = (0..n)
+        .flat_map(|tt| {
+            let x = &x;
+            (0..rows).map(move |r| {
+                (0..cols)
+                    .map(|c| deq[r * cols + c] as f64 * x[tt * cols + c] as f64)
+                    .sum()
+            })
+        })
+        .collect();
+    let e = nmse(&got[..n * rows], &want);
+    // activations are quantized to 8 bits for quantized weights
+    // (on the CPU; the GPU dots f32 activations with decoded weights)
+    let limit = if t.is_quantized() && !name.starts_with("wgpu") {
+        1e-4
+    } else {
+        1e-10
+    };
+    assert!(e < limit, "{name} {t} {rows}x{cols} n={n}: nmse {e}");
+    assert_eq!(
+        &got[n * rows..],
+        &[12345.0; 3],
+        "{name} {t} {rows}x{cols} n={n}: wrote past the output"
+    );
+}
+
 #[test]
 fn matmul_should_match_reference_for_every_type_and_batch() {
     let types = tokenfab::quant::CPU_TYPES;
@@ -158,39 +194,36 @@ fn matmul_should_match_reference_for_every_type_and_batch() {
         .collect();
     let (f, deq) = fixture(&spec_refs);
     for (name, mut ops) in backends() {
-        for (i, &(wname, t, _, _)) in spec_refs.iter().enumerate() {
+        for (i, &(wname, _, _, _)) in spec_refs.iter().enumerate() {
             let w = upload(&mut ops, &f, wname);
+            // 1: decode (wgpu: matvec.wgsl on Q4_K), 7: matmul.wgsl, 20: gemm.wgsl
             for n in [1usize, 7, 20] {
-                let x = rand_vec(n * cols, 7 + n as u64, 2.0);
-                let xb = put(&mut ops, &x);
-                let out = ops.alloc(n * rows + 3).unwrap();
-                write(&mut ops, out, &vec![12345.0; n * rows + 3]);
-                ops.matmul(&w, xb, out, n).unwrap();
-                let got = read(&mut ops, out, n * rows + 3);
-                let want: Vec<f64> = (0..n)
-                    .flat_map(|tt| {
-                        let (x, d) = (&x, &deq[i]);
-                        (0..rows).map(move |r| {
-                            (0..cols)
-                                .map(|c| d[r * cols + c] as f64 * x[tt * cols + c] as f64)
-                                .sum()
-                        })
-                    })
-                    .collect();
-                let e = nmse(&got[..n * rows], &want);
-                // activations are quantized to 8 bits for quantized weights
-                // (on the CPU; the GPU dots f32 activations with decoded weights)
-                let limit = if t.is_quantized() && !name.starts_with("wgpu") {
-                    1e-4
-                } else {
-                    1e-10
-                };
-                assert!(e < limit, "{name} {t} n={n}: nmse {e}");
-                assert_eq!(
-                    &got[n * rows..],
-                    &[12345.0; 3],
-                    "{name} {t}: wrote past the output"
-                );
+                check_matmul(&mut ops, name, &w, &deq[i], n);
+            }
+        }
+    }
+}
+
+/// Shapes that reach every path of the wgpu kernels: the decode matvec over more
+/// super-blocks than a workgroup covers in one step (4608 columns = 18) with a row count
+/// that is not a multiple of its 4 rows, and the tiled GEMM with partial 64 x 64 tiles in
+/// both directions and several K steps.
+#[test]
+fn matmul_kernels_should_match_reference_on_odd_shapes() {
+    let specs = [
+        ("q4k_long", GgmlType::Q4_K, 70, 4608),
+        ("q6k", GgmlType::Q6_K, 130, 256),
+        ("q5_0", GgmlType::Q5_0, 67, 96),
+    ];
+    let (f, deq) = fixture(&specs);
+    for (name, mut ops) in backends() {
+        if !name.starts_with("wgpu") && name != "cpu scalar" {
+            continue;
+        }
+        for (i, &(wname, _, _, _)) in specs.iter().enumerate() {
+            let w = upload(&mut ops, &f, wname);
+            for n in [1usize, 9, 70] {
+                check_matmul(&mut ops, name, &w, &deq[i], n);
             }
         }
     }

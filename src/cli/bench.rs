@@ -61,6 +61,16 @@ pub struct BenchArgs {
     /// which slows them), printed to stderr after each model's results.
     #[arg(long = "profile")]
     pub profile: bool,
+    /// Time the wgpu matrix kernels alone on the matrix shapes of these synthetic presets
+    /// (see `tokenfab synth`): decode (1 token) and each `-p` length; no model file needed.
+    #[arg(long = "kernels", value_delimiter = ',')]
+    pub kernels: Vec<String>,
+    /// Weight types for `--kernels`.
+    #[arg(long = "kernel-types", value_delimiter = ',', default_value = "q4_K")]
+    pub kernel_types: Vec<String>,
+    /// Calls per decode kernel for `--kernels` (prefill kernels: a tenth).
+    #[arg(long = "kernel-reps", default_value_t = 100)]
+    pub kernel_reps: usize,
     #[command(flatten)]
     pub energy: super::energy::EnergyArgs,
 }
@@ -104,6 +114,9 @@ fn tests(a: &BenchArgs) -> Result<Vec<TestSpec>> {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if !a.kernels.is_empty() {
+        return super::kernels::run(&a);
+    }
     if !matches!(a.output.as_str(), "md" | "json" | "csv" | "jsonl") {
         bail!("-o must be md, json, csv or jsonl (got {:?})", a.output);
     }

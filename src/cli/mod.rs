@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cost;
 pub mod energy;
 pub mod info;
+pub mod kernels;
 pub mod perplexity;
 pub mod probe;
 pub mod profile;

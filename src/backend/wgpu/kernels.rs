@@ -9,6 +9,8 @@ use std::collections::HashMap;
 const QUANT: &str = include_str!("../../../shaders/lib/quant.wgsl");
 const REDUCE_SHARED: &str = include_str!("../../../shaders/lib/reduce_shared.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/lib/reduce_subgroup.wgsl");
+const ROWS_SHARED: &str = include_str!("../../../shaders/lib/rows_shared.wgsl");
+const ROWS_SUBGROUP: &str = include_str!("../../../shaders/lib/rows_subgroup.wgsl");
 
 /// Element-wise ops of `shaders/elementwise.wgsl` (the `OP` override constant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +27,10 @@ pub enum EwOp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     MatMul(GgmlType),
+    /// The decode matrix-vector product (`matvec.wgsl`; Q4_K only).
+    MatVec(GgmlType),
+    /// The tiled prefill product (`gemm.wgsl`; every type).
+    Gemm(GgmlType),
     Embed(GgmlType),
     RmsNorm,
     Rope,
@@ -55,6 +61,8 @@ impl Kernel {
     pub fn name(&self) -> String {
         match self {
             Kernel::MatMul(t) => format!("matmul.{t}"),
+            Kernel::MatVec(t) => format!("matvec.{t}"),
+            Kernel::Gemm(t) => format!("gemm.{t}"),
             Kernel::Embed(t) => format!("embed.{t}"),
             Kernel::RmsNorm => "rms_norm".into(),
             Kernel::Rope => "rope".into(),
@@ -70,6 +78,8 @@ impl Kernel {
     pub fn family(&self) -> Family {
         match self {
             Kernel::MatMul(_) => Family::MatMul,
+            Kernel::MatVec(_) => Family::MatVec,
+            Kernel::Gemm(_) => Family::Gemm,
             Kernel::Embed(_) => Family::Embed,
             Kernel::RmsNorm => Family::Norm,
             Kernel::Rope => Family::Rope,
@@ -85,7 +95,9 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     pub fn constants(&self) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::MatMul(t) | Kernel::Embed(t) => vec![("TYPE", t.id() as f64)],
+            Kernel::MatMul(t) | Kernel::Gemm(t) | Kernel::Embed(t) => {
+                vec![("TYPE", t.id() as f64)]
+            }
             Kernel::Elementwise(op) => vec![("OP", *op as u32 as f64)],
             _ => Vec::new(),
         }
@@ -96,6 +108,8 @@ impl Kernel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     MatMul,
+    MatVec,
+    Gemm,
     Embed,
     Norm,
     Rope,
@@ -108,8 +122,10 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 12] = [
         Family::MatMul,
+        Family::MatVec,
+        Family::Gemm,
         Family::Embed,
         Family::Norm,
         Family::Rope,
@@ -125,6 +141,8 @@ impl Family {
     pub fn file(&self) -> (&'static str, &'static str) {
         match self {
             Family::MatMul => ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
+            Family::MatVec => ("matvec.wgsl", include_str!("../../../shaders/matvec.wgsl")),
+            Family::Gemm => ("gemm.wgsl", include_str!("../../../shaders/gemm.wgsl")),
             Family::Embed => ("embed.wgsl", include_str!("../../../shaders/embed.wgsl")),
             Family::Norm => ("norm.wgsl", include_str!("../../../shaders/norm.wgsl")),
             Family::Rope => ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
@@ -151,6 +169,7 @@ impl Family {
         use Access::*;
         match self {
             Family::MatMul => &[Read, ReadWrite, ReadWrite],
+            Family::MatVec | Family::Gemm => &[Read, Read, ReadWrite],
             Family::Embed => &[Read, ReadWrite],
             Family::Norm => &[Read, ReadWrite, ReadWrite],
             Family::Rope => &[Read, ReadWrite],
@@ -163,7 +182,7 @@ impl Family {
     }
 
     fn uses_quant(&self) -> bool {
-        matches!(self, Family::MatMul | Family::Embed)
+        matches!(self, Family::MatMul | Family::Gemm | Family::Embed)
     }
 
     fn uses_reduce(&self) -> bool {
@@ -186,20 +205,28 @@ impl Family {
             }
         }
         let mut body = body.to_string();
+        let rows_lib = *self == Family::MatVec;
+        if (self.uses_reduce() || rows_lib) && caps.subgroups {
+            body = body
+                .replace(
+                    "/*SG_PARAMS*/",
+                    ", @builtin(subgroup_id) sgid: u32, @builtin(num_subgroups) nsg: u32, \
+                     @builtin(subgroup_invocation_id) sgl: u32, @builtin(subgroup_size) sgs: u32",
+                )
+                .replace("/*SG_INIT*/", "sg_init(sgid, nsg, sgl, sgs);");
+        }
         if self.uses_reduce() {
-            if caps.subgroups {
-                body = body
-                    .replace(
-                        "/*SG_PARAMS*/",
-                        ", @builtin(subgroup_id) sgid: u32, @builtin(num_subgroups) nsg: u32, \
-                         @builtin(subgroup_invocation_id) sgl: u32, @builtin(subgroup_size) sgs: u32",
-                    )
-                    .replace("/*SG_INIT*/", "sg_init(sgid, nsg, sgl, sgs);");
-            }
             s.push_str(if caps.subgroups {
                 REDUCE_SUBGROUP
             } else {
                 REDUCE_SHARED
+            });
+        }
+        if rows_lib {
+            s.push_str(if caps.subgroups {
+                ROWS_SUBGROUP
+            } else {
+                ROWS_SHARED
             });
         }
         if self.uses_quant() {

@@ -3,8 +3,9 @@
 //! Weights are copied from the mmap into GPU buffers in their GGUF block layout (no CPU
 //! transcoding; 1-D tensors — norms, biases — are widened to f32). A tensor larger than the
 //! adapter's storage-binding limit is split by rows into several buffers ("parts"), each
-//! dispatched separately. Ops are recorded into one command encoder, one compute pass per op,
-//! with their parameters appended to a host-side arena bound through a dynamic offset; the
+//! dispatched separately. Ops are recorded into one command encoder, in one compute pass
+//! (one per op when profiling), with their parameters appended to a host-side arena bound
+//! through a dynamic offset; the
 //! arena and the encoder go to the GPU in one submit when a result is read back (the sampled
 //! token from [`argmax`](Backend::argmax), logits with [`read`](Backend::read)) — so a
 //! decoded token is one submit. Pipelines and bind groups are cached. With profiling on,
@@ -19,6 +20,7 @@ mod bandwidth;
 mod device;
 mod elementwise;
 mod embed;
+mod kernel_bench;
 pub mod kernels;
 mod kv;
 mod matmul;
@@ -27,6 +29,7 @@ mod profile;
 mod rope;
 
 pub use device::{has_discrete_gpu, list_adapters, AdapterSummary};
+pub use kernel_bench::KernelTiming;
 
 use super::{
     AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, Result, Rope,
@@ -69,6 +72,9 @@ pub struct WgpuOptions {
     pub subgroups: bool,
     /// Keep the KV cache in f16 where the adapter has SHADER_F16 (f32 otherwise).
     pub f16_kv: bool,
+    /// Use the decode matvec and tiled GEMM kernels (false: `matmul.wgsl` for every
+    /// product, the kernel before them; for A/B measurements).
+    pub fast_matmul: bool,
 }
 
 impl Default for WgpuOptions {
@@ -77,6 +83,7 @@ impl Default for WgpuOptions {
             profile: false,
             subgroups: true,
             f16_kv: true,
+            fast_matmul: true,
         }
     }
 }
@@ -94,6 +101,10 @@ pub struct WgpuBackend {
     params: Vec<u32>,
     align_words: usize,
     encoder: Option<wgpu::CommandEncoder>,
+    /// The open compute pass of `encoder`: consecutive dispatches share one pass (wgpu puts
+    /// the barriers between them); it ends before any other encoder command and at submit.
+    /// With profiling every dispatch gets its own pass, for its timestamps.
+    pass: Option<wgpu::ComputePass<'static>>,
     /// Small buffer for argmax results.
     result: u32,
     /// Bound to unused bindings.
@@ -102,6 +113,8 @@ pub struct WgpuBackend {
     /// Top-k candidates (store id, bytes).
     topk_out: Option<(u32, u64)>,
     profiler: Option<profile::Profiler>,
+    /// See [`WgpuOptions::fast_matmul`].
+    fast_matmul: bool,
     max_part_bytes: u64,
     uploaded: u64,
 }
@@ -119,12 +132,14 @@ pub(crate) fn fold(n: usize) -> [u32; 3] {
 impl WgpuBackend {
     /// Opens the best adapter (see [`device`]) with every feature it offers.
     pub fn new(profile: bool) -> Result<Self> {
-        // TOKENFAB_WGPU_SUBGROUPS=0 / TOKENFAB_WGPU_F16=0 force the fallbacks
+        // TOKENFAB_WGPU_SUBGROUPS=0 / TOKENFAB_WGPU_F16=0 force the fallbacks,
+        // TOKENFAB_WGPU_MATMUL=legacy the kernel before matvec/gemm
         let off = |k: &str| std::env::var(k).is_ok_and(|v| v == "0");
         Self::with_options(WgpuOptions {
             profile,
             subgroups: !off("TOKENFAB_WGPU_SUBGROUPS"),
             f16_kv: !off("TOKENFAB_WGPU_F16"),
+            fast_matmul: std::env::var("TOKENFAB_WGPU_MATMUL").map_or(true, |v| v != "legacy"),
         })
     }
 
@@ -135,10 +150,11 @@ impl WgpuBackend {
             subgroups: opts.subgroups && gpu.features.contains(wgpu::Features::SUBGROUP),
             f16: opts.f16_kv && gpu.features.contains(wgpu::Features::SHADER_F16),
         };
-        Self::with_caps(gpu, caps, opts.profile)
+        Self::with_caps(gpu, caps, opts)
     }
 
-    fn with_caps(gpu: device::Gpu, caps: ShaderCaps, profile: bool) -> Result<Self> {
+    fn with_caps(gpu: device::Gpu, caps: ShaderCaps, opts: WgpuOptions) -> Result<Self> {
+        let profile = opts.profile;
         let align = gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
         let params_buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
@@ -174,11 +190,13 @@ impl WgpuBackend {
             params: Vec::new(),
             align_words: (align / 4) as usize,
             encoder: None,
+            pass: None,
             result: 0,
             dummy: 0,
             readback: None,
             topk_out: None,
             profiler,
+            fast_matmul: opts.fast_matmul,
             max_part_bytes,
             uploaded: 0,
         };
@@ -232,7 +250,7 @@ impl WgpuBackend {
     /// A storage buffer of `bytes` that starts with `data` (written while mapped at creation,
     /// so no staging copy), the rest zero.
     fn buffer_init(&mut self, bytes: u64, label: &str, data: &[u8]) -> Result<u32> {
-        let size = round_up(bytes.max(4), 4);
+        let size = round_up(bytes.max(16), 16);
         if size > self.gpu.limits.max_buffer_size {
             return Err(BackendError::OutOfMemory {
                 backend: format!(
@@ -335,10 +353,21 @@ impl WgpuBackend {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
         });
         let timestamps = self.profiler.as_mut().map(|p| p.next(kernel));
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes: timestamps,
-        });
+        if timestamps.is_some() || self.pass.is_none() {
+            // the previous pass ends before the encoder starts another
+            self.pass = None;
+            self.pass = Some(
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: timestamps,
+                })
+                .forget_lifetime(),
+            );
+        }
+        let pass = self
+            .pass
+            .as_mut()
+            .ok_or_else(|| BackendError::Device("wgpu: no compute pass".into()))?;
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, bg, &[(off * 4) as u32]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -347,6 +376,7 @@ impl WgpuBackend {
 
     /// Submits everything recorded so far, with its parameters.
     fn flush(&mut self) -> Result<()> {
+        self.pass = None;
         if let Some(mut enc) = self.encoder.take() {
             if !self.params.is_empty() {
                 self.gpu.queue.write_buffer(
@@ -379,6 +409,7 @@ impl WgpuBackend {
             }));
         }
         let device = &self.gpu.device;
+        self.pass = None;
         let enc = self.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
         });
@@ -407,6 +438,50 @@ impl WgpuBackend {
         };
         rb.unmap();
         Ok(out)
+    }
+
+    /// Copies the GGUF blocks of a matrix (`bytes`, rows back to back) into parts of at most
+    /// `max_part_bytes`, and registers it as `w` (whose id must be the next weight's).
+    fn upload_matrix(&mut self, name: &str, w: Weight, bytes: &[u8]) -> Result<Weight> {
+        let rows = w.rows;
+        let row_bytes = bytes.len() / rows.max(1);
+        if w.id as usize != self.weights.len() || row_bytes * rows != bytes.len() {
+            return Err(BackendError::Invalid(format!(
+                "{name}: {} bytes are not {rows} whole rows",
+                bytes.len()
+            )));
+        }
+        let per_part = (self.max_part_bytes as usize / row_bytes.max(1)).max(1);
+        let mut parts = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = per_part.min(rows - row0);
+            let src = &bytes[row0 * row_bytes..(row0 + n) * row_bytes];
+            let label = format!("{name} rows {row0}..{}", row0 + n);
+            let buf = self.buffer_init(src.len() as u64, &label, src)?;
+            parts.push(Part { buf, row0, rows: n });
+            row0 += n;
+        }
+        self.uploaded += bytes.len() as u64;
+        self.weights.push(GpuWeight {
+            dtype: w.dtype,
+            cols: w.cols,
+            row_bytes,
+            parts,
+        });
+        Ok(w)
+    }
+
+    /// Frees every buffer made after the store held `store_len` buffers and every weight
+    /// after the first `weights_len` (their bind groups too).
+    fn release_from(&mut self, store_len: usize, weights_len: usize) {
+        let _ = self.flush();
+        self.bind_groups
+            .retain(|(_, ids), _| ids.iter().all(|&id| (id as usize) < store_len));
+        for b in self.store.drain(store_len.min(self.store.len())..) {
+            b.destroy();
+        }
+        self.weights.truncate(weights_len);
     }
 
     fn weight(&self, w: &Weight) -> &GpuWeight {
@@ -477,26 +552,7 @@ impl Backend for WgpuBackend {
         if !GPU_TYPES.contains(&info.dtype) {
             return Err(unsupported());
         }
-        let row_bytes = bytes.len() / rows;
-        let per_part = (self.max_part_bytes as usize / row_bytes.max(1)).max(1);
-        let mut parts = Vec::new();
-        let mut row0 = 0;
-        while row0 < rows {
-            let n = per_part.min(rows - row0);
-            let src = &bytes[row0 * row_bytes..(row0 + n) * row_bytes];
-            let label = format!("{} rows {row0}..{}", info.name, row0 + n);
-            let buf = self.buffer_init(src.len() as u64, &label, src)?;
-            parts.push(Part { buf, row0, rows: n });
-            row0 += n;
-        }
-        self.uploaded += bytes.len() as u64;
-        self.weights.push(GpuWeight {
-            dtype: info.dtype,
-            cols,
-            row_bytes,
-            parts,
-        });
-        Ok(weight)
+        self.upload_matrix(&info.name, weight, bytes)
     }
 
     fn alloc(&mut self, len: usize) -> Result<Buf> {

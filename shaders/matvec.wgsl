@@ -1,0 +1,126 @@
+// Decode matrix-vector product on Q4_K weights: Y[row0 + r] = sum_c X[c] * W[r, c].
+//
+// Reads every weight byte once, 16 bytes at a time, coalesced (../shared/design/GPU.md 3.3):
+// a workgroup of WG = 128 invocations computes R = 4 rows. Eight consecutive lanes share one
+// 256-element super-block (144 bytes: d, dmin, 12 bytes of 6-bit scales/mins, 128 bytes of
+// nibbles): lane t reads the `vec4<u32>` of nibble bytes 16t..16t+15, so the eight lanes read
+// 128 contiguous bytes and the 16-byte header is one broadcast load. Lane t's bytes hold
+// elements 64j + 16h + 0..15 (low nibbles, sub-block 2j) and 64j + 32 + 16h + 0..15 (high
+// nibbles, sub-block 2j + 1), j = t / 2, h = t % 2:
+//
+//   qs byte 32j + 16h + p  =  [ hi: elem 64j+32+16h+p | lo: elem 64j+16h+p ]
+//
+// The lane's 32 activations are loaded once (8 `vec4<f32>`, bound read-only) and reused for
+// the R rows; their sums per sub-block are taken once. Nibbles become floats without an
+// int-to-float conversion (2^23 | v reinterpreted is 2^23 + v), are dotted with the
+// activations per sub-block, and the block's scales are applied once per sub-block:
+// d * (sc_a * S_a + sc_b * S_b) - dmin * (m_a * X_a + m_b * X_b). The 16 super-blocks a
+// workgroup covers per step are summed by `rows_sum` (lib/rows_*.wgsl), independent of the
+// subgroup size. Rows past the part are clamped for loads and skipped for stores, so every
+// invocation reaches the barrier.
+//
+// Params P (u32 words), as matmul.wgsl: 0 rows in this part, 1 cols, 2 n tokens (1),
+// 3 row0 (first output row of the part), 4 out_stride, 5 row bytes (a multiple of 144).
+// Dispatch: ceil(rows / R) workgroups folded into (x, y).
+
+const WG: u32 = 128u;
+const R: u32 = 4u;
+
+@group(0) @binding(0) var<storage, read> P: array<u32>;
+@group(0) @binding(1) var<storage, read> W: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+
+// Four nibbles (the bytes of `w` shifted by `sh`) as floats, without int-to-float conversion.
+fn nib4(w: u32, sh: u32) -> vec4<f32> {
+    let v = (vec4<u32>(w) >> vec4<u32>(sh, sh + 8u, sh + 16u, sh + 24u)) & vec4<u32>(15u);
+    return bitcast<vec4<f32>>(v | vec4<u32>(0x4B000000u)) - vec4<f32>(8388608.0);
+}
+
+// Byte i (0..12) of the scales, held in header words y, z, w.
+fn sbyte(h: vec4<u32>, i: u32) -> u32 {
+    return (h[1u + (i >> 2u)] >> ((i & 3u) * 8u)) & 0xffu;
+}
+
+// 6-bit scale and min of sub-block s (0..8), as floats.
+fn scale_min(h: vec4<u32>, s: u32) -> vec2<f32> {
+    let lo = vec2<u32>(sbyte(h, s) & 63u, sbyte(h, s + 4u) & 63u);
+    let s4 = s & 3u;
+    let a = sbyte(h, s4 + 8u);
+    let hi = vec2<u32>(
+        (a & 15u) | ((sbyte(h, s4) >> 6u) << 4u),
+        (a >> 4u) | ((sbyte(h, s4 + 4u) >> 6u) << 4u),
+    );
+    return vec2<f32>(select(hi, lo, s < 4u));
+}
+
+// The 32 activations a lane dots per super-block, and their sums per sub-block.
+struct Act {
+    a0: vec4<f32>,
+    a1: vec4<f32>,
+    a2: vec4<f32>,
+    a3: vec4<f32>,
+    b0: vec4<f32>,
+    b1: vec4<f32>,
+    b2: vec4<f32>,
+    b3: vec4<f32>,
+    sum_a: f32,
+    sum_b: f32,
+}
+
+// One lane's part of one row: nibble words q and block header h, sub-blocks 2j and 2j + 1.
+fn row_dot(q: vec4<u32>, h: vec4<u32>, j: u32, x: Act) -> f32 {
+    let dm = unpack2x16float(h.x);
+    let a = scale_min(h, 2u * j);
+    let b = scale_min(h, 2u * j + 1u);
+    let s_a = dot(nib4(q.x, 0u), x.a0) + dot(nib4(q.y, 0u), x.a1)
+        + dot(nib4(q.z, 0u), x.a2) + dot(nib4(q.w, 0u), x.a3);
+    let s_b = dot(nib4(q.x, 4u), x.b0) + dot(nib4(q.y, 4u), x.b1)
+        + dot(nib4(q.z, 4u), x.b2) + dot(nib4(q.w, 4u), x.b3);
+    return dm.x * (a.x * s_a + b.x * s_b) - dm.y * (a.y * x.sum_a + b.y * x.sum_b);
+}
+
+@compute @workgroup_size(128)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>
+    /*SG_PARAMS*/
+) {
+    /*SG_INIT*/
+    let rows = P[0];
+    let nsb = P[1] / 256u;
+    let stride = P[5] / 16u;
+    let r0 = (wid.x + wid.y * nwg.x) * R;
+    let t = lid & 7u;
+    let j = t >> 1u;
+    let xoff = 16u * j + 4u * (t & 1u);
+    // first word of each of the R rows (clamped into the part)
+    let hb = min(vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(rows - 1u)) * stride;
+    let qb = hb + vec4<u32>(1u + t);
+    var acc = vec4<f32>(0.0);
+    for (var sb = lid >> 3u; sb < nsb; sb += WG / 8u) {
+        let xo = sb * 64u + xoff;
+        var x: Act;
+        x.a0 = X[xo];
+        x.a1 = X[xo + 1u];
+        x.a2 = X[xo + 2u];
+        x.a3 = X[xo + 3u];
+        x.b0 = X[xo + 8u];
+        x.b1 = X[xo + 9u];
+        x.b2 = X[xo + 10u];
+        x.b3 = X[xo + 11u];
+        let one = vec4<f32>(1.0);
+        x.sum_a = dot(x.a0 + x.a1 + x.a2 + x.a3, one);
+        x.sum_b = dot(x.b0 + x.b1 + x.b2 + x.b3, one);
+        let o = sb * 9u;
+        acc.x += row_dot(W[qb.x + o], W[hb.x + o], j, x);
+        acc.y += row_dot(W[qb.y + o], W[hb.y + o], j, x);
+        acc.z += row_dot(W[qb.z + o], W[hb.z + o], j, x);
+        acc.w += row_dot(W[qb.w + o], W[hb.w + o], j, x);
+    }
+    let s = rows_sum(acc, lid);
+    if (lid < R && r0 + lid < rows) {
+        Y[P[3] + r0 + lid] = s[lid];
+    }
+}
