@@ -7,7 +7,11 @@
 #   3. `tokenfab bench` on synthetic llama-3.2-1b and llama-3.1-8b Q4_K files, cuda then wgpu,
 #      with NVML energy (llama-bench's -p 512 -n 128 -r 3, and a decode-only -p 0 -n 256 -r 5
 #      like the energy rows of ../shared/oracle/gpu.md),
-#   4. per-op / per-kernel profiles of 8B decode on both.
+#   4. per-op / per-kernel profiles of 8B decode (and wgpu prefill) on both,
+#   5. wgpu only: `tokenfab bench --kernels` (every matrix shape of both presets, Q4_K and Q6_K,
+#      1 and 512 tokens) into $OUT/kernels.jsonl, and decode with TOKENFAB_WGPU_MATMUL=legacy
+#      (the matmul kernel before matvec/gemm) for an A/B in the same sitting.
+# A WGPU_ONLY=1 pack (.device/build = wgpu) runs the wgpu stages only.
 # Each stage has its own timeout and the script goes on after a failure. Results: $OUT/log.txt
 # (everything readable), $OUT/bench.jsonl (one JSON line per bench test), $OUT/probe.json.
 set -uo pipefail
@@ -56,6 +60,10 @@ if [ ! -e "$VK_DRIVER_FILES" ]; then
 fi
 log "Vulkan ICD: $VK_DRIVER_FILES"
 RUN_CUDA=${RUN_CUDA:-1}
+if [ "$(cat .device/build 2>/dev/null)" = wgpu ]; then
+  RUN_CUDA=0
+fi
+log "build: $(cat .device/build 2>/dev/null), commit $(cat .device/commit 2>/dev/null)"
 RUN_WGPU=${RUN_WGPU:-1}
 nvidia-smi --query-gpu=name,driver_version,memory.used,power.draw,temperature.gpu,clocks.sm,clocks.mem --format=csv >> "$LOG" 2>&1
 log "probe"
@@ -66,9 +74,11 @@ if ! grep -q '"name"' "$OUT/probe.json"; then
   RUN_WGPU=0
 fi
 
-stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8
-[ "$RUN_CUDA" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, cuda" "$T/synth" synthetic_llama_should_match_cpu_on_cuda --nocapture
-[ "$RUN_WGPU" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, wgpu" "$T/synth" synthetic_llama_should_match_cpu_on_wgpu --nocapture
+if [ "$RUN_WGPU" = 1 ]; then
+  log "kernels"
+  timeout "$(limit 150)" "$BIN" bench --kernels llama-3.2-1b,llama-3.1-8b --kernel-types q4_K,q6_K \
+    -p 512 -o jsonl > "$OUT/kernels.jsonl" 2>> "$LOG" || log "kernels: failed"
+fi
 BACKENDS=""
 [ "$RUN_CUDA" = 1 ] && BACKENDS="cuda"
 [ "$RUN_WGPU" = 1 ] && BACKENDS="$BACKENDS wgpu"
@@ -99,8 +109,18 @@ if [ "${AB_EVENTS:-0}" = 1 ] && [ "$RUN_CUDA" = 1 ]; then
     bench 90 "cuda $p tg128, CUDA events off" --backend cuda -m $M/$p.gguf -p 0 -n 128 -r 3 --energy nvml
   done
 fi
+if [ "$RUN_WGPU" = 1 ]; then
+  for p in llama-3.2-1b llama-3.1-8b; do
+    TOKENFAB_WGPU_MATMUL=legacy bench 60 "wgpu $p tg32, legacy matmul" --backend wgpu -m $M/$p.gguf -p 0 -n 32 -r 2
+  done
+  bench 60 "wgpu 8b prefill profile" --backend wgpu -m $M/llama-3.1-8b.gguf -p 512 -n 0 -r 1 --profile
+fi
 for b in $BACKENDS; do
   bench 120 "$b 8b profile" --backend $b -m $M/llama-3.1-8b.gguf -p 0 -n 32 -r 1 --profile
 done
+# parity last: the speed numbers above come first if time runs short
+stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8
+[ "$RUN_CUDA" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, cuda" "$T/synth" synthetic_llama_should_match_cpu_on_cuda --nocapture
+[ "$RUN_WGPU" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, wgpu" "$T/synth" synthetic_llama_should_match_cpu_on_wgpu --nocapture
 nvidia-smi --query-gpu=name,memory.used,power.draw,temperature.gpu --format=csv >> "$LOG" 2>&1
 log done

@@ -3,16 +3,29 @@
 # of the GPU test binaries (tests/backend_ops.rs, tests/synth.rs), stripped and xz-compressed
 # (~10 MB each; what travels to the device machine is capped at 64 MiB), and Debian's Vulkan
 # loader with glvnd (the device machine has the NVIDIA Vulkan driver but neither).
+# WGPU_ONLY=1 packs the plain build instead (no CUDA toolkit, minutes instead of ~25 on two
+# cores): the check then runs the wgpu stages only (.device/build says which).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo fetch >/dev/null
-source <(bash scripts/cuda-toolkit.sh)
-cargo build --release --features cuda --target-dir target/cuda
+if [ "${WGPU_ONLY:-0}" = 1 ]; then
+  features=()
+  target=target
+  build=wgpu
+else
+  source <(bash scripts/cuda-toolkit.sh)
+  features=(--features cuda)
+  target=target/cuda
+  build=cuda
+fi
+cargo build --release "${features[@]}" --target-dir "$target"
 mkdir -p .device/lib
 pack() { strip -o ".device/$2" "$1" && xz -T0 -6 -f ".device/$2"; }
-pack target/cuda/release/tokenfab tokenfab
+pack "$target/release/tokenfab" tokenfab
+echo "$build" > .device/build
+git rev-parse --short HEAD > .device/commit
 for t in backend_ops synth; do
-  exe=$(cargo test --release --features cuda --no-run --target-dir target/cuda --test "$t" \
+  exe=$(cargo test --release "${features[@]}" --no-run --target-dir "$target" --test "$t" \
     --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
