@@ -9,7 +9,7 @@
 #      like the energy rows of ../shared/oracle/gpu.md),
 #   4. per-op / per-kernel profiles of 8B decode (and wgpu prefill) on both,
 #   5. wgpu only: `tokenfab bench --kernels` (every matrix shape of both presets, Q4_K and Q6_K,
-#      1 and 512 tokens) into $OUT/kernels.jsonl, and decode with TOKENFAB_WGPU_MATMUL=legacy
+#      1 and 512 tokens) into $OUT/kernels.jsonl, and decode with TOKENFAB_WGPU_KERNELS=legacy
 #      (the matmul kernel before matvec/gemm) for an A/B in the same sitting.
 # A WGPU_ONLY=1 pack (.device/build = wgpu) runs the wgpu stages only.
 # Each stage has its own timeout and the script goes on after a failure. Results: $OUT/log.txt
@@ -111,7 +111,7 @@ if [ "${AB_EVENTS:-0}" = 1 ] && [ "$RUN_CUDA" = 1 ]; then
 fi
 if [ "$RUN_WGPU" = 1 ]; then
   for p in llama-3.2-1b llama-3.1-8b; do
-    TOKENFAB_WGPU_MATMUL=legacy bench 60 "wgpu $p tg32, legacy matmul" --backend wgpu -m $M/$p.gguf -p 0 -n 32 -r 2
+    TOKENFAB_WGPU_KERNELS=legacy bench 60 "wgpu $p tg32, legacy matmul" --backend wgpu -m $M/$p.gguf -p 0 -n 32 -r 2
   done
   bench 60 "wgpu 8b prefill profile" --backend wgpu -m $M/llama-3.1-8b.gguf -p 512 -n 0 -r 1 --profile
 fi

@@ -18,11 +18,19 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let len = P[0];
     var v = -3.4e38;
     var idx = 0xffffffffu;
-    for (var i = lid; i < len; i += WG) {
-        let x = X[P[1] + i];
-        if (x > v || idx == 0xffffffffu) {
-            v = x;
-            idx = i;
+    // eight loads in flight per step (a 128k-entry vocabulary is 63 steps, not 500
+    // dependent loads), taken in increasing index order so the first maximum wins
+    for (var i0 = lid; i0 < len; i0 += 8u * WG) {
+        var xs: array<f32, 8>;
+        for (var k = 0u; k < 8u; k++) {
+            xs[k] = X[P[1] + min(i0 + k * WG, len - 1u)];
+        }
+        for (var k = 0u; k < 8u; k++) {
+            let i = i0 + k * WG;
+            if (i < len && (xs[k] > v || idx == 0xffffffffu)) {
+                v = xs[k];
+                idx = i;
+            }
         }
     }
     bv[lid] = v;

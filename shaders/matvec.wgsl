@@ -19,6 +19,14 @@
 // subgroup size. Rows past the part are clamped for loads and skipped for stores, so every
 // invocation reaches the barrier.
 //
+//
+// Epilogues (override EPI) fuse the op that follows a projection, saving its dispatch:
+//   0 store:    Y[i] = (W x)[i]
+//   1 add:      Y[i] += (W x)[i]                       (output projections into the residual)
+//   2 SiLU GLU: Y[i] = silu((W x)[i]) * (W2 x)[i]      (gate and up of a feed-forward: the
+//   3 GELU GLU: Y[i] = gelu((W x)[i]) * (W2 x)[i]       workgroup does R rows of both)
+// W2 is bound to W's buffer when unused.
+//
 // Params P (u32 words), as matmul.wgsl: 0 rows in this part, 1 cols, 2 n tokens (1),
 // 3 row0 (first output row of the part), 4 out_stride, 5 row bytes (a multiple of 144).
 // Dispatch: ceil(rows / R) workgroups folded into (x, y).
@@ -26,10 +34,19 @@
 const WG: u32 = 128u;
 const R: u32 = 4u;
 
+override EPI: u32 = 0u;
+
 @group(0) @binding(0) var<storage, read> P: array<u32>;
 @group(0) @binding(1) var<storage, read> W: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(2) var<storage, read> W2: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+
+// The tanh approximation, as elementwise.wgsl (and the CPU backend).
+fn gelu(x: f32) -> f32 {
+    let u = clamp(0.7978846 * x * (1.0 + 0.044715 * x * x), -15.0, 15.0);
+    return 0.5 * x * (1.0 + tanh(u));
+}
 
 // Four nibbles (the bytes of `w` shifted by `sh`) as floats, without int-to-float conversion.
 fn nib4(w: u32, sh: u32) -> vec4<f32> {
@@ -99,6 +116,7 @@ fn main(
     let hb = min(vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(rows - 1u)) * stride;
     let qb = hb + vec4<u32>(1u + t);
     var acc = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
     for (var sb = lid >> 3u; sb < nsb; sb += WG / 8u) {
         let xo = sb * 64u + xoff;
         var x: Act;
@@ -118,9 +136,30 @@ fn main(
         acc.y += row_dot(W[qb.y + o], W[hb.y + o], j, x);
         acc.z += row_dot(W[qb.z + o], W[hb.z + o], j, x);
         acc.w += row_dot(W[qb.w + o], W[hb.w + o], j, x);
+        if (EPI >= 2u) {
+            acc2.x += row_dot(W2[qb.x + o], W2[hb.x + o], j, x);
+            acc2.y += row_dot(W2[qb.y + o], W2[hb.y + o], j, x);
+            acc2.z += row_dot(W2[qb.z + o], W2[hb.z + o], j, x);
+            acc2.w += row_dot(W2[qb.w + o], W2[hb.w + o], j, x);
+        }
     }
-    let s = rows_sum(acc, lid);
+    let s = rows_sum(acc, acc2, lid);
     if (lid < R && r0 + lid < rows) {
-        Y[P[3] + r0 + lid] = s[lid];
+        let i = P[3] + r0 + lid;
+        let v = s.a[lid];
+        switch EPI {
+            case 1u {
+                Y[i] += v;
+            }
+            case 2u {
+                Y[i] = v / (1.0 + exp(-v)) * s.b[lid];
+            }
+            case 3u {
+                Y[i] = gelu(v) * s.b[lid];
+            }
+            default {
+                Y[i] = v;
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokenfab::backend::candle::CandleBackend;
 use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::wgpu::{WgpuBackend, WgpuOptions};
-use tokenfab::backend::{AttnParams, Backend, Glu, Ops, RopeLayout, Weight};
+use tokenfab::backend::{AttnParams, Backend, Glu, Ops, RopeKv, RopeLayout, Weight};
 use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
 use tokenfab::quant::{dequantize, Isa};
 
@@ -224,6 +224,138 @@ fn matmul_kernels_should_match_reference_on_odd_shapes() {
             let w = upload(&mut ops, &f, wname);
             for n in [1usize, 9, 70] {
                 check_matmul(&mut ops, name, &w, &deq[i], n);
+            }
+        }
+    }
+}
+
+fn gelu_ref(x: f64) -> f64 {
+    let u = (0.7978846 * x * (1.0 + 0.044715 * x * x)).clamp(-15.0, 15.0);
+    0.5 * x * (1.0 + u.tanh())
+}
+
+/// The fused projections (`matmul_add`, `matmul_glu`: wgpu's matvec epilogues at one token
+/// on Q4_K, the unfused ops for batches and other types) against the f64 reference.
+#[test]
+fn fused_projections_should_match_reference() {
+    let specs = [
+        ("gate_q4k", GgmlType::Q4_K, 70, 512),
+        ("up_q4k", GgmlType::Q4_K, 70, 512),
+        ("gate_q8", GgmlType::Q8_0, 70, 512),
+        ("up_q8", GgmlType::Q8_0, 70, 512),
+    ];
+    let (f, deq) = fixture(&specs);
+    let (rows, cols) = (70, 512);
+    let dot = |w: &[f32], x: &[f32], t: usize, r: usize| -> f64 {
+        (0..cols)
+            .map(|c| w[r * cols + c] as f64 * x[t * cols + c] as f64)
+            .sum()
+    };
+    for (name, mut ops) in backends() {
+        let limit = if name.starts_with("wgpu") {
+            1e-10
+        } else {
+            1e-4
+        };
+        for (gi, ui) in [(0, 1), (2, 3)] {
+            let gate = upload(&mut ops, &f, specs[gi].0);
+            let up = upload(&mut ops, &f, specs[ui].0);
+            let t = specs[gi].1;
+            for n in [1usize, 3] {
+                let x = rand_vec(n * cols, 90 + n as u64, 2.0);
+                let xb = put(&mut ops, &x);
+                let tmp = ops.alloc(n * rows).unwrap();
+                // acc += gate · x
+                let acc0 = rand_vec(n * rows, 91, 3.0);
+                let acc = put(&mut ops, &acc0);
+                ops.matmul_add(&gate, xb, tmp, acc, n).unwrap();
+                let want: Vec<f64> = (0..n * rows)
+                    .map(|i| acc0[i] as f64 + dot(&deq[gi], &x, i / rows, i % rows))
+                    .collect();
+                let e = nmse(&read(&mut ops, acc, n * rows), &want);
+                assert!(e < limit, "{name} {t} matmul_add n={n}: nmse {e}");
+                // out = act(gate · x) * (up · x)
+                for kind in [Glu::Silu, Glu::Gelu] {
+                    let out = guarded(&mut ops, n * rows);
+                    ops.matmul_glu(kind, &gate, &up, xb, tmp, out, n).unwrap();
+                    check_guard(&mut ops, out, n * rows, &format!("{name} matmul_glu"));
+                    let want: Vec<f64> = (0..n * rows)
+                        .map(|i| {
+                            let g = dot(&deq[gi], &x, i / rows, i % rows);
+                            let u = dot(&deq[ui], &x, i / rows, i % rows);
+                            match kind {
+                                Glu::Silu => g / (1.0 + (-g).exp()) * u,
+                                Glu::Gelu => gelu_ref(g) * u,
+                            }
+                        })
+                        .collect();
+                    let e = nmse(&read(&mut ops, out, n * rows), &want);
+                    assert!(e < limit, "{name} {t} matmul_glu {kind:?} n={n}: nmse {e}");
+                }
+            }
+        }
+    }
+}
+
+/// `rope_store_kv` (one dispatch on wgpu) leaves Q, K and both caches as the two `rope`s and
+/// two `store_kv`s it replaces do; the caches are compared through attention over them.
+#[test]
+fn rope_store_kv_should_equal_rope_then_store() {
+    for (name, mut ops) in backends() {
+        for layout in [RopeLayout::Neox, RopeLayout::Norm] {
+            let (hd, nh, nkv, n, pos0) = (16, 4, 2, 3, 5);
+            let ctx = pos0 + n;
+            let rope = ops.rope_table(layout, hd, 10000.0, 1.0, 64).unwrap();
+            let q = rand_vec(n * nh * hd, 31, 1.0);
+            let k = rand_vec(n * nkv * hd, 32, 1.0);
+            let v = rand_vec(n * nkv * hd, 33, 1.0);
+            // earlier positions of the caches, the same for both ways
+            let past = rand_vec(pos0 * nkv * hd, 34, 1.0);
+            let mut outs = Vec::new();
+            for fused in [false, true] {
+                let (qb, kb, vb) = (put(&mut ops, &q), put(&mut ops, &k), put(&mut ops, &v));
+                let kc = ops.alloc_kv(ctx * nkv * hd).unwrap();
+                let vc = ops.alloc_kv(ctx * nkv * hd).unwrap();
+                let pb = put(&mut ops, &past);
+                ops.store_kv(pb, kc, pos0, nkv * hd, 0).unwrap();
+                ops.store_kv(pb, vc, pos0, nkv * hd, 0).unwrap();
+                if fused {
+                    let p = RopeKv {
+                        n,
+                        n_head: nh,
+                        n_head_kv: nkv,
+                        pos0,
+                        k_cache: kc,
+                        v_cache: vc,
+                    };
+                    ops.rope_store_kv(qb, kb, vb, &rope, &p).unwrap();
+                } else {
+                    ops.rope(qb, &rope, n, nh, pos0).unwrap();
+                    ops.rope(kb, &rope, n, nkv, pos0).unwrap();
+                    ops.store_kv(kb, kc, n, nkv * hd, pos0).unwrap();
+                    ops.store_kv(vb, vc, n, nkv * hd, pos0).unwrap();
+                }
+                let att = ops.alloc(n * nh * hd).unwrap();
+                let p = AttnParams {
+                    n_tokens: n,
+                    pos0,
+                    n_head: nh,
+                    n_head_kv: nkv,
+                    head_dim: hd,
+                    window: None,
+                    scale: 0.25,
+                };
+                ops.attention(qb, kc, vc, att, &p).unwrap();
+                outs.push([
+                    read(&mut ops, qb, q.len()),
+                    read(&mut ops, kb, k.len()),
+                    read(&mut ops, att, n * nh * hd),
+                ]);
+            }
+            for (i, what) in ["q", "k", "attention over the caches"].iter().enumerate() {
+                let want: Vec<f64> = outs[0][i].iter().map(|&v| v as f64).collect();
+                let e = nmse(&outs[1][i], &want);
+                assert!(e < 1e-12, "{name} {layout:?} {what}: nmse {e}");
             }
         }
     }

@@ -86,6 +86,18 @@ pub enum Glu {
     Silu,
 }
 
+/// What [`Backend::rope_store_kv`] rotates and stores: `n` tokens of `n_head` query heads and
+/// `n_head_kv` key/value heads, at positions `pos0..`, into these caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RopeKv {
+    pub n: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub pos0: usize,
+    pub k_cache: KvBuf,
+    pub v_cache: KvBuf,
+}
+
 /// Parameters of causal attention over the KV cache for `n_tokens` queries starting at
 /// position `pos0` (query `i` is at position `pos0 + i` and sees positions `<= pos0 + i`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -200,6 +212,45 @@ pub trait Backend: Send {
 
     /// `out[t, r] = Σ_c x[t, c] · w[r, c]` for `t < n`.
     fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()>;
+
+    /// `acc[t, r] += Σ_c x[t, c] · w[r, c]` for `t < n` (a projection into the residual
+    /// stream). Fused on backends that can; the default is [`matmul`](Backend::matmul) into
+    /// `tmp` (`n × w.rows` scratch) and [`add`](Backend::add).
+    fn matmul_add(&mut self, w: &Weight, x: Buf, tmp: Buf, acc: Buf, n: usize) -> Result<()> {
+        self.matmul(w, x, tmp, n)?;
+        self.add(acc, tmp, acc, n * w.rows)
+    }
+
+    /// `out = act(gate · x) * (up · x)` for `n` tokens (a gated feed-forward's first half).
+    /// Fused on backends that can; the default is two [`matmul`](Backend::matmul)s (into
+    /// `out` and the `tmp` scratch, both `n × gate.rows`) and [`glu`](Backend::glu).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_glu(
+        &mut self,
+        kind: Glu,
+        gate: &Weight,
+        up: &Weight,
+        x: Buf,
+        tmp: Buf,
+        out: Buf,
+        n: usize,
+    ) -> Result<()> {
+        self.matmul(gate, x, out, n)?;
+        self.matmul(up, x, tmp, n)?;
+        self.glu(kind, out, tmp, n * gate.rows)
+    }
+
+    /// RoPE on `q` and `k` in place, then `k` and `v` into the caches at rows `pos0..pos0 +
+    /// n` (an attention block's step between projections and attention). Fused on backends
+    /// that can; the default is two [`rope`](Backend::rope)s and two
+    /// [`store_kv`](Backend::store_kv)s.
+    fn rope_store_kv(&mut self, q: Buf, k: Buf, v: Buf, rope: &Rope, p: &RopeKv) -> Result<()> {
+        self.rope(q, rope, p.n, p.n_head, p.pos0)?;
+        self.rope(k, rope, p.n, p.n_head_kv, p.pos0)?;
+        let row = p.n_head_kv * rope.head_dim;
+        self.store_kv(k, p.k_cache, p.n, row, p.pos0)?;
+        self.store_kv(v, p.v_cache, p.n, row, p.pos0)
+    }
 
     /// `x[t, :] += bias` for `t < n` (bias is a 1-row weight).
     fn add_bias(&mut self, x: Buf, bias: &Weight, n: usize) -> Result<()>;

@@ -186,6 +186,95 @@ impl Ops {
         self.backend.matmul(w, x, out, n)
     }
 
+    /// `acc += w · x` (see [`Backend::matmul_add`]; `tmp` is `n × w.rows` scratch).
+    pub fn matmul_add(&mut self, w: &Weight, x: Buf, tmp: Buf, acc: Buf, n: usize) -> Result<()> {
+        let rows = n * w.rows;
+        check(
+            x.len >= n * w.cols && tmp.len >= rows && acc.len >= rows,
+            || format!("matmul_add: {n} x {} by [{} x {}]", x.len, w.rows, w.cols),
+        )?;
+        check(x != acc && x != tmp && tmp != acc, || {
+            "matmul_add: buffers alias".into()
+        })?;
+        // the product, then the residual read and written once
+        let mut t = act(n * w.cols + rows, rows, 2 * rows * w.cols + rows);
+        t.weight_bytes = w.n_bytes();
+        self.record(OpName::MatMul, t);
+        self.backend.matmul_add(w, x, tmp, acc, n)
+    }
+
+    /// `out = act(gate · x) * (up · x)` (see [`Backend::matmul_glu`]; `tmp` is scratch of
+    /// `out`'s size).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_glu(
+        &mut self,
+        kind: Glu,
+        gate: &Weight,
+        up: &Weight,
+        x: Buf,
+        tmp: Buf,
+        out: Buf,
+        n: usize,
+    ) -> Result<()> {
+        let rows = n * gate.rows;
+        check((gate.rows, gate.cols) == (up.rows, up.cols), || {
+            "matmul_glu: gate and up differ in shape".into()
+        })?;
+        check(
+            x.len >= n * gate.cols && tmp.len >= rows && out.len >= rows,
+            || {
+                format!(
+                    "matmul_glu: {n} x {} by 2 x [{} x {}]",
+                    x.len, gate.rows, gate.cols
+                )
+            },
+        )?;
+        check(x != out && x != tmp && tmp != out, || {
+            "matmul_glu: buffers alias".into()
+        })?;
+        let flops = 4 * rows * gate.cols + rows * GLU_FLOPS_PER_ELEMENT as usize;
+        let mut t = act(n * gate.cols, rows, flops);
+        t.weight_bytes = gate.n_bytes() + up.n_bytes();
+        self.record(OpName::MatMul, t);
+        self.backend.matmul_glu(kind, gate, up, x, tmp, out, n)
+    }
+
+    /// RoPE on `q` and `k`, then `k` and `v` into the caches (see [`Backend::rope_store_kv`]).
+    pub fn rope_store_kv(&mut self, q: Buf, k: Buf, v: Buf, rope: &Rope, p: &RopeKv) -> Result<()> {
+        let (hd, n) = (rope.head_dim, p.n);
+        let (q_len, kv_len) = (n * p.n_head * hd, n * p.n_head_kv * hd);
+        check(q.len >= q_len && k.len >= kv_len && v.len >= kv_len, || {
+            "rope_store_kv: q/k/v too small".into()
+        })?;
+        check(q != k && k != v && q != v, || {
+            "rope_store_kv: q/k/v alias".into()
+        })?;
+        check(p.pos0 + n <= rope.max_pos, || {
+            format!(
+                "rope: position {} beyond the table's {}",
+                p.pos0 + n,
+                rope.max_pos
+            )
+        })?;
+        let cache_end = (p.pos0 + n) * p.n_head_kv * hd;
+        check(
+            p.k_cache.len >= cache_end && p.v_cache.len >= cache_end,
+            || {
+                format!(
+                    "store_kv: rows {}..{} do not fit the cache",
+                    p.pos0,
+                    p.pos0 + n
+                )
+            },
+        )?;
+        let rotated = q_len + kv_len;
+        self.record(OpName::Rope, act(rotated, rotated, 3 * rotated));
+        let mut t = act(2 * kv_len, 0, 0);
+        t.kv_write_bytes = (2 * kv_len * self.backend.kv_elem_bytes()) as u64;
+        self.record(OpName::StoreKv, t);
+        self.backend.rope_store_kv(q, k, v, rope, p)
+    }
+
     pub fn add_bias(&mut self, x: Buf, bias: &Weight, n: usize) -> Result<()> {
         check(x.len >= n * bias.cols, || {
             "add_bias: buffer too small".into()

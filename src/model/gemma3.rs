@@ -111,10 +111,7 @@ impl Gemma3 {
             ops.matmul(&l.wv, s.xb, s.v, n)?;
             ops.rms_norm(s.q, &l.q_norm, s.q, n * c.n_head, eps)?;
             ops.rms_norm(s.k, &l.k_norm, s.k, n * c.n_head_kv, eps)?;
-            ops.rope(s.q, rope, n, c.n_head, pos0)?;
-            ops.rope(s.k, rope, n, c.n_head_kv, pos0)?;
-            ops.store_kv(s.k, kv.k[il], n, c.kv_dim(), pos0)?;
-            ops.store_kv(s.v, kv.v[il], n, c.kv_dim(), pos0)?;
+            ops.rope_store_kv(s.q, s.k, s.v, rope, &kv.at(c, il, n, pos0))?;
             let p = AttnParams {
                 n_tokens: n,
                 pos0,
@@ -131,9 +128,7 @@ impl Gemma3 {
 
             // feed-forward: down(gelu(gate(x)) * up(x))
             ops.rms_norm(s.x, &l.ffn_norm, s.xb, n, eps)?;
-            ops.matmul(&l.ffn_gate, s.xb, s.hb, n)?;
-            ops.matmul(&l.ffn_up, s.xb, s.hb2, n)?;
-            ops.glu(Glu::Gelu, s.hb, s.hb2, n * c.n_ff)?;
+            ops.matmul_glu(Glu::Gelu, &l.ffn_gate, &l.ffn_up, s.xb, s.hb2, s.hb, n)?;
             ops.matmul(&l.ffn_down, s.hb, s.xb, n)?;
             ops.rms_norm(s.xb, &l.post_ffw_norm, s.xb, n, eps)?;
             ops.add(s.x, s.xb, s.x, n * d)?;

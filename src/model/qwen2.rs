@@ -106,8 +106,7 @@ impl Qwen2 {
         pos0: usize,
         logit_rows: usize,
     ) -> Result<(), ModelError> {
-        let n = tokens.len();
-        let (d, eps) = (c.n_embd, c.eps);
+        let (n, eps) = (tokens.len(), c.eps);
         ops.embed(&self.token_embd, tokens, s.x)?;
 
         for (il, l) in self.layers.iter().enumerate() {
@@ -125,10 +124,7 @@ impl Qwen2 {
             if let Some(b) = &l.bv {
                 ops.add_bias(s.v, b, n)?;
             }
-            ops.rope(s.q, &self.rope, n, c.n_head, pos0)?;
-            ops.rope(s.k, &self.rope, n, c.n_head_kv, pos0)?;
-            ops.store_kv(s.k, kv.k[il], n, c.kv_dim(), pos0)?;
-            ops.store_kv(s.v, kv.v[il], n, c.kv_dim(), pos0)?;
+            ops.rope_store_kv(s.q, s.k, s.v, &self.rope, &kv.at(c, il, n, pos0))?;
             let p = AttnParams {
                 n_tokens: n,
                 pos0,
@@ -139,16 +135,12 @@ impl Qwen2 {
                 scale: c.attn_scale,
             };
             ops.attention(s.q, kv.k[il], kv.v[il], s.att, &p)?;
-            ops.matmul(&l.wo, s.att, s.xb, n)?;
-            ops.add(s.x, s.xb, s.x, n * d)?;
+            ops.matmul_add(&l.wo, s.att, s.xb, s.x, n)?;
 
             // feed-forward: down(silu(gate(x)) * up(x))
             ops.rms_norm(s.x, &l.ffn_norm, s.xb, n, eps)?;
-            ops.matmul(&l.ffn_gate, s.xb, s.hb, n)?;
-            ops.matmul(&l.ffn_up, s.xb, s.hb2, n)?;
-            ops.glu(Glu::Silu, s.hb, s.hb2, n * c.n_ff)?;
-            ops.matmul(&l.ffn_down, s.hb, s.xb, n)?;
-            ops.add(s.x, s.xb, s.x, n * d)?;
+            ops.matmul_glu(Glu::Silu, &l.ffn_gate, &l.ffn_up, s.xb, s.hb2, s.hb, n)?;
+            ops.matmul_add(&l.ffn_down, s.hb, s.xb, s.x, n)?;
         }
 
         // logits of the last `logit_rows` tokens only

@@ -3,7 +3,7 @@
 //! largest batch.
 
 use super::{Config, ModelError};
-use crate::backend::{Buf, KvBuf, Ops};
+use crate::backend::{Buf, KvBuf, Ops, RopeKv};
 
 pub struct KvCache {
     pub k: Vec<KvBuf>,
@@ -21,6 +21,18 @@ impl KvCache {
             v.push(ops.alloc_kv(len)?);
         }
         Ok(KvCache { k, v, ctx })
+    }
+
+    /// Layer `il`'s caches, for `n` tokens at positions `pos0..` ([`Ops::rope_store_kv`]).
+    pub fn at(&self, c: &Config, il: usize, n: usize, pos0: usize) -> RopeKv {
+        RopeKv {
+            n,
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            pos0,
+            k_cache: self.k[il],
+            v_cache: self.v[il],
+        }
     }
 }
 

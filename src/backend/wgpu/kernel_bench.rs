@@ -111,7 +111,7 @@ impl WgpuBackend {
         }
         self.sync()?;
         let host_us = t0.elapsed().as_secs_f64() * 1e6 / reps as f64;
-        let kernel = kernel_for(dtype, cols, tokens, self.fast_matmul).name();
+        let kernel = kernel_for(dtype, cols, tokens, self.fast_kernels).name();
         let gpu_us = self.take_profile().and_then(|p| {
             let (calls, ns) = p
                 .iter()

@@ -23,17 +23,27 @@ pub enum EwOp {
     Bias = 5,
 }
 
+/// What `shaders/matvec.wgsl` does with a row's result (its `EPI` override constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    Store = 0,
+    Add = 1,
+    SiluGlu = 2,
+    GeluGlu = 3,
+}
+
 /// A pipeline: kernel family plus override-constant values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     MatMul(GgmlType),
     /// The decode matrix-vector product (`matvec.wgsl`; Q4_K only).
-    MatVec(GgmlType),
+    MatVec(GgmlType, Epilogue),
     /// The tiled prefill product (`gemm.wgsl`; every type).
     Gemm(GgmlType),
     Embed(GgmlType),
     RmsNorm,
     Rope,
+    RopeKv,
     StoreKv,
     Attention,
     Elementwise(EwOp),
@@ -61,11 +71,15 @@ impl Kernel {
     pub fn name(&self) -> String {
         match self {
             Kernel::MatMul(t) => format!("matmul.{t}"),
-            Kernel::MatVec(t) => format!("matvec.{t}"),
+            Kernel::MatVec(t, e) => match e {
+                Epilogue::Store => format!("matvec.{t}"),
+                e => format!("matvec.{t}+{}", format!("{e:?}").to_lowercase()),
+            },
             Kernel::Gemm(t) => format!("gemm.{t}"),
             Kernel::Embed(t) => format!("embed.{t}"),
             Kernel::RmsNorm => "rms_norm".into(),
             Kernel::Rope => "rope".into(),
+            Kernel::RopeKv => "rope+store_kv".into(),
             Kernel::StoreKv => "store_kv".into(),
             Kernel::Attention => "attention".into(),
             Kernel::Elementwise(op) => format!("{op:?}").to_lowercase(),
@@ -78,11 +92,12 @@ impl Kernel {
     pub fn family(&self) -> Family {
         match self {
             Kernel::MatMul(_) => Family::MatMul,
-            Kernel::MatVec(_) => Family::MatVec,
+            Kernel::MatVec(..) => Family::MatVec,
             Kernel::Gemm(_) => Family::Gemm,
             Kernel::Embed(_) => Family::Embed,
             Kernel::RmsNorm => Family::Norm,
             Kernel::Rope => Family::Rope,
+            Kernel::RopeKv => Family::RopeKv,
             Kernel::StoreKv => Family::Kv,
             Kernel::Attention => Family::Attention,
             Kernel::Elementwise(_) => Family::Elementwise,
@@ -99,6 +114,7 @@ impl Kernel {
                 vec![("TYPE", t.id() as f64)]
             }
             Kernel::Elementwise(op) => vec![("OP", *op as u32 as f64)],
+            Kernel::MatVec(_, e) => vec![("EPI", *e as u32 as f64)],
             _ => Vec::new(),
         }
     }
@@ -113,6 +129,7 @@ pub enum Family {
     Embed,
     Norm,
     Rope,
+    RopeKv,
     Kv,
     Attention,
     Elementwise,
@@ -122,13 +139,14 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 13] = [
         Family::MatMul,
         Family::MatVec,
         Family::Gemm,
         Family::Embed,
         Family::Norm,
         Family::Rope,
+        Family::RopeKv,
         Family::Kv,
         Family::Attention,
         Family::Elementwise,
@@ -146,6 +164,10 @@ impl Family {
             Family::Embed => ("embed.wgsl", include_str!("../../../shaders/embed.wgsl")),
             Family::Norm => ("norm.wgsl", include_str!("../../../shaders/norm.wgsl")),
             Family::Rope => ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
+            Family::RopeKv => (
+                "rope_kv.wgsl",
+                include_str!("../../../shaders/rope_kv.wgsl"),
+            ),
             Family::Kv => ("kv.wgsl", include_str!("../../../shaders/kv.wgsl")),
             Family::Attention => (
                 "attention.wgsl",
@@ -169,10 +191,12 @@ impl Family {
         use Access::*;
         match self {
             Family::MatMul => &[Read, ReadWrite, ReadWrite],
-            Family::MatVec | Family::Gemm => &[Read, Read, ReadWrite],
+            Family::MatVec => &[Read, Read, Read, ReadWrite],
+            Family::Gemm => &[Read, Read, ReadWrite],
             Family::Embed => &[Read, ReadWrite],
             Family::Norm => &[Read, ReadWrite, ReadWrite],
             Family::Rope => &[Read, ReadWrite],
+            Family::RopeKv => &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
             Family::Kv => &[ReadWrite, ReadWrite],
             Family::Attention => &[ReadWrite, ReadWrite, ReadWrite, ReadWrite],
             Family::Elementwise => &[ReadWrite, ReadWrite, ReadWrite],
@@ -190,7 +214,7 @@ impl Family {
     }
 
     fn uses_kv(&self) -> bool {
-        matches!(self, Family::Kv | Family::Attention)
+        matches!(self, Family::Kv | Family::RopeKv | Family::Attention)
     }
 
     /// The complete WGSL module for this family on an adapter with `caps`.

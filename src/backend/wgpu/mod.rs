@@ -32,7 +32,7 @@ pub use device::{has_discrete_gpu, list_adapters, AdapterSummary};
 pub use kernel_bench::KernelTiming;
 
 use super::{
-    AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, Result, Rope,
+    AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, Result, Rope, RopeKv,
     RopeLayout, Weight,
 };
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
@@ -72,9 +72,10 @@ pub struct WgpuOptions {
     pub subgroups: bool,
     /// Keep the KV cache in f16 where the adapter has SHADER_F16 (f32 otherwise).
     pub f16_kv: bool,
-    /// Use the decode matvec and tiled GEMM kernels (false: `matmul.wgsl` for every
-    /// product, the kernel before them; for A/B measurements).
-    pub fast_matmul: bool,
+    /// Use the decode matvec and tiled GEMM kernels and the fused ops (matvec epilogues,
+    /// rope + KV store). False: `matmul.wgsl` for every product and one dispatch per op, as
+    /// before them; for A/B measurements.
+    pub fast_kernels: bool,
 }
 
 impl Default for WgpuOptions {
@@ -83,7 +84,7 @@ impl Default for WgpuOptions {
             profile: false,
             subgroups: true,
             f16_kv: true,
-            fast_matmul: true,
+            fast_kernels: true,
         }
     }
 }
@@ -113,8 +114,8 @@ pub struct WgpuBackend {
     /// Top-k candidates (store id, bytes).
     topk_out: Option<(u32, u64)>,
     profiler: Option<profile::Profiler>,
-    /// See [`WgpuOptions::fast_matmul`].
-    fast_matmul: bool,
+    /// See [`WgpuOptions::fast_kernels`].
+    fast_kernels: bool,
     max_part_bytes: u64,
     uploaded: u64,
 }
@@ -133,13 +134,13 @@ impl WgpuBackend {
     /// Opens the best adapter (see [`device`]) with every feature it offers.
     pub fn new(profile: bool) -> Result<Self> {
         // TOKENFAB_WGPU_SUBGROUPS=0 / TOKENFAB_WGPU_F16=0 force the fallbacks,
-        // TOKENFAB_WGPU_MATMUL=legacy the kernel before matvec/gemm
+        // TOKENFAB_WGPU_KERNELS=legacy the kernel before matvec/gemm
         let off = |k: &str| std::env::var(k).is_ok_and(|v| v == "0");
         Self::with_options(WgpuOptions {
             profile,
             subgroups: !off("TOKENFAB_WGPU_SUBGROUPS"),
             f16_kv: !off("TOKENFAB_WGPU_F16"),
-            fast_matmul: std::env::var("TOKENFAB_WGPU_MATMUL").map_or(true, |v| v != "legacy"),
+            fast_kernels: std::env::var("TOKENFAB_WGPU_KERNELS").map_or(true, |v| v != "legacy"),
         })
     }
 
@@ -196,7 +197,7 @@ impl WgpuBackend {
             readback: None,
             topk_out: None,
             profiler,
-            fast_matmul: opts.fast_matmul,
+            fast_kernels: opts.fast_kernels,
             max_part_bytes,
             uploaded: 0,
         };
@@ -590,6 +591,34 @@ impl Backend for WgpuBackend {
 
     fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()> {
         self.matmul_impl(w, x, out, n)
+    }
+
+    fn matmul_add(&mut self, w: &Weight, x: Buf, tmp: Buf, acc: Buf, n: usize) -> Result<()> {
+        self.matmul_add_impl(w, x, tmp, acc, n)
+    }
+
+    fn matmul_glu(
+        &mut self,
+        kind: Glu,
+        gate: &Weight,
+        up: &Weight,
+        x: Buf,
+        tmp: Buf,
+        out: Buf,
+        n: usize,
+    ) -> Result<()> {
+        self.matmul_glu_impl(kind, gate, up, x, tmp, out, n)
+    }
+
+    fn rope_store_kv(&mut self, q: Buf, k: Buf, v: Buf, rope: &Rope, p: &RopeKv) -> Result<()> {
+        if !self.fast_kernels {
+            self.rope_impl(q, rope, p.n, p.n_head, p.pos0)?;
+            self.rope_impl(k, rope, p.n, p.n_head_kv, p.pos0)?;
+            let row = p.n_head_kv * rope.head_dim;
+            self.store_kv_impl(k, p.k_cache, p.n, row, p.pos0)?;
+            return self.store_kv_impl(v, p.v_cache, p.n, row, p.pos0);
+        }
+        self.rope_store_kv_impl(q, k, v, rope, p)
     }
 
     fn add_bias(&mut self, x: Buf, bias: &Weight, n: usize) -> Result<()> {

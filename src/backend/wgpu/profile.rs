@@ -23,10 +23,10 @@ pub struct Profiler {
 /// The ledger's op kind for a kernel (joins GPU time with bytes moved).
 pub fn op_of(k: Kernel) -> OpName {
     match k {
-        Kernel::MatMul(_) | Kernel::MatVec(_) | Kernel::Gemm(_) => OpName::MatMul,
+        Kernel::MatMul(_) | Kernel::MatVec(..) | Kernel::Gemm(_) => OpName::MatMul,
         Kernel::Embed(_) => OpName::Embed,
         Kernel::RmsNorm => OpName::RmsNorm,
-        Kernel::Rope => OpName::Rope,
+        Kernel::Rope | Kernel::RopeKv => OpName::Rope,
         Kernel::StoreKv => OpName::StoreKv,
         Kernel::Attention => OpName::Attention,
         Kernel::Argmax | Kernel::TopK | Kernel::Bandwidth => OpName::Argmax,

@@ -1,9 +1,10 @@
-//! Dispatch of `shaders/rope.wgsl`, and its (cos, sin) table: computed once on the host by
-//! the CPU backend's routine for every position up to the context size, then uploaded.
+//! Dispatch of `shaders/rope.wgsl` and `shaders/rope_kv.wgsl` (RoPE fused with the KV-cache
+//! writes), and their (cos, sin) table: computed once on the host by the CPU backend's
+//! routine for every position up to the context size, then uploaded.
 
 use super::{fold, kernels::Kernel, WgpuBackend};
 use crate::backend::cpu::elementwise::rope_rows;
-use crate::backend::{BackendError, Buf, Result, Rope, RopeLayout};
+use crate::backend::{BackendError, Buf, Result, Rope, RopeKv, RopeLayout};
 
 impl WgpuBackend {
     pub(super) fn rope_table_impl(
@@ -57,5 +58,45 @@ impl WgpuBackend {
         ];
         let groups = fold((n * heads * rope.head_dim / 2).div_ceil(64));
         self.dispatch(Kernel::Rope, &[table, x.id], &params, groups)
+    }
+
+    pub(super) fn rope_store_kv_impl(
+        &mut self,
+        q: Buf,
+        k: Buf,
+        v: Buf,
+        rope: &Rope,
+        p: &RopeKv,
+    ) -> Result<()> {
+        let hd = rope.head_dim;
+        let kv_row = p.n_head_kv * hd;
+        if p.pos0 + p.n > rope.max_pos || (p.pos0 + p.n) * kv_row > p.k_cache.len.min(p.v_cache.len)
+        {
+            return Err(BackendError::Invalid(format!(
+                "rope_store_kv: positions {}..{} beyond the table or the cache",
+                p.pos0,
+                p.pos0 + p.n
+            )));
+        }
+        let table = self.ropes[rope.id as usize];
+        let mode = match rope.layout {
+            RopeLayout::Neox => 0,
+            RopeLayout::Norm => 1,
+        };
+        let params = [
+            p.n as u32,
+            p.n_head as u32,
+            p.n_head_kv as u32,
+            hd as u32,
+            p.pos0 as u32,
+            mode,
+        ];
+        let items = p.n * (p.n_head + 2 * p.n_head_kv) * hd / 2;
+        self.dispatch(
+            Kernel::RopeKv,
+            &[table, q.id, k.id, v.id, p.k_cache.id, p.v_cache.id],
+            &params,
+            fold(items.div_ceil(64)),
+        )
     }
 }
