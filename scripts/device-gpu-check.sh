@@ -114,6 +114,7 @@ if [ "$RUN_WGPU" = 1 ]; then
     TOKENFAB_WGPU_KERNELS=legacy bench 60 "wgpu $p tg32, legacy matmul" --backend wgpu -m $M/$p.gguf -p 0 -n 32 -r 2
   done
   bench 60 "wgpu 8b prefill profile" --backend wgpu -m $M/llama-3.1-8b.gguf -p 512 -n 0 -r 1 --profile
+  bench 60 "wgpu 1b decode profile" --backend wgpu -m $M/llama-3.2-1b.gguf -p 0 -n 32 -r 1 --profile
 fi
 for b in $BACKENDS; do
   bench 120 "$b 8b profile" --backend $b -m $M/llama-3.1-8b.gguf -p 0 -n 32 -r 1 --profile

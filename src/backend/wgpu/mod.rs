@@ -38,6 +38,7 @@ use super::{
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
 use kernels::{Family, Kernel, Pipelines, ShaderCaps};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Bytes of parameters one dispatch may bind.
@@ -61,6 +62,29 @@ struct GpuWeight {
     cols: usize,
     row_bytes: usize,
     parts: Vec<Part>,
+}
+
+/// What the backend asked of the GPU so far (for tests and structural checks: dispatches per
+/// decoded token, one submit per token, no host wait but the token's read back).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub dispatches: AtomicU64,
+    pub passes: AtomicU64,
+    pub submits: AtomicU64,
+    /// Host waits for the GPU: a read back (a token, logits) or a sync.
+    pub host_waits: AtomicU64,
+}
+
+impl Counters {
+    /// (dispatches, passes, submits, host waits) now.
+    pub fn snapshot(&self) -> [u64; 4] {
+        [
+            self.dispatches.load(Ordering::Relaxed),
+            self.passes.load(Ordering::Relaxed),
+            self.submits.load(Ordering::Relaxed),
+            self.host_waits.load(Ordering::Relaxed),
+        ]
+    }
 }
 
 /// Choices when opening the backend.
@@ -97,7 +121,7 @@ pub struct WgpuBackend {
     store: Vec<wgpu::Buffer>,
     weights: Vec<GpuWeight>,
     ropes: Vec<u32>,
-    bind_groups: HashMap<(Family, Vec<u32>), wgpu::BindGroup>,
+    bind_groups: HashMap<(Family, BufIds), wgpu::BindGroup>,
     params_buf: wgpu::Buffer,
     params: Vec<u32>,
     align_words: usize,
@@ -116,9 +140,15 @@ pub struct WgpuBackend {
     profiler: Option<profile::Profiler>,
     /// See [`WgpuOptions::fast_kernels`].
     fast_kernels: bool,
+    counters: Arc<Counters>,
     max_part_bytes: u64,
     uploaded: u64,
 }
+
+/// The buffers of a bind group (store ids in binding order, unused slots `u32::MAX`): a
+/// fixed-size key, so looking a bind group up allocates nothing.
+type BufIds = [u32; MAX_BINDINGS];
+const MAX_BINDINGS: usize = 7;
 
 fn round_up(v: u64, to: u64) -> u64 {
     v.div_ceil(to) * to
@@ -198,12 +228,18 @@ impl WgpuBackend {
             topk_out: None,
             profiler,
             fast_kernels: opts.fast_kernels,
+            counters: Arc::default(),
             max_part_bytes,
             uploaded: 0,
         };
         b.result = b.buffer(256, "result")?;
         b.dummy = b.buffer(256, "dummy")?;
         Ok(b)
+    }
+
+    /// The backend's GPU work counters (shared: read them after the backend is boxed).
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
     }
 
     /// What the adapter is.
@@ -325,7 +361,16 @@ impl WgpuBackend {
         let family = kernel.family();
         let device = &self.gpu.device;
         let pipeline = self.pipelines.get(device, kernel).clone();
-        let key = (family, bufs.to_vec());
+        if bufs.len() > MAX_BINDINGS {
+            return Err(BackendError::Invalid(format!(
+                "{}: {} buffers exceed the bind-group key",
+                kernel.name(),
+                bufs.len()
+            )));
+        }
+        let mut ids = [u32::MAX; MAX_BINDINGS];
+        ids[..bufs.len()].copy_from_slice(bufs);
+        let key = (family, ids);
         if !self.bind_groups.contains_key(&key) {
             let layout = self.pipelines.layout(device, family);
             let mut entries = vec![wgpu::BindGroupEntry {
@@ -347,7 +392,7 @@ impl WgpuBackend {
                 layout,
                 entries: &entries,
             });
-            self.bind_groups.insert(key.clone(), bg);
+            self.bind_groups.insert(key, bg);
         }
         let bg = &self.bind_groups[&key];
         let enc = self.encoder.get_or_insert_with(|| {
@@ -357,6 +402,7 @@ impl WgpuBackend {
         if timestamps.is_some() || self.pass.is_none() {
             // the previous pass ends before the encoder starts another
             self.pass = None;
+            self.counters.passes.fetch_add(1, Ordering::Relaxed);
             self.pass = Some(
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: None,
@@ -369,6 +415,7 @@ impl WgpuBackend {
             .pass
             .as_mut()
             .ok_or_else(|| BackendError::Device("wgpu: no compute pass".into()))?;
+        self.counters.dispatches.fetch_add(1, Ordering::Relaxed);
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, bg, &[(off * 4) as u32]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -390,6 +437,7 @@ impl WgpuBackend {
                 p.resolve(&mut enc);
             }
             self.gpu.queue.submit([enc.finish()]);
+            self.counters.submits.fetch_add(1, Ordering::Relaxed);
             self.params.clear();
             if let Some(p) = self.profiler.as_mut() {
                 p.collect(&self.gpu.device)?;
@@ -425,6 +473,7 @@ impl WgpuBackend {
             .as_ref()
             .ok_or_else(|| BackendError::Device("readback".into()))?;
         let slice = rb.slice(..size);
+        self.counters.host_waits.fetch_add(1, Ordering::Relaxed);
         slice.map_async(wgpu::MapMode::Read, |_| {});
         self.gpu
             .device
@@ -477,8 +526,10 @@ impl WgpuBackend {
     /// after the first `weights_len` (their bind groups too).
     fn release_from(&mut self, store_len: usize, weights_len: usize) {
         let _ = self.flush();
-        self.bind_groups
-            .retain(|(_, ids), _| ids.iter().all(|&id| (id as usize) < store_len));
+        self.bind_groups.retain(|(_, ids), _| {
+            ids.iter()
+                .all(|&id| id == u32::MAX || (id as usize) < store_len)
+        });
         for b in self.store.drain(store_len.min(self.store.len())..) {
             b.destroy();
         }
@@ -738,6 +789,7 @@ impl Backend for WgpuBackend {
 
     fn sync(&mut self) -> Result<()> {
         self.flush()?;
+        self.counters.host_waits.fetch_add(1, Ordering::Relaxed);
         self.gpu
             .device
             .poll(wgpu::PollType::wait_indefinitely())

@@ -1,0 +1,90 @@
+//! Structural checks of the wgpu backend that need no fast GPU (they run on lavapipe): how
+//! many dispatches, compute passes, submits and host waits one decoded token costs on a
+//! small Llama-shaped model, with the fused kernels and with the kernels before them.
+//! Speed on a real GPU follows from these counts (each dispatch costs a few microseconds of
+//! launch and barrier) as much as from the kernels' bandwidth: see ../shared/design/GPU.md.
+
+use std::sync::Arc;
+use tokenfab::backend::wgpu::{WgpuBackend, WgpuOptions};
+use tokenfab::gguf::{GgmlType, GgufFile};
+use tokenfab::model::{LoadOptions, Logits, Model};
+use tokenfab::synth::{self, Preset};
+
+/// A Llama with real structure and tiny sizes (Q4_K needs 256-multiples of columns).
+const TINY: Preset = Preset {
+    name: "tiny-llama",
+    arch: "llama",
+    n_embd: 256,
+    n_layer: 3,
+    n_head: 4,
+    n_head_kv: 2,
+    head_dim: 64,
+    n_ff: 512,
+    n_vocab: 1000,
+    ctx: 128,
+    rope_base: 500000.0,
+    eps: 1e-5,
+    tied: true,
+};
+
+/// (dispatches, passes, submits, host waits) per decoded token, and the greedy tokens.
+fn decode_counts(path: &std::path::Path, fast: bool) -> ([u64; 4], Vec<u32>) {
+    let gpu = WgpuBackend::with_options(WgpuOptions {
+        fast_kernels: fast,
+        ..WgpuOptions::default()
+    })
+    .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)");
+    let counters = gpu.counters();
+    let f = Arc::new(GgufFile::open(path).unwrap());
+    let opts = LoadOptions {
+        ctx: 32,
+        batch: 8,
+        logit_rows: 1,
+    };
+    let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
+    let vocab = m.config.n_vocab;
+    // prefill, then decode as `tokenfab bench` does: forward, argmax on the device
+    let l = m.forward(&[1, 2, 3, 4], 0, Logits::Last).unwrap();
+    let mut tok = m.ops().argmax(l, 0, vocab).unwrap();
+    let steps = 4;
+    let mut tokens = vec![tok];
+    let before = counters.snapshot();
+    for i in 0..steps {
+        let l = m.forward(&[tok], 4 + i, Logits::Last).unwrap();
+        tok = m.ops().argmax(l, 0, vocab).unwrap();
+        tokens.push(tok);
+    }
+    let after = counters.snapshot();
+    let per: Vec<u64> = (0..4)
+        .map(|i| {
+            let d = after[i] - before[i];
+            assert_eq!(d % steps as u64, 0, "counter {i}: {d} over {steps} steps");
+            d / steps as u64
+        })
+        .collect();
+    ([per[0], per[1], per[2], per[3]], tokens)
+}
+
+#[test]
+fn decode_should_cost_ten_dispatches_per_layer_one_submit_one_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-llama.gguf");
+    synth::write(&TINY, GgmlType::Q4_K, &path, 3, &mut |_, _| {}).unwrap();
+    let layers = TINY.n_layer as u64;
+    let (fast, fast_tokens) = decode_counts(&path, true);
+    // per layer: rms_norm, q, k, v, rope+store_kv, attention, wo+residual, rms_norm,
+    // gate/up+GLU, down+residual; per token: embed, then the head's copy, rms_norm,
+    // output matvec and argmax
+    assert_eq!(fast[0], 10 * layers + 5, "dispatches per token");
+    assert_eq!(fast[1], 1, "compute passes per token");
+    assert_eq!(fast[2], 1, "submits per token");
+    assert_eq!(fast[3], 1, "host waits per token (the token's 4 bytes)");
+    // the kernels before the fused ones: 17 dispatches per layer
+    let (legacy, legacy_tokens) = decode_counts(&path, false);
+    assert_eq!(legacy[0], 17 * layers + 5, "legacy dispatches per token");
+    assert_eq!(legacy[2..], [1, 1]);
+    assert_eq!(
+        fast_tokens, legacy_tokens,
+        "greedy tokens differ between the kernels"
+    );
+}
