@@ -111,7 +111,8 @@ if [ "${AB_EVENTS:-0}" = 1 ] && [ "$RUN_CUDA" = 1 ]; then
 fi
 if [ "$RUN_WGPU" = 1 ]; then
   for p in llama-3.2-1b llama-3.1-8b; do
-    TOKENFAB_WGPU_KERNELS=legacy bench 60 "wgpu $p tg32, legacy matmul" --backend wgpu -m $M/$p.gguf -p 0 -n 32 -r 2
+    TOKENFAB_WGPU_KERNELS=legacy bench 60 "wgpu $p tg32, legacy kernels" --backend wgpu -m $M/$p.gguf -p 0 -n 32 -r 2
+    bench 60 "wgpu $p tg32, fast kernels" --backend wgpu -m $M/$p.gguf -p 0 -n 32 -r 2
   done
   bench 60 "wgpu 8b prefill profile" --backend wgpu -m $M/llama-3.1-8b.gguf -p 512 -n 0 -r 1 --profile
   bench 60 "wgpu 1b decode profile" --backend wgpu -m $M/llama-3.2-1b.gguf -p 0 -n 32 -r 1 --profile
