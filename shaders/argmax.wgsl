@@ -1,10 +1,18 @@
 // Index of the largest of X[off .. off + len] (first one on ties), written to R[0], so a
-// greedy token reads back 4 bytes instead of the logits. One workgroup of WG invocations,
-// each scanning a strided slice in increasing order, then a tree reduction.
+// greedy token reads back 4 bytes instead of the logits. Two dispatches (override PHASE):
+//   0: G workgroups; workgroup g scans elements g*WG + lid, g*WG + lid + G*WG, ... (coalesced,
+//      in increasing order per invocation), a tree reduction keeps the first maximum, and
+//      (value bits, index) goes to R[2 + 2g], R[3 + 2g];
+//   1: one workgroup reduces the G pairs the same way into R[0].
+// One workgroup alone over a 128k vocabulary is latency-bound on one compute unit (265 us on
+// an H100); G of them take a few microseconds.
 //
-// Params P: 0 len, 1 off. Dispatch: (1, 1, 1).
+// Params P: 0 len, 1 off, 2 G. Dispatch: (G, 1, 1), then (1, 1, 1).
 
 const WG: u32 = 256u;
+const NONE: u32 = 0xffffffffu;
+
+override PHASE: u32 = 0u;
 
 @group(0) @binding(0) var<storage, read> P: array<u32>;
 @group(0) @binding(1) var<storage, read_write> X: array<f32>;
@@ -13,23 +21,32 @@ const WG: u32 = 256u;
 var<workgroup> bv: array<f32, WG>;
 var<workgroup> bi: array<u32, WG>;
 
+// Whether (ov, oi) beats (v, i): larger, or equal with a lower index; NONE never wins.
+fn better(ov: f32, oi: u32, v: f32, i: u32) -> bool {
+    return oi != NONE && (i == NONE || ov > v || (ov == v && oi < i));
+}
+
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let len = P[0];
+    let groups = P[2];
     var v = -3.4e38;
-    var idx = 0xffffffffu;
-    // eight loads in flight per step (a 128k-entry vocabulary is 63 steps, not 500
-    // dependent loads), taken in increasing index order so the first maximum wins
-    for (var i0 = lid; i0 < len; i0 += 8u * WG) {
-        var xs: array<f32, 8>;
-        for (var k = 0u; k < 8u; k++) {
-            xs[k] = X[P[1] + min(i0 + k * WG, len - 1u)];
-        }
-        for (var k = 0u; k < 8u; k++) {
-            let i = i0 + k * WG;
-            if (i < len && (xs[k] > v || idx == 0xffffffffu)) {
-                v = xs[k];
+    var idx = NONE;
+    if (PHASE == 0u) {
+        for (var i = wid.x * WG + lid; i < len; i += groups * WG) {
+            let x = X[P[1] + i];
+            if (x > v || idx == NONE) {
+                v = x;
                 idx = i;
+            }
+        }
+    } else {
+        for (var g = lid; g < groups; g += WG) {
+            let gv = bitcast<f32>(R[2u + 2u * g]);
+            let gi = R[3u + 2u * g];
+            if (better(gv, gi, v, idx)) {
+                v = gv;
+                idx = gi;
             }
         }
     }
@@ -37,17 +54,18 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     bi[lid] = idx;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            let ov = bv[lid + s];
-            let oi = bi[lid + s];
-            if (oi != 0xffffffffu && (ov > bv[lid] || (ov == bv[lid] && oi < bi[lid]) || bi[lid] == 0xffffffffu)) {
-                bv[lid] = ov;
-                bi[lid] = oi;
-            }
+        if (lid < s && better(bv[lid + s], bi[lid + s], bv[lid], bi[lid])) {
+            bv[lid] = bv[lid + s];
+            bi[lid] = bi[lid + s];
         }
         workgroupBarrier();
     }
     if (lid == 0u) {
-        R[0] = bi[0];
+        if (PHASE == 0u) {
+            R[2u + 2u * wid.x] = bitcast<u32>(bv[0]);
+            R[3u + 2u * wid.x] = bi[0];
+        } else {
+            R[0] = bi[0];
+        }
     }
 }

@@ -487,6 +487,18 @@ fn row_ops_should_match_reference() {
         assert_eq!(ops.argmax(b, 7, 9_000).unwrap(), 7_314, "{name} argmax");
         assert_eq!(ops.argmax(b, 7_400, 2_600).unwrap(), 2_590, "{name} argmax");
         assert_eq!(ops.argmax(b, 0, 7_000).unwrap(), 123, "{name} argmax");
+        // a vocabulary-sized vector (wgpu: 98 first-pass workgroups), tied across them
+        let mut vocab = rand_vec(200_000, 12, 4.0);
+        vocab[150_001] = 60.0;
+        vocab[199_999] = 60.0;
+        vocab[3] = 60.0 - 1e-5;
+        let b = put(&mut ops, &vocab);
+        assert_eq!(ops.argmax(b, 0, 200_000).unwrap(), 150_001, "{name} argmax");
+        assert_eq!(
+            ops.argmax(b, 150_002, 49_998).unwrap(),
+            49_997,
+            "{name} argmax"
+        );
         // top-k: several device slices, ties, k past the device limit and past the length
         let mut logits = rand_vec(10_000, 9, 4.0);
         logits[9_999] = logits[3];

@@ -5,6 +5,8 @@
 use super::{kernels::Kernel, WgpuBackend};
 use crate::backend::{Backend, BackendError, Buf, Result};
 
+/// Workgroups of argmax's first pass (each leaves a (value, index) pair in the result buffer).
+pub(super) const ARGMAX_GROUPS: usize = 256;
 /// Largest k computed on the GPU.
 const MAX_K: usize = 128;
 /// Elements per workgroup (`SLICE` in the shader).
@@ -17,8 +19,13 @@ impl WgpuBackend {
                 "argmax: empty or out of bounds".into(),
             ));
         }
-        let params = [len as u32, off as u32];
-        self.dispatch(Kernel::Argmax, &[src.id, self.result], &params, [1, 1, 1])?;
+        // partial maxima of up to ARGMAX_GROUPS workgroups (about 8 elements per invocation),
+        // then one workgroup over them
+        let groups = len.div_ceil(256 * 8).clamp(1, ARGMAX_GROUPS);
+        let params = [len as u32, off as u32, groups as u32];
+        let bufs = [src.id, self.result];
+        self.dispatch(Kernel::Argmax, &bufs, &params, [groups as u32, 1, 1])?;
+        self.dispatch(Kernel::ArgmaxFinal, &bufs, &params, [1, 1, 1])?;
         let b = self.read_bytes(self.result, 0, 4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }

@@ -48,6 +48,8 @@ pub enum Kernel {
     Attention,
     Elementwise(EwOp),
     Argmax,
+    /// Argmax's second pass (over the first pass's per-workgroup maxima).
+    ArgmaxFinal,
     TopK,
     Bandwidth,
 }
@@ -84,6 +86,7 @@ impl Kernel {
             Kernel::Attention => "attention".into(),
             Kernel::Elementwise(op) => format!("{op:?}").to_lowercase(),
             Kernel::Argmax => "argmax".into(),
+            Kernel::ArgmaxFinal => "argmax.final".into(),
             Kernel::TopK => "top_k".into(),
             Kernel::Bandwidth => "bandwidth".into(),
         }
@@ -101,7 +104,7 @@ impl Kernel {
             Kernel::StoreKv => Family::Kv,
             Kernel::Attention => Family::Attention,
             Kernel::Elementwise(_) => Family::Elementwise,
-            Kernel::Argmax => Family::Argmax,
+            Kernel::Argmax | Kernel::ArgmaxFinal => Family::Argmax,
             Kernel::TopK => Family::TopK,
             Kernel::Bandwidth => Family::Bandwidth,
         }
@@ -115,6 +118,8 @@ impl Kernel {
             }
             Kernel::Elementwise(op) => vec![("OP", *op as u32 as f64)],
             Kernel::MatVec(_, e) => vec![("EPI", *e as u32 as f64)],
+            Kernel::Argmax => vec![("PHASE", 0.0)],
+            Kernel::ArgmaxFinal => vec![("PHASE", 1.0)],
             _ => Vec::new(),
         }
     }

@@ -232,7 +232,8 @@ impl WgpuBackend {
             max_part_bytes,
             uploaded: 0,
         };
-        b.result = b.buffer(256, "result")?;
+        // argmax's token, then its first pass's (value, index) pairs
+        b.result = b.buffer(8 + 8 * argmax::ARGMAX_GROUPS as u64, "result")?;
         b.dummy = b.buffer(256, "dummy")?;
         Ok(b)
     }

@@ -29,7 +29,7 @@ pub fn op_of(k: Kernel) -> OpName {
         Kernel::Rope | Kernel::RopeKv => OpName::Rope,
         Kernel::StoreKv => OpName::StoreKv,
         Kernel::Attention => OpName::Attention,
-        Kernel::Argmax | Kernel::TopK | Kernel::Bandwidth => OpName::Argmax,
+        Kernel::Argmax | Kernel::ArgmaxFinal | Kernel::TopK | Kernel::Bandwidth => OpName::Argmax,
         Kernel::Elementwise(op) => match op {
             EwOp::GeluGlu | EwOp::SiluGlu => OpName::Glu,
             EwOp::Add => OpName::Add,
