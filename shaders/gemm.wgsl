@@ -1,7 +1,9 @@
 // Prefill matrix product, tiled: Y[t, row0 + r] = sum_c X[t, c] * W[r, c] for many tokens.
+// Two entry points (../shared/design/GPU.md 3.5): `main`, 64 x 64 tiles in 16 KiB of workgroup
+// memory, and `main128`, 128 x 128 tiles in 32 KiB (where the adapter allows it).
 //
-// A workgroup of 256 invocations computes a tile of BM = 64 weight rows x BN = 64 tokens
-// (../shared/design/GPU.md 3.5, the smaller tile). The K dimension goes by BK = 32 columns:
+// `main`: a workgroup of 256 invocations computes a tile of BM = 64 weight rows x BN = 64
+// tokens. The K dimension goes by BK = 32 columns:
 // invocations 0..63 decode the 32 elements of one weight row each (lib/quant.wgsl's `deq32`,
 // any GGUF type) into `As[k][m]`, the other 192 load the tokens' activations into `Bs[k][n]`
 // (consecutive invocations take consecutive tokens: conflict-free stores); after a barrier
@@ -9,9 +11,15 @@
 // two vec4s of workgroup memory per k. Each weight element is decoded once per 64 tokens
 // (the matvec kernel decodes it once per 8).
 //
+// `main128`: 128 weight rows x 128 tokens, BK = 32. Invocations 0..127 decode one row each
+// into `A2[k][m]`, 128..255 load 128 tokens x 32 activations into `B2[k][n]`, both as vec4s
+// along m and n. Each invocation then accumulates an 8 x 8 register tile — rows 4ty..4ty+3
+// and 64+4ty.., tokens 4tx.. and 64+4tx.. — from four vec4 loads of workgroup memory per k
+// (64 FMAs per 4 loads; the 64 tile does 16 per 8).
+//
 // Params P (u32 words), as matmul.wgsl: 0 rows in this part, 1 cols (a multiple of 32),
 // 2 n tokens, 3 row0, 4 out_stride, 5 row bytes.
-// Dispatch: (ceil(rows / 64), ceil(n / 64), 1).
+// Dispatch: (ceil(rows / 64), ceil(n / 64), 1), or by 128 for `main128`.
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -90,6 +98,117 @@ fn store(m: u32, t: u32, v: vec4<f32>) {
         let tok = t + 16u * j;
         if (tok < P[2]) {
             Y[tok * P[4] + o] = v[j];
+        }
+    }
+}
+
+var<workgroup> A2: array<vec4<f32>, 1024>; // [BK][128 / 4]
+var<workgroup> B2: array<vec4<f32>, 1024>; // [BK][128 / 4]
+
+@compute @workgroup_size(256)
+fn main128(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>
+) {
+    let rows = P[0];
+    let cols = P[1];
+    let n = P[2];
+    let m0 = wid.x * 128u;
+    let n0 = wid.y * 128u;
+    let tx = lid % 16u;
+    let ty = lid / 16u;
+    // c{r}{h}: row r of the 8 (0..3: 4ty + r, 4..7: 64 + 4ty + r - 4), tokens 4tx.. (h = 0)
+    // or 64 + 4tx.. (h = 1)
+    var c00 = vec4<f32>(0.0);
+    var c01 = vec4<f32>(0.0);
+    var c10 = vec4<f32>(0.0);
+    var c11 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0);
+    var c21 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0);
+    var c31 = vec4<f32>(0.0);
+    var c40 = vec4<f32>(0.0);
+    var c41 = vec4<f32>(0.0);
+    var c50 = vec4<f32>(0.0);
+    var c51 = vec4<f32>(0.0);
+    var c60 = vec4<f32>(0.0);
+    var c61 = vec4<f32>(0.0);
+    var c70 = vec4<f32>(0.0);
+    var c71 = vec4<f32>(0.0);
+    var w: array<f32, 32>;
+    for (var k0 = 0u; k0 < cols; k0 += BK) {
+        if (lid < 128u) {
+            deq32(min(m0 + lid, rows - 1u) * P[5], k0, &w);
+            for (var k = 0u; k < BK; k++) {
+                A2[k * 32u + lid / 4u][lid % 4u] = w[k];
+            }
+        } else {
+            // 128 tokens x 8 vec4s of this k-slice, 128 invocations
+            let tn = lid - 128u;
+            let tok = min(n0 + tn, n - 1u);
+            for (var kq = 0u; kq < BK; kq += 4u) {
+                let v = X[(tok * cols + k0 + kq) / 4u];
+                B2[kq * 32u + tn / 4u][tn % 4u] = v.x;
+                B2[(kq + 1u) * 32u + tn / 4u][tn % 4u] = v.y;
+                B2[(kq + 2u) * 32u + tn / 4u][tn % 4u] = v.z;
+                B2[(kq + 3u) * 32u + tn / 4u][tn % 4u] = v.w;
+            }
+        }
+        workgroupBarrier();
+        for (var k = 0u; k < BK; k++) {
+            let a0 = A2[k * 32u + ty];
+            let a1 = A2[k * 32u + 16u + ty];
+            let b0 = B2[k * 32u + tx];
+            let b1 = B2[k * 32u + 16u + tx];
+            c00 += a0.x * b0;
+            c01 += a0.x * b1;
+            c10 += a0.y * b0;
+            c11 += a0.y * b1;
+            c20 += a0.z * b0;
+            c21 += a0.z * b1;
+            c30 += a0.w * b0;
+            c31 += a0.w * b1;
+            c40 += a1.x * b0;
+            c41 += a1.x * b1;
+            c50 += a1.y * b0;
+            c51 += a1.y * b1;
+            c60 += a1.z * b0;
+            c61 += a1.z * b1;
+            c70 += a1.w * b0;
+            c71 += a1.w * b1;
+        }
+        workgroupBarrier();
+    }
+    let r = m0 + 4u * ty;
+    let t0 = n0 + 4u * tx;
+    let t1 = n0 + 64u + 4u * tx;
+    store4(r, t0, c00);
+    store4(r, t1, c01);
+    store4(r + 1u, t0, c10);
+    store4(r + 1u, t1, c11);
+    store4(r + 2u, t0, c20);
+    store4(r + 2u, t1, c21);
+    store4(r + 3u, t0, c30);
+    store4(r + 3u, t1, c31);
+    store4(r + 64u, t0, c40);
+    store4(r + 64u, t1, c41);
+    store4(r + 65u, t0, c50);
+    store4(r + 65u, t1, c51);
+    store4(r + 66u, t0, c60);
+    store4(r + 66u, t1, c61);
+    store4(r + 67u, t0, c70);
+    store4(r + 67u, t1, c71);
+}
+
+// Row m of tokens t..t + 3 (those inside the part and the batch).
+fn store4(m: u32, t: u32, v: vec4<f32>) {
+    if (m >= P[0]) {
+        return;
+    }
+    let o = P[3] + m;
+    for (var j = 0u; j < 4u; j++) {
+        if (t + j < P[2]) {
+            Y[(t + j) * P[4] + o] = v[j];
         }
     }
 }

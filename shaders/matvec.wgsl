@@ -25,11 +25,15 @@
 //   1 add:      Y[i] += (W x)[i]                       (output projections into the residual)
 //   2 SiLU GLU: Y[i] = silu((W x)[i]) * (W2 x)[i]      (gate and up of a feed-forward: the
 //   3 GELU GLU: Y[i] = gelu((W x)[i]) * (W2 x)[i]       workgroup does R rows of both)
-// W2 is bound to W's buffer when unused.
+//   4 QKV:      Y = W x, Y2 = W2 x, Y3 = W3 x           (the query, key and value projections
+//               in one dispatch: rows 0..P[0] are W's, then P[6] of W2, then P[6] of W3; each
+//               workgroup's R rows lie in one matrix, so the choice is uniform)
+// Unused W2/W3 are bound to W's buffer, unused Y2/Y3 to a dummy.
 //
-// Params P (u32 words), as matmul.wgsl: 0 rows in this part, 1 cols, 2 n tokens (1),
-// 3 row0 (first output row of the part), 4 out_stride, 5 row bytes (a multiple of 144).
-// Dispatch: ceil(rows / R) workgroups folded into (x, y).
+// Params P (u32 words), as matmul.wgsl: 0 rows in this part (QKV: of W), 1 cols, 2 n tokens
+// (1), 3 row0 (first output row of the part), 4 out_stride, 5 row bytes (a multiple of 144),
+// 6 rows of W2 and W3 (QKV).
+// Dispatch: ceil(rows / R) workgroups folded into (x, y) (QKV: (P[0] + 2 P[6]) / R).
 
 const WG: u32 = 128u;
 const R: u32 = 4u;
@@ -39,8 +43,26 @@ override EPI: u32 = 0u;
 @group(0) @binding(0) var<storage, read> P: array<u32>;
 @group(0) @binding(1) var<storage, read> W: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> W2: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<storage, read> W3: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Y2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> Y3: array<f32>;
+
+// Word i of matrix m (0: W, 1: W2, 2: W3).
+fn wload(m: u32, i: u32) -> vec4<u32> {
+    switch m {
+        case 1u {
+            return W2[i];
+        }
+        case 2u {
+            return W3[i];
+        }
+        default {
+            return W[i];
+        }
+    }
+}
 
 // The tanh approximation, as elementwise.wgsl (and the CPU backend).
 fn gelu(x: f32) -> f32 {
@@ -105,10 +127,18 @@ fn main(
     /*SG_PARAMS*/
 ) {
     /*SG_INIT*/
-    let rows = P[0];
+    let g0 = (wid.x + wid.y * nwg.x) * R;
+    // the matrix (QKV: by the workgroup's rows) and the first of its rows
+    var m = 0u;
+    var rows = P[0];
+    var r0 = g0;
+    if (EPI == 4u && g0 >= P[0]) {
+        rows = P[6];
+        m = select(1u, 2u, g0 >= P[0] + P[6]);
+        r0 = g0 - P[0] - select(0u, P[6], m == 2u);
+    }
     let nsb = P[1] / 256u;
     let stride = P[5] / 16u;
-    let r0 = (wid.x + wid.y * nwg.x) * R;
     let t = lid & 7u;
     let j = t >> 1u;
     let xoff = 16u * j + 4u * (t & 1u);
@@ -132,11 +162,11 @@ fn main(
         x.sum_a = dot(x.a0 + x.a1 + x.a2 + x.a3, one);
         x.sum_b = dot(x.b0 + x.b1 + x.b2 + x.b3, one);
         let o = sb * 9u;
-        acc.x += row_dot(W[qb.x + o], W[hb.x + o], j, x);
-        acc.y += row_dot(W[qb.y + o], W[hb.y + o], j, x);
-        acc.z += row_dot(W[qb.z + o], W[hb.z + o], j, x);
-        acc.w += row_dot(W[qb.w + o], W[hb.w + o], j, x);
-        if (EPI >= 2u) {
+        acc.x += row_dot(wload(m, qb.x + o), wload(m, hb.x + o), j, x);
+        acc.y += row_dot(wload(m, qb.y + o), wload(m, hb.y + o), j, x);
+        acc.z += row_dot(wload(m, qb.z + o), wload(m, hb.z + o), j, x);
+        acc.w += row_dot(wload(m, qb.w + o), wload(m, hb.w + o), j, x);
+        if (EPI == 2u || EPI == 3u) {
             acc2.x += row_dot(W2[qb.x + o], W2[hb.x + o], j, x);
             acc2.y += row_dot(W2[qb.y + o], W2[hb.y + o], j, x);
             acc2.z += row_dot(W2[qb.z + o], W2[hb.z + o], j, x);
@@ -156,6 +186,19 @@ fn main(
             }
             case 3u {
                 Y[i] = gelu(v) * s.b[lid];
+            }
+            case 4u {
+                switch m {
+                    case 1u {
+                        Y2[r0 + lid] = v;
+                    }
+                    case 2u {
+                        Y3[r0 + lid] = v;
+                    }
+                    default {
+                        Y[r0 + lid] = v;
+                    }
+                }
             }
             default {
                 Y[i] = v;

@@ -300,6 +300,55 @@ fn fused_projections_should_match_reference() {
     }
 }
 
+/// `matmul_qkv` (one dispatch on wgpu for single-part Q4_K matrices of whole 4-row groups;
+/// three matmuls otherwise: here 70 query rows, and in the split-weights backend) against the
+/// f64 reference.
+#[test]
+fn matmul_qkv_should_match_reference() {
+    let cols = 512;
+    for q_rows in [64, 70] {
+        let specs = [
+            ("wq", GgmlType::Q4_K, q_rows, cols),
+            ("wk", GgmlType::Q4_K, 32, cols),
+            ("wv", GgmlType::Q4_K, 32, cols),
+        ];
+        let (f, deq) = fixture(&specs);
+        for (name, mut ops) in backends() {
+            let limit = if name.starts_with("wgpu") {
+                1e-10
+            } else {
+                1e-4
+            };
+            let w: Vec<Weight> = specs.iter().map(|s| upload(&mut ops, &f, s.0)).collect();
+            for n in [1usize, 3] {
+                let x = rand_vec(n * cols, 70 + n as u64, 2.0);
+                let xb = put(&mut ops, &x);
+                let outs: Vec<_> = specs.iter().map(|s| guarded(&mut ops, n * s.2)).collect();
+                ops.matmul_qkv([&w[0], &w[1], &w[2]], xb, [outs[0], outs[1], outs[2]], n)
+                    .unwrap();
+                for (i, s) in specs.iter().enumerate() {
+                    let rows = s.2;
+                    check_guard(&mut ops, outs[i], n * rows, &format!("{name} qkv {}", s.0));
+                    let want: Vec<f64> = (0..n * rows)
+                        .map(|e| {
+                            let (t, r) = (e / rows, e % rows);
+                            (0..cols)
+                                .map(|c| deq[i][r * cols + c] as f64 * x[t * cols + c] as f64)
+                                .sum()
+                        })
+                        .collect();
+                    let err = nmse(&read(&mut ops, outs[i], n * rows), &want);
+                    assert!(
+                        err < limit,
+                        "{name} {} ({q_rows} q rows) n={n}: nmse {err}",
+                        s.0
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `rope_store_kv` (one dispatch on wgpu) leaves Q, K and both caches as the two `rope`s and
 /// two `store_kv`s it replaces do; the caches are compared through attention over them.
 #[test]

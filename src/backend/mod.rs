@@ -213,6 +213,16 @@ pub trait Backend: Send {
     /// `out[t, r] = Σ_c x[t, c] · w[r, c]` for `t < n`.
     fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()>;
 
+    /// `out[i] = w[i] · x` for the query, key and value projections (`w`, `out` in that
+    /// order) of `n` tokens. Fused on backends that can; the default is three
+    /// [`matmul`](Backend::matmul)s.
+    fn matmul_qkv(&mut self, w: [&Weight; 3], x: Buf, out: [Buf; 3], n: usize) -> Result<()> {
+        for (w, o) in w.into_iter().zip(out) {
+            self.matmul(w, x, o, n)?;
+        }
+        Ok(())
+    }
+
     /// `acc[t, r] += Σ_c x[t, c] · w[r, c]` for `t < n` (a projection into the residual
     /// stream). Fused on backends that can; the default is [`matmul`](Backend::matmul) into
     /// `tmp` (`n × w.rows` scratch) and [`add`](Backend::add).

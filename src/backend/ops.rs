@@ -186,6 +186,26 @@ impl Ops {
         self.backend.matmul(w, x, out, n)
     }
 
+    /// The query, key and value projections (see [`Backend::matmul_qkv`]).
+    pub fn matmul_qkv(&mut self, w: [&Weight; 3], x: Buf, out: [Buf; 3], n: usize) -> Result<()> {
+        for (w, o) in w.iter().zip(&out) {
+            check(x.len >= n * w.cols && o.len >= n * w.rows, || {
+                format!("matmul_qkv: {n} x {} by [{} x {}]", x.len, w.rows, w.cols)
+            })?;
+            check(x != *o, || "matmul_qkv: input and output alias".into())?;
+        }
+        check(
+            out[0] != out[1] && out[1] != out[2] && out[0] != out[2],
+            || "matmul_qkv: outputs alias".into(),
+        )?;
+        for w in w {
+            let mut t = act(n * w.cols, n * w.rows, 2 * n * w.rows * w.cols);
+            t.weight_bytes = w.n_bytes();
+            self.record(OpName::MatMul, t);
+        }
+        self.backend.matmul_qkv(w, x, out, n)
+    }
+
     /// `acc += w · x` (see [`Backend::matmul_add`]; `tmp` is `n × w.rows` scratch).
     pub fn matmul_add(&mut self, w: &Weight, x: Buf, tmp: Buf, acc: Buf, n: usize) -> Result<()> {
         let rows = n * w.rows;

@@ -106,9 +106,7 @@ impl Gemma3 {
 
             // attention
             ops.rms_norm(s.x, &l.attn_norm, s.xb, n, eps)?;
-            ops.matmul(&l.wq, s.xb, s.q, n)?;
-            ops.matmul(&l.wk, s.xb, s.k, n)?;
-            ops.matmul(&l.wv, s.xb, s.v, n)?;
+            ops.matmul_qkv([&l.wq, &l.wk, &l.wv], s.xb, [s.q, s.k, s.v], n)?;
             ops.rms_norm(s.q, &l.q_norm, s.q, n * c.n_head, eps)?;
             ops.rms_norm(s.k, &l.k_norm, s.k, n * c.n_head_kv, eps)?;
             ops.rope_store_kv(s.q, s.k, s.v, rope, &kv.at(c, il, n, pos0))?;

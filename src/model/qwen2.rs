@@ -112,17 +112,11 @@ impl Qwen2 {
         for (il, l) in self.layers.iter().enumerate() {
             // attention
             ops.rms_norm(s.x, &l.attn_norm, s.xb, n, eps)?;
-            ops.matmul(&l.wq, s.xb, s.q, n)?;
-            if let Some(b) = &l.bq {
-                ops.add_bias(s.q, b, n)?;
-            }
-            ops.matmul(&l.wk, s.xb, s.k, n)?;
-            if let Some(b) = &l.bk {
-                ops.add_bias(s.k, b, n)?;
-            }
-            ops.matmul(&l.wv, s.xb, s.v, n)?;
-            if let Some(b) = &l.bv {
-                ops.add_bias(s.v, b, n)?;
+            ops.matmul_qkv([&l.wq, &l.wk, &l.wv], s.xb, [s.q, s.k, s.v], n)?;
+            for (b, out) in [(&l.bq, s.q), (&l.bk, s.k), (&l.bv, s.v)] {
+                if let Some(b) = b {
+                    ops.add_bias(out, b, n)?;
+                }
             }
             ops.rope_store_kv(s.q, s.k, s.v, &self.rope, &kv.at(c, il, n, pos0))?;
             let p = AttnParams {

@@ -7,7 +7,7 @@
 //! sit in the GPU's last-level cache from the call before (an H100 holds 50 MB: a 4096 x 4096
 //! Q4_K matrix, 9.4 MB, would otherwise be timed from cache).
 
-use super::{matmul::kernel_for, WgpuBackend};
+use super::WgpuBackend;
 use crate::backend::{Backend, BackendError, Result, Weight};
 use crate::gguf::GgmlType;
 
@@ -111,7 +111,7 @@ impl WgpuBackend {
         }
         self.sync()?;
         let host_us = t0.elapsed().as_secs_f64() * 1e6 / reps as f64;
-        let kernel = kernel_for(dtype, cols, tokens, self.fast_kernels).name();
+        let kernel = self.kernel_for(dtype, cols, tokens).name();
         let gpu_us = self.take_profile().and_then(|p| {
             let (calls, ns) = p
                 .iter()

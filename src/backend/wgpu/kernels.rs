@@ -30,6 +30,25 @@ pub enum Epilogue {
     Add = 1,
     SiluGlu = 2,
     GeluGlu = 3,
+    Qkv = 4,
+}
+
+/// Tile of `shaders/gemm.wgsl`: 64 x 64 (`main`, 16 KiB of workgroup memory) or 128 x 128
+/// (`main128`, 32 KiB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmTile {
+    T64,
+    T128,
+}
+
+impl GemmTile {
+    /// Weight rows and tokens of one tile.
+    pub fn size(self) -> usize {
+        match self {
+            GemmTile::T64 => 64,
+            GemmTile::T128 => 128,
+        }
+    }
 }
 
 /// A pipeline: kernel family plus override-constant values.
@@ -39,7 +58,7 @@ pub enum Kernel {
     /// The decode matrix-vector product (`matvec.wgsl`; Q4_K only).
     MatVec(GgmlType, Epilogue),
     /// The tiled prefill product (`gemm.wgsl`; every type).
-    Gemm(GgmlType),
+    Gemm(GgmlType, GemmTile),
     Embed(GgmlType),
     RmsNorm,
     Rope,
@@ -77,7 +96,7 @@ impl Kernel {
                 Epilogue::Store => format!("matvec.{t}"),
                 e => format!("matvec.{t}+{}", format!("{e:?}").to_lowercase()),
             },
-            Kernel::Gemm(t) => format!("gemm.{t}"),
+            Kernel::Gemm(t, tile) => format!("gemm{}.{t}", tile.size()),
             Kernel::Embed(t) => format!("embed.{t}"),
             Kernel::RmsNorm => "rms_norm".into(),
             Kernel::Rope => "rope".into(),
@@ -96,7 +115,7 @@ impl Kernel {
         match self {
             Kernel::MatMul(_) => Family::MatMul,
             Kernel::MatVec(..) => Family::MatVec,
-            Kernel::Gemm(_) => Family::Gemm,
+            Kernel::Gemm(..) => Family::Gemm,
             Kernel::Embed(_) => Family::Embed,
             Kernel::RmsNorm => Family::Norm,
             Kernel::Rope => Family::Rope,
@@ -110,10 +129,18 @@ impl Kernel {
         }
     }
 
+    /// The shader's entry point.
+    pub fn entry_point(&self) -> &'static str {
+        match self {
+            Kernel::Gemm(_, GemmTile::T128) => "main128",
+            _ => "main",
+        }
+    }
+
     /// Values of the shader's `override` constants.
     pub fn constants(&self) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::MatMul(t) | Kernel::Gemm(t) | Kernel::Embed(t) => {
+            Kernel::MatMul(t) | Kernel::Gemm(t, _) | Kernel::Embed(t) => {
                 vec![("TYPE", t.id() as f64)]
             }
             Kernel::Elementwise(op) => vec![("OP", *op as u32 as f64)],
@@ -196,7 +223,7 @@ impl Family {
         use Access::*;
         match self {
             Family::MatMul => &[Read, ReadWrite, ReadWrite],
-            Family::MatVec => &[Read, Read, Read, ReadWrite],
+            Family::MatVec => &[Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
             Family::Gemm => &[Read, Read, ReadWrite],
             Family::Embed => &[Read, ReadWrite],
             Family::Norm => &[Read, ReadWrite, ReadWrite],
@@ -344,7 +371,7 @@ impl Pipelines {
                 label: Some(family.file().0),
                 layout: Some(&self.layouts[&family].1),
                 module,
-                entry_point: Some("main"),
+                entry_point: Some(kernel.entry_point()),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &constants,
                     zero_initialize_workgroup_memory: true,

@@ -5,7 +5,7 @@
 //! decode on the other types): rows of the part on (x, y), token tiles of 8 on z. Fused ops
 //! the kernels cannot do (a batch, another type) run as their unfused ops.
 
-use super::{fold, kernels::Epilogue, kernels::Kernel, WgpuBackend};
+use super::{fold, kernels::Epilogue, kernels::GemmTile, kernels::Kernel, WgpuBackend};
 use crate::backend::{Backend, BackendError, Buf, Glu, Result, Weight};
 use crate::gguf::GgmlType;
 
@@ -15,8 +15,8 @@ pub const MATVEC_MAX_TOKENS: usize = 8;
 const WG: usize = 64;
 /// Rows per workgroup of `matvec.wgsl` (`R`).
 const MATVEC_ROWS: usize = 4;
-/// Tile of `gemm.wgsl`: weight rows and tokens (`BM`, `BN`).
-const GEMM_TILE: usize = 64;
+/// Workgroup memory the 128 x 128 GEMM tile needs.
+const GEMM128_BYTES: u32 = 32 << 10;
 /// Workgroups per dispatch axis (WebGPU's default limit).
 const MAX_GROUPS: usize = 65535;
 
@@ -25,21 +25,24 @@ fn matvec_fits(dtype: GgmlType, cols: usize) -> bool {
     dtype == GgmlType::Q4_K && cols % 256 == 0
 }
 
-/// Which kernel computes `n` tokens against a weight of `dtype` with `cols` columns (`fast`:
-/// see [`WgpuOptions::fast_kernels`](super::WgpuOptions::fast_kernels)).
-pub fn kernel_for(dtype: GgmlType, cols: usize, n: usize, fast: bool) -> Kernel {
-    if !fast {
-        Kernel::MatMul(dtype)
-    } else if n > MATVEC_MAX_TOKENS {
-        Kernel::Gemm(dtype)
-    } else if n == 1 && matvec_fits(dtype, cols) {
-        Kernel::MatVec(dtype, Epilogue::Store)
-    } else {
-        Kernel::MatMul(dtype)
-    }
-}
-
 impl WgpuBackend {
+    /// Which kernel computes `n` tokens against a weight of `dtype` with `cols` columns:
+    /// `matmul.wgsl` for everything without [`WgpuOptions::fast_kernels`]
+    /// (super::WgpuOptions::fast_kernels); the 128-token GEMM tile for more than 64 tokens
+    /// where the adapter has 32 KiB of workgroup memory.
+    pub fn kernel_for(&self, dtype: GgmlType, cols: usize, n: usize) -> Kernel {
+        if !self.fast_kernels {
+            Kernel::MatMul(dtype)
+        } else if n > MATVEC_MAX_TOKENS {
+            let big = n > 64 && self.gpu.limits.max_compute_workgroup_storage_size >= GEMM128_BYTES;
+            Kernel::Gemm(dtype, if big { GemmTile::T128 } else { GemmTile::T64 })
+        } else if n == 1 && matvec_fits(dtype, cols) {
+            Kernel::MatVec(dtype, Epilogue::Store)
+        } else {
+            Kernel::MatMul(dtype)
+        }
+    }
+
     /// Rows a matmul workgroup covers (`rows_per_wg()` in the shader): one per subgroup,
     /// counted for the largest subgroup the driver may pick (extra workgroups exit at once);
     /// one per invocation without subgroups.
@@ -59,7 +62,7 @@ impl WgpuBackend {
                 w.rows, g.cols
             )));
         }
-        let kernel = kernel_for(g.dtype, g.cols, n, self.fast_kernels);
+        let kernel = self.kernel_for(g.dtype, g.cols, n);
         let (cols, row_bytes) = (g.cols, g.row_bytes);
         let parts: Vec<(u32, usize, usize)> =
             g.parts.iter().map(|p| (p.buf, p.row0, p.rows)).collect();
@@ -75,10 +78,10 @@ impl WgpuBackend {
             let (groups, bufs) = match kernel {
                 Kernel::MatVec(..) => (
                     fold(rows.div_ceil(MATVEC_ROWS)),
-                    vec![buf, buf, x.id, out.id],
+                    vec![buf, buf, buf, x.id, out.id, self.dummy, self.dummy],
                 ),
-                Kernel::Gemm(_) => {
-                    let g = [rows.div_ceil(GEMM_TILE), n.div_ceil(GEMM_TILE)];
+                Kernel::Gemm(_, tile) => {
+                    let g = [rows.div_ceil(tile.size()), n.div_ceil(tile.size())];
                     if g.iter().any(|&v| v > MAX_GROUPS) {
                         return Err(BackendError::Invalid(format!(
                             "matmul: {n} tokens x {rows} rows exceed the dispatch limit"
@@ -127,7 +130,7 @@ impl WgpuBackend {
             ];
             self.dispatch(
                 kernel,
-                &[buf, buf2, x.id, out.id],
+                &[buf, buf2, buf, x.id, out.id, self.dummy, self.dummy],
                 &params,
                 fold(rows.div_ceil(MATVEC_ROWS)),
             )?;
@@ -187,5 +190,52 @@ impl WgpuBackend {
             Glu::Gelu => Epilogue::GeluGlu,
         };
         self.matvec(gate, Some(up), x, out, epi)
+    }
+
+    /// The query, key and value projections of one decode token in one dispatch where all
+    /// three are single-part Q4_K matrices of whole workgroups of rows; else three matmuls.
+    pub(super) fn matmul_qkv_impl(
+        &mut self,
+        w: [&Weight; 3],
+        x: Buf,
+        out: [Buf; 3],
+        n: usize,
+    ) -> Result<()> {
+        let [wq, wk, wv] = w;
+        let one_part = |b: &Self, w: &Weight| b.weight(w).parts.len() == 1;
+        let fused = self.fuses(wq, n)
+            && [wk, wv]
+                .iter()
+                .all(|w| (w.dtype, w.cols) == (wq.dtype, wq.cols) && w.rows == wk.rows)
+            && [wq, wk, wv]
+                .iter()
+                .all(|w| one_part(self, w) && w.rows % MATVEC_ROWS == 0);
+        if !fused {
+            for (w, o) in w.into_iter().zip(out) {
+                self.matmul_impl(w, x, o, n)?;
+            }
+            return Ok(());
+        }
+        let bufs = [wq, wk, wv].map(|w| self.weight(w).parts[0].buf);
+        let g = self.weight(wq);
+        let params = [
+            wq.rows as u32,
+            g.cols as u32,
+            1,
+            0,
+            wq.rows as u32,
+            g.row_bytes as u32,
+            wk.rows as u32,
+        ];
+        let kernel = Kernel::MatVec(g.dtype, Epilogue::Qkv);
+        let rows = wq.rows + 2 * wk.rows;
+        self.dispatch(
+            kernel,
+            &[
+                bufs[0], bufs[1], bufs[2], x.id, out[0].id, out[1].id, out[2].id,
+            ],
+            &params,
+            fold(rows / MATVEC_ROWS),
+        )
     }
 }

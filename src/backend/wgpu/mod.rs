@@ -645,6 +645,10 @@ impl Backend for WgpuBackend {
         self.matmul_impl(w, x, out, n)
     }
 
+    fn matmul_qkv(&mut self, w: [&Weight; 3], x: Buf, out: [Buf; 3], n: usize) -> Result<()> {
+        self.matmul_qkv_impl(w, x, out, n)
+    }
+
     fn matmul_add(&mut self, w: &Weight, x: Buf, tmp: Buf, acc: Buf, n: usize) -> Result<()> {
         self.matmul_add_impl(w, x, tmp, acc, n)
     }

@@ -23,7 +23,7 @@ pub struct Profiler {
 /// The ledger's op kind for a kernel (joins GPU time with bytes moved).
 pub fn op_of(k: Kernel) -> OpName {
     match k {
-        Kernel::MatMul(_) | Kernel::MatVec(..) | Kernel::Gemm(_) => OpName::MatMul,
+        Kernel::MatMul(_) | Kernel::MatVec(..) | Kernel::Gemm(..) => OpName::MatMul,
         Kernel::Embed(_) => OpName::Embed,
         Kernel::RmsNorm => OpName::RmsNorm,
         Kernel::Rope | Kernel::RopeKv => OpName::Rope,
