@@ -30,24 +30,42 @@
 //               workgroup's R rows lie in one matrix, so the choice is uniform)
 // Unused W2/W3 are bound to W's buffer, unused Y2/Y3 to a dummy.
 //
+// With override NORM = 1 the input is RMS-normed first, X * G / sqrt(mean(X^2) + eps) (the
+// norm before a block's first projections, saving its dispatch): every workgroup sums the
+// squares of the whole row itself (16 KiB read from cache for a 4096-wide model) and scales
+// the activations as it loads them. Unused G is bound to X.
+//
 // Params P (u32 words), as matmul.wgsl: 0 rows in this part (QKV: of W), 1 cols, 2 n tokens
 // (1), 3 row0 (first output row of the part), 4 out_stride, 5 row bytes (a multiple of 144),
-// 6 rows of W2 and W3 (QKV).
+// 6 rows of W2 and W3 (QKV), 7 eps of the norm (f32 bits; NORM).
 // Dispatch: ceil(rows / R) workgroups folded into (x, y) (QKV: (P[0] + 2 P[6]) / R).
 
 const WG: u32 = 128u;
 const R: u32 = 4u;
 
 override EPI: u32 = 0u;
+override NORM: u32 = 0u;
 
 @group(0) @binding(0) var<storage, read> P: array<u32>;
 @group(0) @binding(1) var<storage, read> W: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> W2: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> W3: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Y2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> Y3: array<f32>;
+@group(0) @binding(4) var<storage, read> G: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> Y2: array<f32>;
+@group(0) @binding(8) var<storage, read_write> Y3: array<f32>;
+
+// 1 / rms of the input row (NORM).
+var<private> inv_rms: f32;
+
+// Activations i..i + 3, RMS-normed with NORM.
+fn xin(i: u32) -> vec4<f32> {
+    if (NORM == 1u) {
+        return X[i] * G[i] * inv_rms;
+    }
+    return X[i];
+}
 
 // Word i of matrix m (0: W, 1: W2, 2: W3).
 fn wload(m: u32, i: u32) -> vec4<u32> {
@@ -139,6 +157,17 @@ fn main(
     }
     let nsb = P[1] / 256u;
     let stride = P[5] / 16u;
+    if (NORM == 1u) {
+        var ss = vec4<f32>(0.0);
+        for (var i = lid; i < P[1] / 4u; i += WG) {
+            let v = X[i];
+            ss += v * v;
+        }
+        let tot = rows_sum(ss, vec4<f32>(0.0), lid).a;
+        inv_rms = 1.0 / sqrt((tot.x + tot.y + tot.z + tot.w) / f32(P[1]) + bitcast<f32>(P[7]));
+        // rows_sum's partials are read above and written again below
+        workgroupBarrier();
+    }
     let t = lid & 7u;
     let j = t >> 1u;
     let xoff = 16u * j + 4u * (t & 1u);
@@ -150,14 +179,14 @@ fn main(
     for (var sb = lid >> 3u; sb < nsb; sb += WG / 8u) {
         let xo = sb * 64u + xoff;
         var x: Act;
-        x.a0 = X[xo];
-        x.a1 = X[xo + 1u];
-        x.a2 = X[xo + 2u];
-        x.a3 = X[xo + 3u];
-        x.b0 = X[xo + 8u];
-        x.b1 = X[xo + 9u];
-        x.b2 = X[xo + 10u];
-        x.b3 = X[xo + 11u];
+        x.a0 = xin(xo);
+        x.a1 = xin(xo + 1u);
+        x.a2 = xin(xo + 2u);
+        x.a3 = xin(xo + 3u);
+        x.b0 = xin(xo + 8u);
+        x.b1 = xin(xo + 9u);
+        x.b2 = xin(xo + 10u);
+        x.b3 = xin(xo + 11u);
         let one = vec4<f32>(1.0);
         x.sum_a = dot(x.a0 + x.a1 + x.a2 + x.a3, one);
         x.sum_b = dot(x.b0 + x.b1 + x.b2 + x.b3, one);

@@ -86,6 +86,17 @@ pub enum Glu {
     Silu,
 }
 
+/// The RMS norm a fused projection applies to its input first ([`Backend::matmul_qkv`],
+/// [`Backend::matmul_glu`]): `x / sqrt(mean(x²) + eps) * weight` per token. Backends that do
+/// not fuse it write the normed rows to `out` (`[n, weight.cols]` scratch); fused ones leave
+/// `out` as it was.
+#[derive(Clone, Copy, Debug)]
+pub struct PreNorm<'a> {
+    pub weight: &'a Weight,
+    pub eps: f32,
+    pub out: Buf,
+}
+
 /// What [`Backend::rope_store_kv`] rotates and stores: `n` tokens of `n_head` query heads and
 /// `n_head_kv` key/value heads, at positions `pos0..`, into these caches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,13 +225,34 @@ pub trait Backend: Send {
     fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()>;
 
     /// `out[i] = w[i] · x` for the query, key and value projections (`w`, `out` in that
-    /// order) of `n` tokens. Fused on backends that can; the default is three
+    /// order) of `n` tokens, of `x` RMS-normed first when `norm` is given. Fused on backends
+    /// that can; the default is [`rms_norm`](Backend::rms_norm) into `norm.out` and three
     /// [`matmul`](Backend::matmul)s.
-    fn matmul_qkv(&mut self, w: [&Weight; 3], x: Buf, out: [Buf; 3], n: usize) -> Result<()> {
+    fn matmul_qkv(
+        &mut self,
+        norm: Option<PreNorm>,
+        w: [&Weight; 3],
+        x: Buf,
+        out: [Buf; 3],
+        n: usize,
+    ) -> Result<()> {
+        let x = self.pre_norm(norm, x, n)?;
         for (w, o) in w.into_iter().zip(out) {
             self.matmul(w, x, o, n)?;
         }
         Ok(())
+    }
+
+    /// `x` RMS-normed into `norm.out` (returned), or `x` itself without a norm: the unfused
+    /// start of [`matmul_qkv`](Backend::matmul_qkv) and [`matmul_glu`](Backend::matmul_glu).
+    fn pre_norm(&mut self, norm: Option<PreNorm>, x: Buf, n: usize) -> Result<Buf> {
+        match norm {
+            Some(p) => {
+                self.rms_norm(x, p.weight, p.out, n, p.eps)?;
+                Ok(p.out)
+            }
+            None => Ok(x),
+        }
     }
 
     /// `acc[t, r] += Σ_c x[t, c] · w[r, c]` for `t < n` (a projection into the residual
@@ -231,13 +263,15 @@ pub trait Backend: Send {
         self.add(acc, tmp, acc, n * w.rows)
     }
 
-    /// `out = act(gate · x) * (up · x)` for `n` tokens (a gated feed-forward's first half).
-    /// Fused on backends that can; the default is two [`matmul`](Backend::matmul)s (into
-    /// `out` and the `tmp` scratch, both `n × gate.rows`) and [`glu`](Backend::glu).
+    /// `out = act(gate · x) * (up · x)` for `n` tokens (a gated feed-forward's first half),
+    /// of `x` RMS-normed first when `norm` is given. Fused on backends that can; the default
+    /// is [`rms_norm`](Backend::rms_norm) into `norm.out`, two [`matmul`](Backend::matmul)s
+    /// (into `out` and the `tmp` scratch, both `n × gate.rows`) and [`glu`](Backend::glu).
     #[allow(clippy::too_many_arguments)]
     fn matmul_glu(
         &mut self,
         kind: Glu,
+        norm: Option<PreNorm>,
         gate: &Weight,
         up: &Weight,
         x: Buf,
@@ -245,6 +279,7 @@ pub trait Backend: Send {
         out: Buf,
         n: usize,
     ) -> Result<()> {
+        let x = self.pre_norm(norm, x, n)?;
         self.matmul(gate, x, out, n)?;
         self.matmul(up, x, tmp, n)?;
         self.glu(kind, out, tmp, n * gate.rows)

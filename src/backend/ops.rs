@@ -186,8 +186,41 @@ impl Ops {
         self.backend.matmul(w, x, out, n)
     }
 
-    /// The query, key and value projections (see [`Backend::matmul_qkv`]).
-    pub fn matmul_qkv(&mut self, w: [&Weight; 3], x: Buf, out: [Buf; 3], n: usize) -> Result<()> {
+    /// An RMS norm before a fused projection: its checks and traffic (as [`Ops::rms_norm`]).
+    fn record_pre_norm(
+        &mut self,
+        norm: Option<PreNorm>,
+        x: Buf,
+        cols: usize,
+        n: usize,
+    ) -> Result<()> {
+        let Some(p) = norm else {
+            return Ok(());
+        };
+        check(p.weight.cols == cols, || {
+            format!("pre-norm: {} weights for rows of {cols}", p.weight.cols)
+        })?;
+        check(
+            x.len >= n * cols && p.out.len >= n * cols && p.out != x,
+            || "pre-norm: buffers too small or aliased".into(),
+        )?;
+        let mut t = act(n * cols, n * cols, 4 * n * cols);
+        t.weight_bytes = p.weight.n_bytes();
+        self.record(OpName::RmsNorm, t);
+        Ok(())
+    }
+
+    /// The query, key and value projections, of `x` RMS-normed first with `norm` (see
+    /// [`Backend::matmul_qkv`]).
+    pub fn matmul_qkv(
+        &mut self,
+        norm: Option<PreNorm>,
+        w: [&Weight; 3],
+        x: Buf,
+        out: [Buf; 3],
+        n: usize,
+    ) -> Result<()> {
+        self.record_pre_norm(norm, x, w[0].cols, n)?;
         for (w, o) in w.iter().zip(&out) {
             check(x.len >= n * w.cols && o.len >= n * w.rows, || {
                 format!("matmul_qkv: {n} x {} by [{} x {}]", x.len, w.rows, w.cols)
@@ -203,7 +236,7 @@ impl Ops {
             t.weight_bytes = w.n_bytes();
             self.record(OpName::MatMul, t);
         }
-        self.backend.matmul_qkv(w, x, out, n)
+        self.backend.matmul_qkv(norm, w, x, out, n)
     }
 
     /// `acc += w · x` (see [`Backend::matmul_add`]; `tmp` is `n × w.rows` scratch).
@@ -229,6 +262,7 @@ impl Ops {
     pub fn matmul_glu(
         &mut self,
         kind: Glu,
+        norm: Option<PreNorm>,
         gate: &Weight,
         up: &Weight,
         x: Buf,
@@ -236,6 +270,7 @@ impl Ops {
         out: Buf,
         n: usize,
     ) -> Result<()> {
+        self.record_pre_norm(norm, x, gate.cols, n)?;
         let rows = n * gate.rows;
         check((gate.rows, gate.cols) == (up.rows, up.cols), || {
             "matmul_glu: gate and up differ in shape".into()
@@ -256,7 +291,8 @@ impl Ops {
         let mut t = act(n * gate.cols, rows, flops);
         t.weight_bytes = gate.n_bytes() + up.n_bytes();
         self.record(OpName::MatMul, t);
-        self.backend.matmul_glu(kind, gate, up, x, tmp, out, n)
+        self.backend
+            .matmul_glu(kind, norm, gate, up, x, tmp, out, n)
     }
 
     /// RoPE on `q` and `k`, then `k` and `v` into the caches (see [`Backend::rope_store_kv`]).

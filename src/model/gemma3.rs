@@ -9,7 +9,7 @@
 //! include Gemma's `1 +`.)
 
 use super::{Config, KvCache, Loader, ModelError, Scratch};
-use crate::backend::{AttnParams, Glu, Ops, Rope, RopeLayout, Weight};
+use crate::backend::{AttnParams, Glu, Ops, PreNorm, Rope, RopeLayout, Weight};
 
 struct Layer {
     attn_norm: Weight,      // (n_embd)
@@ -105,8 +105,12 @@ impl Gemma3 {
             };
 
             // attention
-            ops.rms_norm(s.x, &l.attn_norm, s.xb, n, eps)?;
-            ops.matmul_qkv([&l.wq, &l.wk, &l.wv], s.xb, [s.q, s.k, s.v], n)?;
+            let norm = PreNorm {
+                weight: &l.attn_norm,
+                eps,
+                out: s.xb,
+            };
+            ops.matmul_qkv(Some(norm), [&l.wq, &l.wk, &l.wv], s.x, [s.q, s.k, s.v], n)?;
             ops.rms_norm(s.q, &l.q_norm, s.q, n * c.n_head, eps)?;
             ops.rms_norm(s.k, &l.k_norm, s.k, n * c.n_head_kv, eps)?;
             ops.rope_store_kv(s.q, s.k, s.v, rope, &kv.at(c, il, n, pos0))?;
@@ -125,8 +129,13 @@ impl Gemma3 {
             ops.add(s.x, s.xb, s.x, n * d)?;
 
             // feed-forward: down(gelu(gate(x)) * up(x))
-            ops.rms_norm(s.x, &l.ffn_norm, s.xb, n, eps)?;
-            ops.matmul_glu(Glu::Gelu, &l.ffn_gate, &l.ffn_up, s.xb, s.hb2, s.hb, n)?;
+            let norm = PreNorm {
+                weight: &l.ffn_norm,
+                eps,
+                out: s.xb,
+            };
+            let (gate, up) = (&l.ffn_gate, &l.ffn_up);
+            ops.matmul_glu(Glu::Gelu, Some(norm), gate, up, s.x, s.hb2, s.hb, n)?;
             ops.matmul(&l.ffn_down, s.hb, s.xb, n)?;
             ops.rms_norm(s.xb, &l.post_ffw_norm, s.xb, n, eps)?;
             ops.add(s.x, s.xb, s.x, n * d)?;

@@ -8,7 +8,7 @@
 //! → residual. A separate output matrix unless the file ties it to the embeddings.
 
 use super::{Arch, Config, KvCache, Loader, ModelError, Scratch};
-use crate::backend::{AttnParams, Glu, Ops, Rope, RopeLayout, Weight};
+use crate::backend::{AttnParams, Glu, Ops, PreNorm, Rope, RopeLayout, Weight};
 
 struct Layer {
     attn_norm: Weight,  // (n_embd)
@@ -111,8 +111,12 @@ impl Qwen2 {
 
         for (il, l) in self.layers.iter().enumerate() {
             // attention
-            ops.rms_norm(s.x, &l.attn_norm, s.xb, n, eps)?;
-            ops.matmul_qkv([&l.wq, &l.wk, &l.wv], s.xb, [s.q, s.k, s.v], n)?;
+            let norm = PreNorm {
+                weight: &l.attn_norm,
+                eps,
+                out: s.xb,
+            };
+            ops.matmul_qkv(Some(norm), [&l.wq, &l.wk, &l.wv], s.x, [s.q, s.k, s.v], n)?;
             for (b, out) in [(&l.bq, s.q), (&l.bk, s.k), (&l.bv, s.v)] {
                 if let Some(b) = b {
                     ops.add_bias(out, b, n)?;
@@ -132,8 +136,13 @@ impl Qwen2 {
             ops.matmul_add(&l.wo, s.att, s.xb, s.x, n)?;
 
             // feed-forward: down(silu(gate(x)) * up(x))
-            ops.rms_norm(s.x, &l.ffn_norm, s.xb, n, eps)?;
-            ops.matmul_glu(Glu::Silu, &l.ffn_gate, &l.ffn_up, s.xb, s.hb2, s.hb, n)?;
+            let norm = PreNorm {
+                weight: &l.ffn_norm,
+                eps,
+                out: s.xb,
+            };
+            let (gate, up) = (&l.ffn_gate, &l.ffn_up);
+            ops.matmul_glu(Glu::Silu, Some(norm), gate, up, s.x, s.hb2, s.hb, n)?;
             ops.matmul_add(&l.ffn_down, s.hb, s.xb, s.x, n)?;
         }
 

@@ -20,6 +20,10 @@ pub struct AdapterSummary {
     pub subgroup_sizes: (u32, u32),
     pub max_storage_binding_mib: u64,
     pub max_buffer_mib: u64,
+    /// Storage buffers one kernel may bind (fused kernels need up to 9).
+    pub max_storage_buffers_per_stage: u32,
+    /// Bytes of workgroup memory one kernel may use (the 128 x 128 GEMM tile needs 32 KiB).
+    pub max_workgroup_storage_bytes: u32,
 }
 
 fn instance() -> wgpu::Instance {
@@ -52,6 +56,8 @@ fn summary(a: &wgpu::Adapter) -> AdapterSummary {
         subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
         max_storage_binding_mib: l.max_storage_buffer_binding_size >> 20,
         max_buffer_mib: l.max_buffer_size >> 20,
+        max_storage_buffers_per_stage: l.max_storage_buffers_per_shader_stage,
+        max_workgroup_storage_bytes: l.max_compute_workgroup_storage_size,
     }
 }
 

@@ -56,7 +56,9 @@ impl GemmTile {
 pub enum Kernel {
     MatMul(GgmlType),
     /// The decode matrix-vector product (`matvec.wgsl`; Q4_K only).
-    MatVec(GgmlType, Epilogue),
+    /// The decode matrix-vector product (`matvec.wgsl`; Q4_K only), with its epilogue and
+    /// whether it RMS-normalizes its input first.
+    MatVec(GgmlType, Epilogue, bool),
     /// The tiled prefill product (`gemm.wgsl`; every type).
     Gemm(GgmlType, GemmTile),
     Embed(GgmlType),
@@ -92,10 +94,16 @@ impl Kernel {
     pub fn name(&self) -> String {
         match self {
             Kernel::MatMul(t) => format!("matmul.{t}"),
-            Kernel::MatVec(t, e) => match e {
-                Epilogue::Store => format!("matvec.{t}"),
-                e => format!("matvec.{t}+{}", format!("{e:?}").to_lowercase()),
-            },
+            Kernel::MatVec(t, e, norm) => {
+                let mut s = format!("matvec.{t}");
+                if *norm {
+                    s = format!("rms_norm+{s}");
+                }
+                if *e != Epilogue::Store {
+                    s = format!("{s}+{}", format!("{e:?}").to_lowercase());
+                }
+                s
+            }
             Kernel::Gemm(t, tile) => format!("gemm{}.{t}", tile.size()),
             Kernel::Embed(t) => format!("embed.{t}"),
             Kernel::RmsNorm => "rms_norm".into(),
@@ -144,7 +152,9 @@ impl Kernel {
                 vec![("TYPE", t.id() as f64)]
             }
             Kernel::Elementwise(op) => vec![("OP", *op as u32 as f64)],
-            Kernel::MatVec(_, e) => vec![("EPI", *e as u32 as f64)],
+            Kernel::MatVec(_, e, norm) => {
+                vec![("EPI", *e as u32 as f64), ("NORM", *norm as u32 as f64)]
+            }
             Kernel::Argmax => vec![("PHASE", 0.0)],
             Kernel::ArgmaxFinal => vec![("PHASE", 1.0)],
             _ => Vec::new(),
@@ -223,7 +233,9 @@ impl Family {
         use Access::*;
         match self {
             Family::MatMul => &[Read, ReadWrite, ReadWrite],
-            Family::MatVec => &[Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+            Family::MatVec => &[
+                Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite,
+            ],
             Family::Gemm => &[Read, Read, ReadWrite],
             Family::Embed => &[Read, ReadWrite],
             Family::Norm => &[Read, ReadWrite, ReadWrite],

@@ -6,7 +6,7 @@
 //! the kernels cannot do (a batch, another type) run as their unfused ops.
 
 use super::{fold, kernels::Epilogue, kernels::GemmTile, kernels::Kernel, WgpuBackend};
-use crate::backend::{Backend, BackendError, Buf, Glu, Result, Weight};
+use crate::backend::{Backend, BackendError, Buf, Glu, PreNorm, Result, Weight};
 use crate::gguf::GgmlType;
 
 /// Tokens per workgroup of `matmul.wgsl` (`NT`); larger batches go to the tiled kernel.
@@ -15,6 +15,9 @@ pub const MATVEC_MAX_TOKENS: usize = 8;
 const WG: usize = 64;
 /// Rows per workgroup of `matvec.wgsl` (`R`).
 const MATVEC_ROWS: usize = 4;
+/// Storage buffers `matvec.wgsl` binds (params, three weights, the norm weight, the input,
+/// three outputs).
+const MATVEC_BUFFERS: u32 = 9;
 /// Workgroup memory the 128 x 128 GEMM tile needs.
 const GEMM128_BYTES: u32 = 32 << 10;
 /// Workgroups per dispatch axis (WebGPU's default limit).
@@ -37,7 +40,7 @@ impl WgpuBackend {
             let big = n > 64 && self.gpu.limits.max_compute_workgroup_storage_size >= GEMM128_BYTES;
             Kernel::Gemm(dtype, if big { GemmTile::T128 } else { GemmTile::T64 })
         } else if n == 1 && matvec_fits(dtype, cols) {
-            Kernel::MatVec(dtype, Epilogue::Store)
+            Kernel::MatVec(dtype, Epilogue::Store, false)
         } else {
             Kernel::MatMul(dtype)
         }
@@ -78,7 +81,7 @@ impl WgpuBackend {
             let (groups, bufs) = match kernel {
                 Kernel::MatVec(..) => (
                     fold(rows.div_ceil(MATVEC_ROWS)),
-                    vec![buf, buf, buf, x.id, out.id, self.dummy, self.dummy],
+                    vec![buf, buf, buf, x.id, x.id, out.id, self.dummy, self.dummy],
                 ),
                 Kernel::Gemm(_, tile) => {
                     let g = [rows.div_ceil(tile.size()), n.div_ceil(tile.size())];
@@ -101,7 +104,8 @@ impl WgpuBackend {
     }
 
     /// One decode token through `matvec.wgsl` with epilogue `epi`: `w` (and `w2`, the up
-    /// matrix of a GLU, split into the same parts) times `x` into `out`.
+    /// matrix of a GLU, split into the same parts) times `x` into `out`; `norm` (the norm
+    /// weight's buffer and eps) RMS-normalizes `x` in the kernel first.
     fn matvec(
         &mut self,
         w: &Weight,
@@ -109,6 +113,7 @@ impl WgpuBackend {
         x: Buf,
         out: Buf,
         epi: Epilogue,
+        norm: Option<(u32, f32)>,
     ) -> Result<()> {
         let g = self.weight(w);
         let g2 = w2.map(|w2| self.weight(w2)).unwrap_or(g);
@@ -118,7 +123,9 @@ impl WgpuBackend {
             .zip(&g2.parts)
             .map(|(p, p2)| (p.buf, p2.buf, p.row0, p.rows))
             .collect();
-        let (cols, row_bytes, kernel) = (g.cols, g.row_bytes, Kernel::MatVec(g.dtype, epi));
+        let (cols, row_bytes) = (g.cols, g.row_bytes);
+        let kernel = Kernel::MatVec(g.dtype, epi, norm.is_some());
+        let (gbuf, eps) = norm.unwrap_or((x.id, 0.0));
         for (buf, buf2, row0, rows) in parts {
             let params = [
                 rows as u32,
@@ -127,10 +134,12 @@ impl WgpuBackend {
                 row0 as u32,
                 w.rows as u32,
                 row_bytes as u32,
+                0,
+                eps.to_bits(),
             ];
             self.dispatch(
                 kernel,
-                &[buf, buf2, buf, x.id, out.id, self.dummy, self.dummy],
+                &[buf, buf2, buf, gbuf, x.id, out.id, self.dummy, self.dummy],
                 &params,
                 fold(rows.div_ceil(MATVEC_ROWS)),
             )?;
@@ -142,6 +151,29 @@ impl WgpuBackend {
     fn fuses(&self, w: &Weight, n: usize) -> bool {
         let g = self.weight(w);
         self.fast_kernels && n == 1 && matvec_fits(g.dtype, g.cols)
+    }
+
+    /// The input of a fused product whose input is RMS-normed first: `x` and the norm for
+    /// `matvec.wgsl` to apply (its weight's buffer, eps) when `fused` and the adapter can bind
+    /// the norm weight too (9 storage buffers); else the norm runs first, into `norm.out`.
+    fn pre_norm_input(
+        &mut self,
+        norm: Option<PreNorm>,
+        x: Buf,
+        n: usize,
+        fused: bool,
+    ) -> Result<(Buf, Option<(u32, f32)>)> {
+        let Some(p) = norm else {
+            return Ok((x, None));
+        };
+        let inline = fused
+            && self.gpu.limits.max_storage_buffers_per_shader_stage >= MATVEC_BUFFERS
+            && p.weight.cols % 4 == 0;
+        if inline {
+            return Ok((x, Some((self.dense(p.weight, "rms_norm")?, p.eps))));
+        }
+        self.rms_norm_impl(x, p.weight, p.out, n, p.eps)?;
+        Ok((p.out, None))
     }
 
     pub(super) fn matmul_add_impl(
@@ -156,13 +188,14 @@ impl WgpuBackend {
             self.matmul_impl(w, x, tmp, n)?;
             return self.add(acc, tmp, acc, n * w.rows);
         }
-        self.matvec(w, None, x, acc, Epilogue::Add)
+        self.matvec(w, None, x, acc, Epilogue::Add, None)
     }
 
     #[allow(clippy::too_many_arguments)]
     pub(super) fn matmul_glu_impl(
         &mut self,
         kind: Glu,
+        norm: Option<PreNorm>,
         gate: &Weight,
         up: &Weight,
         x: Buf,
@@ -180,7 +213,9 @@ impl WgpuBackend {
                     .zip(&b.parts)
                     .all(|(p, q)| (p.row0, p.rows) == (q.row0, q.rows))
         };
-        if !(same_parts && self.fuses(gate, n)) {
+        let fused = same_parts && self.fuses(gate, n);
+        let (x, inline) = self.pre_norm_input(norm, x, n, fused)?;
+        if !fused {
             self.matmul_impl(gate, x, out, n)?;
             self.matmul_impl(up, x, tmp, n)?;
             return self.glu(kind, out, tmp, n * gate.rows);
@@ -189,13 +224,14 @@ impl WgpuBackend {
             Glu::Silu => Epilogue::SiluGlu,
             Glu::Gelu => Epilogue::GeluGlu,
         };
-        self.matvec(gate, Some(up), x, out, epi)
+        self.matvec(gate, Some(up), x, out, epi, inline)
     }
 
     /// The query, key and value projections of one decode token in one dispatch where all
     /// three are single-part Q4_K matrices of whole workgroups of rows; else three matmuls.
     pub(super) fn matmul_qkv_impl(
         &mut self,
+        norm: Option<PreNorm>,
         w: [&Weight; 3],
         x: Buf,
         out: [Buf; 3],
@@ -210,6 +246,7 @@ impl WgpuBackend {
             && [wq, wk, wv]
                 .iter()
                 .all(|w| one_part(self, w) && w.rows % MATVEC_ROWS == 0);
+        let (x, inline) = self.pre_norm_input(norm, x, n, fused)?;
         if !fused {
             for (w, o) in w.into_iter().zip(out) {
                 self.matmul_impl(w, x, o, n)?;
@@ -218,6 +255,7 @@ impl WgpuBackend {
         }
         let bufs = [wq, wk, wv].map(|w| self.weight(w).parts[0].buf);
         let g = self.weight(wq);
+        let (gbuf, eps) = inline.unwrap_or((x.id, 0.0));
         let params = [
             wq.rows as u32,
             g.cols as u32,
@@ -226,13 +264,14 @@ impl WgpuBackend {
             wq.rows as u32,
             g.row_bytes as u32,
             wk.rows as u32,
+            eps.to_bits(),
         ];
-        let kernel = Kernel::MatVec(g.dtype, Epilogue::Qkv);
+        let kernel = Kernel::MatVec(g.dtype, Epilogue::Qkv, inline.is_some());
         let rows = wq.rows + 2 * wk.rows;
         self.dispatch(
             kernel,
             &[
-                bufs[0], bufs[1], bufs[2], x.id, out[0].id, out[1].id, out[2].id,
+                bufs[0], bufs[1], bufs[2], gbuf, x.id, out[0].id, out[1].id, out[2].id,
             ],
             &params,
             fold(rows / MATVEC_ROWS),

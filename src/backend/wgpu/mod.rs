@@ -32,8 +32,8 @@ pub use device::{has_discrete_gpu, list_adapters, AdapterSummary};
 pub use kernel_bench::KernelTiming;
 
 use super::{
-    AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, Result, Rope, RopeKv,
-    RopeLayout, Weight,
+    AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, PreNorm, Result, Rope,
+    RopeKv, RopeLayout, Weight,
 };
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
 use kernels::{Family, Kernel, Pipelines, ShaderCaps};
@@ -148,7 +148,7 @@ pub struct WgpuBackend {
 /// The buffers of a bind group (store ids in binding order, unused slots `u32::MAX`): a
 /// fixed-size key, so looking a bind group up allocates nothing.
 type BufIds = [u32; MAX_BINDINGS];
-const MAX_BINDINGS: usize = 7;
+const MAX_BINDINGS: usize = 8;
 
 fn round_up(v: u64, to: u64) -> u64 {
     v.div_ceil(to) * to
@@ -645,8 +645,15 @@ impl Backend for WgpuBackend {
         self.matmul_impl(w, x, out, n)
     }
 
-    fn matmul_qkv(&mut self, w: [&Weight; 3], x: Buf, out: [Buf; 3], n: usize) -> Result<()> {
-        self.matmul_qkv_impl(w, x, out, n)
+    fn matmul_qkv(
+        &mut self,
+        norm: Option<PreNorm>,
+        w: [&Weight; 3],
+        x: Buf,
+        out: [Buf; 3],
+        n: usize,
+    ) -> Result<()> {
+        self.matmul_qkv_impl(norm, w, x, out, n)
     }
 
     fn matmul_add(&mut self, w: &Weight, x: Buf, tmp: Buf, acc: Buf, n: usize) -> Result<()> {
@@ -656,6 +663,7 @@ impl Backend for WgpuBackend {
     fn matmul_glu(
         &mut self,
         kind: Glu,
+        norm: Option<PreNorm>,
         gate: &Weight,
         up: &Weight,
         x: Buf,
@@ -663,7 +671,7 @@ impl Backend for WgpuBackend {
         out: Buf,
         n: usize,
     ) -> Result<()> {
-        self.matmul_glu_impl(kind, gate, up, x, tmp, out, n)
+        self.matmul_glu_impl(kind, norm, gate, up, x, tmp, out, n)
     }
 
     fn rope_store_kv(&mut self, q: Buf, k: Buf, v: Buf, rope: &Rope, p: &RopeKv) -> Result<()> {
