@@ -1,18 +1,20 @@
 // Causal attention over the KV cache, optionally windowed, with grouped KV heads.
 //
 // One workgroup per (head, query token). Keys are visited in chunks of CH positions with an
-// online softmax: the chunk's scores go to workgroup memory, the running max and sum are
-// rescaled between chunks, and each invocation accumulates head_dim / WG output dimensions.
+// online softmax: the chunk's scores go to workgroup memory (one key per invocation, four
+// partial sums in flight), the running max and sum are rescaled between chunks. For the
+// weighted sum of values the WG invocations form S = WG / head_dim groups of head_dim: group
+// s takes keys s, s + S, ... of the chunk, four at a time, so S * 4 value loads are in
+// flight per dimension instead of one; the groups' sums are added at the end.
 // The cache element type `kv_t` (f16 or f32) is prepended by the loader.
 //
 // Params P: 0 n tokens, 1 pos0, 2 n_head, 3 n_head_kv, 4 head_dim (<= MAX_HD), 5 window
 // (0 = none: query p sees keys > p - window), 6 scale (f32 bits).
 // Q, O: [n, n_head * head_dim]; K, V: [pos, n_head_kv * head_dim]. Dispatch: (n_head, n, 1).
 
-const WG: u32 = 64u;
+const WG: u32 = 256u;
 const CH: u32 = 256u;
 const MAX_HD: u32 = 256u;
-const PER: u32 = 4u; // MAX_HD / WG
 
 @group(0) @binding(0) var<storage, read> P: array<u32>;
 @group(0) @binding(1) var<storage, read_write> K: array<kv_t>;
@@ -22,8 +24,9 @@ const PER: u32 = 4u; // MAX_HD / WG
 
 var<workgroup> qs: array<f32, MAX_HD>;
 var<workgroup> sc: array<f32, CH>;
+var<workgroup> pv: array<f32, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>
@@ -40,8 +43,13 @@ fn main(
     let kvh = h / (n_head / P[3]);
     let kvrow = P[3] * hd;
     let qoff = t * n_head * hd + h * hd;
-    for (var d = lid; d < hd; d += WG) {
-        qs[d] = Q[qoff + d];
+    // this invocation's value dimension and key group
+    let groups = max(WG / hd, 1u);
+    let d = lid % hd;
+    let grp = lid / hd;
+    let in_group = grp < groups;
+    for (var i = lid; i < hd; i += WG) {
+        qs[i] = Q[qoff + i];
     }
     workgroupBarrier();
     var start = 0u;
@@ -50,15 +58,21 @@ fn main(
     }
     var m = -3.0e38;
     var l = 0.0;
-    var acc: array<f32, PER>;
+    var acc = 0.0;
     for (var c0 = start; c0 <= p; c0 += CH) {
         let cn = min(CH, p + 1u - c0);
         var lmax = -3.0e38;
         for (var j = lid; j < cn; j += WG) {
             let kb = (c0 + j) * kvrow + kvh * hd;
-            var s = 0.0;
-            for (var d = 0u; d < hd; d++) {
-                s += qs[d] * f32(K[kb + d]);
+            var s4 = vec4<f32>(0.0);
+            var e = 0u;
+            for (; e + 4u <= hd; e += 4u) {
+                s4 += vec4<f32>(qs[e], qs[e + 1u], qs[e + 2u], qs[e + 3u])
+                    * vec4<f32>(f32(K[kb + e]), f32(K[kb + e + 1u]), f32(K[kb + e + 2u]), f32(K[kb + e + 3u]));
+            }
+            var s = s4.x + s4.y + s4.z + s4.w;
+            for (; e < hd; e++) {
+                s += qs[e] * f32(K[kb + e]);
             }
             s *= scale;
             sc[j] = s;
@@ -73,24 +87,35 @@ fn main(
             lsum += e;
         }
         l = l * corr + wg_sum(lsum, lid);
-        for (var k = 0u; k < PER; k++) {
-            let d = lid + k * WG;
-            if (d < hd) {
-                var a = acc[k] * corr;
-                let vb = c0 * kvrow + kvh * hd + d;
-                for (var j = 0u; j < cn; j++) {
-                    a += sc[j] * f32(V[vb + j * kvrow]);
-                }
-                acc[k] = a;
+        if (in_group) {
+            let vb = c0 * kvrow + kvh * hd + d;
+            var a = vec4<f32>(0.0);
+            var j = grp;
+            for (; j + 3u * groups < cn; j += 4u * groups) {
+                a += vec4<f32>(sc[j], sc[j + groups], sc[j + 2u * groups], sc[j + 3u * groups])
+                    * vec4<f32>(
+                        f32(V[vb + j * kvrow]),
+                        f32(V[vb + (j + groups) * kvrow]),
+                        f32(V[vb + (j + 2u * groups) * kvrow]),
+                        f32(V[vb + (j + 3u * groups) * kvrow]),
+                    );
             }
+            for (; j < cn; j += groups) {
+                a.x += sc[j] * f32(V[vb + j * kvrow]);
+            }
+            acc = acc * corr + (a.x + a.y + a.z + a.w);
         }
         m = nm;
         workgroupBarrier();
     }
-    for (var k = 0u; k < PER; k++) {
-        let d = lid + k * WG;
-        if (d < hd) {
-            O[qoff + d] = acc[k] / l;
+    // add the key groups' sums
+    pv[lid] = select(0.0, acc, in_group);
+    workgroupBarrier();
+    if (lid < hd) {
+        var o = 0.0;
+        for (var g = 0u; g < groups; g++) {
+            o += pv[g * hd + lid];
         }
+        O[qoff + lid] = o / l;
     }
 }

@@ -695,6 +695,10 @@ fn attention_should_match_reference() {
         (1, 300, 4, 2, 16, Some(64)),
         (6, 90, 6, 2, 8, Some(32)),
         (3, 10, 2, 2, 32, Some(4)),
+        // Llama's head size (wgpu: two key groups per dimension) and one that does not
+        // divide the workgroup (96: 64 invocations idle in the weighted sum)
+        (1, 300, 4, 2, 128, None),
+        (2, 40, 2, 1, 96, None),
     ];
     for (name, mut ops) in backends() {
         eprintln!("  backend {name}");
