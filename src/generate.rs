@@ -98,7 +98,9 @@ pub struct Summary {
     pub prefill_time: Duration,
     /// Time to first token: prefill plus the first sampling.
     pub ttft: Duration,
-    /// Time of the decode forward passes (every generated token after the first needs one).
+    /// Time of the decode steps: each forward pass (every generated token after the first
+    /// needs one) and the sampling of its token. On a GPU the two are one submit: the forward
+    /// pass is only recorded, and the sampler's read back waits for it.
     pub decode_time: Duration,
     pub decode_steps: usize,
     pub stop: StopReason,
@@ -256,6 +258,10 @@ pub fn generate(
             sampler.sample(&logits_host, &history)
         };
         let sample_time = t0.elapsed();
+        if !tokens.is_empty() {
+            // a decode step: the forward pass below in the last iteration, and this sampling
+            decode_time += step_time + sample_time;
+        }
         let mut traffic = step_traffic;
         traffic += model.ops().ledger().total() - ledger_before_sample;
         if tokens.is_empty() {
@@ -301,11 +307,11 @@ pub fn generate(
         }
         let t1 = Instant::now();
         let ledger_before = model.ops().ledger().total();
+        // no sync: the sampling above, next iteration, waits for this pass (one submit and one
+        // host wait per token on a GPU)
         logits = model.forward(&[token], pos, Logits::Last)?;
-        model.ops().sync().map_err(ModelError::from)?;
         step_time = t1.elapsed();
         step_traffic = model.ops().ledger().total() - ledger_before;
-        decode_time += step_time;
         decode_steps += 1;
         pos += 1;
     }

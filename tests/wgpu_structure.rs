@@ -4,11 +4,16 @@
 //! Speed on a real GPU follows from these counts (each dispatch costs a few microseconds of
 //! launch and barrier) as much as from the kernels' bandwidth: see ../shared/design/GPU.md.
 
+mod common;
+
 use std::sync::Arc;
 use tokenfab::backend::wgpu::{WgpuBackend, WgpuOptions};
+use tokenfab::generate::{generate, GenerateOptions};
 use tokenfab::gguf::{GgmlType, GgufFile};
 use tokenfab::model::{LoadOptions, Logits, Model};
+use tokenfab::sampling::{Sampler, SamplingParams};
 use tokenfab::synth::{self, Preset};
+use tokenfab::tokenizer::Tokenizer;
 
 /// A Llama with real structure and tiny sizes (Q4_K needs 256-multiples of columns).
 const TINY: Preset = Preset {
@@ -87,4 +92,49 @@ fn decode_should_cost_six_dispatches_per_layer_one_submit_one_wait() {
         fast_tokens, legacy_tokens,
         "greedy tokens differ between the kernels"
     );
+}
+
+/// `tokenfab run`'s loop (`generate`) decodes a token with one submit and one host wait too
+/// (it used to synchronize after each forward pass, then read the token: two of each). The
+/// tiny model's ids are below 1000, so Gemma's tokenizer can detokenize them.
+#[test]
+fn generate_should_submit_once_per_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-llama.gguf");
+    synth::write(&TINY, GgmlType::Q4_K, &path, 5, &mut |_, _| {}).unwrap();
+    let gemma = GgufFile::open(common::model(common::GEMMA)).unwrap();
+    let tk = Tokenizer::from_metadata(gemma.metadata()).unwrap();
+    let gpu = WgpuBackend::with_options(WgpuOptions::default()).unwrap();
+    let counters = gpu.counters();
+    let f = Arc::new(GgufFile::open(&path).unwrap());
+    let opts = LoadOptions {
+        ctx: 32,
+        batch: 8,
+        logit_rows: 1,
+    };
+    let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
+    let gen = |m: &mut Model, max_tokens: usize| {
+        let before = counters.snapshot();
+        let opts = GenerateOptions {
+            max_tokens,
+            ignore_eog: true,
+            ..GenerateOptions::default()
+        };
+        let s = generate(
+            m,
+            &tk,
+            &[1, 2, 3],
+            &mut Sampler::new(SamplingParams::greedy()),
+            &opts,
+            &mut |_| true,
+        )
+        .unwrap();
+        assert_eq!(s.tokens.len(), max_tokens);
+        let after = counters.snapshot();
+        [after[2] - before[2], after[3] - before[3]]
+    };
+    // the difference between 6 and 2 generated tokens is 4 decode steps
+    let (long, short) = (gen(&mut m, 6), gen(&mut m, 2));
+    assert_eq!(long[0] - short[0], 4, "submits per decoded token");
+    assert_eq!(long[1] - short[1], 4, "host waits per decoded token");
 }
