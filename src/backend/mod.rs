@@ -375,6 +375,13 @@ pub trait Backend: Send {
         None
     }
 
+    /// The GPU that does the work, for an energy estimate without a sensor: its name and
+    /// whether it is integrated (shares the CPU's memory and power budget). None when the CPU
+    /// does it (the CPU backend, and software adapters such as lavapipe).
+    fn energy_gpu(&self) -> Option<(String, bool)> {
+        None
+    }
+
     /// Measures the device's peak memory read bandwidth in GB/s, for GPU backends.
     fn measure_peak_bandwidth(&mut self) -> Option<Result<f64>> {
         None

@@ -231,7 +231,8 @@ pub fn run_all(
                 },
             )?;
             let meta = ModelMeta::of(model.file());
-            let mut energy = super::energy::bench_probe(energy, t)?;
+            let gpu = model.ops().backend().energy_gpu();
+            let mut energy = super::energy::bench_probe(energy, t, gpu)?;
             let backend = model.ops().name();
             // MBU needs the device's measured peak (cached after the first measurement)
             bar.set_message("measuring peak bandwidth");

@@ -42,10 +42,16 @@ pub fn device_table(extra: Option<&PathBuf>) -> Result<DeviceTable> {
     Ok(t)
 }
 
-/// The estimate model for the CPU backend with `threads` threads.
-pub fn cpu_energy_model(a: &EnergyArgs, threads: usize) -> Result<EnergyModel> {
+/// The estimate model for a run with `threads` threads on the CPU, or on `gpu` (the
+/// backend's [`energy_gpu`](tokenfab::backend::Backend::energy_gpu): name, integrated?).
+pub fn energy_model(
+    a: &EnergyArgs,
+    threads: usize,
+    gpu: Option<(String, bool)>,
+) -> Result<EnergyModel> {
     let table = device_table(a.energy_table.as_ref())?;
     let cpu = tokenfab::telemetry::probe::cpu_info();
+    let gpu = gpu.as_ref().map(|(n, i)| (n.as_str(), *i));
     let row = match &a.energy_device {
         Some(id) => table.get(id).cloned().ok_or_else(|| {
             let ids: Vec<&str> = table.rows.iter().map(|r| r.id.as_str()).collect();
@@ -54,10 +60,12 @@ pub fn cpu_energy_model(a: &EnergyArgs, threads: usize) -> Result<EnergyModel> {
                 ids.join(", ")
             )
         })?,
-        None => table
-            .find("cpu", &cpu.model)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("no CPU row in the energy table for {:?}", cpu.model))?,
+        None => table.row_for(&cpu.model, gpu).cloned().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no row in the energy table for {:?}",
+                gpu.map_or(cpu.model.as_str(), |g| g.0)
+            )
+        })?,
     };
     Ok(EnergyModel::new(row, threads))
 }
@@ -69,14 +77,14 @@ struct Selection {
     statuses: Vec<SourceStatus>,
 }
 
-fn select(a: &EnergyArgs, threads: usize) -> Result<Selection> {
+fn select(a: &EnergyArgs, threads: usize, gpu: Option<(String, bool)>) -> Result<Selection> {
     let want = match a.energy.as_str() {
         "auto" => None,
         s => Some(SourceKind::parse(s).ok_or_else(|| {
             anyhow::anyhow!("--energy must be auto, nvml, rapl, battery or estimate (got {s:?})")
         })?),
     };
-    let model = cpu_energy_model(a, threads)?;
+    let model = energy_model(a, threads, gpu)?;
     let (meter, statuses) = match want {
         Some(SourceKind::Estimate) => (None, Vec::new()),
         _ => open_meter(want, &SysRoots::default()),
@@ -94,14 +102,18 @@ fn select(a: &EnergyArgs, threads: usize) -> Result<Selection> {
     })
 }
 
-/// A recorder for one run (idle power measured first for real sensors), and the status of
-/// every source tried.
-pub fn recorder(a: &EnergyArgs, threads: usize) -> Result<(Recorder, Vec<SourceStatus>)> {
+/// A recorder for one run on `threads` threads or on `gpu` (idle power measured first for
+/// real sensors), and the status of every source tried.
+pub fn recorder(
+    a: &EnergyArgs,
+    threads: usize,
+    gpu: Option<(String, bool)>,
+) -> Result<(Recorder, Vec<SourceStatus>)> {
     let Selection {
         meter,
         model,
         statuses,
-    } = select(a, threads)?;
+    } = select(a, threads, gpu)?;
     let measured = meter.is_some();
     let mut rec = Recorder::new(meter, model, Duration::from_secs(1));
     if measured {
@@ -110,9 +122,13 @@ pub fn recorder(a: &EnergyArgs, threads: usize) -> Result<(Recorder, Vec<SourceS
     Ok((rec, statuses))
 }
 
-/// The energy source for `tokenfab bench` windows.
-pub fn bench_probe(a: &EnergyArgs, threads: usize) -> Result<EnergyProbe> {
-    let s = select(a, threads)?;
+/// The energy source for `tokenfab bench` windows of a run on `threads` threads or `gpu`.
+pub fn bench_probe(
+    a: &EnergyArgs,
+    threads: usize,
+    gpu: Option<(String, bool)>,
+) -> Result<EnergyProbe> {
+    let s = select(a, threads, gpu)?;
     Ok(EnergyProbe {
         meter: s.meter,
         model: s.model,

@@ -243,7 +243,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     } else {
         cfg.threads
     };
-    let (mut recorder, _) = super::energy::recorder(&cfg.energy, threads)?;
+    let gpu = model.ops().backend().energy_gpu();
+    let (mut recorder, _) = super::energy::recorder(&cfg.energy, threads, gpu)?;
     // open the trace file before generating, so a bad path fails fast
     let mut trace = match &cfg.trace {
         Some(p) => Some(std::io::BufWriter::new(

@@ -423,6 +423,12 @@ impl Backend for CandleBackend {
         None
     }
 
+    /// A CUDA GPU (discrete as far as the energy table is concerned; NVML measures it where
+    /// the driver has it).
+    fn energy_gpu(&self) -> Option<(String, bool)> {
+        self.adapter_name().map(|n| (n, false))
+    }
+
     fn sync(&mut self) -> Result<()> {
         self.device.synchronize().map_err(err)
     }

@@ -855,6 +855,14 @@ impl Backend for WgpuBackend {
         Some(self.gpu.summary.name.clone())
     }
 
+    fn energy_gpu(&self) -> Option<(String, bool)> {
+        match self.gpu.summary.device_type.as_str() {
+            "DiscreteGpu" | "VirtualGpu" | "Other" => Some((self.gpu.summary.name.clone(), false)),
+            "IntegratedGpu" => Some((self.gpu.summary.name.clone(), true)),
+            _ => None,
+        }
+    }
+
     fn measure_peak_bandwidth(&mut self) -> Option<Result<f64>> {
         Some(self.read_bandwidth())
     }

@@ -12,7 +12,7 @@ const BUILTIN: &str = include_str!("devices.toml");
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceRow {
     pub id: String,
-    /// `cpu` or `gpu`.
+    /// `cpu`, `gpu` (a discrete GPU) or `igpu` (one sharing the CPU's memory).
     pub kind: String,
     /// Substrings of the CPU model name / GPU name this row applies to (empty: fallback).
     #[serde(default, rename = "match")]
@@ -70,9 +70,9 @@ impl DeviceTable {
             if !seen.insert(r.id.clone()) {
                 return Err(invalid(format!("device id {:?} appears twice", r.id)));
             }
-            if r.kind != "cpu" && r.kind != "gpu" {
+            if !["cpu", "gpu", "igpu"].contains(&r.kind.as_str()) {
                 return Err(invalid(format!(
-                    "device {:?}: kind must be \"cpu\" or \"gpu\"",
+                    "device {:?}: kind must be \"cpu\", \"gpu\" or \"igpu\"",
                     r.id
                 )));
             }
@@ -130,6 +130,15 @@ impl DeviceTable {
 
     pub fn get(&self, id: &str) -> Option<&DeviceRow> {
         self.rows.iter().find(|r| r.id == id)
+    }
+
+    /// The row for a run: the GPU's (`gpu`: name, integrated?) by name among the `gpu` or
+    /// `igpu` rows, else the CPU's by model name among the `cpu` rows.
+    pub fn row_for(&self, cpu_model: &str, gpu: Option<(&str, bool)>) -> Option<&DeviceRow> {
+        match gpu {
+            Some((name, integrated)) => self.find(if integrated { "igpu" } else { "gpu" }, name),
+            None => self.find("cpu", cpu_model),
+        }
     }
 
     /// The first row of `kind` whose patterns match `name`, else the first fallback row.
@@ -194,6 +203,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gpu_runs_get_gpu_rows_by_adapter_name() {
+        let t = DeviceTable::builtin();
+        let id = |gpu| t.row_for("AMD EPYC 7763", gpu).map(|r| r.id.as_str());
+        assert_eq!(id(None), Some("cpu-amd-epyc-vcpu"));
+        assert_eq!(id(Some(("NVIDIA H100 80GB HBM3", false))), Some("h100-sxm"));
+        assert_eq!(
+            id(Some(("NVIDIA GeForce RTX 4090", false))),
+            Some("rtx-4090")
+        );
+        assert_eq!(
+            id(Some(("AMD Radeon RX 7900 XTX", false))),
+            Some("gpu-generic-discrete")
+        );
+        assert_eq!(
+            id(Some(("Intel(R) Iris(R) Xe Graphics", true))),
+            Some("igpu-generic")
+        );
+        // a GPU row charges the device's power, not per thread
+        let m = EnergyModel::new(t.get("gpu-generic-discrete").unwrap().clone(), 16);
+        assert_eq!(m.p_static_w, 250.0);
+    }
+
+    #[test]
     fn builtin_table_is_valid_and_matches_this_cpu_kind() {
         let t = DeviceTable::parse("builtin", BUILTIN).unwrap();
         assert!(t.rows.len() >= 4);
@@ -206,10 +238,10 @@ mod tests {
             t.find("gpu", "NVIDIA H100 80GB HBM3").unwrap().id,
             "h100-sxm"
         );
-        assert!(
-            t.find("gpu", "Unknown GPU").is_none(),
-            "no generic GPU row: say so instead"
-        );
+        // an unknown GPU gets the generic row, an assumption that says so in its source
+        let generic = t.find("gpu", "Unknown GPU").unwrap();
+        assert_eq!(generic.id, "gpu-generic-discrete");
+        assert!(generic.source.starts_with("assumption"));
     }
 
     #[test]
