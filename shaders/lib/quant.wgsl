@@ -3,7 +3,8 @@
 // Included (prepended) by kernels that declare `W: array<u32>` (the raw GGUF bytes of one
 // weight part, little-endian, rows packed back to back) and `override TYPE: u32` (the ggml
 // type id). Blocks are byte-packed and not 4-byte aligned (a Q4_0 block is 18 bytes), so all
-// reads go through byte-offset helpers. `deq32(row_byte, e0, &w)` decodes elements
+// reads go through byte-offset helpers (quants four at a time through `u32at`, which joins two
+// aligned words where a block leaves them unaligned). `deq32(row_byte, e0, &w)` decodes elements
 // `e0..e0 + 32` of the row that starts at byte `row_byte`; every supported type has a
 // 32-element structure (k-quant super-blocks are 8 such chunks). Layouts follow ggml-common.h;
 // tests/wgpu_kernels.rs checks every type against the CPU dequantizer.
@@ -71,10 +72,13 @@ fn deq32(rb: u32, e0: u32, w: ptr<function, array<f32, 32>>) {
         case 2u { // Q4_0: d, qs[16]
             let base = rb + (e0 / 32u) * 18u;
             let d = f16at(base);
-            for (var l = 0u; l < 16u; l++) {
-                let q = u8at(base + 2u + l);
-                (*w)[l] = d * (f32(q & 15u) - 8.0);
-                (*w)[l + 16u] = d * (f32(q >> 4u) - 8.0);
+            for (var k = 0u; k < 4u; k++) {
+                let q4 = u32at(base + 2u + 4u * k);
+                for (var j = 0u; j < 4u; j++) {
+                    let q = (q4 >> (8u * j)) & 0xffu;
+                    (*w)[4u * k + j] = d * (f32(q & 15u) - 8.0);
+                    (*w)[4u * k + j + 16u] = d * (f32(q >> 4u) - 8.0);
+                }
             }
         }
         case 3u { // Q4_1: d, m, qs[16]
@@ -91,12 +95,16 @@ fn deq32(rb: u32, e0: u32, w: ptr<function, array<f32, 32>>) {
             let base = rb + (e0 / 32u) * 22u;
             let d = f16at(base);
             let qh = u32at(base + 2u);
-            for (var l = 0u; l < 16u; l++) {
-                let q = u8at(base + 6u + l);
-                let lo = (q & 15u) | (((qh >> l) & 1u) << 4u);
-                let hi = (q >> 4u) | (((qh >> (l + 16u)) & 1u) << 4u);
-                (*w)[l] = d * (f32(lo) - 16.0);
-                (*w)[l + 16u] = d * (f32(hi) - 16.0);
+            for (var k = 0u; k < 4u; k++) {
+                let q4 = u32at(base + 6u + 4u * k);
+                for (var j = 0u; j < 4u; j++) {
+                    let l = 4u * k + j;
+                    let q = (q4 >> (8u * j)) & 0xffu;
+                    let lo = (q & 15u) | (((qh >> l) & 1u) << 4u);
+                    let hi = (q >> 4u) | (((qh >> (l + 16u)) & 1u) << 4u);
+                    (*w)[l] = d * (f32(lo) - 16.0);
+                    (*w)[l + 16u] = d * (f32(hi) - 16.0);
+                }
             }
         }
         case 7u { // Q5_1: d, m, qh[4], qs[16]
@@ -115,7 +123,13 @@ fn deq32(rb: u32, e0: u32, w: ptr<function, array<f32, 32>>) {
         case 8u { // Q8_0: d, qs[32]
             let base = rb + (e0 / 32u) * 34u;
             let d = f16at(base);
-            for (var l = 0u; l < 32u; l++) { (*w)[l] = d * f32(i8of(u8at(base + 2u + l))); }
+            // one (possibly unaligned) word per four quants instead of a load per byte
+            for (var k = 0u; k < 8u; k++) {
+                let q4 = u32at(base + 2u + 4u * k);
+                for (var j = 0u; j < 4u; j++) {
+                    (*w)[4u * k + j] = d * f32(bitcast<i32>(q4 << (24u - 8u * j)) >> 24u);
+                }
+            }
         }
         case 10u { // Q2_K: scales[16], qs[64], d, dmin
             let base = rb + (e0 / 256u) * 84u;
