@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use tokenfab::backend::candle::CandleBackend;
 use tokenfab::backend::cpu::CpuBackend;
-use tokenfab::backend::wgpu::{WgpuBackend, WgpuOptions};
+use tokenfab::backend::wgpu::{Tuning, WgpuBackend, WgpuOptions};
 use tokenfab::backend::{AttnParams, Glu, Ops, PreNorm, RopeKv, RopeLayout, Weight};
 use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
 use tokenfab::quant::{dequantize, Isa};
@@ -129,12 +129,21 @@ fn backends() -> Vec<(&'static str, Ops)> {
         WgpuBackend::with_options(opts)
             .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)")
     };
-    v.push(("wgpu", Ops::new(Box::new(gpu(WgpuOptions::default())))));
+    // the GPU kernel choices on any adapter (on lavapipe, `Tuning::Auto` takes the software
+    // ones, which the split backend runs)
+    v.push((
+        "wgpu",
+        Ops::new(Box::new(gpu(WgpuOptions {
+            tuning: Tuning::Gpu,
+            ..WgpuOptions::default()
+        }))),
+    ));
     v.push((
         "wgpu shared-memory f32-kv",
         Ops::new(Box::new(gpu(WgpuOptions {
             subgroups: false,
             f16_kv: false,
+            tuning: Tuning::Gpu,
             ..WgpuOptions::default()
         }))),
     ));

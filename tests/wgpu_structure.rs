@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use tokenfab::backend::wgpu::{WgpuBackend, WgpuOptions};
+use tokenfab::backend::wgpu::{Tuning, WgpuBackend, WgpuOptions};
 use tokenfab::generate::{generate, GenerateOptions};
 use tokenfab::gguf::{GgmlType, GgufFile};
 use tokenfab::model::{LoadOptions, Logits, Model};
@@ -33,9 +33,10 @@ const TINY: Preset = Preset {
 };
 
 /// (dispatches, passes, submits, host waits) per decoded token, and the greedy tokens.
-fn decode_counts(path: &std::path::Path, fast: bool) -> ([u64; 4], Vec<u32>) {
+fn decode_counts(path: &std::path::Path, fast: bool, tuning: Tuning) -> ([u64; 4], Vec<u32>) {
     let gpu = WgpuBackend::with_options(WgpuOptions {
         fast_kernels: fast,
+        tuning,
         ..WgpuOptions::default()
     })
     .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)");
@@ -76,7 +77,7 @@ fn decode_should_cost_six_dispatches_per_layer_one_submit_one_wait() {
     let path = dir.path().join("tiny-llama.gguf");
     synth::write(&TINY, GgmlType::Q4_K, &path, 3, &mut |_, _| {}).unwrap();
     let layers = TINY.n_layer as u64;
-    let (fast, fast_tokens) = decode_counts(&path, true);
+    let (fast, fast_tokens) = decode_counts(&path, true, Tuning::Gpu);
     // per layer: rms_norm+q/k/v, rope+store_kv, attention, wo+residual,
     // rms_norm+gate/up+GLU, down+residual; per token: embed, then the head's copy, rms_norm,
     // output matvec and argmax's two passes
@@ -85,12 +86,24 @@ fn decode_should_cost_six_dispatches_per_layer_one_submit_one_wait() {
     assert_eq!(fast[2], 1, "submits per token");
     assert_eq!(fast[3], 1, "host waits per token (the token's 4 bytes)");
     // the kernels before the fused ones: 17 dispatches per layer
-    let (legacy, legacy_tokens) = decode_counts(&path, false);
+    let (legacy, legacy_tokens) = decode_counts(&path, false, Tuning::Gpu);
     assert_eq!(legacy[0], 17 * layers + 6, "legacy dispatches per token");
     assert_eq!(legacy[2..], [1, 1]);
     assert_eq!(
         fast_tokens, legacy_tokens,
         "greedy tokens differ between the kernels"
+    );
+    // software adapters keep the RMS norms apart (see Tuning): 8 per layer
+    let (soft, soft_tokens) = decode_counts(&path, true, Tuning::Software);
+    assert_eq!(
+        soft[0],
+        8 * layers + 6,
+        "software-tuned dispatches per token"
+    );
+    assert_eq!(soft[2..], [1, 1]);
+    assert_eq!(
+        fast_tokens, soft_tokens,
+        "greedy tokens differ between the tunings"
     );
 }
 
@@ -104,7 +117,11 @@ fn generate_should_submit_once_per_token() {
     synth::write(&TINY, GgmlType::Q4_K, &path, 5, &mut |_, _| {}).unwrap();
     let gemma = GgufFile::open(common::model(common::GEMMA)).unwrap();
     let tk = Tokenizer::from_metadata(gemma.metadata()).unwrap();
-    let gpu = WgpuBackend::with_options(WgpuOptions::default()).unwrap();
+    let gpu = WgpuBackend::with_options(WgpuOptions {
+        tuning: Tuning::Gpu,
+        ..WgpuOptions::default()
+    })
+    .unwrap();
     let counters = gpu.counters();
     let f = Arc::new(GgufFile::open(&path).unwrap());
     let opts = LoadOptions {

@@ -31,12 +31,18 @@ fn matvec_fits(dtype: GgmlType, cols: usize) -> bool {
 impl WgpuBackend {
     /// Which kernel computes `n` tokens against a weight of `dtype` with `cols` columns:
     /// `matmul.wgsl` for everything without [`WgpuOptions::fast_kernels`]
-    /// (super::WgpuOptions::fast_kernels); the 128-token GEMM tile for more than 64 tokens
-    /// where the adapter has 32 KiB of workgroup memory.
+    /// (super::WgpuOptions::fast_kernels); the GEMM from 9 tokens (software adapters: 64, see
+    /// [`Tuning`](super::Tuning)), with 128-token tiles for more than 64 tokens where the
+    /// adapter has 32 KiB of workgroup memory.
     pub fn kernel_for(&self, dtype: GgmlType, cols: usize, n: usize) -> Kernel {
+        let gemm_from = if self.gpu_tuning {
+            MATVEC_MAX_TOKENS + 1
+        } else {
+            64
+        };
         if !self.fast_kernels {
             Kernel::MatMul(dtype)
-        } else if n > MATVEC_MAX_TOKENS {
+        } else if n >= gemm_from {
             let big = n > 64 && self.gpu.limits.max_compute_workgroup_storage_size >= GEMM128_BYTES;
             Kernel::Gemm(dtype, if big { GemmTile::T128 } else { GemmTile::T64 })
         } else if n == 1 && matvec_fits(dtype, cols) {
@@ -154,8 +160,9 @@ impl WgpuBackend {
     }
 
     /// The input of a fused product whose input is RMS-normed first: `x` and the norm for
-    /// `matvec.wgsl` to apply (its weight's buffer, eps) when `fused` and the adapter can bind
-    /// the norm weight too (9 storage buffers); else the norm runs first, into `norm.out`.
+    /// `matvec.wgsl` to apply (its weight's buffer, eps) when `fused`, tuned for a GPU, and
+    /// the adapter can bind the norm weight too (9 storage buffers); else the norm runs
+    /// first, into `norm.out`.
     fn pre_norm_input(
         &mut self,
         norm: Option<PreNorm>,
@@ -167,6 +174,7 @@ impl WgpuBackend {
             return Ok((x, None));
         };
         let inline = fused
+            && self.gpu_tuning
             && self.gpu.limits.max_storage_buffers_per_shader_stage >= MATVEC_BUFFERS
             && p.weight.cols % 4 == 0;
         if inline {
