@@ -180,10 +180,15 @@ impl Ops {
             )
         })?;
         check(x != out, || "matmul: input and output alias".into())?;
+        self.record_matmul(w, n);
+        self.backend.matmul(w, x, out, n)
+    }
+
+    /// What one `n`-token product with `w` moves and computes.
+    fn record_matmul(&mut self, w: &Weight, n: usize) {
         let mut t = act(n * w.cols, n * w.rows, 2 * n * w.rows * w.cols);
         t.weight_bytes = w.n_bytes();
         self.record(OpName::MatMul, t);
-        self.backend.matmul(w, x, out, n)
     }
 
     /// An RMS norm before a fused projection: its checks and traffic (as [`Ops::rms_norm`]).
@@ -232,9 +237,7 @@ impl Ops {
             || "matmul_qkv: outputs alias".into(),
         )?;
         for w in w {
-            let mut t = act(n * w.cols, n * w.rows, 2 * n * w.rows * w.cols);
-            t.weight_bytes = w.n_bytes();
-            self.record(OpName::MatMul, t);
+            self.record_matmul(w, n);
         }
         self.backend.matmul_qkv(norm, w, x, out, n)
     }
@@ -249,10 +252,9 @@ impl Ops {
         check(x != acc && x != tmp && tmp != acc, || {
             "matmul_add: buffers alias".into()
         })?;
-        // the product, then the residual read and written once
-        let mut t = act(n * w.cols + rows, rows, 2 * rows * w.cols + rows);
-        t.weight_bytes = w.n_bytes();
-        self.record(OpName::MatMul, t);
+        // the ledger is the op sequence's, fused or not: the product, then the add
+        self.record_matmul(w, n);
+        self.record(OpName::Add, act(2 * rows, rows, rows));
         self.backend.matmul_add(w, x, tmp, acc, n)
     }
 
@@ -287,10 +289,13 @@ impl Ops {
         check(x != out && x != tmp && tmp != out, || {
             "matmul_glu: buffers alias".into()
         })?;
-        let flops = 4 * rows * gate.cols + rows * GLU_FLOPS_PER_ELEMENT as usize;
-        let mut t = act(n * gate.cols, rows, flops);
-        t.weight_bytes = gate.n_bytes() + up.n_bytes();
-        self.record(OpName::MatMul, t);
+        // the ledger is the op sequence's: two products, then the GLU
+        self.record_matmul(gate, n);
+        self.record_matmul(up, n);
+        self.record(
+            OpName::Glu,
+            act(2 * rows, rows, rows * GLU_FLOPS_PER_ELEMENT as usize),
+        );
         self.backend
             .matmul_glu(kind, norm, gate, up, x, tmp, out, n)
     }
@@ -323,11 +328,15 @@ impl Ops {
                 )
             },
         )?;
-        let rotated = q_len + kv_len;
-        self.record(OpName::Rope, act(rotated, rotated, 3 * rotated));
-        let mut t = act(2 * kv_len, 0, 0);
-        t.kv_write_bytes = (2 * kv_len * self.backend.kv_elem_bytes()) as u64;
-        self.record(OpName::StoreKv, t);
+        // the ledger is the op sequence's: two ropes, two cache writes
+        for len in [q_len, kv_len] {
+            self.record(OpName::Rope, act(len, len, 3 * len));
+        }
+        for _ in 0..2 {
+            let mut t = act(kv_len, 0, 0);
+            t.kv_write_bytes = (kv_len * self.backend.kv_elem_bytes()) as u64;
+            self.record(OpName::StoreKv, t);
+        }
         self.backend.rope_store_kv(q, k, v, rope, p)
     }
 
