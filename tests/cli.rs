@@ -322,3 +322,79 @@ fn synth_writes_a_model_bench_can_run() {
     assert_eq!(code, 1);
     assert!(err.contains("tokenizer"), "{err}");
 }
+
+/// `bench --kernels`: the wgpu matrix kernels alone on a preset's shapes (lavapipe in CI, so
+/// only the small Gemma 3 shapes whose columns fit Q4_K: the output and down projections,
+/// 640 x 1024 and 640 x 2048), one JSON line per kernel call with its timing, and clear errors
+/// for bad presets, types and backends.
+#[test]
+fn bench_kernels_times_each_matrix_kernel() {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokenfab()
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .args([
+            "bench",
+            "--kernels",
+            "gemma3-270m",
+            "--kernel-types",
+            "q4_K",
+            "--kernel-reps",
+            "2",
+            "-p",
+            "16",
+            "-o",
+            "jsonl",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let calls: Vec<(String, u64, u64)> = stdout
+        .lines()
+        .map(|l| {
+            let l: serde_json::Value = serde_json::from_str(l).unwrap();
+            let t = &l["timing"];
+            assert_eq!(t["rows"].as_u64(), Some(640), "{l}");
+            assert!(t["host_us"].as_f64().unwrap() > 0.0 && t["gb_s"].as_f64().unwrap() > 0.0);
+            let kernel = t["kernel"].as_str().unwrap().to_string();
+            (
+                kernel,
+                t["cols"].as_u64().unwrap(),
+                t["tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // per shape: decode through the matvec, 16 tokens through the GEMM (or, on a software
+    // adapter, the general kernel: see Tuning)
+    assert_eq!(calls.len(), 4, "{stdout}");
+    for (i, cols) in [1024, 2048].into_iter().enumerate() {
+        assert_eq!(calls[2 * i], ("matvec.q4_K".into(), cols, 1), "{stdout}");
+        let (k, c, n) = &calls[2 * i + 1];
+        assert!(
+            ["gemm64.q4_K", "matmul.q4_K"].contains(&k.as_str()) && (*c, *n) == (cols, 16),
+            "{stdout}"
+        );
+    }
+    let (code, _, err) = run(&["bench", "--kernels", "gpt-5"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown preset") && err.contains("llama-3.1-8b"),
+        "{err}"
+    );
+    let (code, _, err) = run(&[
+        "bench",
+        "--kernels",
+        "llama-3.2-1b",
+        "--kernel-types",
+        "q9_X",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("q9_X"), "{err}");
+    let (code, _, err) = run(&["bench", "--kernels", "llama-3.2-1b", "--backend", "cpu"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--backend wgpu"), "{err}");
+}
