@@ -11,12 +11,14 @@
 //! decoded token is one submit. Pipelines and bind groups are cached. With profiling on,
 //! every pass writes begin/end timestamps (see [`profile`]).
 //!
+//! Buffers and weight upload live in [`buffers`], options and work counters in [`options`].
 //! One dispatch file per kernel family, each paired with its shader: [`matmul`], [`embed`],
 //! [`norm`], [`rope`], [`kv`], [`attention`], [`elementwise`], [`argmax`].
 
 mod argmax;
 mod attention;
 mod bandwidth;
+mod buffers;
 mod device;
 mod elementwise;
 mod embed;
@@ -25,11 +27,13 @@ pub mod kernels;
 mod kv;
 mod matmul;
 mod norm;
+mod options;
 mod profile;
 mod rope;
 
 pub use device::{has_discrete_gpu, list_adapters, AdapterSummary};
 pub use kernel_bench::KernelTiming;
+pub use options::{Counters, Tuning, WgpuOptions};
 
 use super::{
     AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, PreNorm, Result, Rope,
@@ -38,7 +42,7 @@ use super::{
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
 use kernels::{Family, Kernel, Pipelines, ShaderCaps};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Bytes of parameters one dispatch may bind.
@@ -62,74 +66,6 @@ struct GpuWeight {
     cols: usize,
     row_bytes: usize,
     parts: Vec<Part>,
-}
-
-/// What the backend asked of the GPU so far (for tests and structural checks: dispatches per
-/// decoded token, one submit per token, no host wait but the token's read back).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub dispatches: AtomicU64,
-    pub passes: AtomicU64,
-    pub submits: AtomicU64,
-    /// Host waits for the GPU: a read back (a token, logits) or a sync.
-    pub host_waits: AtomicU64,
-}
-
-impl Counters {
-    /// (dispatches, passes, submits, host waits) now.
-    pub fn snapshot(&self) -> [u64; 4] {
-        [
-            self.dispatches.load(Ordering::Relaxed),
-            self.passes.load(Ordering::Relaxed),
-            self.submits.load(Ordering::Relaxed),
-            self.host_waits.load(Ordering::Relaxed),
-        ]
-    }
-}
-
-/// Choices when opening the backend.
-#[derive(Clone, Copy, Debug)]
-pub struct WgpuOptions {
-    /// Per-kernel timestamps (`--profile`).
-    pub profile: bool,
-    /// Use subgroup reductions where the adapter has SUBGROUP.
-    pub subgroups: bool,
-    /// Keep the KV cache in f16 where the adapter has SHADER_F16 (f32 otherwise).
-    pub f16_kv: bool,
-    /// Use the decode matvec and tiled GEMM kernels and the fused ops (matvec epilogues,
-    /// rope + KV store). False: `matmul.wgsl` for every product and one dispatch per op, as
-    /// before them; for A/B measurements.
-    pub fast_kernels: bool,
-    /// Which of the fast paths to take (see [`Tuning`]).
-    pub tuning: Tuning,
-}
-
-/// Kernel choices that depend on what runs the shaders. A GPU pays a few microseconds per
-/// dispatch and little per barrier; a software adapter (lavapipe: shaders on CPU threads)
-/// the other way round, and it executes every invocation of a half-empty tile. Measured on
-/// lavapipe (2 vCPUs, synthetic Llama 3.2 1B): decode 1.04 t/s with the RMS norm inside the
-/// matvecs vs 1.25 with it apart; 32-token prefill 1.21 t/s with the 64 x 64 GEMM tile vs
-/// 1.77 with `matmul.wgsl` (at 64 tokens, Gemma 3: 18.9 vs 14.4 for the GEMM).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tuning {
-    /// GPU for hardware adapters, software for CPU-type ones.
-    Auto,
-    /// The RMS norm inside the matvecs; the tiled GEMM from 9 tokens.
-    Gpu,
-    /// The RMS norm as its own dispatch; the tiled GEMM from 64 tokens.
-    Software,
-}
-
-impl Default for WgpuOptions {
-    fn default() -> Self {
-        WgpuOptions {
-            profile: false,
-            subgroups: true,
-            f16_kv: true,
-            fast_kernels: true,
-            tuning: Tuning::Auto,
-        }
-    }
 }
 
 /// The wgpu backend (see the module docs).
@@ -308,57 +244,6 @@ impl WgpuBackend {
         )))
     }
 
-    /// A zeroed storage buffer; out-of-memory is an error, not a panic.
-    fn buffer(&mut self, bytes: u64, label: &str) -> Result<u32> {
-        self.buffer_init(bytes, label, &[])
-    }
-
-    /// A storage buffer of `bytes` that starts with `data` (written while mapped at creation,
-    /// so no staging copy), the rest zero.
-    fn buffer_init(&mut self, bytes: u64, label: &str, data: &[u8]) -> Result<u32> {
-        let size = round_up(bytes.max(16), 16);
-        if size > self.gpu.limits.max_buffer_size {
-            return Err(BackendError::OutOfMemory {
-                backend: format!(
-                    "wgpu ({}): {label} exceeds the largest buffer ({} MiB)",
-                    self.gpu.summary.name,
-                    self.gpu.limits.max_buffer_size >> 20
-                ),
-                bytes: size,
-            });
-        }
-        let scope = self
-            .gpu
-            .device
-            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: true,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(BackendError::OutOfMemory {
-                backend: format!("wgpu ({}): {label}: {e}", self.gpu.summary.name),
-                bytes: size,
-            });
-        }
-        {
-            let mut view = buf
-                .slice(..)
-                .get_mapped_range_mut()
-                .map_err(|e| BackendError::Device(format!("wgpu: {e}")))?;
-            if !data.is_empty() {
-                view.slice(..data.len()).copy_from_slice(data);
-            }
-        }
-        buf.unmap();
-        self.store.push(buf);
-        Ok((self.store.len() - 1) as u32)
-    }
-
     /// Records one dispatch of `kernel` over `groups` workgroups with `bufs` (store ids, in
     /// binding order after the params window) and `params`.
     fn dispatch(
@@ -517,52 +402,6 @@ impl WgpuBackend {
         };
         rb.unmap();
         Ok(out)
-    }
-
-    /// Copies the GGUF blocks of a matrix (`bytes`, rows back to back) into parts of at most
-    /// `max_part_bytes`, and registers it as `w` (whose id must be the next weight's).
-    fn upload_matrix(&mut self, name: &str, w: Weight, bytes: &[u8]) -> Result<Weight> {
-        let rows = w.rows;
-        let row_bytes = bytes.len() / rows.max(1);
-        if w.id as usize != self.weights.len() || row_bytes * rows != bytes.len() {
-            return Err(BackendError::Invalid(format!(
-                "{name}: {} bytes are not {rows} whole rows",
-                bytes.len()
-            )));
-        }
-        let per_part = (self.max_part_bytes as usize / row_bytes.max(1)).max(1);
-        let mut parts = Vec::new();
-        let mut row0 = 0;
-        while row0 < rows {
-            let n = per_part.min(rows - row0);
-            let src = &bytes[row0 * row_bytes..(row0 + n) * row_bytes];
-            let label = format!("{name} rows {row0}..{}", row0 + n);
-            let buf = self.buffer_init(src.len() as u64, &label, src)?;
-            parts.push(Part { buf, row0, rows: n });
-            row0 += n;
-        }
-        self.uploaded += bytes.len() as u64;
-        self.weights.push(GpuWeight {
-            dtype: w.dtype,
-            cols: w.cols,
-            row_bytes,
-            parts,
-        });
-        Ok(w)
-    }
-
-    /// Frees every buffer made after the store held `store_len` buffers and every weight
-    /// after the first `weights_len` (their bind groups too).
-    fn release_from(&mut self, store_len: usize, weights_len: usize) {
-        let _ = self.flush();
-        self.bind_groups.retain(|(_, ids), _| {
-            ids.iter()
-                .all(|&id| id == u32::MAX || (id as usize) < store_len)
-        });
-        for b in self.store.drain(store_len.min(self.store.len())..) {
-            b.destroy();
-        }
-        self.weights.truncate(weights_len);
     }
 
     fn weight(&self, w: &Weight) -> &GpuWeight {
