@@ -82,20 +82,20 @@ fn main(
         }
         workgroupBarrier();
     }
-    store(m0 + ty, n0 + tx, c0);
-    store(m0 + ty + 16u, n0 + tx, c1);
-    store(m0 + ty + 32u, n0 + tx, c2);
-    store(m0 + ty + 48u, n0 + tx, c3);
+    store(m0 + ty, n0 + tx, 16u, c0);
+    store(m0 + ty + 16u, n0 + tx, 16u, c1);
+    store(m0 + ty + 32u, n0 + tx, 16u, c2);
+    store(m0 + ty + 48u, n0 + tx, 16u, c3);
 }
 
-// Row m of tokens t, t + 16, t + 32, t + 48 (those inside the part and the batch).
-fn store(m: u32, t: u32, v: vec4<f32>) {
+// Row m of tokens t, t + step, t + 2 step, t + 3 step (those inside the part and the batch).
+fn store(m: u32, t: u32, step: u32, v: vec4<f32>) {
     if (m >= P[0]) {
         return;
     }
     let o = P[3] + m;
     for (var j = 0u; j < 4u; j++) {
-        let tok = t + 16u * j;
+        let tok = t + step * j;
         if (tok < P[2]) {
             Y[tok * P[4] + o] = v[j];
         }
@@ -182,33 +182,20 @@ fn main128(
     let r = m0 + 4u * ty;
     let t0 = n0 + 4u * tx;
     let t1 = n0 + 64u + 4u * tx;
-    store4(r, t0, c00);
-    store4(r, t1, c01);
-    store4(r + 1u, t0, c10);
-    store4(r + 1u, t1, c11);
-    store4(r + 2u, t0, c20);
-    store4(r + 2u, t1, c21);
-    store4(r + 3u, t0, c30);
-    store4(r + 3u, t1, c31);
-    store4(r + 64u, t0, c40);
-    store4(r + 64u, t1, c41);
-    store4(r + 65u, t0, c50);
-    store4(r + 65u, t1, c51);
-    store4(r + 66u, t0, c60);
-    store4(r + 66u, t1, c61);
-    store4(r + 67u, t0, c70);
-    store4(r + 67u, t1, c71);
-}
-
-// Row m of tokens t..t + 3 (those inside the part and the batch).
-fn store4(m: u32, t: u32, v: vec4<f32>) {
-    if (m >= P[0]) {
-        return;
-    }
-    let o = P[3] + m;
-    for (var j = 0u; j < 4u; j++) {
-        if (t + j < P[2]) {
-            Y[(t + j) * P[4] + o] = v[j];
-        }
-    }
+    store(r, t0, 1u, c00);
+    store(r, t1, 1u, c01);
+    store(r + 1u, t0, 1u, c10);
+    store(r + 1u, t1, 1u, c11);
+    store(r + 2u, t0, 1u, c20);
+    store(r + 2u, t1, 1u, c21);
+    store(r + 3u, t0, 1u, c30);
+    store(r + 3u, t1, 1u, c31);
+    store(r + 64u, t0, 1u, c40);
+    store(r + 64u, t1, 1u, c41);
+    store(r + 65u, t0, 1u, c50);
+    store(r + 65u, t1, 1u, c51);
+    store(r + 66u, t0, 1u, c60);
+    store(r + 66u, t1, 1u, c61);
+    store(r + 67u, t0, 1u, c70);
+    store(r + 67u, t1, 1u, c71);
 }

@@ -237,10 +237,7 @@ pub trait Backend: Send {
         n: usize,
     ) -> Result<()> {
         let x = self.pre_norm(norm, x, n)?;
-        for (w, o) in w.into_iter().zip(out) {
-            self.matmul(w, x, o, n)?;
-        }
-        Ok(())
+        unfused::matmul_qkv(self, w, x, out, n)
     }
 
     /// `x` RMS-normed into `norm.out` (returned), or `x` itself without a norm: the unfused
@@ -259,8 +256,7 @@ pub trait Backend: Send {
     /// stream). Fused on backends that can; the default is [`matmul`](Backend::matmul) into
     /// `tmp` (`n × w.rows` scratch) and [`add`](Backend::add).
     fn matmul_add(&mut self, w: &Weight, x: Buf, tmp: Buf, acc: Buf, n: usize) -> Result<()> {
-        self.matmul(w, x, tmp, n)?;
-        self.add(acc, tmp, acc, n * w.rows)
+        unfused::matmul_add(self, w, x, tmp, acc, n)
     }
 
     /// `out = act(gate · x) * (up · x)` for `n` tokens (a gated feed-forward's first half),
@@ -280,9 +276,7 @@ pub trait Backend: Send {
         n: usize,
     ) -> Result<()> {
         let x = self.pre_norm(norm, x, n)?;
-        self.matmul(gate, x, out, n)?;
-        self.matmul(up, x, tmp, n)?;
-        self.glu(kind, out, tmp, n * gate.rows)
+        unfused::matmul_glu(self, kind, gate, up, x, tmp, out, n)
     }
 
     /// RoPE on `q` and `k` in place, then `k` and `v` into the caches at rows `pos0..pos0 +
@@ -290,11 +284,7 @@ pub trait Backend: Send {
     /// that can; the default is two [`rope`](Backend::rope)s and two
     /// [`store_kv`](Backend::store_kv)s.
     fn rope_store_kv(&mut self, q: Buf, k: Buf, v: Buf, rope: &Rope, p: &RopeKv) -> Result<()> {
-        self.rope(q, rope, p.n, p.n_head, p.pos0)?;
-        self.rope(k, rope, p.n, p.n_head_kv, p.pos0)?;
-        let row = p.n_head_kv * rope.head_dim;
-        self.store_kv(k, p.k_cache, p.n, row, p.pos0)?;
-        self.store_kv(v, p.v_cache, p.n, row, p.pos0)
+        unfused::rope_store_kv(self, q, k, v, rope, p)
     }
 
     /// `x[t, :] += bias` for `t < n` (bias is a 1-row weight).
@@ -385,5 +375,72 @@ pub trait Backend: Send {
     /// Measures the device's peak memory read bandwidth in GB/s, for GPU backends.
     fn measure_peak_bandwidth(&mut self) -> Option<Result<f64>> {
         None
+    }
+}
+
+/// The op sequences behind the fused ops: the [`Backend`] trait's default implementations,
+/// and what a backend that fuses runs where its fused kernel does not apply (a batch, another
+/// weight type).
+pub mod unfused {
+    use super::{Backend, Buf, Glu, Result, Rope, RopeKv, Weight};
+
+    /// The three projections, one [`matmul`](Backend::matmul) each.
+    pub fn matmul_qkv<B: Backend + ?Sized>(
+        b: &mut B,
+        w: [&Weight; 3],
+        x: Buf,
+        out: [Buf; 3],
+        n: usize,
+    ) -> Result<()> {
+        for (w, o) in w.into_iter().zip(out) {
+            b.matmul(w, x, o, n)?;
+        }
+        Ok(())
+    }
+
+    /// The product into `tmp`, then added into `acc`.
+    pub fn matmul_add<B: Backend + ?Sized>(
+        b: &mut B,
+        w: &Weight,
+        x: Buf,
+        tmp: Buf,
+        acc: Buf,
+        n: usize,
+    ) -> Result<()> {
+        b.matmul(w, x, tmp, n)?;
+        b.add(acc, tmp, acc, n * w.rows)
+    }
+
+    /// Gate into `out`, up into `tmp`, then the GLU in place.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_glu<B: Backend + ?Sized>(
+        b: &mut B,
+        kind: Glu,
+        gate: &Weight,
+        up: &Weight,
+        x: Buf,
+        tmp: Buf,
+        out: Buf,
+        n: usize,
+    ) -> Result<()> {
+        b.matmul(gate, x, out, n)?;
+        b.matmul(up, x, tmp, n)?;
+        b.glu(kind, out, tmp, n * gate.rows)
+    }
+
+    /// Two ropes, then two cache writes.
+    pub fn rope_store_kv<B: Backend + ?Sized>(
+        b: &mut B,
+        q: Buf,
+        k: Buf,
+        v: Buf,
+        rope: &Rope,
+        p: &RopeKv,
+    ) -> Result<()> {
+        b.rope(q, rope, p.n, p.n_head, p.pos0)?;
+        b.rope(k, rope, p.n, p.n_head_kv, p.pos0)?;
+        let row = p.n_head_kv * rope.head_dim;
+        b.store_kv(k, p.k_cache, p.n, row, p.pos0)?;
+        b.store_kv(v, p.v_cache, p.n, row, p.pos0)
     }
 }

@@ -72,33 +72,28 @@ impl WgpuBackend {
         let copies = (ROTATE_BYTES.div_ceil(bytes) as usize).clamp(1, reps);
         let data = pseudo_random(rows * row_bytes, rows as u64 * 31 + cols as u64);
         let mark = (self.store.len(), self.weights.len());
-        let r = self.time_copies(dtype, rows, cols, tokens, reps, copies, &data);
+        let r = (0..copies)
+            .map(|i| {
+                let w = Weight {
+                    id: self.weights.len() as u32,
+                    dtype,
+                    rows,
+                    cols,
+                };
+                self.upload_matrix(&format!("bench {dtype} #{i}"), w, &data)
+            })
+            .collect::<Result<Vec<_>>>()
+            .and_then(|ws| self.time_calls(&ws, tokens, reps));
         self.release_from(mark.0, mark.1);
         r
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn time_copies(
-        &mut self,
-        dtype: GgmlType,
-        rows: usize,
-        cols: usize,
-        tokens: usize,
-        reps: usize,
-        copies: usize,
-        data: &[u8],
-    ) -> Result<KernelTiming> {
-        let bytes = data.len() as u64;
-        let mut ws = Vec::with_capacity(copies);
-        for i in 0..copies {
-            let w = Weight {
-                id: self.weights.len() as u32,
-                dtype,
-                rows,
-                cols,
-            };
-            ws.push(self.upload_matrix(&format!("bench {dtype} #{i}"), w, data)?);
-        }
+    /// Times `reps` products of `tokens` tokens, rotating through the copies `ws` of one
+    /// matrix.
+    fn time_calls(&mut self, ws: &[Weight], tokens: usize, reps: usize) -> Result<KernelTiming> {
+        let (dtype, rows, cols) = (ws[0].dtype, ws[0].rows, ws[0].cols);
+        let bytes = ws[0].n_bytes();
+        let copies = ws.len();
         let x = self.alloc(tokens * cols)?;
         self.write(x, 0, &vec![0.01; tokens * cols])?;
         let out = self.alloc(tokens * rows)?;

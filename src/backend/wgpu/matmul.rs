@@ -6,7 +6,7 @@
 //! the kernels cannot do (a batch, another type) run as their unfused ops.
 
 use super::{fold, kernels::Epilogue, kernels::GemmTile, kernels::Kernel, WgpuBackend};
-use crate::backend::{Backend, BackendError, Buf, Glu, PreNorm, Result, Weight};
+use crate::backend::{unfused, BackendError, Buf, Glu, PreNorm, Result, Weight};
 use crate::gguf::GgmlType;
 
 /// Tokens per workgroup of `matmul.wgsl` (`NT`); larger batches go to the tiled kernel.
@@ -72,6 +72,9 @@ impl WgpuBackend {
             )));
         }
         let kernel = self.kernel_for(g.dtype, g.cols, n);
+        if let Kernel::MatVec(..) = kernel {
+            return self.matvec(w, None, x, out, Epilogue::Store, None);
+        }
         let (cols, row_bytes) = (g.cols, g.row_bytes);
         let parts: Vec<(u32, usize, usize)> =
             g.parts.iter().map(|p| (p.buf, p.row0, p.rows)).collect();
@@ -85,10 +88,6 @@ impl WgpuBackend {
                 row_bytes as u32,
             ];
             let (groups, bufs) = match kernel {
-                Kernel::MatVec(..) => (
-                    fold(rows.div_ceil(MATVEC_ROWS)),
-                    vec![buf, buf, buf, x.id, x.id, out.id, self.dummy, self.dummy],
-                ),
                 Kernel::Gemm(_, tile) => {
                     let g = [rows.div_ceil(tile.size()), n.div_ceil(tile.size())];
                     if g.iter().any(|&v| v > MAX_GROUPS) {
@@ -96,12 +95,12 @@ impl WgpuBackend {
                             "matmul: {n} tokens x {rows} rows exceed the dispatch limit"
                         )));
                     }
-                    ([g[0] as u32, g[1] as u32, 1], vec![buf, x.id, out.id])
+                    ([g[0] as u32, g[1] as u32, 1], [buf, x.id, out.id])
                 }
                 _ => {
                     let mut g = fold(rows.div_ceil(self.rows_per_workgroup()));
                     g[2] = n.div_ceil(MATVEC_MAX_TOKENS) as u32;
-                    (g, vec![buf, x.id, out.id])
+                    (g, [buf, x.id, out.id])
                 }
             };
             self.dispatch(kernel, &bufs, &params, groups)?;
@@ -193,8 +192,7 @@ impl WgpuBackend {
         n: usize,
     ) -> Result<()> {
         if !self.fuses(w, n) {
-            self.matmul_impl(w, x, tmp, n)?;
-            return self.add(acc, tmp, acc, n * w.rows);
+            return unfused::matmul_add(self, w, x, tmp, acc, n);
         }
         self.matvec(w, None, x, acc, Epilogue::Add, None)
     }
@@ -224,9 +222,7 @@ impl WgpuBackend {
         let fused = same_parts && self.fuses(gate, n);
         let (x, inline) = self.pre_norm_input(norm, x, n, fused)?;
         if !fused {
-            self.matmul_impl(gate, x, out, n)?;
-            self.matmul_impl(up, x, tmp, n)?;
-            return self.glu(kind, out, tmp, n * gate.rows);
+            return unfused::matmul_glu(self, kind, gate, up, x, tmp, out, n);
         }
         let epi = match kind {
             Glu::Silu => Epilogue::SiluGlu,
@@ -256,10 +252,7 @@ impl WgpuBackend {
                 .all(|w| one_part(self, w) && w.rows % MATVEC_ROWS == 0);
         let (x, inline) = self.pre_norm_input(norm, x, n, fused)?;
         if !fused {
-            for (w, o) in w.into_iter().zip(out) {
-                self.matmul_impl(w, x, o, n)?;
-            }
-            return Ok(());
+            return unfused::matmul_qkv(self, w, x, out, n);
         }
         let bufs = [wq, wk, wv].map(|w| self.weight(w).parts[0].buf);
         let g = self.weight(wq);

@@ -543,11 +543,7 @@ impl Backend for WgpuBackend {
 
     fn rope_store_kv(&mut self, q: Buf, k: Buf, v: Buf, rope: &Rope, p: &RopeKv) -> Result<()> {
         if !self.fast_kernels {
-            self.rope_impl(q, rope, p.n, p.n_head, p.pos0)?;
-            self.rope_impl(k, rope, p.n, p.n_head_kv, p.pos0)?;
-            let row = p.n_head_kv * rope.head_dim;
-            self.store_kv_impl(k, p.k_cache, p.n, row, p.pos0)?;
-            return self.store_kv_impl(v, p.v_cache, p.n, row, p.pos0);
+            return super::unfused::rope_store_kv(self, q, k, v, rope, p);
         }
         self.rope_store_kv_impl(q, k, v, rope, p)
     }
