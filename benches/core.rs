@@ -69,7 +69,9 @@ fn main() {
         });
         let load = t0.elapsed().as_secs_f64();
         let ids = tk.encode("Once upon a time", true).unwrap();
-        let logits = model.forward(&ids, 0, Logits::Last).unwrap();
+        let cache = model.new_cache(0).unwrap();
+        let logits = model.forward(&cache, &ids, 0, Logits::Last).unwrap();
+        model.release_cache(cache);
         let n_vocab = model.config.n_vocab;
         let _ = model.ops().argmax(logits, 0, n_vocab).unwrap();
         (t0.elapsed().as_secs_f64(), load, tk, model)
@@ -80,16 +82,17 @@ fn main() {
     let prompt: Vec<u32> = tk.encode(&eval, true).unwrap()[..512].to_vec();
     let mut pp = Vec::new();
     let mut tg = Vec::new();
+    let cache = model.new_cache(0).unwrap();
     for r in 0..=reps {
         let t = Instant::now();
-        let logits = model.forward(&prompt, 0, Logits::Last).unwrap();
+        let logits = model.forward(&cache, &prompt, 0, Logits::Last).unwrap();
         let _ = model.ops().argmax(logits, 0, vocab).unwrap();
         let pp_t = t.elapsed();
         // decode 128 tokens from an empty context, like llama-bench's tg128
         let mut tok = prompt[0];
         let t = Instant::now();
         for i in 0..128 {
-            let l = model.forward(&[tok], i, Logits::Last).unwrap();
+            let l = model.forward(&cache, &[tok], i, Logits::Last).unwrap();
             tok = model.ops().argmax(l, 0, vocab).unwrap();
         }
         let d = t.elapsed();

@@ -9,8 +9,10 @@
 // The cache element type `kv_t` (f16 or f32) is prepended by the loader.
 //
 // Params P: 0 n tokens, 1 pos0, 2 n_head, 3 n_head_kv, 4 head_dim (<= MAX_HD), 5 window
-// (0 = none: query p sees keys > p - window), 6 scale (f32 bits).
-// Q, O: [n, n_head * head_dim]; K, V: [pos, n_head_kv * head_dim]. Dispatch: (n_head, n, 1).
+// (0 = none: query p sees keys > p - window), 6 scale (f32 bits), 7 row0 (the first of the n
+// rows of Q and O: one sequence's tokens in a batch).
+// Q, O: [row0 + n, n_head * head_dim]; K, V: [pos, n_head_kv * head_dim] (that sequence's
+// caches). Dispatch: (n_head, n, 1).
 
 const WG: u32 = 256u;
 const CH: u32 = 256u;
@@ -42,7 +44,7 @@ fn main(
     let scale = bitcast<f32>(P[6]);
     let kvh = h / (n_head / P[3]);
     let kvrow = P[3] * hd;
-    let qoff = t * n_head * hd + h * hd;
+    let qoff = (P[7] + t) * n_head * hd + h * hd;
     // this invocation's value dimension and key group
     let groups = max(WG / hd, 1u);
     let d = lid % hd;

@@ -1,7 +1,7 @@
-// KV-cache writes: C[off + i] = kv_t(X[i]) for i < count. `kv_t` is f16 where the adapter
+// KV-cache writes: C[off + i] = kv_t(X[src_off + i]) for i < count. `kv_t` is f16 where the adapter
 // has SHADER_F16 and f32 otherwise (the loader prepends the alias).
 //
-// Params P: 0 count, 1 off. Dispatch: 1-D over count, folded into (x, y) by WG * 32768.
+// Params P: 0 count, 1 off (in C), 2 src_off (in X). Dispatch: 1-D over count, folded into (x, y) by WG * 32768.
 
 const WG: u32 = 64u;
 
@@ -13,6 +13,6 @@ const WG: u32 = 64u;
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i < P[0]) {
-        C[P[1] + i] = kv_t(X[i]);
+        C[P[1] + i] = kv_t(X[P[2] + i]);
     }
 }

@@ -2,7 +2,8 @@
 // (the CPU backend's table, so both rotate identically).
 //
 // NEOX layout (mode 0) rotates pairs (i, i + head_dim / 2); NORM layout (mode 1, Llama)
-// rotates pairs (2i, 2i + 1). Params P: 0 n tokens, 1 heads, 2 head_dim, 3 pos0, 4 mode.
+// rotates pairs (2i, 2i + 1). Params P: 0 n tokens, 1 heads, 2 head_dim, 3 pos0, 4 mode,
+// 5 row0 (the first of the n rows of X: one sequence's tokens in a batch).
 // One invocation per (token, head, pair). Dispatch: 1-D over n * heads * head_dim / 2,
 // folded into (x, y) by WG * 32768.
 
@@ -27,10 +28,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let tb = (P[3] + t) * hd;
     let c = T[tb + 2u * i];
     let s = T[tb + 2u * i + 1u];
-    var a = th * hd + i;
+    let base = (P[5] * heads + th) * hd;
+    var a = base + i;
     var b = a + half;
     if (P[4] == 1u) {
-        a = th * hd + 2u * i;
+        a = base + 2u * i;
         b = a + 1u;
     }
     let x0 = X[a];

@@ -8,7 +8,8 @@
 // n_head_kv key heads, then the n_head_kv value heads (a value "pair" is copied, not turned).
 // NEOX layout (mode 0) pairs (i, i + head_dim / 2); NORM layout (mode 1) pairs (2i, 2i + 1).
 //
-// Params P: 0 n tokens, 1 n_head, 2 n_head_kv, 3 head_dim, 4 pos0, 5 mode.
+// Params P: 0 n tokens, 1 n_head, 2 n_head_kv, 3 head_dim, 4 pos0, 5 mode, 6 row0 (the
+// first of the n rows of Q, K, V: one sequence's tokens in a batch).
 // Dispatch: 1-D over n * (n_head + 2 n_head_kv) * head_dim / 2, folded into (x, y) by
 // WG * 32768.
 
@@ -34,6 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let t = idx / per_token;
+    let r = P[6] + t;
     let h = (idx % per_token) / half;
     let i = idx % half;
     let pos = P[4] + t;
@@ -47,14 +49,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let c = T[pos * hd + 2u * i];
     let s = T[pos * hd + 2u * i + 1u];
     if (h < hq) {
-        let o = (t * hq + h) * hd;
+        let o = (r * hq + h) * hd;
         let x0 = Q[o + a];
         let x1 = Q[o + b];
         Q[o + a] = x0 * c - x1 * s;
         Q[o + b] = x0 * s + x1 * c;
     } else if (h < hq + hk) {
         let hh = h - hq;
-        let o = (t * hk + hh) * hd;
+        let o = (r * hk + hh) * hd;
         let co = (pos * hk + hh) * hd;
         let x0 = K[o + a];
         let x1 = K[o + b];
@@ -66,7 +68,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         KC[co + b] = kv_t(y1);
     } else {
         let hh = h - hq - hk;
-        let o = (t * hk + hh) * hd;
+        let o = (r * hk + hh) * hd;
         let co = (pos * hk + hh) * hd;
         VC[co + a] = kv_t(V[o + a]);
         VC[co + b] = kv_t(V[o + b]);

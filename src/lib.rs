@@ -4,10 +4,13 @@
 //! ([`tokenizer`]) and a model configuration ([`model`]); tensor data is borrowed from the map
 //! and handed to a compute [`backend`] through one op-level trait; the architecture's forward
 //! pass ([`model`]) calls those ops; [`generate`] runs prefill and decode, sampling tokens with
-//! [`sampling`]. See ARCHITECTURE.md for the whole picture.
+//! [`sampling`], one [`generate::Sequence`] per conversation, several decoded together in one
+//! forward pass. [`engine::Engine`] is the facade an embedder uses: load, prompt, generate,
+//! and what each token cost. See ARCHITECTURE.md for the whole picture.
 
 pub mod backend;
 pub mod cost;
+pub mod engine;
 pub mod eval;
 pub mod generate;
 pub mod gguf;

@@ -95,6 +95,11 @@ impl Sampler {
         }
     }
 
+    /// A greedy sampler.
+    pub fn greedy() -> Self {
+        Sampler::new(SamplingParams::greedy())
+    }
+
     pub fn params(&self) -> &SamplingParams {
         &self.params
     }

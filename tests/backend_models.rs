@@ -41,6 +41,7 @@ fn load(f: &Arc<GgufFile>, backend: Box<dyn Backend>) -> Model {
             ctx: 128,
             batch: 64,
             logit_rows: 8,
+            n_seq: 1,
         },
     )
     .unwrap()
@@ -50,11 +51,13 @@ fn load(f: &Arc<GgufFile>, backend: Box<dyn Backend>) -> Model {
 fn score(model: &mut Model, tokens: &[u32], first: usize) -> Vec<Vec<f32>> {
     let vocab = model.config.n_vocab;
     let mut rows = Vec::new();
+    let cache = model.new_cache(0).unwrap();
     model
-        .score(tokens, 0, first..tokens.len(), &mut |_, n, l| {
+        .score(&cache, tokens, 0, first..tokens.len(), &mut |_, n, l| {
             rows.extend(l[..n * vocab].chunks(vocab).map(|r| r.to_vec()))
         })
         .unwrap();
+    model.release_cache(cache);
     rows
 }
 

@@ -429,10 +429,11 @@ fn rope_store_kv_should_equal_rope_then_store() {
                 let kc = ops.alloc_kv(ctx * nkv * hd).unwrap();
                 let vc = ops.alloc_kv(ctx * nkv * hd).unwrap();
                 let pb = put(&mut ops, &past);
-                ops.store_kv(pb, kc, pos0, nkv * hd, 0).unwrap();
-                ops.store_kv(pb, vc, pos0, nkv * hd, 0).unwrap();
+                ops.store_kv(pb, 0, kc, pos0, nkv * hd, 0).unwrap();
+                ops.store_kv(pb, 0, vc, pos0, nkv * hd, 0).unwrap();
                 if fused {
                     let p = RopeKv {
+                        row0: 0,
                         n,
                         n_head: nh,
                         n_head_kv: nkv,
@@ -442,13 +443,14 @@ fn rope_store_kv_should_equal_rope_then_store() {
                     };
                     ops.rope_store_kv(qb, kb, vb, &rope, &p).unwrap();
                 } else {
-                    ops.rope(qb, &rope, n, nh, pos0).unwrap();
-                    ops.rope(kb, &rope, n, nkv, pos0).unwrap();
-                    ops.store_kv(kb, kc, n, nkv * hd, pos0).unwrap();
-                    ops.store_kv(vb, vc, n, nkv * hd, pos0).unwrap();
+                    ops.rope(qb, &rope, 0, n, nh, pos0).unwrap();
+                    ops.rope(kb, &rope, 0, n, nkv, pos0).unwrap();
+                    ops.store_kv(kb, 0, kc, n, nkv * hd, pos0).unwrap();
+                    ops.store_kv(vb, 0, vc, n, nkv * hd, pos0).unwrap();
                 }
                 let att = ops.alloc(n * nh * hd).unwrap();
                 let p = AttnParams {
+                    row0: 0,
                     n_tokens: n,
                     pos0,
                     n_head: nh,
@@ -633,7 +635,7 @@ fn rope_should_rotate_neox_and_adjacent_pairs() {
             let rope = ops.rope_table(layout, hd, 10000.0, 0.5, 64).unwrap();
             let x = rand_vec(n * heads * hd, 11, 1.0);
             let b = put(&mut ops, &x);
-            ops.rope(b, &rope, n, heads, pos0).unwrap();
+            ops.rope(b, &rope, 0, n, heads, pos0).unwrap();
             let mut want = vec![0f64; x.len()];
             for t in 0..n {
                 for h in 0..heads {
@@ -656,7 +658,7 @@ fn rope_should_rotate_neox_and_adjacent_pairs() {
                 "{name} rope {layout:?}"
             );
             assert!(
-                ops.rope(b, &rope, n, heads, 62).is_err(),
+                ops.rope(b, &rope, 0, n, heads, 62).is_err(),
                 "past the table must be an error"
             );
         }
@@ -713,6 +715,7 @@ fn attention_should_match_reference() {
         eprintln!("  backend {name}");
         for (i, &(n, pos0, nh, nkv, hd, window)) in cases.iter().enumerate() {
             let p = AttnParams {
+                row0: 0,
                 n_tokens: n,
                 pos0,
                 n_head: nh,
@@ -731,8 +734,8 @@ fn attention_should_match_reference() {
             // earlier positions, then this call's tokens, as a model would store them
             let kb = put(&mut ops, &k_all[..(pos0 + n) * kvd]);
             let vb = put(&mut ops, &v_all[..(pos0 + n) * kvd]);
-            ops.store_kv(kb, kc, pos0 + n, kvd, 0).unwrap();
-            ops.store_kv(vb, vc, pos0 + n, kvd, 0).unwrap();
+            ops.store_kv(kb, 0, kc, pos0 + n, kvd, 0).unwrap();
+            ops.store_kv(vb, 0, vc, pos0 + n, kvd, 0).unwrap();
             let qb = put(&mut ops, &q);
             let out = guarded(&mut ops, n * nh * hd);
             ops.attention(qb, kc, vc, out, &p).unwrap();
@@ -746,6 +749,137 @@ fn attention_should_match_reference() {
                 1e-5
             };
             assert!(e < limit, "{name} case {i} {p:?}: nmse {e}");
+        }
+    }
+}
+
+/// Several sequences at different positions in one batch: each one's rows of the batched
+/// q/k/v buffers are rotated, stored into its own caches and attend over them (`row0` on
+/// rope, store_kv, rope_store_kv and attention) exactly as when the sequence runs alone.
+#[test]
+fn ops_should_run_several_sequences_in_one_batch() {
+    // (tokens, first position) of each sequence: a prompt chunk, a decode step deep in its
+    // context, a second chunk
+    let seqs = [(3usize, 0usize), (1, 20), (2, 7)];
+    let (hd, nh, nkv) = (16, 4, 2);
+    let (qd, kvd) = (nh * hd, nkv * hd);
+    let ctx = 24;
+    let n_all: usize = seqs.iter().map(|s| s.0).sum();
+    for (name, mut ops) in backends() {
+        eprintln!("  backend {name}");
+        for layout in [RopeLayout::Neox, RopeLayout::Norm] {
+            let rope = ops.rope_table(layout, hd, 10000.0, 1.0, 64).unwrap();
+            let q = rand_vec(n_all * qd, 71, 1.0);
+            let k = rand_vec(n_all * kvd, 72, 1.0);
+            let v = rand_vec(n_all * kvd, 73, 1.0);
+            // each sequence's earlier positions, already in its cache
+            let mut caches = Vec::new();
+            for (s, &(_, pos0)) in seqs.iter().enumerate() {
+                let kc = ops.alloc_kv(ctx * kvd).unwrap();
+                let vc = ops.alloc_kv(ctx * kvd).unwrap();
+                if pos0 > 0 {
+                    let past = put(&mut ops, &rand_vec(pos0 * kvd, 80 + s as u64, 1.0));
+                    ops.store_kv(past, 0, kc, pos0, kvd, 0).unwrap();
+                    ops.store_kv(past, 0, vc, pos0, kvd, 0).unwrap();
+                }
+                caches.push((kc, vc));
+            }
+            // alone: each sequence in buffers of its own, at row 0, caches copied
+            let mut alone = Vec::new();
+            let mut row0 = 0;
+            for (s, &(n, pos0)) in seqs.iter().enumerate() {
+                let rows = |x: &[f32], w: usize| x[row0 * w..(row0 + n) * w].to_vec();
+                let (qb, kb, vb) = (
+                    put(&mut ops, &rows(&q, qd)),
+                    put(&mut ops, &rows(&k, kvd)),
+                    put(&mut ops, &rows(&v, kvd)),
+                );
+                let kc = ops.alloc_kv(ctx * kvd).unwrap();
+                let vc = ops.alloc_kv(ctx * kvd).unwrap();
+                if pos0 > 0 {
+                    let past = put(&mut ops, &rand_vec(pos0 * kvd, 80 + s as u64, 1.0));
+                    ops.store_kv(past, 0, kc, pos0, kvd, 0).unwrap();
+                    ops.store_kv(past, 0, vc, pos0, kvd, 0).unwrap();
+                }
+                let p = RopeKv {
+                    row0: 0,
+                    n,
+                    n_head: nh,
+                    n_head_kv: nkv,
+                    pos0,
+                    k_cache: kc,
+                    v_cache: vc,
+                };
+                ops.rope_store_kv(qb, kb, vb, &rope, &p).unwrap();
+                let att = ops.alloc(n * qd).unwrap();
+                let a = AttnParams {
+                    row0: 0,
+                    n_tokens: n,
+                    pos0,
+                    n_head: nh,
+                    n_head_kv: nkv,
+                    head_dim: hd,
+                    window: None,
+                    scale: 0.25,
+                };
+                ops.attention(qb, kc, vc, att, &a).unwrap();
+                alone.extend(read(&mut ops, att, n * qd));
+                row0 += n;
+            }
+            // together: one buffer for the batch, each sequence at its rows; fused on the
+            // first pass, the unfused ops on the second
+            for fused in [true, false] {
+                let (qb, kb, vb) = (put(&mut ops, &q), put(&mut ops, &k), put(&mut ops, &v));
+                let att = guarded(&mut ops, n_all * qd);
+                let mut row0 = 0;
+                for (s, &(n, pos0)) in seqs.iter().enumerate() {
+                    let (kc, vc) = caches[s];
+                    if fused {
+                        let p = RopeKv {
+                            row0,
+                            n,
+                            n_head: nh,
+                            n_head_kv: nkv,
+                            pos0,
+                            k_cache: kc,
+                            v_cache: vc,
+                        };
+                        ops.rope_store_kv(qb, kb, vb, &rope, &p).unwrap();
+                    } else {
+                        ops.rope(qb, &rope, row0, n, nh, pos0).unwrap();
+                        ops.rope(kb, &rope, row0, n, nkv, pos0).unwrap();
+                        ops.store_kv(kb, row0, kc, n, kvd, pos0).unwrap();
+                        ops.store_kv(vb, row0, vc, n, kvd, pos0).unwrap();
+                    }
+                    let a = AttnParams {
+                        row0,
+                        n_tokens: n,
+                        pos0,
+                        n_head: nh,
+                        n_head_kv: nkv,
+                        head_dim: hd,
+                        window: None,
+                        scale: 0.25,
+                    };
+                    ops.attention(qb, kc, vc, att, &a).unwrap();
+                    row0 += n;
+                }
+                check_guard(
+                    &mut ops,
+                    att,
+                    n_all * qd,
+                    &format!("{name} batch attention"),
+                );
+                let want: Vec<f64> = alone.iter().map(|&x| x as f64).collect();
+                let e = nmse(&read(&mut ops, att, n_all * qd), &want);
+                assert!(
+                    e < 1e-12,
+                    "{name} {layout:?} fused {fused}: batch vs alone nmse {e}"
+                );
+            }
+            // rows past a buffer's end are refused
+            let small = ops.alloc(2 * qd).unwrap();
+            assert!(ops.rope(small, &rope, 1, 2, nh, 0).is_err(), "{name}");
         }
     }
 }

@@ -68,7 +68,8 @@ fn teacher_forced(key: &str, model: &mut Model, case: &serde_json::Value) -> Vec
     let steps = steps(case);
     assert_eq!(steps.len(), 32);
     let mut logits = vec![0f32; model.config.n_vocab];
-    let mut buf = model.forward(&prompt, 0, Logits::Last).unwrap();
+    let cache = model.new_cache(0).unwrap();
+    let mut buf = model.forward(&cache, &prompt, 0, Logits::Last).unwrap();
     let (mut drift, mut flips) = (0f32, Vec::new());
     for (i, st) in steps.iter().enumerate() {
         model.ops().read(buf, 0, &mut logits).unwrap();
@@ -110,7 +111,7 @@ fn teacher_forced(key: &str, model: &mut Model, case: &serde_json::Value) -> Vec
             flips.push(i);
         }
         buf = model
-            .forward(&[st.id], prompt.len() + i, Logits::Last)
+            .forward(&cache, &[st.id], prompt.len() + i, Logits::Last)
             .unwrap();
     }
     eprintln!(

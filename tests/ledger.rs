@@ -23,9 +23,10 @@ fn check(key: &str, p: usize) {
     .unwrap();
     let c = m.config.clone();
     let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + i % 1000).collect();
-    m.forward(&prompt, 0, Logits::Last).unwrap();
+    let cache = m.new_cache(0).unwrap();
+    m.forward(&cache, &prompt, 0, Logits::Last).unwrap();
     let before = m.ops().ledger().clone();
-    m.forward(&[42], p, Logits::Last).unwrap();
+    m.forward(&cache, &[42], p, Logits::Last).unwrap();
     let after = m.ops().ledger().clone();
     let t = after.total() - before.total();
 
@@ -124,7 +125,8 @@ fn every_op_is_recorded() {
         },
     )
     .unwrap();
-    let b = m.forward(&[1, 2, 3], 0, Logits::Last).unwrap();
+    let cache = m.new_cache(0).unwrap();
+    let b = m.forward(&cache, &[1, 2, 3], 0, Logits::Last).unwrap();
     let v = m.config.n_vocab;
     m.ops().argmax(b, 0, v).unwrap();
     let mut host = vec![0f32; v];

@@ -21,6 +21,7 @@ fn load(key: &str) -> (Model, Tokenizer) {
             ctx: 512,
             batch: 512,
             logit_rows: 32,
+            n_seq: 1,
         },
     )
     .unwrap();

@@ -30,6 +30,7 @@ fn load(path: &std::path::Path, backend: Box<dyn Backend>) -> Model {
             ctx: 64,
             batch: 32,
             logit_rows: 4,
+            n_seq: 1,
         },
     )
     .unwrap()
@@ -39,11 +40,13 @@ fn load(path: &std::path::Path, backend: Box<dyn Backend>) -> Model {
 fn logits(model: &mut Model, tokens: &[u32], rows: usize) -> Vec<f32> {
     let mut out = Vec::new();
     let n = tokens.len();
+    let cache = model.new_cache(0).unwrap();
     model
-        .score(tokens, 0, n - rows..n, &mut |_, k, l| {
+        .score(&cache, tokens, 0, n - rows..n, &mut |_, k, l| {
             out.extend_from_slice(&l[..k * (l.len() / k.max(1))])
         })
         .unwrap();
+    model.release_cache(cache);
     out
 }
 
@@ -87,7 +90,8 @@ fn synthetic_presets_should_be_valid_gguf_and_run() {
 fn greedy(model: &mut Model, prompt: &[u32], n: usize, gaps: bool) -> (Vec<u32>, Vec<f32>) {
     let vocab = model.config.n_vocab;
     let (mut out, mut gap) = (Vec::new(), Vec::new());
-    let mut buf = model.forward(prompt, 0, Logits::Last).unwrap();
+    let cache = model.new_cache(0).unwrap();
+    let mut buf = model.forward(&cache, prompt, 0, Logits::Last).unwrap();
     for i in 0..n {
         let t = model.ops().argmax(buf, 0, vocab).unwrap();
         out.push(t);
@@ -99,9 +103,12 @@ fn greedy(model: &mut Model, prompt: &[u32], n: usize, gaps: bool) -> (Vec<u32>,
             gap.push((l[0] - l[1]) / rms);
         }
         if i + 1 < n {
-            buf = model.forward(&[t], prompt.len() + i, Logits::Last).unwrap();
+            buf = model
+                .forward(&cache, &[t], prompt.len() + i, Logits::Last)
+                .unwrap();
         }
     }
+    model.release_cache(cache);
     (out, gap)
 }
 

@@ -46,17 +46,19 @@ fn decode_counts(path: &std::path::Path, fast: bool, tuning: Tuning) -> ([u64; 4
         ctx: 32,
         batch: 8,
         logit_rows: 1,
+        n_seq: 1,
     };
     let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
     let vocab = m.config.n_vocab;
     // prefill, then decode as `tokenfab bench` does: forward, argmax on the device
-    let l = m.forward(&[1, 2, 3, 4], 0, Logits::Last).unwrap();
+    let cache = m.new_cache(0).unwrap();
+    let l = m.forward(&cache, &[1, 2, 3, 4], 0, Logits::Last).unwrap();
     let mut tok = m.ops().argmax(l, 0, vocab).unwrap();
     let steps = 4;
     let mut tokens = vec![tok];
     let before = counters.snapshot();
     for i in 0..steps {
-        let l = m.forward(&[tok], 4 + i, Logits::Last).unwrap();
+        let l = m.forward(&cache, &[tok], 4 + i, Logits::Last).unwrap();
         tok = m.ops().argmax(l, 0, vocab).unwrap();
         tokens.push(tok);
     }
@@ -128,6 +130,7 @@ fn generate_should_submit_once_per_token() {
         ctx: 32,
         batch: 8,
         logit_rows: 1,
+        n_seq: 1,
     };
     let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
     let gen = |m: &mut Model, max_tokens: usize| {

@@ -98,9 +98,11 @@ pub struct PreNorm<'a> {
 }
 
 /// What [`Backend::rope_store_kv`] rotates and stores: `n` tokens of `n_head` query heads and
-/// `n_head_kv` key/value heads, at positions `pos0..`, into these caches.
+/// `n_head_kv` key/value heads — rows `row0..row0 + n` of the q, k, v buffers, one sequence's
+/// tokens in a batch — at positions `pos0..`, into that sequence's caches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RopeKv {
+    pub row0: usize,
     pub n: usize,
     pub n_head: usize,
     pub n_head_kv: usize,
@@ -109,10 +111,13 @@ pub struct RopeKv {
     pub v_cache: KvBuf,
 }
 
-/// Parameters of causal attention over the KV cache for `n_tokens` queries starting at
-/// position `pos0` (query `i` is at position `pos0 + i` and sees positions `<= pos0 + i`).
+/// Parameters of causal attention over one sequence's KV cache for `n_tokens` queries —
+/// rows `row0..row0 + n_tokens` of the q and out buffers — starting at position `pos0` (query
+/// `i` is at position `pos0 + i` and sees positions `<= pos0 + i`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttnParams {
+    /// First row of `q` and `out` (the sequence's first token in the batch).
+    pub row0: usize,
     pub n_tokens: usize,
     pub pos0: usize,
     pub n_head: usize,
@@ -293,12 +298,29 @@ pub trait Backend: Send {
     /// RMS norm of `rows` rows of `w.cols` elements, times `w`; `out` may equal `x`.
     fn rms_norm(&mut self, x: Buf, w: &Weight, out: Buf, rows: usize, eps: f32) -> Result<()>;
 
-    /// Rotates `n` tokens × `heads` heads of `rope.head_dim` in place; token `t` is at position
-    /// `pos0 + t`.
-    fn rope(&mut self, x: Buf, rope: &Rope, n: usize, heads: usize, pos0: usize) -> Result<()>;
+    /// Rotates rows `row0..row0 + n` (tokens) × `heads` heads of `rope.head_dim` in place; row
+    /// `row0 + t` is at position `pos0 + t`.
+    fn rope(
+        &mut self,
+        x: Buf,
+        rope: &Rope,
+        row0: usize,
+        n: usize,
+        heads: usize,
+        pos0: usize,
+    ) -> Result<()>;
 
-    /// Writes `n` rows of `row` elements from `src` into the cache at rows `pos0..pos0 + n`.
-    fn store_kv(&mut self, src: Buf, dst: KvBuf, n: usize, row: usize, pos0: usize) -> Result<()>;
+    /// Writes rows `row0..row0 + n` of `row` elements from `src` into the cache at rows
+    /// `pos0..pos0 + n`.
+    fn store_kv(
+        &mut self,
+        src: Buf,
+        row0: usize,
+        dst: KvBuf,
+        n: usize,
+        row: usize,
+        pos0: usize,
+    ) -> Result<()>;
 
     /// Causal (optionally windowed) attention with grouped KV heads; `q` and `out` are
     /// `[n_tokens, n_head * head_dim]`, the caches `[pos, n_head_kv * head_dim]`.
@@ -437,10 +459,10 @@ pub mod unfused {
         rope: &Rope,
         p: &RopeKv,
     ) -> Result<()> {
-        b.rope(q, rope, p.n, p.n_head, p.pos0)?;
-        b.rope(k, rope, p.n, p.n_head_kv, p.pos0)?;
+        b.rope(q, rope, p.row0, p.n, p.n_head, p.pos0)?;
+        b.rope(k, rope, p.row0, p.n, p.n_head_kv, p.pos0)?;
         let row = p.n_head_kv * rope.head_dim;
-        b.store_kv(k, p.k_cache, p.n, row, p.pos0)?;
-        b.store_kv(v, p.v_cache, p.n, row, p.pos0)
+        b.store_kv(k, p.row0, p.k_cache, p.n, row, p.pos0)?;
+        b.store_kv(v, p.row0, p.v_cache, p.n, row, p.pos0)
     }
 }

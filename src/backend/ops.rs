@@ -108,6 +108,17 @@ impl Ops {
         &self.ledger
     }
 
+    /// The ops that follow are sequence `seq`'s own (its index in a batch), or shared by the
+    /// whole batch (`None`): see [`Ledger::set_tag`].
+    pub fn tag_sequence(&mut self, seq: Option<usize>) {
+        self.ledger.set_tag(seq);
+    }
+
+    /// Each sequence's own traffic since the last call (see [`Ledger::take_tagged`]).
+    pub fn take_sequence_traffic(&mut self) -> Vec<Traffic> {
+        self.ledger.take_tagged()
+    }
+
     fn record(&mut self, op: OpName, t: Traffic) {
         self.ledger.record(op, t);
         if let Some(timing) = &mut self.timing {
@@ -304,7 +315,11 @@ impl Ops {
     pub fn rope_store_kv(&mut self, q: Buf, k: Buf, v: Buf, rope: &Rope, p: &RopeKv) -> Result<()> {
         let (hd, n) = (rope.head_dim, p.n);
         let (q_len, kv_len) = (n * p.n_head * hd, n * p.n_head_kv * hd);
-        check(q.len >= q_len && k.len >= kv_len && v.len >= kv_len, || {
+        let (q_end, kv_end) = (
+            q_len + p.row0 * p.n_head * hd,
+            kv_len + p.row0 * p.n_head_kv * hd,
+        );
+        check(q.len >= q_end && k.len >= kv_end && v.len >= kv_end, || {
             "rope_store_kv: q/k/v too small".into()
         })?;
         check(q != k && k != v && q != v, || {
@@ -361,8 +376,16 @@ impl Ops {
         self.backend.rms_norm(x, w, out, rows, eps)
     }
 
-    pub fn rope(&mut self, x: Buf, rope: &Rope, n: usize, heads: usize, pos0: usize) -> Result<()> {
-        check(x.len >= n * heads * rope.head_dim, || {
+    pub fn rope(
+        &mut self,
+        x: Buf,
+        rope: &Rope,
+        row0: usize,
+        n: usize,
+        heads: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        check(x.len >= (row0 + n) * heads * rope.head_dim, || {
             "rope: buffer too small".into()
         })?;
         check(pos0 + n <= rope.max_pos, || {
@@ -375,24 +398,26 @@ impl Ops {
         let len = n * heads * rope.head_dim;
         // per pair: 4 multiplies and 2 adds
         self.record(OpName::Rope, act(len, len, 3 * len));
-        self.backend.rope(x, rope, n, heads, pos0)
+        self.backend.rope(x, rope, row0, n, heads, pos0)
     }
 
     pub fn store_kv(
         &mut self,
         src: Buf,
+        row0: usize,
         dst: KvBuf,
         n: usize,
         row: usize,
         pos0: usize,
     ) -> Result<()> {
-        check(src.len >= n * row && dst.len >= (pos0 + n) * row, || {
-            format!("store_kv: rows {pos0}..{} do not fit the cache", pos0 + n)
-        })?;
+        check(
+            src.len >= (row0 + n) * row && dst.len >= (pos0 + n) * row,
+            || format!("store_kv: rows {pos0}..{} do not fit the cache", pos0 + n),
+        )?;
         let mut t = act(n * row, 0, 0);
         t.kv_write_bytes = (n * row * self.backend.kv_elem_bytes()) as u64;
         self.record(OpName::StoreKv, t);
-        self.backend.store_kv(src, dst, n, row, pos0)
+        self.backend.store_kv(src, row0, dst, n, row, pos0)
     }
 
     pub fn attention(
@@ -412,7 +437,7 @@ impl Ops {
             )
         })?;
         check(
-            q.len >= p.n_tokens * q_row && out.len >= p.n_tokens * q_row,
+            q.len >= (p.row0 + p.n_tokens) * q_row && out.len >= (p.row0 + p.n_tokens) * q_row,
             || "attention: q/out too small".into(),
         )?;
         check(

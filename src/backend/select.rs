@@ -40,6 +40,17 @@ pub struct BackendSpec {
     pub profile: bool,
 }
 
+impl Default for BackendSpec {
+    /// `auto`, all cores, no profiling.
+    fn default() -> Self {
+        BackendSpec {
+            kind: BackendKind::Auto,
+            threads: 0,
+            profile: false,
+        }
+    }
+}
+
 impl BackendSpec {
     pub fn cpu(threads: usize) -> Self {
         BackendSpec {

@@ -228,6 +228,7 @@ pub fn run_all(
                     ctx,
                     batch,
                     logit_rows: 1,
+                    n_seq: 1,
                 },
             )?;
             let meta = ModelMeta::of(model.file());

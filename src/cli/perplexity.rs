@@ -55,6 +55,7 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
             ctx: a.ctx,
             batch: a.ctx,
             logit_rows: 32.min(a.ctx),
+            n_seq: 1,
         },
     )?;
     let mut base = a.kld_base.as_ref().map(|p| KldBase::new(p, a.top_k));

@@ -5,13 +5,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 use tokenfab::backend::{BackendKind, BackendSpec};
-use tokenfab::generate::{generate, GenerateOptions, StopReason};
+use tokenfab::engine::{Engine, EngineOptions};
+use tokenfab::generate::{GenerateOptions, StopReason};
 use tokenfab::model::{LoadOptions, Model};
 use tokenfab::sampling::{Sampler, SamplingParams};
-use tokenfab::tokenizer::chat::{self, Message};
+use tokenfab::tokenizer::chat::Message;
 use tokenfab::tokenizer::Tokenizer;
 
 #[derive(Args, Debug)]
@@ -157,6 +157,7 @@ impl RunConfig {
                 ctx: a.ctx_size,
                 batch: a.batch_size,
                 logit_rows: 1,
+                n_seq: 1,
             },
             threads: a.threads,
             backend: BackendSpec {
@@ -182,68 +183,47 @@ pub fn load_model(
     file.prefetch();
     let mut model = Model::load(file, backend.open()?, opts)
         .with_context(|| format!("cannot load model {}", path.display()))?;
-    profile_ops(&mut model, backend);
+    if backend.profile && backend.resolved() == BackendKind::Cuda {
+        // candle has no kernel timestamps: ops are timed by synchronizing
+        model.ops().time_ops_by_sync(true);
+    }
     Ok(model)
 }
 
-/// `--profile` on cuda: candle has no kernel timestamps, so ops are timed by synchronizing.
-fn profile_ops(model: &mut Model, backend: &BackendSpec) {
-    if backend.profile && backend.resolved() == BackendKind::Cuda {
-        model.ops().time_ops_by_sync(true);
-    }
-}
-
-/// Loads the tokenizer and the model concurrently (the tokenizer build is the slow part of
-/// loading; the model's weights are only mapped).
+/// Loads the tokenizer and the model concurrently (see [`Engine::load`]).
 pub fn load(
     path: &std::path::Path,
     backend: &BackendSpec,
     opts: &LoadOptions,
 ) -> Result<(Tokenizer, Model)> {
-    let file = super::open_gguf(path)?;
-    file.prefetch();
-    let (tk, model) = std::thread::scope(|s| {
-        let f2 = Arc::clone(&file);
-        let tk = s.spawn(move || Tokenizer::from_metadata(f2.metadata()));
-        let model =
-            (|| -> Result<Model> { Ok(Model::load(Arc::clone(&file), backend.open()?, opts)?) })();
-        let tk = tk
-            .join()
-            .map_err(|_| anyhow::anyhow!("tokenizer thread panicked"));
-        (tk, model)
-    });
-    let tk = tk?.with_context(|| format!("cannot build the tokenizer of {}", path.display()))?;
-    let mut model = model.with_context(|| format!("cannot load model {}", path.display()))?;
-    profile_ops(&mut model, backend);
-    Ok((tk, model))
+    let eo = EngineOptions {
+        backend: *backend,
+        load: opts.clone(),
+        ..EngineOptions::default()
+    };
+    Ok(Engine::load(path, &eo)?.into_parts())
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
     let cfg = RunConfig::from_args(a)?;
     let t0 = Instant::now();
-    let (tk, mut model) = load(&cfg.model, &cfg.backend, &cfg.load)?;
+    let opts = EngineOptions {
+        backend: cfg.backend,
+        load: cfg.load.clone(),
+        energy: cfg.energy.options()?,
+        threads: cfg.threads,
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::load(&cfg.model, &opts)?;
     let load_time = t0.elapsed();
 
-    let (text, add_bos) = match &cfg.chat {
-        Some(messages) => {
-            let rendered = chat::apply(&tk, messages, true)?;
-            // templates that write BOS themselves must not get a second one
-            let has_bos = tk
-                .bos()
-                .and_then(|b| tk.piece(b))
-                .is_some_and(|b| rendered.starts_with(&b));
-            (rendered, cfg.add_bos && !has_bos)
-        }
-        None => (cfg.prompt.clone(), cfg.add_bos),
+    let prompt = match &cfg.chat {
+        Some(messages) => engine.chat_prompt(messages, cfg.add_bos)?,
+        None => engine.encode(&cfg.prompt, cfg.add_bos)?,
     };
-    let prompt = tk.encode(&text, add_bos)?;
     let mut sampler = Sampler::new(cfg.sampling.clone());
-    let threads = if cfg.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        cfg.threads
-    };
-    let gpu = model.ops().backend().energy_gpu();
+    let threads = engine.threads();
+    let gpu = engine.model().ops().backend().energy_gpu();
     let (mut recorder, _) = super::energy::recorder(&cfg.energy, threads, gpu)?;
     // open the trace file before generating, so a bad path fails fast
     let mut trace = match &cfg.trace {
@@ -256,27 +236,20 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut pipe_closed = false;
     recorder.start();
-    let summary = generate(
-        &mut model,
-        &tk,
-        &prompt,
-        &mut sampler,
-        &cfg.gen,
-        &mut |ev| {
-            recorder.observe(ev);
-            if ev.text.is_empty() {
-                return true;
+    let summary = engine.generate(&prompt, &mut sampler, &cfg.gen, &mut |ev| {
+        recorder.observe(ev);
+        if ev.text.is_empty() {
+            return true;
+        }
+        match out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                pipe_closed = true;
+                false
             }
-            match out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()) {
-                Ok(()) => true,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    pipe_closed = true;
-                    false
-                }
-                Err(_) => false,
-            }
-        },
-    )?;
+            Err(_) => false,
+        }
+    })?;
     if !pipe_closed {
         let _ = writeln!(out);
     }
@@ -304,22 +277,17 @@ pub fn run(a: RunArgs) -> Result<()> {
         summary.ttft.as_secs_f64(),
         summary.prefill_tok_s(),
         summary.decode_tok_s(),
-        model.ops().name(),
+        engine.model().ops().name(),
     );
     // the device's measured peak bandwidth (cached by `tokenfab probe` or `bench`)
-    let peak = match model.ops().backend_mut().adapter_name() {
-        Some(_) => tokenfab::telemetry::probe::gpu_peak(
-            model.ops().backend_mut(),
-            tokenfab::telemetry::probe::Measure::CachedOnly,
-        ),
-        None => tokenfab::telemetry::probe::cpu_peak(threads, false),
-    };
+    let peak = engine.peak_bandwidth();
     let (report, records) = recorder.finish(peak);
     for line in report.summary_lines() {
         eprintln!("tokenfab: {line}");
     }
-    if let Some(kernels) = model.ops().take_profile() {
-        eprint!("{}", super::profile::table(&kernels, model.ops()));
+    let ops = engine.model().ops();
+    if let Some(kernels) = ops.take_profile() {
+        eprint!("{}", super::profile::table(&kernels, ops));
     }
     if let (Some(w), Some(p)) = (trace.as_mut(), &cfg.trace) {
         use std::io::Write as _;

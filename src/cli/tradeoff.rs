@@ -113,6 +113,7 @@ pub fn run(a: TradeoffArgs) -> Result<()> {
         ctx: a.ctx.max(a.bench_gen + 1).max(129),
         batch: a.ctx.max(128),
         logit_rows: 32.min(a.ctx),
+        n_seq: 1,
     };
     let kld_path = dir.join("source.kld");
     let mut rows = Vec::new();

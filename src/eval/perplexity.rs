@@ -97,6 +97,7 @@ pub fn perplexity(
     let (mut nll, mut nll2, mut count) = (0f64, 0f64, 0usize);
     let mut running = Vec::with_capacity(n_chunks);
     let start = Instant::now();
+    let cache = model.new_cache(n_ctx)?;
     for c in 0..n_chunks {
         let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
         if let Some(b) = bos {
@@ -106,23 +107,29 @@ pub fn perplexity(
         let targets = &tokens[c * n_ctx + first + 1..(c + 1) * n_ctx];
         let mut rows_lp: Vec<(f64, usize)> = Vec::with_capacity(targets.len());
         let kld_ref = &mut kld;
-        model.score(&chunk, 0, first..n_ctx - 1, &mut |row0, n, logits| {
-            let vocab = logits.len() / n;
-            let results: Vec<(f64, usize)> = (0..n)
-                .into_par_iter()
-                .map(|r| {
-                    let tgt = targets[row0 + r - first] as usize;
-                    log_softmax_at(&logits[r * vocab..(r + 1) * vocab], tgt)
-                })
-                .collect();
-            let tgts = &targets[row0 - first..row0 - first + n];
-            match kld_ref {
-                KldMode::None => {}
-                KldMode::Save(b) => b.record_rows(logits, tgts),
-                KldMode::Compare(cmp) => cmp.compare_rows(logits, tgts),
-            }
-            rows_lp.extend(results);
-        })?;
+        model.score(
+            &cache,
+            &chunk,
+            0,
+            first..n_ctx - 1,
+            &mut |row0, n, logits| {
+                let vocab = logits.len() / n;
+                let results: Vec<(f64, usize)> = (0..n)
+                    .into_par_iter()
+                    .map(|r| {
+                        let tgt = targets[row0 + r - first] as usize;
+                        log_softmax_at(&logits[r * vocab..(r + 1) * vocab], tgt)
+                    })
+                    .collect();
+                let tgts = &targets[row0 - first..row0 - first + n];
+                match kld_ref {
+                    KldMode::None => {}
+                    KldMode::Save(b) => b.record_rows(logits, tgts),
+                    KldMode::Compare(cmp) => cmp.compare_rows(logits, tgts),
+                }
+                rows_lp.extend(results);
+            },
+        )?;
         for (lp, _) in &rows_lp {
             nll -= lp;
             nll2 += lp * lp;
@@ -132,6 +139,7 @@ pub fn perplexity(
         running.push(ppl);
         progress(c + 1, ppl);
     }
+    model.release_cache(cache);
     let seconds = start.elapsed().as_secs_f64();
     let mean = nll / count as f64;
     let var = nll2 / count as f64 - mean * mean;

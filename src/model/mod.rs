@@ -1,18 +1,22 @@
 //! Models: configuration from metadata ([`config`]), one file per architecture with its
-//! forward pass written once against the op-level backend API ([`gemma3`], [`qwen2`]), and
-//! the state a forward pass runs in — KV cache and scratch buffers allocated once at load
-//! ([`state`]), so decoding allocates nothing per token.
+//! forward pass written once against the op-level backend API ([`gemma3`], [`qwen2`]),
+//! batches of tokens from several sequences ([`batch`]), and the state a forward pass runs
+//! in — scratch buffers allocated once at load and one KV cache per sequence ([`state`]), so
+//! decoding allocates nothing per token.
 
+pub mod batch;
 pub mod config;
 pub mod gemma3;
 pub mod qwen2;
 pub mod state;
 
+pub use batch::Batch;
 pub use config::{Arch, Config};
 pub use state::{KvCache, Scratch};
 
 use crate::backend::{Backend, BackendError, Buf, OpKind, Ops, Weight};
 use crate::gguf::{GgufError, GgufFile, MetadataError};
+use batch::Plan;
 use std::sync::Arc;
 
 /// Why a model could not be loaded or run.
@@ -41,6 +45,8 @@ pub enum ModelError {
     ContextFull { needed: usize, ctx: usize },
     #[error("invalid option: {0}")]
     Options(String),
+    #[error("invalid batch: {0}")]
+    Batch(String),
 }
 
 impl ModelError {
@@ -59,8 +65,12 @@ pub struct LoadOptions {
     pub ctx: usize,
     /// Most tokens one forward call processes (prompts are split into batches of this size).
     pub batch: usize,
-    /// Most rows of logits one forward call can return (1 for generation).
+    /// Most rows of logits one forward call can return (1 for one sequence's generation; one
+    /// per sequence decoding in a batch).
     pub logit_rows: usize,
+    /// Sequences whose KV caches of `ctx` positions must fit the device with the weights
+    /// (checked at load; the caches themselves come from [`Model::new_cache`]).
+    pub n_seq: usize,
 }
 
 impl Default for LoadOptions {
@@ -69,6 +79,7 @@ impl Default for LoadOptions {
             ctx: 0,
             batch: 512,
             logit_rows: 1,
+            n_seq: 1,
         }
     }
 }
@@ -142,42 +153,41 @@ struct Pass<'a> {
     c: &'a Config,
     ops: &'a mut Ops,
     s: &'a Scratch,
-    kv: &'a KvCache,
 }
 
 impl Pass<'_> {
-    fn forward(
-        &mut self,
-        tokens: &[u32],
-        pos0: usize,
-        logit_rows: usize,
-    ) -> Result<(), ModelError> {
-        let (c, s, kv) = (self.c, self.s, self.kv);
+    fn forward(&mut self, kvs: &[&KvCache], tokens: &[u32], plan: &Plan) -> Result<(), ModelError> {
+        let (c, s) = (self.c, self.s);
         match self.net {
-            Net::Gemma3(m) => m.forward(c, self.ops, s, kv, tokens, pos0, logit_rows),
-            Net::Qwen2(m) => m.forward(c, self.ops, s, kv, tokens, pos0, logit_rows),
+            Net::Gemma3(m) => m.forward(c, self.ops, s, kvs, tokens, plan),
+            Net::Qwen2(m) => m.forward(c, self.ops, s, kvs, tokens, plan),
         }
     }
 
-    fn head(&mut self, first: usize, rows: usize) -> Result<(), ModelError> {
+    fn head(&mut self, rows: &[usize]) -> Result<(), ModelError> {
         let (c, s) = (self.c, self.s);
         match self.net {
-            Net::Gemma3(m) => m.head(c, self.ops, s, first, rows),
-            Net::Qwen2(m) => m.head(c, self.ops, s, first, rows),
+            Net::Gemma3(m) => m.head(c, self.ops, s, rows),
+            Net::Qwen2(m) => m.head(c, self.ops, s, rows),
         }
     }
 }
 
-/// A loaded model: configuration, weights on a backend, KV cache and scratch buffers.
+/// A loaded model: configuration, weights on a backend and the scratch buffers a forward pass
+/// runs in — what every sequence shares. Each sequence brings its own [`KvCache`]
+/// ([`Model::new_cache`]); one forward pass can run several ([`Model::forward_batch`]).
 pub struct Model {
     pub config: Config,
     file: Arc<GgufFile>,
     ops: Ops,
     net: Net,
-    kv: KvCache,
     scratch: Scratch,
+    /// Longest context a cache may hold (the RoPE tables' length).
+    ctx: usize,
     batch: usize,
     logit_rows: usize,
+    /// Caches given back ([`Model::release_cache`]), reused before new ones are allocated.
+    spare: Vec<KvCache>,
 }
 
 impl Model {
@@ -200,10 +210,15 @@ impl Model {
             )));
         }
         let mut ops = Ops::new(backend);
-        // weights + KV cache must fit the device: say so before copying anything
+        // weights + the KV caches of `n_seq` sequences must fit the device: say so before
+        // copying anything
         let weights: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
-        let kv_bytes =
-            (2 * config.n_layer * ctx * config.kv_dim() * ops.backend_mut().kv_elem_bytes()) as u64;
+        let kv_bytes = (opts.n_seq.max(1)
+            * 2
+            * config.n_layer
+            * ctx
+            * config.kv_dim()
+            * ops.backend_mut().kv_elem_bytes()) as u64;
         ops.backend_mut().reserve(weights + kv_bytes)?;
         let mut loader = Loader {
             file: &file,
@@ -213,17 +228,17 @@ impl Model {
             Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&config, &mut loader, ctx)?),
             Arch::Qwen2 | Arch::Llama => Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?),
         };
-        let kv = KvCache::new(&mut ops, &config, ctx)?;
         let scratch = Scratch::new(&mut ops, &config, opts.batch, opts.logit_rows)?;
         Ok(Model {
             config,
             file,
             ops,
             net,
-            kv,
             scratch,
+            ctx,
             batch: opts.batch,
             logit_rows: opts.logit_rows,
+            spare: Vec::new(),
         })
     }
 
@@ -235,20 +250,91 @@ impl Model {
         &mut self.ops
     }
 
-    /// Positions the KV cache holds.
+    /// Longest context a sequence's cache may hold (the default size of [`Model::new_cache`]).
     pub fn ctx(&self) -> usize {
-        self.kv.ctx
+        self.ctx
     }
 
+    /// Most tokens one forward pass runs ([`Model::forward_batch`]).
     pub fn batch(&self) -> usize {
         self.batch
     }
 
-    /// Runs `tokens` (at positions `pos0..`) through the model, filling the KV cache. Returns
-    /// the logits buffer: `[1, n_vocab]` for [`Logits::Last`], `[tokens, n_vocab]` for
-    /// [`Logits::All`]. Prompts longer than the batch size are processed in batches.
+    /// The buffer the last forward pass wrote its logits to (`[rows, n_vocab]`).
+    pub fn logits(&self) -> Buf {
+        self.scratch.logits
+    }
+
+    /// Most rows of logits one forward pass returns.
+    pub fn logit_rows(&self) -> usize {
+        self.logit_rows
+    }
+
+    /// A KV cache for one sequence of up to `ctx` positions (0 = [`Model::ctx`]): one given
+    /// back earlier with [`Model::release_cache`] if one is large enough, else allocated on
+    /// the model's backend. Its contents are stale: a sequence writes every position before it
+    /// reads it.
+    pub fn new_cache(&mut self, ctx: usize) -> Result<KvCache, ModelError> {
+        let ctx = if ctx == 0 { self.ctx } else { ctx };
+        if ctx > self.ctx {
+            return Err(ModelError::Options(format!(
+                "a cache of {ctx} positions: the model was loaded for at most {}",
+                self.ctx
+            )));
+        }
+        // the smallest spare that holds `ctx` positions
+        let fit = (0..self.spare.len())
+            .filter(|&i| self.spare[i].capacity() >= ctx)
+            .min_by_key(|&i| self.spare[i].capacity());
+        if let Some(i) = fit {
+            let mut c = self.spare.swap_remove(i);
+            c.ctx = ctx;
+            return Ok(c);
+        }
+        KvCache::new(&mut self.ops, &self.config, ctx)
+    }
+
+    /// Gives a sequence's cache back for reuse by [`Model::new_cache`] (backends keep their
+    /// buffers for the model's lifetime, so caches are recycled rather than freed).
+    pub fn release_cache(&mut self, cache: KvCache) {
+        self.spare.push(cache);
+    }
+
+    /// Runs one batch (at most [`Model::batch`] tokens, at most [`Model::logit_rows`] rows of
+    /// logits wanted) through the model; token `i` of sequence `s` uses `caches[s]`, whose rows
+    /// at the tokens' positions are filled. Returns the logits buffer, `[n_logits, n_vocab]`:
+    /// one row per wanted token, in batch order.
+    pub fn forward_batch(&mut self, batch: &Batch, caches: &[&KvCache]) -> Result<Buf, ModelError> {
+        let plan = batch.plan(caches.len())?;
+        if batch.len() > self.batch {
+            return Err(ModelError::Batch(format!(
+                "{} tokens in one batch, the model was loaded for {}",
+                batch.len(),
+                self.batch
+            )));
+        }
+        if plan.logit_rows.len() > self.logit_rows {
+            return Err(ModelError::Batch(format!(
+                "{} rows of logits wanted, the model was loaded for {}",
+                plan.logit_rows.len(),
+                self.logit_rows
+            )));
+        }
+        for seg in &plan.segments {
+            check_fits(caches[seg.seq], seg.pos0, seg.n)?;
+        }
+        let tokens = batch.tokens();
+        self.run(&mut |p| p.forward(caches, tokens, &plan))?;
+        Ok(self.scratch.logits)
+    }
+
+    /// Runs `tokens` of one sequence (at positions `pos0..`) through the model, filling
+    /// `cache`. Returns the logits buffer: `[1, n_vocab]` for [`Logits::Last`],
+    /// `[tokens, n_vocab]` for [`Logits::All`]. Prompts longer than the batch size are
+    /// processed in batches.
     pub fn forward(
         &mut self,
+        cache: &KvCache,
         tokens: &[u32],
         pos0: usize,
         logits: Logits,
@@ -256,7 +342,7 @@ impl Model {
         if tokens.is_empty() {
             return Err(ModelError::Options("forward: no tokens".into()));
         }
-        self.check_fits(pos0, tokens.len())?;
+        check_fits(cache, pos0, tokens.len())?;
         if logits == Logits::All && tokens.len() > self.logit_rows {
             return Err(ModelError::Options(format!(
                 "{} tokens of logits requested, the model was loaded for {}",
@@ -265,15 +351,21 @@ impl Model {
             )));
         }
         let n_chunks = tokens.len().div_ceil(self.batch);
-        let batch = self.batch;
+        let batch_size = self.batch;
+        let mut batch = Batch::new();
         self.run(&mut |p| {
-            for (i, chunk) in tokens.chunks(batch).enumerate() {
-                let rows = match (i + 1 == n_chunks, logits) {
-                    (false, _) => 0,
-                    (true, Logits::Last) => 1,
-                    (true, Logits::All) => chunk.len(),
-                };
-                p.forward(chunk, pos0 + i * batch, rows)?;
+            for (i, chunk) in tokens.chunks(batch_size).enumerate() {
+                let last = i + 1 == n_chunks;
+                batch.clear();
+                for (j, &t) in chunk.iter().enumerate() {
+                    let want = match logits {
+                        Logits::Last => last && j + 1 == chunk.len(),
+                        Logits::All => last,
+                    };
+                    batch.push(t, pos0 + i * batch_size + j, 0, want);
+                }
+                let plan = batch.plan(1)?;
+                p.forward(&[cache], batch.tokens(), &plan)?;
             }
             Ok(())
         })?;
@@ -292,30 +384,21 @@ impl Model {
             c: &self.config,
             ops: &mut self.ops,
             s: &self.scratch,
-            kv: &self.kv,
         };
         let mut result = Ok(());
         exec.install(&mut || result = f(&mut pass));
         result
     }
 
-    fn check_fits(&self, pos0: usize, n: usize) -> Result<(), ModelError> {
-        if pos0 + n > self.kv.ctx {
-            return Err(ModelError::ContextFull {
-                needed: pos0 + n,
-                ctx: self.kv.ctx,
-            });
-        }
-        Ok(())
-    }
-
-    /// Runs `tokens` (at most one batch) at positions `pos0..` and hands the logits of the rows
-    /// in `rows` (indices into `tokens`) to `each(first_row, n, logits[n * vocab])`, `logit_rows`
-    /// rows at a time, so a 262k vocabulary never needs a `[batch, vocab]` buffer. `each` runs
-    /// on the backend's executor (for the CPU: inside its thread pool, so it may use rayon).
-    /// For scoring (perplexity, KL divergence).
+    /// Runs `tokens` of one sequence (at most one batch) at positions `pos0..`, filling
+    /// `cache`, and hands the logits of the rows in `rows` (indices into `tokens`) to
+    /// `each(first_row, n, logits[n * vocab])`, `logit_rows` rows at a time, so a 262k
+    /// vocabulary never needs a `[batch, vocab]` buffer. `each` runs on the backend's executor
+    /// (for the CPU: inside its thread pool, so it may use rayon). For scoring (perplexity, KL
+    /// divergence).
     pub fn score(
         &mut self,
+        cache: &KvCache,
         tokens: &[u32],
         pos0: usize,
         rows: std::ops::Range<usize>,
@@ -328,17 +411,21 @@ impl Model {
                 self.batch
             )));
         }
-        self.check_fits(pos0, tokens.len())?;
+        check_fits(cache, pos0, tokens.len())?;
         let vocab = self.config.n_vocab;
         let logit_rows = self.logit_rows;
         let logits = self.scratch.logits;
         let mut host = vec![0f32; logit_rows * vocab];
+        let mut batch = Batch::new();
+        batch.push_run(tokens, pos0, 0, false);
+        let plan = batch.plan(1)?;
         self.run(&mut |p| {
-            p.forward(tokens, pos0, 0)?;
+            p.forward(&[cache], tokens, &plan)?;
             let mut first = rows.start;
             while first < rows.end {
                 let n = logit_rows.min(rows.end - first);
-                p.head(first, n)?;
+                let wanted: Vec<usize> = (first..first + n).collect();
+                p.head(&wanted)?;
                 p.ops.read(logits, 0, &mut host[..n * vocab])?;
                 each(first, n, &host[..n * vocab]);
                 first += n;
@@ -356,6 +443,17 @@ impl Model {
     pub fn kv_bytes_per_token(&self) -> u64 {
         kv_bytes_per_token(&self.config)
     }
+}
+
+/// Refuses positions past the end of a sequence's cache.
+fn check_fits(cache: &KvCache, pos0: usize, n: usize) -> Result<(), ModelError> {
+    if pos0 + n > cache.ctx {
+        return Err(ModelError::ContextFull {
+            needed: pos0 + n,
+            ctx: cache.ctx,
+        });
+    }
+    Ok(())
 }
 
 /// Bytes of weights one decoded token reads: every matrix once (the tied or separate output

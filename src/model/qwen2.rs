@@ -7,6 +7,7 @@
 //! grouped-query attention → output projection → residual; then the SiLU-gated feed-forward
 //! → residual. A separate output matrix unless the file ties it to the embeddings.
 
+use super::batch::{runs, Plan};
 use super::{Arch, Config, KvCache, Loader, ModelError, Scratch};
 use crate::backend::{AttnParams, Glu, Ops, PreNorm, Rope, RopeLayout, Weight};
 
@@ -94,17 +95,16 @@ impl Qwen2 {
         })
     }
 
-    /// Runs `tokens` at positions `pos0..`; computes logits for the last `logit_rows` of them.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs a batch's `tokens` (segments in `plan`, each against its sequence's cache in
+    /// `kvs`); computes the logits of the rows `plan.logit_rows`.
     pub(super) fn forward(
         &self,
         c: &Config,
         ops: &mut Ops,
         s: &Scratch,
-        kv: &KvCache,
+        kvs: &[&KvCache],
         tokens: &[u32],
-        pos0: usize,
-        logit_rows: usize,
+        plan: &Plan,
     ) -> Result<(), ModelError> {
         let (n, eps) = (tokens.len(), c.eps);
         ops.embed(&self.token_embd, tokens, s.x)?;
@@ -122,17 +122,24 @@ impl Qwen2 {
                     ops.add_bias(out, b, n)?;
                 }
             }
-            ops.rope_store_kv(s.q, s.k, s.v, &self.rope, &kv.at(c, il, n, pos0))?;
-            let p = AttnParams {
-                n_tokens: n,
-                pos0,
-                n_head: c.n_head,
-                n_head_kv: c.n_head_kv,
-                head_dim: c.head_dim,
-                window: None,
-                scale: c.attn_scale,
-            };
-            ops.attention(s.q, kv.k[il], kv.v[il], s.att, &p)?;
+            // each sequence's tokens against its own cache
+            for seg in &plan.segments {
+                let kv = kvs[seg.seq];
+                ops.tag_sequence(Some(seg.seq));
+                ops.rope_store_kv(s.q, s.k, s.v, &self.rope, &kv.at(c, il, seg))?;
+                let p = AttnParams {
+                    row0: seg.row0,
+                    n_tokens: seg.n,
+                    pos0: seg.pos0,
+                    n_head: c.n_head,
+                    n_head_kv: c.n_head_kv,
+                    head_dim: c.head_dim,
+                    window: None,
+                    scale: c.attn_scale,
+                };
+                ops.attention(s.q, kv.k[il], kv.v[il], s.att, &p)?;
+            }
+            ops.tag_sequence(None);
             ops.matmul_add(&l.wo, s.att, s.xb, s.x, n)?;
 
             // feed-forward: down(silu(gate(x)) * up(x))
@@ -146,26 +153,29 @@ impl Qwen2 {
             ops.matmul_add(&l.ffn_down, s.hb, s.xb, s.x, n)?;
         }
 
-        // logits of the last `logit_rows` tokens only
-        if logit_rows > 0 {
-            self.head(c, ops, s, n - logit_rows, logit_rows)?;
+        // logits of the wanted rows only
+        if !plan.logit_rows.is_empty() {
+            self.head(c, ops, s, &plan.logit_rows)?;
         }
         Ok(())
     }
 
-    /// Logits of rows `first..first + rows` of the last forward pass's hidden states.
+    /// Logits of `rows` (sorted) of the last forward pass's hidden states, in that order.
     pub(super) fn head(
         &self,
         c: &Config,
         ops: &mut Ops,
         s: &Scratch,
-        first: usize,
-        rows: usize,
+        rows: &[usize],
     ) -> Result<(), ModelError> {
         let d = c.n_embd;
-        ops.copy(s.x, first * d, s.out, 0, rows * d)?;
-        ops.rms_norm(s.out, &self.output_norm, s.out, rows, c.eps)?;
-        ops.matmul(&self.output, s.out, s.logits, rows)?;
+        let mut at = 0;
+        for (first, k) in runs(rows) {
+            ops.copy(s.x, first * d, s.out, at * d, k * d)?;
+            at += k;
+        }
+        ops.rms_norm(s.out, &self.output_norm, s.out, rows.len(), c.eps)?;
+        ops.matmul(&self.output, s.out, s.logits, rows.len())?;
         Ok(())
     }
 }

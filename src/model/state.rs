@@ -1,14 +1,18 @@
-//! The buffers a forward pass runs in, allocated once at load: the KV cache (one K and one V
-//! buffer per layer, `[ctx, n_head_kv * head_dim]`) and scratch activations sized for the
-//! largest batch.
+//! The buffers a forward pass runs in, allocated once: a sequence's KV cache (one K and one V
+//! buffer per layer, `[ctx, n_head_kv * head_dim]`; one per sequence, made with
+//! [`super::Model::new_cache`]) and the model's scratch activations sized for the largest
+//! batch (shared by every sequence of a batch).
 
-use super::{Config, ModelError};
+use super::{batch::Segment, Config, ModelError};
 use crate::backend::{Buf, KvBuf, Ops, RopeKv};
 
+/// One sequence's keys and values for positions `0..ctx`.
 pub struct KvCache {
     pub k: Vec<KvBuf>,
     pub v: Vec<KvBuf>,
+    /// Positions this sequence may use.
     pub ctx: usize,
+    capacity: usize,
 }
 
 impl KvCache {
@@ -20,16 +24,27 @@ impl KvCache {
             k.push(ops.alloc_kv(len)?);
             v.push(ops.alloc_kv(len)?);
         }
-        Ok(KvCache { k, v, ctx })
+        Ok(KvCache {
+            k,
+            v,
+            ctx,
+            capacity: ctx,
+        })
     }
 
-    /// Layer `il`'s caches, for `n` tokens at positions `pos0..` ([`Ops::rope_store_kv`]).
-    pub fn at(&self, c: &Config, il: usize, n: usize, pos0: usize) -> RopeKv {
+    /// Positions the buffers can hold (at least `ctx`; more for a recycled cache).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Layer `il`'s caches, for the tokens of segment `s` ([`Ops::rope_store_kv`]).
+    pub fn at(&self, c: &Config, il: usize, s: &Segment) -> RopeKv {
         RopeKv {
-            n,
+            row0: s.row0,
+            n: s.n,
             n_head: c.n_head,
             n_head_kv: c.n_head_kv,
-            pos0,
+            pos0: s.pos0,
             k_cache: self.k[il],
             v_cache: self.v[il],
         }

@@ -278,7 +278,7 @@ pub unsafe fn q4_0(w: &[u8], x: &[u8]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q4_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-    unsafe { q4_0_n::<4, 1>(w, x) }
+    unsafe { q4_0_n::<4, 2>(w, x) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -288,7 +288,7 @@ pub unsafe fn q5_0(w: &[u8], x: &[u8]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q5_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-    unsafe { q5_0_n::<4, 1>(w, x) }
+    unsafe { q5_0_n::<4, 2>(w, x) }
 }
 
 /// Four chains for one row: this is the kernel of Gemma's tied output projection, the largest
@@ -298,9 +298,12 @@ pub unsafe fn q8_0(w: &[u8], x: &[u8]) -> f32 {
     unsafe { q8_0_n::<1, 4>(w, [x])[0] }
 }
 
+/// The one-row kernel's four chains per row, so each row's sum is added in the same order and
+/// a row's result does not depend on the rows beside it (batch invariance: a sequence decodes
+/// the same tokens alone and in a batch; `quant::tests` checks it bit for bit).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q8_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-    unsafe { q8_0_n::<4, 1>(w, x) }
+    unsafe { q8_0_n::<4, 4>(w, x) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -243,6 +243,15 @@ fn simd_dots_should_match_scalar() {
                         "{t} k={k} dot4 row {i}: {} vs scalar {want}",
                         got[i]
                     );
+                    // batch invariance: a row's result must not depend on whether it is
+                    // computed alone (decode) or beside three others (a batch)
+                    let alone = (simd.dot)(&w, row);
+                    assert_eq!(
+                        got[i].to_bits(),
+                        alone.to_bits(),
+                        "{t} k={k} dot4 row {i}: {} vs the one-row kernel's {alone}",
+                        got[i]
+                    );
                 }
             }
         }

@@ -326,10 +326,12 @@ pub fn run_test(
     let vocab = m.config.n_vocab;
     let mut rng = Tokens(0x5eed ^ spec.ctx_needed() as u64, vocab as u32);
     let mut out = Vec::new();
+    let cache = m.new_cache(spec.ctx_needed())?;
+    let cache = &cache;
     for rep in 0..=reps {
         if spec.depth > 0 {
             let fill = rng.take(spec.depth);
-            m.forward(&fill, 0, Logits::Last)?;
+            m.forward(cache, &fill, 0, Logits::Last)?;
         }
         let (p, n) = match spec.kind {
             TestKind::Prefill(p) => (p, 0),
@@ -341,7 +343,7 @@ pub fn run_test(
         let pre = if p > 0 {
             let prompt = rng.take(p);
             let (ph, _) = phase(m, energy, p, &mut |m| {
-                let l = m.forward(&prompt, pos, Logits::Last)?;
+                let l = m.forward(cache, &prompt, pos, Logits::Last)?;
                 next = m.ops().argmax(l, 0, vocab)?;
                 Ok(Vec::new())
             })?;
@@ -356,7 +358,7 @@ pub fn run_test(
                 let mut tok = next;
                 for i in 0..n {
                     let t = Instant::now();
-                    let l = m.forward(&[tok], pos + i, Logits::Last)?;
+                    let l = m.forward(cache, &[tok], pos + i, Logits::Last)?;
                     tok = m.ops().argmax(l, 0, vocab)?;
                     steps.push(t.elapsed().as_secs_f64());
                 }

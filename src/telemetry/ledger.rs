@@ -135,11 +135,14 @@ impl OpName {
     }
 }
 
-/// Running totals: overall and per op kind (with call counts).
+/// Running totals: overall and per op kind (with call counts), and apart per sequence of a
+/// batch for the ops that are one sequence's own (its RoPE, KV-cache writes and attention).
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
     total: Traffic,
     by_op: [(Traffic, u64); 14],
+    tag: Option<usize>,
+    by_tag: Vec<Traffic>,
 }
 
 impl Ledger {
@@ -148,6 +151,24 @@ impl Ledger {
         let slot = &mut self.by_op[op as usize];
         slot.0 += t;
         slot.1 += 1;
+        if let Some(i) = self.tag {
+            if self.by_tag.len() <= i {
+                self.by_tag.resize(i + 1, Traffic::default());
+            }
+            self.by_tag[i] += t;
+        }
+    }
+
+    /// Records from now on are also one sequence's own (the index of its cache in a batch),
+    /// or shared by the whole batch (`None`).
+    pub fn set_tag(&mut self, tag: Option<usize>) {
+        self.tag = tag;
+    }
+
+    /// What each sequence's own ops recorded since the last call (index = tag), then cleared:
+    /// the rest of a step's traffic is shared by its sequences.
+    pub fn take_tagged(&mut self) -> Vec<Traffic> {
+        std::mem::take(&mut self.by_tag)
     }
 
     /// Everything recorded so far; subtract two snapshots for the cost of the work between.

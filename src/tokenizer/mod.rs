@@ -14,7 +14,7 @@ pub mod spm_model;
 pub mod stream;
 
 use crate::gguf::{Metadata, MetadataError};
-pub use stream::TextStream;
+pub use stream::{Detokenizer, TextStream};
 
 /// Why a tokenizer could not be built or used.
 #[derive(Debug, thiserror::Error)]

@@ -6,26 +6,24 @@
 //! incomplete sequence (U+FFFD); a UTF-8 character is at most four bytes, so after four held
 //! tokens the text is released as it is (the bytes really were invalid).
 
-/// Holds back tokens until they decode to complete characters.
-pub struct TextStream<'a> {
-    tokenizer: &'a super::Tokenizer,
+/// Holds back tokens until they decode to complete characters; the tokenizer is passed to
+/// each call, so a sequence can own one without borrowing its engine's tokenizer.
+#[derive(Clone, Debug, Default)]
+pub struct Detokenizer {
     pending: Vec<u32>,
 }
 
 const MAX_PENDING: usize = 4;
 
-impl<'a> TextStream<'a> {
-    pub(crate) fn new(tokenizer: &'a super::Tokenizer) -> Self {
-        TextStream {
-            tokenizer,
-            pending: Vec::new(),
-        }
-    }
-
+impl Detokenizer {
     /// Adds one token; returns the text that is now complete (possibly empty).
-    pub fn push(&mut self, id: u32) -> Result<String, super::TokenizerError> {
+    pub fn push(
+        &mut self,
+        tokenizer: &super::Tokenizer,
+        id: u32,
+    ) -> Result<String, super::TokenizerError> {
         self.pending.push(id);
-        let text = self.tokenizer.decode(&self.pending)?;
+        let text = tokenizer.decode(&self.pending)?;
         if text.ends_with('\u{FFFD}') && self.pending.len() < MAX_PENDING {
             return Ok(String::new());
         }
@@ -34,12 +32,40 @@ impl<'a> TextStream<'a> {
     }
 
     /// Releases whatever is still held back (at the end of generation).
-    pub fn finish(&mut self) -> Result<String, super::TokenizerError> {
+    pub fn finish(
+        &mut self,
+        tokenizer: &super::Tokenizer,
+    ) -> Result<String, super::TokenizerError> {
         if self.pending.is_empty() {
             return Ok(String::new());
         }
-        let text = self.tokenizer.decode(&self.pending)?;
+        let text = tokenizer.decode(&self.pending)?;
         self.pending.clear();
         Ok(text)
+    }
+}
+
+/// A [`Detokenizer`] bound to its tokenizer.
+pub struct TextStream<'a> {
+    tokenizer: &'a super::Tokenizer,
+    inner: Detokenizer,
+}
+
+impl<'a> TextStream<'a> {
+    pub(crate) fn new(tokenizer: &'a super::Tokenizer) -> Self {
+        TextStream {
+            tokenizer,
+            inner: Detokenizer::default(),
+        }
+    }
+
+    /// Adds one token; returns the text that is now complete (possibly empty).
+    pub fn push(&mut self, id: u32) -> Result<String, super::TokenizerError> {
+        self.inner.push(self.tokenizer, id)
+    }
+
+    /// Releases whatever is still held back (at the end of generation).
+    pub fn finish(&mut self) -> Result<String, super::TokenizerError> {
+        self.inner.finish(self.tokenizer)
     }
 }

@@ -333,16 +333,32 @@ impl Backend for CandleBackend {
         self.rms_norm_impl(x, w, out, rows, eps)
     }
 
-    fn rope(&mut self, x: Buf, rope: &Rope, n: usize, heads: usize, pos0: usize) -> Result<()> {
-        self.rope_impl(x, rope, n, heads, pos0)
+    fn rope(
+        &mut self,
+        x: Buf,
+        rope: &Rope,
+        row0: usize,
+        n: usize,
+        heads: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        self.rope_impl(x, rope, row0, n, heads, pos0)
     }
 
-    fn store_kv(&mut self, src: Buf, dst: KvBuf, n: usize, row: usize, pos0: usize) -> Result<()> {
+    fn store_kv(
+        &mut self,
+        src: Buf,
+        row0: usize,
+        dst: KvBuf,
+        n: usize,
+        row: usize,
+        pos0: usize,
+    ) -> Result<()> {
         if (pos0 + n) * row > dst.len {
             return Err(BackendError::Invalid("store_kv: out of bounds".into()));
         }
         let t = self
-            .view(src, 0, n * row)?
+            .view(src, row0 * row, n * row)?
             .to_dtype(DType::F16)
             .map_err(err)?;
         self.kv[dst.id as usize]

@@ -28,6 +28,7 @@ impl CandleBackend {
         &mut self,
         x: Buf,
         rope: &Rope,
+        row0: usize,
         n: usize,
         heads: usize,
         pos0: usize,
@@ -43,7 +44,8 @@ impl CandleBackend {
         let t = &self.ropes[rope.id as usize];
         let cos = t.cos.narrow(0, pos0, n).map_err(err)?;
         let sin = t.sin.narrow(0, pos0, n).map_err(err)?;
-        let xs = self.view(x, 0, n * heads * hd)?;
+        let off = row0 * heads * hd;
+        let xs = self.view(x, off, n * heads * hd)?;
         let y = match rope.layout {
             // [tokens, heads, head_dim] is candle-nn's `thd` layout
             RopeLayout::Neox => xs
@@ -65,7 +67,7 @@ impl CandleBackend {
                 .and_then(|t| t.transpose(0, 1))
                 .map_err(err)?,
         };
-        self.store(x, 0, &y)
+        self.store(x, off, &y)
     }
 
     pub(super) fn attention_impl(
@@ -104,7 +106,8 @@ impl CandleBackend {
         let keys = kv(&self.kv[k.id as usize])?;
         let vals = kv(&self.kv[v.id as usize])?;
         // queries [n, nkv, group, hd] -> [nkv, n * group, hd]: row r is token r / group
-        let qs = self.view(q, 0, n * nh * hd)?;
+        let q_off = p.row0 * nh * hd;
+        let qs = self.view(q, q_off, n * nh * hd)?;
         let qs = if n == 1 {
             qs.reshape((nkv, group, hd)).map_err(err)?
         } else {
@@ -148,6 +151,6 @@ impl CandleBackend {
                 .and_then(|t| t.transpose(0, 1))
                 .map_err(err)?
         };
-        self.store(out, 0, &y)
+        self.store(out, q_off, &y)
     }
 }

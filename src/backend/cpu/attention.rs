@@ -27,6 +27,9 @@ pub fn attention(
     let kv_row = p.n_head_kv * hd;
     let q_row = p.n_head * hd;
     let units = p.n_tokens * p.n_head_kv;
+    // this sequence's rows of the batch
+    let q = &q[p.row0 * q_row..];
+    let out = &mut out[p.row0 * q_row..];
     let threads = pool.current_num_threads().max(1);
     // longest key range any query sees
     let max_keys = key_range(p, p.n_tokens - 1).len();

@@ -290,7 +290,15 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn rope(&mut self, x: Buf, rope: &Rope, n: usize, heads: usize, pos0: usize) -> Result<()> {
+    fn rope(
+        &mut self,
+        x: Buf,
+        rope: &Rope,
+        row0: usize,
+        n: usize,
+        heads: usize,
+        pos0: usize,
+    ) -> Result<()> {
         let t = &mut self.ropes[rope.id as usize];
         let have = t.cs.len() / t.head_dim;
         if have < pos0 + n {
@@ -300,13 +308,22 @@ impl Backend for CpuBackend {
         }
         let mut xv = self.take(x);
         let cs = &self.ropes[rope.id as usize].cs;
-        elementwise::rope(&mut xv, cs, rope.layout, n, heads, rope.head_dim, pos0);
+        let rows = &mut xv[row0 * heads * rope.head_dim..];
+        elementwise::rope(rows, cs, rope.layout, n, heads, rope.head_dim, pos0);
         self.put(x, xv);
         Ok(())
     }
 
-    fn store_kv(&mut self, src: Buf, dst: KvBuf, n: usize, row: usize, pos0: usize) -> Result<()> {
-        let s = &self.bufs[src.id as usize][..n * row];
+    fn store_kv(
+        &mut self,
+        src: Buf,
+        row0: usize,
+        dst: KvBuf,
+        n: usize,
+        row: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        let s = &self.bufs[src.id as usize][row0 * row..(row0 + n) * row];
         let d = &mut self.kv[dst.id as usize][pos0 * row..(pos0 + n) * row];
         for (o, v) in d.iter_mut().zip(s) {
             *o = f16::from_f32(*v);

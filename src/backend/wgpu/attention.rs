@@ -22,7 +22,7 @@ impl WgpuBackend {
             )));
         }
         let kv_needed = (p.pos0 + p.n_tokens) * p.n_head_kv * p.head_dim;
-        let q_needed = p.n_tokens * p.n_head * p.head_dim;
+        let q_needed = (p.row0 + p.n_tokens) * p.n_head * p.head_dim;
         if k.len < kv_needed || v.len < kv_needed || q.len < q_needed || out.len < q_needed {
             return Err(BackendError::Invalid("attention: buffers too small".into()));
         }
@@ -34,6 +34,7 @@ impl WgpuBackend {
             p.head_dim as u32,
             p.window.unwrap_or(0) as u32,
             p.scale.to_bits(),
+            p.row0 as u32,
         ];
         let groups = [p.n_head as u32, p.n_tokens as u32, 1];
         self.dispatch(

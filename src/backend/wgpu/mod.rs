@@ -565,12 +565,28 @@ impl Backend for WgpuBackend {
         self.rms_norm_impl(x, w, out, rows, eps)
     }
 
-    fn rope(&mut self, x: Buf, rope: &Rope, n: usize, heads: usize, pos0: usize) -> Result<()> {
-        self.rope_impl(x, rope, n, heads, pos0)
+    fn rope(
+        &mut self,
+        x: Buf,
+        rope: &Rope,
+        row0: usize,
+        n: usize,
+        heads: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        self.rope_impl(x, rope, row0, n, heads, pos0)
     }
 
-    fn store_kv(&mut self, src: Buf, dst: KvBuf, n: usize, row: usize, pos0: usize) -> Result<()> {
-        self.store_kv_impl(src, dst, n, row, pos0)
+    fn store_kv(
+        &mut self,
+        src: Buf,
+        row0: usize,
+        dst: KvBuf,
+        n: usize,
+        row: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        self.store_kv_impl(src, row0, dst, n, row, pos0)
     }
 
     fn attention(&mut self, q: Buf, k: KvBuf, v: KvBuf, out: Buf, p: &AttnParams) -> Result<()> {

@@ -33,6 +33,7 @@ impl WgpuBackend {
         &mut self,
         x: Buf,
         rope: &Rope,
+        row0: usize,
         n: usize,
         heads: usize,
         pos0: usize,
@@ -55,6 +56,7 @@ impl WgpuBackend {
             rope.head_dim as u32,
             pos0 as u32,
             mode,
+            row0 as u32,
         ];
         let groups = fold((n * heads * rope.head_dim / 2).div_ceil(64));
         self.dispatch(Kernel::Rope, &[table, x.id], &params, groups)
@@ -90,6 +92,7 @@ impl WgpuBackend {
             hd as u32,
             p.pos0 as u32,
             mode,
+            p.row0 as u32,
         ];
         let items = p.n * (p.n_head + 2 * p.n_head_kv) * hd / 2;
         self.dispatch(

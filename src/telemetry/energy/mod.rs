@@ -11,6 +11,7 @@ pub mod battery;
 pub mod estimate;
 pub mod nvml;
 pub mod rapl;
+pub mod select;
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;

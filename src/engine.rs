@@ -1,0 +1,359 @@
+//! [`Engine`]: the library facade over one loaded model — what an embedder (the CLI, the
+//! server, an app) needs, in one place. It owns what every conversation shares: the GGUF file,
+//! the weights on a backend, the tokenizer and its chat template, the energy estimate and the
+//! electricity price that turn a token's work into joules and dollars. A
+//! [`Sequence`] owns what one conversation owns (its KV cache, position, sampler, stop filter,
+//! detokenizer, limits and telemetry); [`Engine::step`] advances several in one forward pass.
+//!
+//! Loading builds the tokenizer on a second thread while the weights are mapped and uploaded.
+//! Chat prompts are rendered with the model's template and get a BOS only if the template
+//! did not write one.
+
+use crate::backend::{BackendError, BackendSpec};
+use crate::generate::{
+    self, GenerateError, GenerateOptions, Sequence, StepLimits, StepReport, Summary, TokenEvent,
+};
+use crate::gguf::{GgufError, GgufFile};
+use crate::model::{Config, LoadOptions, Model, ModelError};
+use crate::sampling::Sampler;
+use crate::telemetry::energy::estimate::EnergyModel;
+use crate::telemetry::energy::select::{self, EnergyOptions, SelectError};
+use crate::tokenizer::chat::{self, Message};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Why an engine could not be made or used. The kinds say whose fault it is: the caller's
+/// input ([`EngineError::Input`], a [`GenerateError`] about the prompt), the model file, or
+/// the device.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot load model {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: Box<GgufError>,
+    },
+    #[error("cannot load model {path}: {source}")]
+    Load {
+        path: String,
+        #[source]
+        source: Box<ModelError>,
+    },
+    #[error("cannot build the tokenizer of {path}: {source}")]
+    Tokenizer {
+        path: String,
+        #[source]
+        source: Box<TokenizerError>,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Energy(#[from] SelectError),
+    #[error(transparent)]
+    Generate(#[from] Box<GenerateError>),
+    #[error("{0}")]
+    Input(String),
+}
+
+impl From<ModelError> for EngineError {
+    fn from(e: ModelError) -> Self {
+        EngineError::Generate(Box::new(GenerateError::Model(e)))
+    }
+}
+
+impl From<GenerateError> for EngineError {
+    fn from(e: GenerateError) -> Self {
+        EngineError::Generate(Box::new(e))
+    }
+}
+
+impl From<TokenizerError> for EngineError {
+    fn from(e: TokenizerError) -> Self {
+        EngineError::Generate(Box::new(GenerateError::Tokenizer(e)))
+    }
+}
+
+/// Everything fixed when a model is loaded.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub backend: BackendSpec,
+    pub load: LoadOptions,
+    pub energy: EnergyOptions,
+    /// CPU threads the work runs on (0 = all cores), for the energy estimate.
+    pub threads: usize,
+    /// Electricity price per kWh for the dollars of a token (default: the price table's
+    /// `us-residential` row).
+    pub usd_per_kwh: f64,
+    /// Most tokens one [`Engine::step`] runs (prompt chunks are cut to fit).
+    pub step_tokens: usize,
+}
+
+/// The price table's default electricity row, for [`EngineOptions::usd_per_kwh`].
+pub const DEFAULT_ELECTRICITY: &str = "us-residential";
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        let usd_per_kwh = crate::cost::prices::PriceTable::builtin()
+            .electricity(DEFAULT_ELECTRICITY)
+            .map_or(0.0, |e| e.price_per_kwh);
+        EngineOptions {
+            backend: BackendSpec::default(),
+            load: LoadOptions::default(),
+            energy: EnergyOptions::default(),
+            threads: 0,
+            usd_per_kwh,
+            step_tokens: 512,
+        }
+    }
+}
+
+/// What one token (or a request) cost, beyond time and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Cost {
+    pub joules: f64,
+    pub usd: f64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        self.joules += o.joules;
+        self.usd += o.usd;
+    }
+}
+
+/// One loaded model and what its conversations share (see the module docs).
+pub struct Engine {
+    model: Model,
+    tokenizer: Tokenizer,
+    path: PathBuf,
+    energy: EnergyModel,
+    energy_label: String,
+    usd_per_j: f64,
+    limits: StepLimits,
+    threads: usize,
+}
+
+impl Engine {
+    /// Loads the model at `path`: tokenizer and weights concurrently (the tokenizer build is
+    /// the slow part; the weights are only mapped on the CPU).
+    pub fn load(path: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
+        let shown = path.display().to_string();
+        let file = GgufFile::open(path).map_err(|e| EngineError::Open {
+            path: shown.clone(),
+            source: Box::new(e),
+        })?;
+        let file = Arc::new(file);
+        file.prefetch();
+        let backend = opts.backend.open()?;
+        let (tk, model) = std::thread::scope(|s| {
+            let f2 = Arc::clone(&file);
+            let tk = s.spawn(move || Tokenizer::from_metadata(f2.metadata()));
+            let model = Model::load(Arc::clone(&file), backend, &opts.load);
+            (tk.join(), model)
+        });
+        let tk = tk
+            .map_err(|_| EngineError::Input("the tokenizer thread panicked".into()))?
+            .map_err(|e| EngineError::Tokenizer {
+                path: shown.clone(),
+                source: Box::new(e),
+            })?;
+        let model = model.map_err(|e| EngineError::Load {
+            path: shown,
+            source: Box::new(e),
+        })?;
+        Engine::new(model, tk, opts)
+    }
+
+    /// An engine over a model and tokenizer loaded by the caller.
+    pub fn new(
+        mut model: Model,
+        tokenizer: Tokenizer,
+        opts: &EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        if opts.backend.profile && opts.backend.resolved() == crate::backend::BackendKind::Cuda {
+            // candle has no kernel timestamps: ops are timed by synchronizing
+            model.ops().time_ops_by_sync(true);
+        }
+        let threads = match opts.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            t => t,
+        };
+        let gpu = model.ops().backend().energy_gpu();
+        let energy = select::energy_model(&opts.energy, threads, gpu)?;
+        let path = model.file().path().to_path_buf();
+        Ok(Engine {
+            model,
+            tokenizer,
+            path,
+            energy_label: crate::telemetry::energy::SourceKind::Estimate
+                .label()
+                .to_string(),
+            energy,
+            usd_per_j: opts.usd_per_kwh / 3.6e6,
+            limits: StepLimits {
+                max_tokens: opts.step_tokens.max(1),
+            },
+            threads,
+        })
+    }
+
+    /// The tokenizer and the model, for work that needs them apart (scoring, benchmarks).
+    pub fn into_parts(self) -> (Tokenizer, Model) {
+        (self.tokenizer, self.model)
+    }
+
+    /// CPU threads the work runs on (resolved: never 0).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The device's peak memory read bandwidth (GB/s, and where the figure comes from) for
+    /// MBU: a GPU adapter's or the CPU's, as cached by `tokenfab probe` or `bench`; never
+    /// measured here (that takes seconds).
+    pub fn peak_bandwidth(&mut self) -> Option<(f64, String)> {
+        use crate::telemetry::probe;
+        let backend = self.model.ops().backend_mut();
+        match backend.adapter_name() {
+            Some(_) => probe::gpu_peak(backend, probe::Measure::CachedOnly),
+            None => probe::cpu_peak(self.threads, false),
+        }
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn model(&mut self) -> &mut Model {
+        &mut self.model
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.model.config
+    }
+
+    /// The model file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The model's name: `general.name` from its metadata, else the file name.
+    pub fn name(&self) -> String {
+        self.model
+            .file()
+            .metadata()
+            .get_str("general.name")
+            .ok()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                self.path
+                    .file_stem()
+                    .map_or("model".into(), |s| s.to_string_lossy().into_owned())
+            })
+    }
+
+    /// Longest context a sequence may have.
+    pub fn ctx(&self) -> usize {
+        self.model.ctx()
+    }
+
+    /// Token ids of `text`, with BOS first when `add_bos` and the model uses one.
+    pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, EngineError> {
+        Ok(self.tokenizer.encode(text, add_bos)?)
+    }
+
+    /// The prompt for `messages` through the model's chat template, the assistant's turn
+    /// opened; BOS added when `add_bos` unless the template already wrote it.
+    pub fn chat_prompt(
+        &self,
+        messages: &[Message],
+        add_bos: bool,
+    ) -> Result<Vec<u32>, EngineError> {
+        let rendered = chat::apply(&self.tokenizer, messages, true)?;
+        let has_bos = self
+            .tokenizer
+            .bos()
+            .and_then(|b| self.tokenizer.piece(b))
+            .is_some_and(|b| rendered.starts_with(&b));
+        self.encode(&rendered, add_bos && !has_bos)
+    }
+
+    /// A new sequence for `prompt`, in a cache of the engine's full context.
+    pub fn new_sequence(
+        &mut self,
+        prompt: &[u32],
+        sampler: Sampler,
+        opts: GenerateOptions,
+    ) -> Result<Sequence, EngineError> {
+        if prompt.is_empty() {
+            return Err(GenerateError::EmptyPrompt.into());
+        }
+        if prompt.len() >= self.model.ctx() {
+            return Err(GenerateError::PromptTooLong {
+                prompt: prompt.len(),
+                ctx: self.model.ctx(),
+            }
+            .into());
+        }
+        let cache = self.model.new_cache(0)?;
+        Ok(Sequence::new(cache, prompt, sampler, opts)?)
+    }
+
+    /// Gives a finished sequence's cache back for the next [`Engine::new_sequence`].
+    pub fn release(&mut self, seq: Sequence) {
+        self.model.release_cache(seq.into_cache());
+    }
+
+    /// One step of continuous batching over `seqs` (see [`generate::step`]).
+    pub fn step(
+        &mut self,
+        seqs: &mut [&mut Sequence],
+        on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
+    ) -> Result<StepReport, EngineError> {
+        Ok(generate::step(
+            &mut self.model,
+            &self.tokenizer,
+            seqs,
+            self.limits,
+            on_event,
+        )?)
+    }
+
+    /// Generates from `prompt` to the end as one sequence (see [`generate::generate`]).
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        sampler: &mut Sampler,
+        opts: &GenerateOptions,
+        on_event: &mut dyn FnMut(&TokenEvent) -> bool,
+    ) -> Result<Summary, EngineError> {
+        Ok(generate::generate(
+            &mut self.model,
+            &self.tokenizer,
+            prompt,
+            sampler,
+            opts,
+            on_event,
+        )?)
+    }
+
+    /// What a token's work cost in energy and money, from the energy estimate (time, bytes
+    /// and FLOPs; see [`Engine::energy_source`]) and the electricity price.
+    pub fn cost(&self, ev: &TokenEvent) -> Cost {
+        let e = self.energy.estimate(
+            ev.duration.as_secs_f64(),
+            ev.traffic.bytes(),
+            ev.traffic.flops,
+        );
+        let joules = e.total_j();
+        Cost {
+            joules,
+            usd: joules * self.usd_per_j,
+        }
+    }
+
+    /// The label of [`Engine::cost`]'s joules (`estimated:model`).
+    pub fn energy_source(&self) -> &str {
+        &self.energy_label
+    }
+}

@@ -1,0 +1,317 @@
+//! One step of continuous batching: the pending tokens of several [`Sequence`]s — a decode
+//! token each for those generating, prompt chunks for those prefilling — go through the model
+//! in one forward pass (the weights are read once for all of them); then each sequence that
+//! asked for logits samples its next token.
+//!
+//! Cost follows the work: a step's shared traffic and forward time are split among its
+//! sequences by their share of its tokens; what a sequence's own ops moved (its RoPE, KV-cache
+//! writes and attention, tagged in the ledger) and its sampling are its own.
+
+use super::{GenerateError, Phase, Sequence, StopReason, TokenEvent};
+use crate::model::{Batch, Model, ModelError};
+use crate::telemetry::ledger::Traffic;
+use crate::tokenizer::Tokenizer;
+use std::time::{Duration, Instant};
+
+/// What one step did.
+#[derive(Clone, Debug, Default)]
+pub struct StepReport {
+    /// Tokens run through the model (0: nothing was pending).
+    pub tokens: usize,
+    /// Sequences that had tokens in the step.
+    pub sequences: usize,
+    /// Prompt tokens among them.
+    pub prefill_tokens: usize,
+    /// Wall time of the step (forward pass and sampling).
+    pub time: Duration,
+}
+
+/// Limits of one step.
+#[derive(Clone, Copy, Debug)]
+pub struct StepLimits {
+    /// Most tokens in the step (prompt chunks are cut to fit; decode tokens go first).
+    pub max_tokens: usize,
+}
+
+/// Runs one step over `seqs` (finished ones are skipped); `on_event(i, event)` gets every
+/// prompt and generated token of `seqs[i]`, and returning `false` from it cancels that
+/// sequence.
+pub fn step(
+    model: &mut Model,
+    tokenizer: &Tokenizer,
+    seqs: &mut [&mut Sequence],
+    limits: StepLimits,
+    on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
+) -> Result<StepReport, GenerateError> {
+    let max_tokens = limits.max_tokens.min(model.batch()).max(1);
+    let max_logits = model.logit_rows();
+    // who runs what: decode tokens first, then prompt chunks in the room left
+    let mut take = vec![0usize; seqs.len()];
+    let (mut n_tokens, mut n_logits) = (0, 0);
+    for decode_pass in [true, false] {
+        for (i, s) in seqs.iter().enumerate() {
+            if s.finished.is_some() || s.pending.is_empty() || s.in_prefill() == decode_pass {
+                continue;
+            }
+            let room = max_tokens - n_tokens;
+            let n = s.pending.len().min(room);
+            let wants_logits = n == s.pending.len();
+            if n == 0 || (wants_logits && n_logits == max_logits) {
+                continue;
+            }
+            take[i] = n;
+            n_tokens += n;
+            n_logits += wants_logits as usize;
+        }
+    }
+    if n_tokens == 0 {
+        return Ok(StepReport::default());
+    }
+
+    // the batch: each sequence's chunk at its next positions
+    let t0 = Instant::now();
+    let mut batch = Batch::new();
+    let mut members = Vec::new(); // (index in seqs, index of its cache in the batch)
+    for (i, s) in seqs.iter_mut().enumerate() {
+        if take[i] == 0 {
+            continue;
+        }
+        if s.start.is_none() {
+            s.start = Some(t0);
+        }
+        let k = members.len();
+        let wants_logits = take[i] == s.pending.len();
+        batch.push_run(&s.pending[..take[i]], s.cached.len(), k, wants_logits);
+        members.push(i);
+    }
+    let caches: Vec<_> = members.iter().map(|&i| &seqs[i].cache).collect();
+    let ledger0 = model.ops().ledger().total();
+    model.ops().take_sequence_traffic();
+    model.forward_batch(&batch, &caches)?;
+    let prefill_tokens: usize = members
+        .iter()
+        .filter(|&&i| seqs[i].in_prefill())
+        .map(|&i| take[i])
+        .sum();
+    if prefill_tokens > 0 {
+        // prompt timing needs the work done (a GPU only records it); decode-only steps wait
+        // in the sampler's read back instead, one host wait per step
+        model.ops().sync().map_err(ModelError::from)?;
+    }
+    let forward_time = t0.elapsed();
+    let own = model.ops().take_sequence_traffic();
+    let mut shared = model.ops().ledger().total() - ledger0;
+    for t in &own {
+        shared = shared - *t;
+    }
+
+    let vocab = model.config.n_vocab;
+    let mut logit_row = 0;
+    for (k, &i) in members.iter().enumerate() {
+        let s = &mut *seqs[i];
+        let n = take[i];
+        let share = n as f64 / n_tokens as f64;
+        let mut traffic = scale(shared, share);
+        traffic += own.get(k).copied().unwrap_or_default();
+        let time = forward_time.mul_f64(share);
+        let start = s.start.unwrap_or(t0);
+        let chunk: Vec<u32> = s.pending.drain(..n).collect();
+        let pos0 = s.cached.len();
+        s.cached.extend_from_slice(&chunk);
+        let wants_logits = s.pending.is_empty();
+        let row = logit_row;
+        logit_row += wants_logits as usize;
+
+        if pos0 < s.n_prompt {
+            // a prompt chunk: its tokens share the chunk's cost evenly
+            s.prefill_traffic += traffic;
+            let per = time / n as u32;
+            let per_traffic = traffic.per(n as u64);
+            let done = start.elapsed();
+            for (j, &t) in chunk.iter().enumerate() {
+                let ev = TokenEvent {
+                    phase: Phase::Prefill,
+                    pos: pos0 + j,
+                    token: t,
+                    text: "",
+                    at: done.saturating_sub(per * (n - 1 - j) as u32),
+                    duration: per,
+                    traffic: per_traffic,
+                    flush: false,
+                };
+                if !on_event(i, &ev) {
+                    s.cancel(StopReason::Cancelled);
+                }
+            }
+            if !s.in_prefill() {
+                s.prefill_time = done;
+            }
+            if s.finished.is_some() {
+                continue;
+            }
+            if wants_logits && s.opts.max_tokens == 0 {
+                s.finished = Some(StopReason::Length);
+            } else if wants_logits {
+                sample(
+                    model,
+                    tokenizer,
+                    s,
+                    i,
+                    logits_off(row, vocab),
+                    None,
+                    on_event,
+                )?;
+            }
+        } else {
+            // a decode step: this forward pass produced the logits of the next token
+            sample(
+                model,
+                tokenizer,
+                s,
+                i,
+                logits_off(row, vocab),
+                Some((time, traffic)),
+                on_event,
+            )?;
+        }
+    }
+    Ok(StepReport {
+        tokens: n_tokens,
+        sequences: members.len(),
+        prefill_tokens,
+        time: t0.elapsed(),
+    })
+}
+
+fn logits_off(row: usize, vocab: usize) -> usize {
+    row * vocab
+}
+
+/// `t` times `f` (a sequence's share of a step's shared traffic).
+fn scale(t: Traffic, f: f64) -> Traffic {
+    let s = |v: u64| (v as f64 * f).round() as u64;
+    Traffic {
+        weight_bytes: s(t.weight_bytes),
+        kv_read_bytes: s(t.kv_read_bytes),
+        kv_write_bytes: s(t.kv_write_bytes),
+        act_read_bytes: s(t.act_read_bytes),
+        act_write_bytes: s(t.act_write_bytes),
+        flops: s(t.flops),
+    }
+}
+
+/// Samples `s`'s next token from the logits row at `off` and emits its event; `forward` is
+/// the decode forward pass's share (time, traffic) that produced those logits (none for the
+/// first token, whose logits came with the prompt).
+fn sample(
+    model: &mut Model,
+    tokenizer: &Tokenizer,
+    s: &mut Sequence,
+    i: usize,
+    off: usize,
+    forward: Option<(Duration, Traffic)>,
+    on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
+) -> Result<(), GenerateError> {
+    let vocab = model.config.n_vocab;
+    let logits = model.logits();
+    let t0 = Instant::now();
+    let ledger0 = model.ops().ledger().total();
+    let ops = model.ops();
+    let token = if s.sampler.is_greedy() && s.sampler.params().repeat_penalty == 1.0 {
+        ops.argmax(logits, off, vocab).map_err(ModelError::from)?
+    } else if let Some(k) = s.sampler.top_k_only() {
+        // top-k on the device: k candidates come back instead of the vocabulary
+        let top = ops.top_k(logits, off, vocab, k).map_err(ModelError::from)?;
+        s.sampler.sample_top_k(&top)
+    } else {
+        let mut host = vec![0f32; vocab];
+        ops.read(logits, off, &mut host).map_err(ModelError::from)?;
+        s.sampler.sample(&host, &s.cached)
+    };
+    let sample_time = t0.elapsed();
+    let mut traffic = model.ops().ledger().total() - ledger0;
+    let start = s.start.unwrap_or(t0);
+    let mut duration = sample_time;
+    match forward {
+        Some((time, t)) => {
+            duration += time;
+            traffic += t;
+            s.decode_time += duration;
+            s.decode_steps += 1;
+        }
+        None => s.ttft = start.elapsed(),
+    }
+    s.decode_traffic += traffic;
+    let pos = s.cached.len();
+    s.generated.push(token);
+    let eog = tokenizer.is_eog(token) && !s.opts.ignore_eog;
+    let (chunk, hit) = if eog {
+        (String::new(), false)
+    } else {
+        let piece = s.detok.push(tokenizer, token)?;
+        s.stop.push(&piece)
+    };
+    s.text.push_str(&chunk);
+    let ev = TokenEvent {
+        phase: Phase::Decode,
+        pos,
+        token,
+        text: &chunk,
+        at: start.elapsed(),
+        duration,
+        traffic,
+        flush: false,
+    };
+    let stop = if !on_event(i, &ev) {
+        Some(StopReason::Cancelled)
+    } else if eog {
+        Some(StopReason::EndOfGeneration)
+    } else if hit {
+        Some(StopReason::StopString)
+    } else if s.generated.len() >= s.opts.max_tokens {
+        Some(StopReason::Length)
+    } else if pos + 1 > s.cache.ctx {
+        Some(StopReason::ContextFull)
+    } else {
+        None
+    };
+    match stop {
+        Some(why) => {
+            s.finished = Some(why);
+            if !matches!(why, StopReason::StopString | StopReason::EndOfGeneration) {
+                flush(tokenizer, s, i, on_event)?;
+            }
+        }
+        None => s.pending.push(token),
+    }
+    Ok(())
+}
+
+/// Releases text still held back by the detokenizer and the stop filter, as a last event
+/// with no token and no cost.
+fn flush(
+    tokenizer: &Tokenizer,
+    s: &mut Sequence,
+    i: usize,
+    on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
+) -> Result<(), GenerateError> {
+    let rest = s.detok.finish(tokenizer)?;
+    let (mut tail, _) = s.stop.push(&rest);
+    tail.push_str(&s.stop.finish());
+    if tail.is_empty() {
+        return Ok(());
+    }
+    s.text.push_str(&tail);
+    let ev = TokenEvent {
+        phase: Phase::Decode,
+        pos: s.cached.len(),
+        token: *s.generated.last().unwrap_or(&0),
+        text: &tail,
+        at: s.start.map_or(Duration::ZERO, |t| t.elapsed()),
+        duration: Duration::ZERO,
+        traffic: Traffic::default(),
+        flush: true,
+    };
+    on_event(i, &ev);
+    Ok(())
+}
