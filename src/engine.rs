@@ -10,6 +10,7 @@
 //! did not write one.
 
 use crate::backend::{BackendError, BackendSpec};
+pub use crate::generate::Cost;
 use crate::generate::{
     self, GenerateError, GenerateOptions, Sequence, StepLimits, StepReport, Summary, TokenEvent,
 };
@@ -108,24 +109,10 @@ impl Default for EngineOptions {
     }
 }
 
-/// What one token (or a request) cost, beyond time and bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Cost {
-    pub joules: f64,
-    pub usd: f64,
-}
-
-impl std::ops::AddAssign for Cost {
-    fn add_assign(&mut self, o: Cost) {
-        self.joules += o.joules;
-        self.usd += o.usd;
-    }
-}
-
 /// One loaded model and what its conversations share (see the module docs).
 pub struct Engine {
     model: Model,
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
     path: PathBuf,
     energy: EnergyModel,
     energy_label: String,
@@ -184,7 +171,7 @@ impl Engine {
         let path = model.file().path().to_path_buf();
         Ok(Engine {
             model,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             path,
             energy_label: crate::telemetry::energy::SourceKind::Estimate
                 .label()
@@ -199,7 +186,7 @@ impl Engine {
     }
 
     /// The tokenizer and the model, for work that needs them apart (scoring, benchmarks).
-    pub fn into_parts(self) -> (Tokenizer, Model) {
+    pub fn into_parts(self) -> (Arc<Tokenizer>, Model) {
         (self.tokenizer, self.model)
     }
 
@@ -220,7 +207,9 @@ impl Engine {
         }
     }
 
-    pub fn tokenizer(&self) -> &Tokenizer {
+    /// The tokenizer, shared: other threads (a server's request handlers) tokenize with it
+    /// while the engine decodes.
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
         &self.tokenizer
     }
 
@@ -310,11 +299,14 @@ impl Engine {
         seqs: &mut [&mut Sequence],
         on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
     ) -> Result<StepReport, EngineError> {
+        let (energy, usd_per_j) = (&self.energy, self.usd_per_j);
+        let price = |ev: &TokenEvent| cost_of(energy, usd_per_j, ev);
         Ok(generate::step(
             &mut self.model,
             &self.tokenizer,
             seqs,
             self.limits,
+            &price,
             on_event,
         )?)
     }
@@ -340,20 +332,25 @@ impl Engine {
     /// What a token's work cost in energy and money, from the energy estimate (time, bytes
     /// and FLOPs; see [`Engine::energy_source`]) and the electricity price.
     pub fn cost(&self, ev: &TokenEvent) -> Cost {
-        let e = self.energy.estimate(
-            ev.duration.as_secs_f64(),
-            ev.traffic.bytes(),
-            ev.traffic.flops,
-        );
-        let joules = e.total_j();
-        Cost {
-            joules,
-            usd: joules * self.usd_per_j,
-        }
+        cost_of(&self.energy, self.usd_per_j, ev)
     }
 
     /// The label of [`Engine::cost`]'s joules (`estimated:model`).
     pub fn energy_source(&self) -> &str {
         &self.energy_label
+    }
+}
+
+/// A token's joules by the estimate, and their price.
+fn cost_of(energy: &EnergyModel, usd_per_j: f64, ev: &TokenEvent) -> Cost {
+    let e = energy.estimate(
+        ev.duration.as_secs_f64(),
+        ev.traffic.bytes(),
+        ev.traffic.flops,
+    );
+    let joules = e.total_j();
+    Cost {
+        joules,
+        usd: joules * usd_per_j,
     }
 }

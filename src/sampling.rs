@@ -30,8 +30,14 @@ pub struct SamplingParams {
     pub min_p: f32,
     /// 1.0 disables.
     pub repeat_penalty: f32,
-    /// How many recent tokens the penalty looks at.
+    /// How many recent tokens the penalties look at.
     pub repeat_last_n: usize,
+    /// Subtracted from the logit of every token among the recent ones (OpenAI's
+    /// `presence_penalty`; 0 disables).
+    pub presence_penalty: f32,
+    /// Subtracted once per occurrence among the recent tokens (OpenAI's `frequency_penalty`;
+    /// 0 disables).
+    pub frequency_penalty: f32,
     pub seed: u64,
 }
 
@@ -44,6 +50,8 @@ impl Default for SamplingParams {
             min_p: 0.05,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed: 0,
         }
     }
@@ -74,7 +82,23 @@ impl SamplingParams {
                 self.repeat_penalty
             ));
         }
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if !v.is_finite() || !(-2.0..=2.0).contains(&v) {
+                return Err(format!("{name} must be in [-2, 2] (got {v})"));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether any penalty looks at the recent tokens.
+    pub fn penalizes(&self) -> bool {
+        self.repeat_last_n > 0
+            && (self.repeat_penalty != 1.0
+                || self.presence_penalty != 0.0
+                || self.frequency_penalty != 0.0)
     }
 }
 
@@ -109,10 +133,16 @@ impl Sampler {
     }
 
     /// The k of a top-k the sampler can work from instead of all logits (temperature sampling
-    /// with top-k on and no repetition penalty), for backends that select on the device.
+    /// with top-k on and no penalty), for backends that select on the device.
     pub fn top_k_only(&self) -> Option<usize> {
         let p = &self.params;
-        (p.temperature > 0.0 && p.top_k > 0 && p.repeat_penalty == 1.0).then_some(p.top_k)
+        (p.temperature > 0.0 && p.top_k > 0 && !p.penalizes()).then_some(p.top_k)
+    }
+
+    /// Whether the token is the logits' argmax (greedy, no penalty): backends find it on the
+    /// device without reading the logits back.
+    pub fn argmax_only(&self) -> bool {
+        self.is_greedy() && !self.params.penalizes()
     }
 
     /// Picks a token from the top-k candidates (`top_k(logits, k)` for the sampler's k): the
@@ -126,7 +156,7 @@ impl Sampler {
     /// Picks a token from `logits`, given the tokens so far (`history`, for the penalty).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let p = &self.params;
-        let penalize = p.repeat_penalty != 1.0 && p.repeat_last_n > 0 && !history.is_empty();
+        let penalize = p.penalizes() && !history.is_empty();
         if p.temperature <= 0.0 && !penalize {
             return argmax(logits);
         }
@@ -136,17 +166,20 @@ impl Sampler {
         let c = &mut self.candidates;
         if penalize {
             let recent = &history[history.len().saturating_sub(p.repeat_last_n)..];
-            let mut seen = std::collections::HashSet::new();
+            let mut counts = std::collections::HashMap::new();
             for &t in recent {
-                if seen.insert(t) {
-                    if let Some(e) = c.get_mut(t as usize) {
-                        // llama.cpp: divide positive logits, multiply negative ones
-                        e.1 = if e.1 > 0.0 {
-                            e.1 / p.repeat_penalty
-                        } else {
-                            e.1 * p.repeat_penalty
-                        };
-                    }
+                *counts.entry(t).or_insert(0u32) += 1;
+            }
+            for (&t, &n) in &counts {
+                if let Some(e) = c.get_mut(t as usize) {
+                    // llama.cpp: divide positive logits, multiply negative ones; then the
+                    // OpenAI-style frequency and presence penalties
+                    e.1 = if e.1 > 0.0 {
+                        e.1 / p.repeat_penalty
+                    } else {
+                        e.1 * p.repeat_penalty
+                    };
+                    e.1 -= n as f32 * p.frequency_penalty + p.presence_penalty;
                 }
             }
         }
@@ -251,6 +284,8 @@ mod tests {
                 min_p: 0.02,
                 repeat_penalty: 1.0,
                 repeat_last_n: 64,
+                presence_penalty: 0.0,
+                frequency_penalty: 0.0,
                 seed,
             };
             let mut a = Sampler::new(params.clone());
@@ -330,6 +365,36 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[1]), 0);
+    }
+
+    #[test]
+    fn presence_and_frequency_penalties_subtract_per_token_and_per_occurrence() {
+        // token 1 seen twice, token 0 once: frequency 0.3 takes 0.6 and 0.3 off them
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            frequency_penalty: 0.3,
+            ..Default::default()
+        });
+        assert!(!s.argmax_only());
+        assert_eq!(s.sample(&[1.0, 1.5, 0.95], &[1, 0, 1]), 2);
+        // presence 0.6 takes 0.6 off each seen token once: 0.4, 0.9, 0.95
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            presence_penalty: 0.6,
+            ..Default::default()
+        });
+        assert_eq!(s.sample(&[1.0, 1.5, 0.95], &[1, 0, 1]), 2);
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            presence_penalty: 0.4,
+            ..Default::default()
+        });
+        assert_eq!(s.sample(&[1.0, 1.5, 0.95], &[1, 0, 1]), 1);
+        let bad = SamplingParams {
+            presence_penalty: 3.0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("presence_penalty"));
     }
 
     #[test]

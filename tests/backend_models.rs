@@ -67,6 +67,7 @@ fn greedy(model: &mut Model, tk: &Tokenizer, prompt: &[u32], n: usize) -> Vec<u3
         max_tokens: n,
         stop: Vec::new(),
         ignore_eog: true,
+        ..GenerateOptions::default()
     };
     generate(model, tk, prompt, &mut sampler, &opts, &mut |_| true)
         .unwrap()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::wgpu::WgpuBackend;
 use tokenfab::backend::Backend;
-use tokenfab::generate::{generate, step, GenerateOptions, Sequence, StepLimits};
+use tokenfab::generate::{generate, step, Cost, GenerateOptions, Sequence, StepLimits, TokenEvent};
 use tokenfab::gguf::GgufFile;
 use tokenfab::model::{LoadOptions, Model};
 use tokenfab::sampling::Sampler;
@@ -79,7 +79,8 @@ fn check(name: &str, backend: Box<dyn Backend>, n: usize) {
             seqs.push(Sequence::new(cache, p, Sampler::greedy(), opts(n)).unwrap());
         }
         let mut refs: Vec<&mut Sequence> = seqs.iter_mut().collect();
-        let r = step(&mut m, &tk, &mut refs, limits, &mut |i, ev| {
+        let free = |_: &TokenEvent| Cost::default();
+        let r = step(&mut m, &tk, &mut refs, limits, &free, &mut |i, ev| {
             texts[i].push_str(ev.text);
             true
         })

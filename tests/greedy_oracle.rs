@@ -141,6 +141,7 @@ fn free_running(
         max_tokens: 32,
         stop: vec![],
         ignore_eog: true,
+        ..GenerateOptions::default()
     };
     let s = generate(model, tk, &prompt, &mut sampler, &opts, &mut |_| true).unwrap();
     assert_eq!(s.tokens.len(), 32);

@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use tokenfab::backend::{BackendKind, BackendSpec};
 use tokenfab::engine::{Engine, EngineOptions};
@@ -130,6 +131,7 @@ impl RunConfig {
             repeat_penalty: a.repeat_penalty,
             repeat_last_n: a.repeat_last_n,
             seed,
+            ..SamplingParams::default()
         };
         sampling.validate().map_err(anyhow::Error::msg)?;
         if a.batch_size == 0 {
@@ -152,6 +154,7 @@ impl RunConfig {
                 max_tokens: a.n_predict,
                 stop: a.stop,
                 ignore_eog: a.ignore_eos,
+                ..GenerateOptions::default()
             },
             load: LoadOptions {
                 ctx: a.ctx_size,
@@ -195,7 +198,7 @@ pub fn load(
     path: &std::path::Path,
     backend: &BackendSpec,
     opts: &LoadOptions,
-) -> Result<(Tokenizer, Model)> {
+) -> Result<(Arc<Tokenizer>, Model)> {
     let eo = EngineOptions {
         backend: *backend,
         load: opts.clone(),
@@ -259,6 +262,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         StopReason::StopString => "stop string",
         StopReason::ContextFull => "context full",
         StopReason::Cancelled => "output closed",
+        StopReason::Budget(_) => "budget spent",
     };
     let seed = if cfg.sampling.temperature > 0.0 {
         format!(

@@ -40,6 +40,36 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Keep going through end-of-generation tokens (benchmarks, oracle comparisons).
     pub ignore_eog: bool,
+    /// Report each generated token's log-probability and this many top alternatives
+    /// ([`TokenEvent::logprob`]); costs a read of the logits per token on a GPU.
+    pub logprobs: Option<usize>,
+    /// Stop once the tokens (prompt and generated) cost this many joules.
+    pub max_energy_j: Option<f64>,
+    /// Stop once the tokens cost this many US dollars.
+    pub max_cost_usd: Option<f64>,
+}
+
+/// What some tokens cost in energy and money (see [`step`]'s `price`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Cost {
+    pub joules: f64,
+    pub usd: f64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        self.joules += o.joules;
+        self.usd += o.usd;
+    }
+}
+
+/// Which per-request budget ended a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// `max_energy_j`
+    Energy,
+    /// `max_cost_usd`
+    Cost,
 }
 
 impl Default for GenerateOptions {
@@ -48,6 +78,9 @@ impl Default for GenerateOptions {
             max_tokens: 128,
             stop: Vec::new(),
             ignore_eog: false,
+            logprobs: None,
+            max_energy_j: None,
+            max_cost_usd: None,
         }
     }
 }
@@ -80,6 +113,42 @@ pub struct TokenEvent<'a> {
     pub traffic: Traffic,
     /// True for the last event of a run that only releases held-back text (no token, no cost).
     pub flush: bool,
+    /// The token's log-probability and the most likely alternatives, when asked for
+    /// ([`GenerateOptions::logprobs`]; generated tokens only).
+    pub logprob: Option<TokenLogprob>,
+}
+
+/// A generated token's log-probability under the model (log-softmax of its logits, before
+/// any sampling transform) and the `top` most likely tokens with theirs, largest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprob {
+    /// From one row of logits.
+    pub fn of(logits: &[f32], token: u32, top: usize) -> Self {
+        let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lse = m + logits
+            .iter()
+            .map(|&l| ((l - m) as f64).exp())
+            .sum::<f64>()
+            .ln() as f32;
+        let lp = |t: u32| {
+            logits
+                .get(t as usize)
+                .map_or(f32::NEG_INFINITY, |l| l - lse)
+        };
+        let top = crate::sampling::top_k(logits, top)
+            .into_iter()
+            .map(|(t, _)| (t, lp(t)))
+            .collect();
+        TokenLogprob {
+            logprob: lp(token),
+            top,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +163,8 @@ pub enum StopReason {
     ContextFull,
     /// The event callback asked to stop.
     Cancelled,
+    /// A per-request budget was spent.
+    Budget(Budget),
 }
 
 /// Totals of one generation.
@@ -153,9 +224,15 @@ pub fn generate(
     };
     let result = (|| {
         while seq.finished().is_none() {
-            let r = step(model, tokenizer, &mut [&mut seq], limits, &mut |_, ev| {
-                on_event(ev)
-            })?;
+            let free = |_: &TokenEvent| Cost::default();
+            let r = step(
+                model,
+                tokenizer,
+                &mut [&mut seq],
+                limits,
+                &free,
+                &mut |_, ev| on_event(ev),
+            )?;
             if r.tokens == 0 {
                 break;
             }

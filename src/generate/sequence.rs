@@ -4,7 +4,7 @@
 //! one forward pass.
 
 use super::stop::StopFilter;
-use super::{GenerateError, GenerateOptions, StopReason, Summary};
+use super::{Budget, Cost, GenerateError, GenerateOptions, StopReason, Summary};
 use crate::model::KvCache;
 use crate::sampling::Sampler;
 use crate::telemetry::ledger::Traffic;
@@ -36,6 +36,8 @@ pub struct Sequence {
     pub(crate) decode_time: Duration,
     pub(crate) decode_steps: usize,
     pub(crate) decode_traffic: Traffic,
+    /// What the tokens cost so far (the step's `price` of each event).
+    pub(crate) spent: Cost,
 }
 
 impl Sequence {
@@ -67,6 +69,7 @@ impl Sequence {
             decode_time: Duration::ZERO,
             decode_steps: 0,
             decode_traffic: Traffic::default(),
+            spent: Cost::default(),
         };
         s.restart(prompt, sampler, opts)?;
         Ok(s)
@@ -110,6 +113,7 @@ impl Sequence {
         self.decode_time = Duration::ZERO;
         self.decode_steps = 0;
         self.decode_traffic = Traffic::default();
+        self.spent = Cost::default();
         Ok(keep)
     }
 
@@ -178,6 +182,22 @@ impl Sequence {
         let mut t = self.prefill_traffic;
         t += self.decode_traffic;
         t
+    }
+
+    /// What the tokens cost so far, by the step's price.
+    pub fn spent(&self) -> Cost {
+        self.spent
+    }
+
+    /// Adds an event's cost; ends the generation when a budget is spent.
+    pub(crate) fn charge(&mut self, c: Cost) {
+        self.spent += c;
+        let over = |spent: f64, max: Option<f64>| max.is_some_and(|m| spent >= m);
+        if over(self.spent.joules, self.opts.max_energy_j) {
+            self.cancel(StopReason::Budget(Budget::Energy));
+        } else if over(self.spent.usd, self.opts.max_cost_usd) {
+            self.cancel(StopReason::Budget(Budget::Cost));
+        }
     }
 
     /// Gives the cache back (to [`crate::model::Model::release_cache`]).

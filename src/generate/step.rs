@@ -7,7 +7,7 @@
 //! sequences by their share of its tokens; what a sequence's own ops moved (its RoPE, KV-cache
 //! writes and attention, tagged in the ledger) and its sampling are its own.
 
-use super::{GenerateError, Phase, Sequence, StopReason, TokenEvent};
+use super::{Cost, GenerateError, Phase, Sequence, StopReason, TokenEvent, TokenLogprob};
 use crate::model::{Batch, Model, ModelError};
 use crate::telemetry::ledger::Traffic;
 use crate::tokenizer::Tokenizer;
@@ -35,12 +35,14 @@ pub struct StepLimits {
 
 /// Runs one step over `seqs` (finished ones are skipped); `on_event(i, event)` gets every
 /// prompt and generated token of `seqs[i]`, and returning `false` from it cancels that
-/// sequence.
+/// sequence. `price` says what an event's work cost; it is charged to the sequence, which
+/// stops when one of its budgets is spent.
 pub fn step(
     model: &mut Model,
     tokenizer: &Tokenizer,
     seqs: &mut [&mut Sequence],
     limits: StepLimits,
+    price: &dyn Fn(&TokenEvent) -> Cost,
     on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
 ) -> Result<StepReport, GenerateError> {
     let max_tokens = limits.max_tokens.min(model.batch()).max(1);
@@ -138,7 +140,9 @@ pub fn step(
                     duration: per,
                     traffic: per_traffic,
                     flush: false,
+                    logprob: None,
                 };
+                s.charge(price(&ev));
                 if !on_event(i, &ev) {
                     s.cancel(StopReason::Cancelled);
                 }
@@ -152,27 +156,14 @@ pub fn step(
             if wants_logits && s.opts.max_tokens == 0 {
                 s.finished = Some(StopReason::Length);
             } else if wants_logits {
-                sample(
-                    model,
-                    tokenizer,
-                    s,
-                    i,
-                    logits_off(row, vocab),
-                    None,
-                    on_event,
-                )?;
+                let at = logits_off(row, vocab);
+                sample(model, tokenizer, s, i, at, None, price, on_event)?;
             }
         } else {
             // a decode step: this forward pass produced the logits of the next token
-            sample(
-                model,
-                tokenizer,
-                s,
-                i,
-                logits_off(row, vocab),
-                Some((time, traffic)),
-                on_event,
-            )?;
+            let at = logits_off(row, vocab);
+            let forward = Some((time, traffic));
+            sample(model, tokenizer, s, i, at, forward, price, on_event)?;
         }
     }
     Ok(StepReport {
@@ -203,6 +194,7 @@ fn scale(t: Traffic, f: f64) -> Traffic {
 /// Samples `s`'s next token from the logits row at `off` and emits its event; `forward` is
 /// the decode forward pass's share (time, traffic) that produced those logits (none for the
 /// first token, whose logits came with the prompt).
+#[allow(clippy::too_many_arguments)]
 fn sample(
     model: &mut Model,
     tokenizer: &Tokenizer,
@@ -210,6 +202,7 @@ fn sample(
     i: usize,
     off: usize,
     forward: Option<(Duration, Traffic)>,
+    price: &dyn Fn(&TokenEvent) -> Cost,
     on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
 ) -> Result<(), GenerateError> {
     let vocab = model.config.n_vocab;
@@ -217,16 +210,27 @@ fn sample(
     let t0 = Instant::now();
     let ledger0 = model.ops().ledger().total();
     let ops = model.ops();
-    let token = if s.sampler.is_greedy() && s.sampler.params().repeat_penalty == 1.0 {
+    let mut host = Vec::new();
+    let token = if s.sampler.argmax_only() {
         ops.argmax(logits, off, vocab).map_err(ModelError::from)?
     } else if let Some(k) = s.sampler.top_k_only() {
         // top-k on the device: k candidates come back instead of the vocabulary
         let top = ops.top_k(logits, off, vocab, k).map_err(ModelError::from)?;
         s.sampler.sample_top_k(&top)
     } else {
-        let mut host = vec![0f32; vocab];
+        host.resize(vocab, 0.0);
         ops.read(logits, off, &mut host).map_err(ModelError::from)?;
         s.sampler.sample(&host, &s.cached)
+    };
+    let logprob = match s.opts.logprobs {
+        Some(top) => {
+            if host.is_empty() {
+                host.resize(vocab, 0.0);
+                ops.read(logits, off, &mut host).map_err(ModelError::from)?;
+            }
+            Some(TokenLogprob::of(&host, token, top))
+        }
+        None => None,
     };
     let sample_time = t0.elapsed();
     let mut traffic = model.ops().ledger().total() - ledger0;
@@ -261,9 +265,13 @@ fn sample(
         duration,
         traffic,
         flush: false,
+        logprob,
     };
+    s.charge(price(&ev));
     let stop = if !on_event(i, &ev) {
         Some(StopReason::Cancelled)
+    } else if let Some(why) = s.finished {
+        Some(why) // a budget
     } else if eog {
         Some(StopReason::EndOfGeneration)
     } else if hit {
@@ -311,6 +319,7 @@ fn flush(
         duration: Duration::ZERO,
         traffic: Traffic::default(),
         flush: true,
+        logprob: None,
     };
     on_event(i, &ev);
     Ok(())

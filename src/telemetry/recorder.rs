@@ -456,6 +456,7 @@ mod tests {
                 ..Default::default()
             },
             flush: false,
+            logprob: None,
         }
     }
 
