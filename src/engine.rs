@@ -241,6 +241,11 @@ impl Engine {
             })
     }
 
+    /// The backend's name, e.g. `cpu (avx2, 2 threads)`.
+    pub fn backend_name(&self) -> String {
+        self.model.ops_ref().name()
+    }
+
     /// Longest context a sequence may have.
     pub fn ctx(&self) -> usize {
         self.model.ctx()
@@ -258,13 +263,7 @@ impl Engine {
         messages: &[Message],
         add_bos: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        let rendered = chat::apply(&self.tokenizer, messages, true)?;
-        let has_bos = self
-            .tokenizer
-            .bos()
-            .and_then(|b| self.tokenizer.piece(b))
-            .is_some_and(|b| rendered.starts_with(&b));
-        self.encode(&rendered, add_bos && !has_bos)
+        chat_prompt(&self.tokenizer, messages, add_bos)
     }
 
     /// A new sequence for `prompt`, in a cache of the engine's full context.
@@ -353,4 +352,19 @@ fn cost_of(energy: &EnergyModel, usd_per_j: f64, ev: &TokenEvent) -> Cost {
         joules,
         usd: joules * usd_per_j,
     }
+}
+
+/// The prompt for `messages` through `tokenizer`'s chat template, the assistant's turn opened;
+/// BOS added when `add_bos` unless the template already wrote it (no double BOS).
+pub fn chat_prompt(
+    tokenizer: &Tokenizer,
+    messages: &[Message],
+    add_bos: bool,
+) -> Result<Vec<u32>, EngineError> {
+    let rendered = chat::apply(tokenizer, messages, true)?;
+    let has_bos = tokenizer
+        .bos()
+        .and_then(|b| tokenizer.piece(b))
+        .is_some_and(|b| rendered.starts_with(&b));
+    Ok(tokenizer.encode(&rendered, add_bos && !has_bos)?)
 }

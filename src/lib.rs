@@ -18,6 +18,7 @@ pub mod model;
 pub mod quant;
 pub mod quantize;
 pub mod sampling;
+pub mod server;
 pub mod synth;
 pub mod telemetry;
 pub mod tokenizer;

@@ -97,11 +97,32 @@ fn qwen_chat_template_renders_with_minijinja() {
         s,
         "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWrite hello world in C<|im_end|>\n<|im_start|>assistant\n"
     );
+    // Gemma 3 270M's GGUF has no template: Gemma's published one is built in
     let gemma = load("gemma");
-    let e = apply(&gemma, &[Message::new("user", "x")], true)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("no chat template"), "{e}");
+    assert!(gemma.chat_template_is_builtin() && !qwen.chat_template_is_builtin());
+    let s = apply(
+        &gemma,
+        &[
+            Message::new("system", "Be brief."),
+            Message::new("user", " Hi "),
+            Message::new("assistant", "Hello."),
+            Message::new("user", "Bye"),
+        ],
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        s,
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+    );
+    let e = apply(
+        &gemma,
+        &[Message::new("user", "a"), Message::new("user", "b")],
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("must alternate"), "{e}");
 }
 
 #[test]

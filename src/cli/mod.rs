@@ -11,6 +11,7 @@ pub mod probe;
 pub mod profile;
 pub mod quantize;
 pub mod run;
+pub mod serve;
 pub mod synth;
 pub mod tokenize;
 pub mod tradeoff;
@@ -31,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate text from a prompt (streams the continuation to stdout).
     Run(Box<run::RunArgs>),
+    /// Serve the model over an OpenAI-compatible HTTP API (many requests decoded together).
+    Serve(Box<serve::ServeArgs>),
     /// Print the token ids of a text as a JSON array.
     Tokenize(tokenize::TokenizeArgs),
     /// Describe a GGUF model: architecture, hyper-parameters, tensors, bytes per token.
@@ -54,6 +57,7 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(a) => run::run(*a),
+        Command::Serve(a) => serve::run(*a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Info(a) => info::run(a),
         Command::Probe(a) => probe::run(a),

@@ -250,6 +250,10 @@ impl Model {
         &mut self.ops
     }
 
+    pub fn ops_ref(&self) -> &Ops {
+        &self.ops
+    }
+
     /// Longest context a sequence's cache may hold (the default size of [`Model::new_cache`]).
     pub fn ctx(&self) -> usize {
         self.ctx

@@ -20,6 +20,35 @@ impl Message {
     }
 }
 
+/// Gemma's published chat template (Gemma 2 and 3 instruction-tuned models), for Gemma files
+/// converted without `tokenizer.chat_template`: turns `<start_of_turn>user|model` …
+/// `<end_of_turn>`, a system message folded into the first user turn.
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}\
+{%- if messages[0]['role'] == 'system' -%}\
+{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\
+{%- set loop_messages = messages[1:] -%}\
+{%- else -%}\
+{%- set first_user_prefix = '' -%}\
+{%- set loop_messages = messages -%}\
+{%- endif -%}\
+{%- for message in loop_messages -%}\
+{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\
+{{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') -}}\
+{%- endif -%}\
+{%- if message['role'] == 'assistant' -%}{%- set role = 'model' -%}\
+{%- else -%}{%- set role = message['role'] -%}{%- endif -%}\
+{{- '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') -}}\
+{{- message['content'] | trim -}}\
+{{- '<end_of_turn>\n' -}}\
+{%- endfor -%}\
+{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}";
+
+/// The published template of an architecture (`general.architecture`), for files that lack
+/// one: Gemma's; none for the others (their files carry theirs).
+pub fn builtin_template(arch: &str) -> Option<&'static str> {
+    arch.starts_with("gemma").then_some(GEMMA_TEMPLATE)
+}
+
 /// Renders the model's chat template for `messages`, ending with the assistant's turn opened
 /// when `add_generation_prompt` is set.
 pub fn apply(

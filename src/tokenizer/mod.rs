@@ -114,6 +114,8 @@ pub struct Tokenizer {
     add_eos: bool,
     eog: Vec<u32>,
     chat_template: Option<String>,
+    /// The chat template is tokenfab's copy of the architecture's, not the file's.
+    builtin_template: bool,
     vocab_size: usize,
 }
 
@@ -187,7 +189,12 @@ impl Tokenizer {
                 eog.push(i as u32);
             }
         }
-        let chat_template = md.opt_str("tokenizer.chat_template")?.map(str::to_string);
+        // a file without a template gets its architecture's published one where it is known
+        // (Gemma GGUFs are often converted without it), as llama.cpp does
+        let arch = md.opt_str("general.architecture")?.unwrap_or("");
+        let stored = md.opt_str("tokenizer.chat_template")?.map(str::to_string);
+        let builtin_template = stored.is_none() && chat::builtin_template(arch).is_some();
+        let chat_template = stored.or_else(|| chat::builtin_template(arch).map(str::to_string));
         Ok(Tokenizer {
             inner,
             family,
@@ -197,6 +204,7 @@ impl Tokenizer {
             add_eos,
             eog,
             chat_template,
+            builtin_template,
             vocab_size: n,
         })
     }
@@ -268,7 +276,13 @@ impl Tokenizer {
         self.eog.contains(&id)
     }
 
-    /// The model's chat template (`tokenizer.chat_template`), if it has one.
+    /// Whether [`Tokenizer::chat_template`] is built in (the file has none).
+    pub fn chat_template_is_builtin(&self) -> bool {
+        self.builtin_template
+    }
+
+    /// The model's chat template (`tokenizer.chat_template`), or the architecture's published
+    /// one when the file has none (see [`chat::builtin_template`]).
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
     }
