@@ -11,11 +11,13 @@ run: build
 	scripts/fetch-models.sh gemma
 	./target/release/tokenfab run "$(PROMPT)"
 
-## Run the whole test suite (release mode), fetching both real models first if needed and
-## installing a software Vulkan driver (lavapipe) for the wgpu tests if there is no driver.
+## Run the whole test suite (release mode), fetching both real models first if needed,
+## installing a software Vulkan driver (lavapipe) for the wgpu tests if there is no driver, and
+## the official openai Python client (into target/openai-venv) for the server tests.
 test:
 	scripts/fetch-models.sh all
 	scripts/ensure-vulkan.sh
+	scripts/ensure-openai-client.sh >/dev/null
 	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} $(CARGO) test --release
 
 ## Download and assemble both real models into models/ (idempotent).

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod eval;
 pub mod generate;
 pub mod gguf;
+pub mod loadgen;
 pub mod model;
 pub mod quant;
 pub mod quantize;

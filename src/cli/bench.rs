@@ -71,6 +71,22 @@ pub struct BenchArgs {
     /// Calls per decode kernel for `--kernels` (prefill kernels: a tenth).
     #[arg(long = "kernel-reps", default_value_t = 100)]
     pub kernel_reps: usize,
+    /// Load-test an OpenAI-compatible server at this URL instead (tokenfab serve, llama-server,
+    /// vLLM, a cloud API): streaming completions of -n tokens at each --concurrency level.
+    #[arg(long = "endpoint")]
+    pub endpoint: Option<String>,
+    /// Concurrent clients for --endpoint, one level after another.
+    #[arg(long = "concurrency", value_delimiter = ',', default_value = "1,2,4,8")]
+    pub concurrency: Vec<usize>,
+    /// Requests per --concurrency level (at least the level).
+    #[arg(long = "requests", default_value_t = 16)]
+    pub requests: usize,
+    /// Bearer token for --endpoint.
+    #[arg(long = "api-key")]
+    pub api_key: Option<String>,
+    /// `model` field of --endpoint requests (some servers require one).
+    #[arg(long = "endpoint-model")]
+    pub endpoint_model: Option<String>,
     #[command(flatten)]
     pub energy: super::energy::EnergyArgs,
 }
@@ -116,6 +132,9 @@ fn tests(a: &BenchArgs) -> Result<Vec<TestSpec>> {
 pub fn run(a: BenchArgs) -> Result<()> {
     if !a.kernels.is_empty() {
         return super::kernels::run(&a);
+    }
+    if let Some(endpoint) = &a.endpoint {
+        return load(&a, endpoint);
     }
     if !matches!(a.output.as_str(), "md" | "json" | "csv" | "jsonl") {
         bail!("-o must be md, json, csv or jsonl (got {:?})", a.output);
@@ -298,4 +317,45 @@ pub fn measure(
         &ProgressBar::hidden(),
         false,
     )
+}
+
+/// `--endpoint`: the load generator (`tokenfab::loadgen`).
+fn load(a: &BenchArgs, endpoint: &str) -> Result<()> {
+    let json = match a.output.as_str() {
+        "md" => false,
+        "json" => true,
+        o => anyhow::bail!("-o {o}: --endpoint writes md or json"),
+    };
+    let opts = tokenfab::loadgen::LoadOptions {
+        endpoint: endpoint.to_string(),
+        api_key: a.api_key.clone(),
+        model: a.endpoint_model.clone(),
+        concurrency: a.concurrency.clone(),
+        requests: a.requests,
+        max_tokens: a.n_gen.first().copied().filter(|&n| n > 0).unwrap_or(128),
+        prompt: "Request {i}. Write a long story about a lighthouse keeper.".into(),
+        timeout: std::time::Duration::from_secs(600),
+    };
+    let levels = tokenfab::loadgen::run(&opts, &mut |l| {
+        if !a.no_progress {
+            eprintln!(
+                "tokenfab bench: {} concurrent: {:.1} tok/s aggregate, {} failed",
+                l.concurrency, l.aggregate_tok_s, l.failed
+            );
+        }
+    })?;
+    if json {
+        let v = serde_json::json!({
+            "endpoint": endpoint,
+            "max_tokens": opts.max_tokens,
+            "levels": levels,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", tokenfab::loadgen::table(&levels));
+        if let Some(src) = levels.iter().find_map(|l| l.energy_source.as_deref()) {
+            println!("\nenergy: {src} (from the server's usage.cost)");
+        }
+    }
+    Ok(())
 }

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+pub mod server;
+
 pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
