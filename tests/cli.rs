@@ -274,6 +274,15 @@ fn backends_are_chosen_and_explained() {
     let (code, _, err) = run(&["run", "-m", m, "--backend", "cpu", "--profile", "Hi"]);
     assert_eq!(code, 1);
     assert!(err.contains("--profile"), "{err}");
+    // GPU settings from the environment reach the backend as options
+    let out = tokenfab()
+        .args(["run", "-m", m, "-n", "1", "--backend", "wgpu", "Hi"])
+        .env("TOKENFAB_WGPU_ADAPTER", "no-such-gpu")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no adapter matches \"no-such-gpu\""), "{err}");
 }
 
 #[test]

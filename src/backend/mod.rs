@@ -14,7 +14,7 @@ mod ops;
 mod select;
 pub mod wgpu;
 
-pub use select::{BackendKind, BackendSpec};
+pub use select::{BackendKind, BackendSpec, GpuOptions};
 
 pub use ops::Ops;
 

@@ -2,7 +2,7 @@
 //! the benches turn a flag into a [`Backend`].
 
 use super::cpu::CpuBackend;
-use super::wgpu::{has_discrete_gpu, WgpuBackend};
+use super::wgpu::{has_discrete_gpu, Tuning, WgpuBackend, WgpuOptions};
 use super::{Backend, BackendError, Result};
 
 /// Which backend to open.
@@ -30,14 +30,46 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+/// Settings of the GPU backends; the defaults are what a user wants, the rest is for
+/// diagnosis and A/B measurements (the CLI takes them from `TOKENFAB_WGPU_*` /
+/// `TOKENFAB_CUDA_EVENTS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// wgpu: the adapter whose name contains this (any case).
+    pub adapter: Option<String>,
+    /// wgpu: subgroup reductions where the adapter has them.
+    pub subgroups: bool,
+    /// wgpu: an f16 KV cache where the adapter has SHADER_F16.
+    pub f16_kv: bool,
+    /// wgpu: the matvec/GEMM kernels and fused ops (false: the general kernel, one dispatch
+    /// per op).
+    pub fast_kernels: bool,
+    /// cuda: keep cudarc's per-allocation CUDA events (off by default: they guard nothing on
+    /// candle's one stream and cost ~9 % of decode).
+    pub cuda_events: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            adapter: None,
+            subgroups: true,
+            f16_kv: true,
+            fast_kernels: true,
+            cuda_events: false,
+        }
+    }
+}
+
 /// A backend choice with its settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendSpec {
     pub kind: BackendKind,
     /// CPU threads (0 = all cores); the CPU backend only.
     pub threads: usize,
     /// Per-kernel GPU timestamps; GPU backends only.
     pub profile: bool,
+    pub gpu: GpuOptions,
 }
 
 impl Default for BackendSpec {
@@ -47,6 +79,7 @@ impl Default for BackendSpec {
             kind: BackendKind::Auto,
             threads: 0,
             profile: false,
+            gpu: GpuOptions::default(),
         }
     }
 }
@@ -57,6 +90,7 @@ impl BackendSpec {
             kind: BackendKind::Cpu,
             threads,
             profile: false,
+            gpu: GpuOptions::default(),
         }
     }
 
@@ -80,8 +114,20 @@ impl BackendSpec {
                 }
                 Ok(Box::new(CpuBackend::new(self.threads)?))
             }
-            BackendKind::Wgpu => Ok(Box::new(WgpuBackend::new(self.profile)?)),
-            BackendKind::Cuda => Ok(Box::new(super::candle::CandleBackend::cuda()?)),
+            BackendKind::Wgpu => {
+                let g = &self.gpu;
+                Ok(Box::new(WgpuBackend::with_options(WgpuOptions {
+                    profile: self.profile,
+                    subgroups: g.subgroups,
+                    f16_kv: g.f16_kv,
+                    fast_kernels: g.fast_kernels,
+                    tuning: Tuning::Auto,
+                    adapter: g.adapter.clone(),
+                })?))
+            }
+            BackendKind::Cuda => Ok(Box::new(super::candle::CandleBackend::cuda_with(
+                self.gpu.cuda_events,
+            )?)),
         }
     }
 }

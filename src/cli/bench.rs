@@ -239,6 +239,7 @@ pub fn run_all(
                 kind,
                 threads: t,
                 profile,
+                gpu: super::gpu_options(),
             };
             let mut model = super::run::load_model(
                 path,

@@ -70,6 +70,22 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
+/// GPU settings from the environment (the CLI's edge; the library takes them as options):
+/// `TOKENFAB_WGPU_ADAPTER=substring` picks a wgpu adapter by name, `TOKENFAB_WGPU_SUBGROUPS=0`
+/// and `TOKENFAB_WGPU_F16=0` force the fallbacks, `TOKENFAB_WGPU_KERNELS=legacy` the general
+/// kernel with one dispatch per op, `TOKENFAB_CUDA_EVENTS=1` keeps cudarc's CUDA events.
+pub fn gpu_options() -> tokenfab::backend::GpuOptions {
+    let var = |k: &str| std::env::var(k).ok();
+    let off = |k: &str| var(k).is_some_and(|v| v == "0");
+    tokenfab::backend::GpuOptions {
+        adapter: var("TOKENFAB_WGPU_ADAPTER").filter(|s| !s.is_empty()),
+        subgroups: !off("TOKENFAB_WGPU_SUBGROUPS"),
+        f16_kv: !off("TOKENFAB_WGPU_F16"),
+        fast_kernels: var("TOKENFAB_WGPU_KERNELS").is_none_or(|v| v != "legacy"),
+        cuda_events: var("TOKENFAB_CUDA_EVENTS").is_some(),
+    }
+}
+
 /// File name of the default model (Gemma 3 270M, Q4_K_M).
 pub const DEFAULT_MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
 

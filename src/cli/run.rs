@@ -167,6 +167,7 @@ impl RunConfig {
                 kind: a.backend.parse::<BackendKind>()?,
                 threads: a.threads,
                 profile: a.profile,
+                gpu: super::gpu_options(),
             },
             add_bos: !a.no_bos,
             chat,
@@ -200,7 +201,7 @@ pub fn load(
     opts: &LoadOptions,
 ) -> Result<(Arc<Tokenizer>, Model)> {
     let eo = EngineOptions {
-        backend: *backend,
+        backend: backend.clone(),
         load: opts.clone(),
         ..EngineOptions::default()
     };

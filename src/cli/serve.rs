@@ -67,6 +67,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             kind: a.backend.parse::<BackendKind>()?,
             threads: a.threads,
             profile: false,
+            gpu: super::gpu_options(),
         },
         load: LoadOptions {
             ctx: a.ctx_size,

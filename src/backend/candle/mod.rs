@@ -101,6 +101,13 @@ impl CandleBackend {
 
     /// The first CUDA GPU. Without the `cuda` feature: an error saying so.
     pub fn cuda() -> Result<Self> {
+        Self::cuda_with(false)
+    }
+
+    /// The first CUDA GPU; `events`: keep cudarc's per-allocation CUDA events (a diagnostic).
+    pub fn cuda_with(events: bool) -> Result<Self> {
+        #[cfg(not(feature = "cuda"))]
+        let _ = events;
         if !cfg!(feature = "cuda") {
             return Err(BackendError::NotCompiled(
                 "cuda".into(),
@@ -119,11 +126,7 @@ impl CandleBackend {
                 ))
             })?;
         #[cfg(feature = "cuda")]
-        if let (Ok(cd), None) = (
-            d.as_cuda_device(),
-            // diagnostic: keep the events, to measure what they cost
-            std::env::var_os("TOKENFAB_CUDA_EVENTS"),
-        ) {
+        if let (Ok(cd), false) = (d.as_cuda_device(), events) {
             // SAFETY: every tensor of this backend lives on candle's one stream of this device,
             // so cudarc's per-slice CUDA events (created per allocation, waited on and recorded
             // around every launch: ~9 % of decode time on an H100) guard nothing here. Called

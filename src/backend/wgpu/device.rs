@@ -94,9 +94,9 @@ pub struct Gpu {
     pub errors: Arc<Mutex<Vec<String>>>,
 }
 
-/// Opens the best adapter: discrete, then integrated, virtual, other, CPU (lavapipe).
-/// `TOKENFAB_WGPU_ADAPTER=substring` picks by name.
-pub fn open() -> Result<Gpu, BackendError> {
+/// Opens the best adapter: discrete, then integrated, virtual, other, CPU (lavapipe);
+/// `adapter` (a substring of the name, any case) picks one by name.
+pub fn open(adapter: Option<&str>) -> Result<Gpu, BackendError> {
     let mut list = adapters();
     if list.is_empty() {
         return Err(BackendError::Device(
@@ -105,7 +105,7 @@ pub fn open() -> Result<Gpu, BackendError> {
                 .into(),
         ));
     }
-    if let Ok(want) = std::env::var("TOKENFAB_WGPU_ADAPTER") {
+    if let Some(want) = adapter {
         let names: Vec<String> = list.iter().map(|a| a.get_info().name).collect();
         list.retain(|a| {
             a.get_info()
@@ -115,7 +115,7 @@ pub fn open() -> Result<Gpu, BackendError> {
         });
         if list.is_empty() {
             return Err(BackendError::Device(format!(
-                "wgpu: no adapter matches TOKENFAB_WGPU_ADAPTER={want:?} (found: {})",
+                "wgpu: no adapter matches {want:?} (found: {})",
                 names.join(", ")
             )));
         }

@@ -120,21 +120,15 @@ pub(crate) fn fold(n: usize) -> [u32; 3] {
 impl WgpuBackend {
     /// Opens the best adapter (see [`device`]) with every feature it offers.
     pub fn new(profile: bool) -> Result<Self> {
-        // TOKENFAB_WGPU_SUBGROUPS=0 / TOKENFAB_WGPU_F16=0 force the fallbacks,
-        // TOKENFAB_WGPU_KERNELS=legacy the kernel before matvec/gemm
-        let off = |k: &str| std::env::var(k).is_ok_and(|v| v == "0");
         Self::with_options(WgpuOptions {
             profile,
-            subgroups: !off("TOKENFAB_WGPU_SUBGROUPS"),
-            f16_kv: !off("TOKENFAB_WGPU_F16"),
-            fast_kernels: std::env::var("TOKENFAB_WGPU_KERNELS").map_or(true, |v| v != "legacy"),
-            tuning: Tuning::Auto,
+            ..WgpuOptions::default()
         })
     }
 
     /// Opens the best adapter; `opts` can turn features off (tests run the fallbacks).
     pub fn with_options(opts: WgpuOptions) -> Result<Self> {
-        let gpu = device::open()?;
+        let gpu = device::open(opts.adapter.as_deref())?;
         let caps = ShaderCaps {
             subgroups: opts.subgroups && gpu.features.contains(wgpu::Features::SUBGROUP),
             f16: opts.f16_kv && gpu.features.contains(wgpu::Features::SHADER_F16),

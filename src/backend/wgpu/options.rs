@@ -27,7 +27,7 @@ impl Counters {
 }
 
 /// Choices when opening the backend.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct WgpuOptions {
     /// Per-kernel timestamps (`--profile`).
     pub profile: bool,
@@ -41,6 +41,8 @@ pub struct WgpuOptions {
     pub fast_kernels: bool,
     /// Which of the fast paths to take (see [`Tuning`]).
     pub tuning: Tuning,
+    /// Open the adapter whose name contains this (any case) instead of the best one.
+    pub adapter: Option<String>,
 }
 
 /// Kernel choices that depend on what runs the shaders. A GPU pays a few microseconds per
@@ -67,6 +69,7 @@ impl Default for WgpuOptions {
             f16_kv: true,
             fast_kernels: true,
             tuning: Tuning::Auto,
+            adapter: None,
         }
     }
 }
