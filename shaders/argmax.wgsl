@@ -1,13 +1,15 @@
-// Index of the largest of X[off .. off + len] (first one on ties), written to R[0], so a
+// Index of the largest of X[off .. off + len] (first one on ties), written to R[r0], so a
 // greedy token reads back 4 bytes instead of the logits. Two dispatches (override PHASE):
 //   0: G workgroups; workgroup g scans elements g*WG + lid, g*WG + lid + G*WG, ... (coalesced,
 //      in increasing order per invocation), a tree reduction keeps the first maximum, and
-//      (value bits, index) goes to R[2 + 2g], R[3 + 2g];
-//   1: one workgroup reduces the G pairs the same way into R[0].
+//      (value bits, index) goes to R[r0 + 2 + 2g], R[r0 + 3 + 2g];
+//   1: one workgroup reduces the G pairs the same way into R[r0].
 // One workgroup alone over a 128k vocabulary is latency-bound on one compute unit (265 us on
 // an H100); G of them take a few microseconds.
 //
-// Params P: 0 len, 1 off, 2 G. Dispatch: (G, 1, 1), then (1, 1, 1).
+// Params P: 0 len, 1 off, 2 G, 3 r0: this row's words of R start at r0 (several rows' argmaxes
+// are dispatched together, each into its own words, and read back at once).
+// Dispatch: (G, 1, 1), then (1, 1, 1).
 
 const WG: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
@@ -42,8 +44,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
     } else {
         for (var g = lid; g < groups; g += WG) {
-            let gv = bitcast<f32>(R[2u + 2u * g]);
-            let gi = R[3u + 2u * g];
+            let gv = bitcast<f32>(R[P[3] + 2u + 2u * g]);
+            let gi = R[P[3] + 3u + 2u * g];
             if (better(gv, gi, v, idx)) {
                 v = gv;
                 idx = gi;
@@ -62,10 +64,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     if (lid == 0u) {
         if (PHASE == 0u) {
-            R[2u + 2u * wid.x] = bitcast<u32>(bv[0]);
-            R[3u + 2u * wid.x] = bi[0];
+            R[P[3] + 2u + 2u * wid.x] = bitcast<u32>(bv[0]);
+            R[P[3] + 3u + 2u * wid.x] = bi[0];
         } else {
-            R[0] = bi[0];
+            R[P[3]] = bi[0];
         }
     }
 }

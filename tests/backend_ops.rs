@@ -609,6 +609,16 @@ fn row_ops_should_match_reference() {
             49_997,
             "{name} argmax"
         );
+        // one argmax per row of a batch's logits, each as alone
+        let offs = [0, 150_002, 100, 3];
+        assert_eq!(
+            ops.argmax_rows(b, &offs, 49_998).unwrap(),
+            offs.iter()
+                .map(|&o| ops.argmax(b, o, 49_998).unwrap())
+                .collect::<Vec<_>>(),
+            "{name} argmax_rows"
+        );
+        assert!(ops.argmax_rows(b, &[150_003], 49_998).is_err(), "{name}");
         // top-k: several device slices, ties, k past the device limit and past the length
         let mut logits = rand_vec(10_000, 9, 4.0);
         logits[9_999] = logits[3];

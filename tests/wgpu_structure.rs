@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 use tokenfab::backend::wgpu::{Tuning, WgpuBackend, WgpuOptions};
-use tokenfab::generate::{generate, GenerateOptions};
+use tokenfab::generate::{generate, step, Cost, GenerateOptions, Sequence, StepLimits, TokenEvent};
 use tokenfab::gguf::{GgmlType, GgufFile};
 use tokenfab::model::{LoadOptions, Logits, Model};
 use tokenfab::sampling::{Sampler, SamplingParams};
@@ -157,4 +157,68 @@ fn generate_should_submit_once_per_token() {
     let (long, short) = (gen(&mut m, 6), gen(&mut m, 2));
     assert_eq!(long[0] - short[0], 4, "submits per decoded token");
     assert_eq!(long[1] - short[1], 4, "host waits per decoded token");
+}
+
+/// Continuous batching keeps it: a decode step of four greedy sequences at different
+/// positions is one submit and one host wait (their argmaxes are read back together), and
+/// the RoPE/KV/attention dispatches are per sequence while the products are shared.
+#[test]
+fn a_batched_decode_step_should_submit_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-llama.gguf");
+    synth::write(&TINY, GgmlType::Q4_K, &path, 5, &mut |_, _| {}).unwrap();
+    let gemma = GgufFile::open(common::model(common::GEMMA)).unwrap();
+    let tk = Tokenizer::from_metadata(gemma.metadata()).unwrap();
+    let gpu = WgpuBackend::with_options(WgpuOptions {
+        tuning: Tuning::Gpu,
+        ..WgpuOptions::default()
+    })
+    .unwrap();
+    let counters = gpu.counters();
+    let f = Arc::new(GgufFile::open(&path).unwrap());
+    let opts = LoadOptions {
+        ctx: 64,
+        batch: 32,
+        logit_rows: 4,
+        n_seq: 4,
+    };
+    let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
+    let mut seqs: Vec<Sequence> = (0..4)
+        .map(|i| {
+            let prompt: Vec<u32> = (1..=2 + 3 * i as u32).collect();
+            let cache = m.new_cache(0).unwrap();
+            let opts = GenerateOptions {
+                max_tokens: 8,
+                ignore_eog: true,
+                ..GenerateOptions::default()
+            };
+            Sequence::new(cache, &prompt, Sampler::greedy(), opts).unwrap()
+        })
+        .collect();
+    let free = |_: &TokenEvent| Cost::default();
+    let limits = StepLimits { max_tokens: 32 };
+    let mut refs: Vec<&mut Sequence> = seqs.iter_mut().collect();
+    // the prompts (and the first tokens), then two decode steps
+    step(&mut m, &tk, &mut refs, limits, &free, &mut |_, _| true).unwrap();
+    let mut per_step = Vec::new();
+    for _ in 0..2 {
+        let before = counters.snapshot();
+        let r = step(&mut m, &tk, &mut refs, limits, &free, &mut |_, _| true).unwrap();
+        assert_eq!((r.tokens, r.sequences), (4, 4));
+        let after = counters.snapshot();
+        per_step.push([
+            after[0] - before[0],
+            after[2] - before[2],
+            after[3] - before[3],
+        ]);
+    }
+    for [dispatches, submits, waits] in per_step {
+        assert_eq!((submits, waits), (1, 1), "submits and host waits per step");
+        // per layer: the products of all four tokens together — unfused for more than one
+        // token (norm, Q, K, V, wo, add, norm, gate, up, GLU, down, add: 12) — and RoPE+KV +
+        // attention per sequence (2 x 4); then embed, the head (one copy of the four rows,
+        // norm, product) and two argmax passes per sequence
+        let per_layer = 12 + 2 * 4;
+        assert_eq!(dispatches, TINY.n_layer as u64 * per_layer + 1 + 3 + 2 * 4);
+    }
 }

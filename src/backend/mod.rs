@@ -358,6 +358,13 @@ pub trait Backend: Send {
         Ok(crate::sampling::argmax(&v))
     }
 
+    /// [`argmax`](Backend::argmax) of `len` elements at each of `offs` (one row of logits per
+    /// sequence of a batch), one result per row. GPU backends find them all before one read
+    /// back.
+    fn argmax_rows(&mut self, src: Buf, offs: &[usize], len: usize) -> Result<Vec<u32>> {
+        offs.iter().map(|&o| self.argmax(src, o, len)).collect()
+    }
+
     /// The `k` largest of `len` elements at `src[off..]` as (index, value), largest first,
     /// ties to the lower index (what a top-k sampler needs, without reading every logit).
     fn top_k(&mut self, src: Buf, off: usize, len: usize, k: usize) -> Result<Vec<(u32, f32)>> {

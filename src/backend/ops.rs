@@ -510,6 +510,17 @@ impl Ops {
         self.backend.argmax(src, off, len)
     }
 
+    /// One argmax per row (see [`Backend::argmax_rows`]).
+    pub fn argmax_rows(&mut self, src: Buf, offs: &[usize], len: usize) -> Result<Vec<u32>> {
+        check(len > 0 && offs.iter().all(|&o| o + len <= src.len), || {
+            "argmax: out of range".into()
+        })?;
+        for _ in offs {
+            self.record(OpName::Argmax, act(len, 0, len));
+        }
+        self.backend.argmax_rows(src, offs, len)
+    }
+
     pub fn top_k(&mut self, src: Buf, off: usize, len: usize, k: usize) -> Result<Vec<(u32, f32)>> {
         check(off + len <= src.len && len > 0 && k > 0, || {
             "top_k: out of range".into()

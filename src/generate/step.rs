@@ -108,6 +108,37 @@ pub fn step(
     }
 
     let vocab = model.config.n_vocab;
+    // greedy tokens of the whole batch at once (on a GPU: one read back for all of them)
+    let mut greedy: Vec<Option<(u32, Duration, Traffic)>> = vec![None; members.len()];
+    {
+        let (mut rows, mut who) = (Vec::new(), Vec::new());
+        let mut row = 0;
+        for (k, &i) in members.iter().enumerate() {
+            let s = &seqs[i];
+            if take[i] == s.pending.len() {
+                let stops_first = s.in_prefill() && s.opts.max_tokens == 0;
+                if s.sampler.argmax_only() && s.finished.is_none() && !stops_first {
+                    rows.push(logits_off(row, vocab));
+                    who.push(k);
+                }
+                row += 1;
+            }
+        }
+        if !rows.is_empty() {
+            let t = Instant::now();
+            let l0 = model.ops().ledger().total();
+            let logits = model.logits();
+            let tokens = model
+                .ops()
+                .argmax_rows(logits, &rows, vocab)
+                .map_err(ModelError::from)?;
+            let each = t.elapsed() / rows.len() as u32;
+            let traffic = (model.ops().ledger().total() - l0).per(rows.len() as u64);
+            for (k, tok) in who.into_iter().zip(tokens) {
+                greedy[k] = Some((tok, each, traffic));
+            }
+        }
+    }
     let mut logit_row = 0;
     for (k, &i) in members.iter().enumerate() {
         let s = &mut *seqs[i];
@@ -157,13 +188,15 @@ pub fn step(
                 s.finished = Some(StopReason::Length);
             } else if wants_logits {
                 let at = logits_off(row, vocab);
-                sample(model, tokenizer, s, i, at, None, price, on_event)?;
+                let pre = greedy[k];
+                sample(model, tokenizer, s, i, at, pre, None, price, on_event)?;
             }
         } else {
             // a decode step: this forward pass produced the logits of the next token
             let at = logits_off(row, vocab);
             let forward = Some((time, traffic));
-            sample(model, tokenizer, s, i, at, forward, price, on_event)?;
+            let pre = greedy[k];
+            sample(model, tokenizer, s, i, at, pre, forward, price, on_event)?;
         }
     }
     Ok(StepReport {
@@ -191,9 +224,10 @@ fn scale(t: Traffic, f: f64) -> Traffic {
     }
 }
 
-/// Samples `s`'s next token from the logits row at `off` and emits its event; `forward` is
-/// the decode forward pass's share (time, traffic) that produced those logits (none for the
-/// first token, whose logits came with the prompt).
+/// Samples `s`'s next token from the logits row at `off` — or takes `pre`, its greedy token
+/// found with the batch's, and that search's share — and emits its event; `forward` is the
+/// decode forward pass's share (time, traffic) that produced those logits (none for the first
+/// token, whose logits came with the prompt).
 #[allow(clippy::too_many_arguments)]
 fn sample(
     model: &mut Model,
@@ -201,6 +235,7 @@ fn sample(
     s: &mut Sequence,
     i: usize,
     off: usize,
+    pre: Option<(u32, Duration, Traffic)>,
     forward: Option<(Duration, Traffic)>,
     price: &dyn Fn(&TokenEvent) -> Cost,
     on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
@@ -211,7 +246,9 @@ fn sample(
     let ledger0 = model.ops().ledger().total();
     let ops = model.ops();
     let mut host = Vec::new();
-    let token = if s.sampler.argmax_only() {
+    let token = if let Some((t, _, _)) = pre {
+        t
+    } else if s.sampler.argmax_only() {
         ops.argmax(logits, off, vocab).map_err(ModelError::from)?
     } else if let Some(k) = s.sampler.top_k_only() {
         // top-k on the device: k candidates come back instead of the vocabulary
@@ -232,8 +269,12 @@ fn sample(
         }
         None => None,
     };
-    let sample_time = t0.elapsed();
+    let mut sample_time = t0.elapsed();
     let mut traffic = model.ops().ledger().total() - ledger0;
+    if let Some((_, t, tr)) = pre {
+        sample_time += t;
+        traffic += tr;
+    }
     let start = s.start.unwrap_or(t0);
     let mut duration = sample_time;
     match forward {

@@ -87,6 +87,8 @@ pub struct WgpuBackend {
     pass: Option<wgpu::ComputePass<'static>>,
     /// Small buffer for argmax results.
     result: u32,
+    /// Results of several rows' argmaxes (grown on demand), with its size in bytes.
+    argmax_out: Option<(u32, u64)>,
     /// Bound to unused bindings.
     dummy: u32,
     readback: Option<wgpu::Buffer>,
@@ -180,6 +182,7 @@ impl WgpuBackend {
             encoder: None,
             pass: None,
             result: 0,
+            argmax_out: None,
             dummy: 0,
             readback: None,
             topk_out: None,
@@ -663,6 +666,10 @@ impl Backend for WgpuBackend {
         let bytes = self.read_bytes(src.id, off as u64 * 4, out.len() as u64 * 4)?;
         out.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(&bytes));
         Ok(())
+    }
+
+    fn argmax_rows(&mut self, src: Buf, offs: &[usize], len: usize) -> Result<Vec<u32>> {
+        self.argmax_rows_impl(src, offs, len)
     }
 
     fn argmax(&mut self, src: Buf, off: usize, len: usize) -> Result<u32> {
