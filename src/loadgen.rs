@@ -44,7 +44,7 @@ struct Sample {
 }
 
 /// One concurrency level's results.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Level {
     pub concurrency: usize,
     pub requests: usize,
@@ -241,6 +241,28 @@ fn one(opts: &LoadOptions, i: usize) -> Sample {
     }
     s.tokens = usage_tokens.unwrap_or(chunks);
     s
+}
+
+/// What `tokenfab bench --endpoint -o json` writes (and `tokenfab cost --served` reads).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct LoadReport {
+    pub endpoint: String,
+    pub max_tokens: usize,
+    pub levels: Vec<Level>,
+}
+
+impl LoadReport {
+    /// The level with `concurrency`, or the one with the highest aggregate throughput.
+    pub fn level(&self, concurrency: Option<usize>) -> Option<&Level> {
+        match concurrency {
+            Some(c) => self.levels.iter().find(|l| l.concurrency == c),
+            None => self
+                .levels
+                .iter()
+                .filter(|l| l.failed == 0)
+                .max_by(|a, b| a.aggregate_tok_s.total_cmp(&b.aggregate_tok_s)),
+        }
+    }
 }
 
 /// A Markdown table of the levels.

@@ -216,3 +216,73 @@ fn cost_can_measure_the_model_itself() {
         .unwrap()
         .starts_with("measured: tokenfab bench pp128"));
 }
+
+/// `--served`: the decode side from what a server on this machine served to concurrent
+/// clients (`tokenfab bench --endpoint -o json`), at the best level or the one asked for.
+#[test]
+fn served_results_replace_the_decode_side() {
+    let bench = data("bench.json");
+    let b = bench.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let level = |c: usize, tok_s: f64, j: Option<f64>| {
+        serde_json::json!({"concurrency": c, "requests": 16, "failed": 0, "tokens": 2048,
+            "seconds": 2048.0 / tok_s, "aggregate_tok_s": tok_s, "stream_tok_s": null,
+            "ttft": {}, "itl": {}, "j_per_token": j, "usd_per_mtok": null,
+            "energy_source": "estimated:model", "first_error": null})
+    };
+    let load = dir.path().join("load.json");
+    let write = |levels: Vec<serde_json::Value>| {
+        let v = serde_json::json!({"endpoint": "http://x", "max_tokens": 128, "levels": levels});
+        std::fs::write(&load, v.to_string()).unwrap();
+    };
+    write(vec![
+        level(1, 100.0, Some(0.08)),
+        level(8, 170.0, Some(0.033)),
+    ]);
+    let l = load.to_str().unwrap();
+    let input = |args: &[&str], name: &str| -> f64 {
+        let mut all = vec!["cost", b, "--served", l, "-o", "json", "--no-plots"];
+        all.extend_from_slice(args);
+        let (code, out, err) = tokenfab(&all);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(input(&[], "decode throughput (tok/s)"), 170.0);
+    assert_eq!(input(&[], "decode energy (J/token)"), 0.033);
+    let one = ["--served-concurrency", "1"];
+    assert_eq!(input(&one, "decode throughput (tok/s)"), 100.0);
+    assert_eq!(input(&one, "decode energy (J/token)"), 0.08);
+    // the bench's prefill stays
+    let (_, out, _) = tokenfab(&["cost", b, "-o", "json", "--no-plots"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let prefill = &v["inputs"][0];
+    assert_eq!(prefill["name"], "prefill throughput (tok/s)");
+    assert_eq!(
+        input(&[], "prefill throughput (tok/s)"),
+        prefill["value"].as_f64().unwrap()
+    );
+    // a level that does not exist, and a server that reported no joules, are errors
+    let (code, _, err) = tokenfab(&[
+        "cost",
+        b,
+        "--served",
+        l,
+        "--served-concurrency",
+        "3",
+        "--no-plots",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no level with concurrency 3"), "{err}");
+    write(vec![level(4, 150.0, None)]);
+    let (code, _, err) = tokenfab(&["cost", b, "--served", l, "--no-plots"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("reported no joules"), "{err}");
+}

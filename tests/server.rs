@@ -481,3 +481,34 @@ fn sixty_four_streaming_clients_complete_and_hang_ups_free_their_slots() {
     let (st, _) = s.post("/v1/completions", &completion("Hello", 2).to_string());
     assert_eq!(st, 200);
 }
+
+/// `tokenfab bench --endpoint` measures a live server: every request's tokens counted, TTFT
+/// and ITL percentiles, J/token from usage.cost; its JSON is what `tokenfab cost --served`
+/// reads.
+#[test]
+fn the_load_generator_measures_a_server() {
+    let s = Server::start(&["--parallel", "2"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfab"))
+        .args(["bench", "--endpoint", &s.url, "--concurrency", "1,2"])
+        .args(["--requests", "4", "-n", "6", "-o", "json", "--no-progress"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let r: tokenfab::loadgen::LoadReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r.levels.len(), 2);
+    for (l, c) in r.levels.iter().zip([1, 2]) {
+        assert_eq!((l.concurrency, l.requests, l.failed), (c, 4, 0));
+        assert_eq!(l.tokens, 24, "{l:?}");
+        assert!(l.aggregate_tok_s > 0.0 && l.ttft.p50_ms.is_some() && l.itl.p50_ms.is_some());
+        assert!(l.j_per_token.is_some_and(|j| j > 0.0), "{l:?}");
+        assert_eq!(l.energy_source.as_deref(), Some("estimated:model"));
+    }
+    // an endpoint that is not there is a clear error
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfab"))
+        .args(["bench", "--endpoint", "http://127.0.0.1:9", "-n", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not answer"));
+}

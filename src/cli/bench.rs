@@ -346,12 +346,12 @@ fn load(a: &BenchArgs, endpoint: &str) -> Result<()> {
         }
     })?;
     if json {
-        let v = serde_json::json!({
-            "endpoint": endpoint,
-            "max_tokens": opts.max_tokens,
-            "levels": levels,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let report = tokenfab::loadgen::LoadReport {
+            endpoint: endpoint.to_string(),
+            max_tokens: opts.max_tokens,
+            levels,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", tokenfab::loadgen::table(&levels));
         if let Some(src) = levels.iter().find_map(|l| l.energy_source.as_deref()) {

@@ -58,6 +58,14 @@ pub struct CostArgs {
     /// A bench JSON measured on the rented GPU (its prefill and decode tok/s are used).
     #[arg(long = "rental-bench")]
     pub rental_bench: Option<PathBuf>,
+    /// A `tokenfab bench --endpoint URL -o json` file from a tokenfab server on this machine:
+    /// decode throughput and J/token served to concurrent clients replace the bench's
+    /// single-stream decode (the cost of a token when the machine is shared).
+    #[arg(long = "served")]
+    pub served: Option<PathBuf>,
+    /// The --served concurrency level to use (default: the highest aggregate throughput).
+    #[arg(long = "served-concurrency", requires = "served")]
+    pub served_concurrency: Option<usize>,
     /// Output: md or json.
     #[arg(short = 'o', long = "output", default_value = "md")]
     pub output: String,
@@ -141,6 +149,10 @@ pub fn run(a: CostArgs) -> Result<()> {
             super::bench::measure(&path, threads, &[128], &[32], 2, &a.energy)?
         }
     };
+    let results = match &a.served {
+        Some(f) => served(results, f, a.served_concurrency)?,
+        None => results,
+    };
     let rental_tok_s = match (&a.rental_tok_s, &a.rental_bench) {
         (Some(s), _) => {
             let (p, d) = s
@@ -196,4 +208,58 @@ pub fn run(a: CostArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The bench results with the decode test replaced by what a server on this machine served
+/// (`--served`): aggregate decode tok/s and J/token at one concurrency level.
+fn served(
+    mut results: Vec<BenchResult>,
+    path: &PathBuf,
+    concurrency: Option<usize>,
+) -> Result<Vec<BenchResult>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read served results {}", path.display()))?;
+    let report: tokenfab::loadgen::LoadReport = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not `tokenfab bench --endpoint URL -o json` output",
+            path.display()
+        )
+    })?;
+    let level = report
+        .level(concurrency)
+        .with_context(|| match concurrency {
+            Some(c) => format!("{}: no level with concurrency {c}", path.display()),
+            None => format!("{}: no level without failures", path.display()),
+        })?;
+    let j = level.j_per_token.with_context(|| {
+        format!(
+            "{}: the server reported no joules (usage.cost): served results give the cost of a \
+             token only from a tokenfab server",
+            path.display()
+        )
+    })?;
+    let dec = results
+        .iter()
+        .find(|r| r.decode_tok_s.is_some())
+        .cloned()
+        .context("--served replaces the bench's decode test: give bench results with one (-n)")?;
+    let mut s = dec;
+    s.test = format!(
+        "served to {} concurrent clients ({} tokens each, {})",
+        level.concurrency, report.max_tokens, report.endpoint
+    );
+    s.decode_tok_s = Some(level.aggregate_tok_s);
+    s.decode_j_per_token = Some(j);
+    s.energy_source = level
+        .energy_source
+        .clone()
+        .unwrap_or_else(|| "estimated:model".into());
+    results.retain(|r| r.decode_tok_s.is_none() || r.prefill_tok_s.is_some());
+    for r in results.iter_mut() {
+        // pp+tg tests keep their prefill; their decode gives way to the served one
+        r.decode_tok_s = None;
+        r.decode_j_per_token = None;
+    }
+    results.push(s);
+    Ok(results)
 }

@@ -194,7 +194,7 @@ impl Recorder {
 }
 
 /// Latency percentiles in milliseconds.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Latency {
     pub p50_ms: Option<f64>,
     pub p90_ms: Option<f64>,
