@@ -122,6 +122,7 @@ for b in $BACKENDS; do
 done
 # parity last: the speed numbers above come first if time runs short
 stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8
+stage 60 "several sequences in one batch (cuda, wgpu, cpu)" "$T/backend_batch_ops"
 [ "$RUN_CUDA" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, cuda" "$T/synth" synthetic_llama_should_match_cpu_on_cuda --nocapture
 [ "$RUN_WGPU" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, wgpu" "$T/synth" synthetic_llama_should_match_cpu_on_wgpu --nocapture
 nvidia-smi --query-gpu=name,memory.used,power.draw,temperature.gpu --format=csv >> "$LOG" 2>&1

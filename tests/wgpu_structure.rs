@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use tokenfab::backend::wgpu::{Tuning, WgpuBackend, WgpuOptions};
+use tokenfab::backend::wgpu::{Counters, Tuning, WgpuBackend, WgpuOptions};
 use tokenfab::generate::{generate, step, Cost, GenerateOptions, Sequence, StepLimits, TokenEvent};
 use tokenfab::gguf::{GgmlType, GgufFile};
 use tokenfab::model::{LoadOptions, Logits, Model};
@@ -109,11 +109,9 @@ fn decode_should_cost_six_dispatches_per_layer_one_submit_one_wait() {
     );
 }
 
-/// `tokenfab run`'s loop (`generate`) decodes a token with one submit and one host wait too
-/// (it used to synchronize after each forward pass, then read the token: two of each). The
-/// tiny model's ids are below 1000, so Gemma's tokenizer can detokenize them.
-#[test]
-fn generate_should_submit_once_per_token() {
+/// The tiny Llama on the GPU kernel choices, Gemma's tokenizer (the tiny model's ids are
+/// below 1000, so it can detokenize them), and the backend's work counters.
+fn tiny_on_gpu(opts: LoadOptions) -> (Model, Tokenizer, Arc<Counters>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny-llama.gguf");
     synth::write(&TINY, GgmlType::Q4_K, &path, 5, &mut |_, _| {}).unwrap();
@@ -126,13 +124,19 @@ fn generate_should_submit_once_per_token() {
     .unwrap();
     let counters = gpu.counters();
     let f = Arc::new(GgufFile::open(&path).unwrap());
-    let opts = LoadOptions {
+    (Model::load(f, Box::new(gpu), &opts).unwrap(), tk, counters)
+}
+
+/// `tokenfab run`'s loop (`generate`) decodes a token with one submit and one host wait too
+/// (it used to synchronize after each forward pass, then read the token: two of each).
+#[test]
+fn generate_should_submit_once_per_token() {
+    let (mut m, tk, counters) = tiny_on_gpu(LoadOptions {
         ctx: 32,
         batch: 8,
         logit_rows: 1,
         n_seq: 1,
-    };
-    let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
+    });
     let gen = |m: &mut Model, max_tokens: usize| {
         let before = counters.snapshot();
         let opts = GenerateOptions {
@@ -164,25 +168,12 @@ fn generate_should_submit_once_per_token() {
 /// the RoPE/KV/attention dispatches are per sequence while the products are shared.
 #[test]
 fn a_batched_decode_step_should_submit_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny-llama.gguf");
-    synth::write(&TINY, GgmlType::Q4_K, &path, 5, &mut |_, _| {}).unwrap();
-    let gemma = GgufFile::open(common::model(common::GEMMA)).unwrap();
-    let tk = Tokenizer::from_metadata(gemma.metadata()).unwrap();
-    let gpu = WgpuBackend::with_options(WgpuOptions {
-        tuning: Tuning::Gpu,
-        ..WgpuOptions::default()
-    })
-    .unwrap();
-    let counters = gpu.counters();
-    let f = Arc::new(GgufFile::open(&path).unwrap());
-    let opts = LoadOptions {
+    let (mut m, tk, counters) = tiny_on_gpu(LoadOptions {
         ctx: 64,
         batch: 32,
         logit_rows: 4,
         n_seq: 4,
-    };
-    let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
+    });
     let mut seqs: Vec<Sequence> = (0..4)
         .map(|i| {
             let prompt: Vec<u32> = (1..=2 + 3 * i as u32).collect();

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub mod ops;
 pub mod server;
 
 pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";

@@ -1,0 +1,153 @@
+//! Helpers of the backend op tests: random inputs, an error metric, GGUF fixtures of real
+//! quantized blocks, buffers with sentinels, and every backend to run the ops on.
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use tokenfab::backend::candle::CandleBackend;
+use tokenfab::backend::cpu::CpuBackend;
+use tokenfab::backend::wgpu::{Tuning, WgpuBackend, WgpuOptions};
+use tokenfab::backend::{Ops, Weight};
+use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
+use tokenfab::quant::{dequantize, Isa};
+
+pub fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| rng.random_range(-1.0..1.0) * scale)
+        .collect()
+}
+
+pub fn nmse(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - w).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    num / den.max(1e-30)
+}
+
+/// A fixture GGUF with one weight per entry; returns the file and each weight's dequantized
+/// values (the reference sees exactly what the backend reads).
+pub fn fixture(specs: &[(&str, GgmlType, usize, usize)]) -> (Arc<GgufFile>, Vec<Vec<f32>>) {
+    let mut w = GgufWriter::new();
+    let mut deq = Vec::new();
+    for (i, &(name, t, rows, cols)) in specs.iter().enumerate() {
+        let data = rand_vec(rows * cols, 1000 + i as u64, 1.0);
+        let x = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
+        let q =
+            QTensor::quantize(&x, tokenfab::quantize::convert::candle_type(t).unwrap()).unwrap();
+        let bytes = q.data().unwrap().into_owned();
+        let mut d = vec![0f32; rows * cols];
+        assert!(dequantize(t, &bytes, &mut d));
+        let dims: Vec<u64> = if rows == 1 {
+            vec![cols as u64]
+        } else {
+            vec![cols as u64, rows as u64]
+        };
+        w.add_tensor(name, t, &dims, bytes).unwrap();
+        deq.push(d);
+    }
+    let f = GgufFile::from_bytes("<ops fixture>", w.to_bytes().unwrap()).unwrap();
+    (Arc::new(f), deq)
+}
+
+pub fn upload(ops: &mut Ops, f: &Arc<GgufFile>, name: &str) -> Weight {
+    let info = f.require_tensor(name).unwrap().clone();
+    ops.backend_mut().upload(f, &info).unwrap()
+}
+
+/// A new buffer holding `data` (written, then copied, so `copy` is exercised too).
+pub fn put(ops: &mut Ops, data: &[f32]) -> tokenfab::backend::Buf {
+    let b = ops.alloc(data.len()).unwrap();
+    let src = ops.alloc(data.len()).unwrap();
+    write(ops, src, data);
+    ops.copy(src, 0, b, 0, data.len()).unwrap();
+    b
+}
+
+pub fn write(ops: &mut Ops, b: tokenfab::backend::Buf, data: &[f32]) {
+    ops.write(b, 0, data).unwrap();
+}
+
+pub const GUARD: [f32; 3] = [12345.0, -6789.0, 4242.0];
+
+/// An output buffer of `n` elements followed by sentinel words.
+pub fn guarded(ops: &mut Ops, n: usize) -> tokenfab::backend::Buf {
+    let b = ops.alloc(n + GUARD.len()).unwrap();
+    ops.write(b, n, &GUARD).unwrap();
+    b
+}
+
+/// Panics if an op wrote past the first `n` elements of a [`guarded`] buffer.
+pub fn check_guard(ops: &mut Ops, b: tokenfab::backend::Buf, n: usize, what: &str) {
+    let mut tail = [0f32; 3];
+    ops.read(b, n, &mut tail).unwrap();
+    assert_eq!(tail, GUARD, "{what}: wrote past its output");
+}
+
+pub fn read(ops: &mut Ops, b: tokenfab::backend::Buf, n: usize) -> Vec<f32> {
+    let mut v = vec![0f32; n];
+    ops.read(b, 0, &mut v).unwrap();
+    v
+}
+
+pub fn backends() -> Vec<(&'static str, Ops)> {
+    let mut v = vec![(
+        "cpu scalar",
+        Ops::new(Box::new(CpuBackend::with_isa(2, Isa::Scalar).unwrap())),
+    )];
+    if Isa::detect() == Isa::Avx2 {
+        v.push((
+            "cpu avx2",
+            Ops::new(Box::new(CpuBackend::with_isa(2, Isa::Avx2).unwrap())),
+        ));
+    }
+    // the candle backend (what `--backend cuda` runs) on candle's CPU device
+    v.push((
+        "candle cpu",
+        Ops::new(Box::new(CandleBackend::new(candle_core::Device::Cpu))),
+    ));
+    // a `--features cuda` build runs every op on the GPU too (and fails without one)
+    #[cfg(feature = "cuda")]
+    v.push((
+        "cuda",
+        Ops::new(Box::new(CandleBackend::cuda().expect("an NVIDIA GPU"))),
+    ));
+    // only for checking CUDA on a machine whose Vulkan is broken
+    if std::env::var_os("TOKENFAB_TEST_SKIP_WGPU").is_some() {
+        eprintln!("TOKENFAB_TEST_SKIP_WGPU: wgpu not tested");
+        return v;
+    }
+    // the wgpu backend on whatever adapter there is (lavapipe in CI: these tests fail, not
+    // skip, without one), with its fallbacks, and with weights split into small parts
+    let gpu = |opts: WgpuOptions| {
+        WgpuBackend::with_options(opts)
+            .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)")
+    };
+    // the GPU kernel choices on any adapter (on lavapipe, `Tuning::Auto` takes the software
+    // ones, which the split backend runs)
+    v.push((
+        "wgpu",
+        Ops::new(Box::new(gpu(WgpuOptions {
+            tuning: Tuning::Gpu,
+            ..WgpuOptions::default()
+        }))),
+    ));
+    v.push((
+        "wgpu shared-memory f32-kv",
+        Ops::new(Box::new(gpu(WgpuOptions {
+            subgroups: false,
+            f16_kv: false,
+            tuning: Tuning::Gpu,
+            ..WgpuOptions::default()
+        }))),
+    ));
+    let mut split = gpu(WgpuOptions::default());
+    split.set_max_part_bytes(4096);
+    v.push(("wgpu split", Ops::new(Box::new(split))));
+    v
+}
