@@ -78,7 +78,7 @@ pub enum ServeError {
 
 /// What the handlers share.
 struct AppState {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     tokenizer: Arc<Tokenizer>,
     model_id: String,
     model_ids: Vec<String>,
@@ -118,8 +118,9 @@ pub fn serve(
         waiting: AtomicUsize::new(0),
         max_queue: opts.max_queue,
     });
+    let (tx, rx) = mpsc::channel();
     let state = Arc::new(AppState {
-        jobs: Mutex::new(mpsc::channel().0),
+        jobs: tx,
         tokenizer: Arc::clone(engine.tokenizer()),
         model_id,
         model_ids,
@@ -130,10 +131,6 @@ pub fn serve(
         energy_source: engine.energy_source().to_string(),
         next_id: AtomicU64::new(1),
     });
-    let (tx, rx) = mpsc::channel();
-    if let Ok(mut j) = state.jobs.lock() {
-        *j = tx;
-    }
     let parallel = opts.parallel;
     let worker = std::thread::Builder::new()
         .name("tokenfab-scheduler".into())
@@ -452,12 +449,7 @@ fn submit(
         received: Instant::now(),
     };
     st.shared.waiting.fetch_add(1, Ordering::Relaxed);
-    let sent = st
-        .jobs
-        .lock()
-        .map_err(|_| ApiError::server("the scheduler is gone"))?
-        .send(job);
-    if sent.is_err() {
+    if st.jobs.send(job).is_err() {
         st.shared.waiting.fetch_sub(1, Ordering::Relaxed);
         return Err(ApiError::server("the scheduler is gone"));
     }
