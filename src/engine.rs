@@ -114,9 +114,7 @@ pub struct Engine {
     model: Model,
     tokenizer: Arc<Tokenizer>,
     path: PathBuf,
-    energy: EnergyModel,
-    energy_label: String,
-    usd_per_j: f64,
+    pricer: Pricer,
     limits: StepLimits,
     threads: usize,
 }
@@ -173,11 +171,10 @@ impl Engine {
             model,
             tokenizer: Arc::new(tokenizer),
             path,
-            energy_label: crate::telemetry::energy::SourceKind::Estimate
-                .label()
-                .to_string(),
-            energy,
-            usd_per_j: opts.usd_per_kwh / 3.6e6,
+            pricer: Pricer {
+                energy,
+                usd_per_j: opts.usd_per_kwh / 3.6e6,
+            },
             limits: StepLimits {
                 max_tokens: opts.step_tokens.max(1),
             },
@@ -298,8 +295,8 @@ impl Engine {
         seqs: &mut [&mut Sequence],
         on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
     ) -> Result<StepReport, EngineError> {
-        let (energy, usd_per_j) = (&self.energy, self.usd_per_j);
-        let price = |ev: &TokenEvent| cost_of(energy, usd_per_j, ev);
+        let pricer = &self.pricer;
+        let price = |ev: &TokenEvent| pricer.cost(ev);
         Ok(generate::step(
             &mut self.model,
             &self.tokenizer,
@@ -328,29 +325,49 @@ impl Engine {
         )?)
     }
 
-    /// What a token's work cost in energy and money, from the energy estimate (time, bytes
-    /// and FLOPs; see [`Engine::energy_source`]) and the electricity price.
+    /// What a token's work cost in energy and money (see [`Pricer::cost`]).
     pub fn cost(&self, ev: &TokenEvent) -> Cost {
-        cost_of(&self.energy, self.usd_per_j, ev)
+        self.pricer.cost(ev)
+    }
+
+    /// The engine's pricing, to use where the engine is busy (inside a `generate` callback)
+    /// or on another thread.
+    pub fn pricer(&self) -> Pricer {
+        self.pricer.clone()
     }
 
     /// The label of [`Engine::cost`]'s joules (`estimated:model`).
-    pub fn energy_source(&self) -> &str {
-        &self.energy_label
+    pub fn energy_source(&self) -> &'static str {
+        self.pricer.source()
     }
 }
 
-/// A token's joules by the estimate, and their price.
-fn cost_of(energy: &EnergyModel, usd_per_j: f64, ev: &TokenEvent) -> Cost {
-    let e = energy.estimate(
-        ev.duration.as_secs_f64(),
-        ev.traffic.bytes(),
-        ev.traffic.flops,
-    );
-    let joules = e.total_j();
-    Cost {
-        joules,
-        usd: joules * usd_per_j,
+/// Turns a token's work into joules and dollars: the energy estimate of the device the work
+/// ran on (time, bytes and FLOPs through the coefficient table's row) and the electricity
+/// price.
+#[derive(Clone, Debug)]
+pub struct Pricer {
+    energy: EnergyModel,
+    usd_per_j: f64,
+}
+
+impl Pricer {
+    /// The label of the joules: an estimate (`estimated:model`).
+    pub fn source(&self) -> &'static str {
+        crate::telemetry::energy::SourceKind::Estimate.label()
+    }
+
+    pub fn cost(&self, ev: &TokenEvent) -> Cost {
+        let e = self.energy.estimate(
+            ev.duration.as_secs_f64(),
+            ev.traffic.bytes(),
+            ev.traffic.flops,
+        );
+        let joules = e.total_j();
+        Cost {
+            joules,
+            usd: joules * self.usd_per_j,
+        }
     }
 }
 
