@@ -226,6 +226,13 @@ fn bad_requests_get_4xx_json_and_the_server_stays_up() {
         ),
         (
             chat,
+            r#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 18446744073709551615}"#
+                .into(),
+            400,
+            "context",
+        ),
+        (
+            chat,
             r#"{"messages": [{"role": "user", "content": "x"}], "model": "gpt-5"}"#.into(),
             404,
             "does not exist",

@@ -346,16 +346,13 @@ fn prompt(v: Option<&Value>, vocab: usize) -> Result<Prompt, ApiError> {
         Some(Value::String(s)) => Ok(Prompt::Text(s.clone())),
         Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => prompt(Some(&a[0]), vocab),
         Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_u64) => {
-            let ids: Vec<u32> = a
-                .iter()
-                .filter_map(Value::as_u64)
-                .map(|t| t as u32)
-                .collect();
-            match ids.iter().find(|&&t| t as usize >= vocab) {
+            // checked as u64: an id past u32 must not wrap into the vocabulary
+            let ids: Vec<u64> = a.iter().filter_map(Value::as_u64).collect();
+            match ids.iter().find(|&&t| t >= vocab as u64) {
                 Some(t) => Err(bad(format!(
                     "token id {t} is not in the vocabulary ({vocab})"
                 ))),
-                None => Ok(Prompt::Tokens(ids)),
+                None => Ok(Prompt::Tokens(ids.into_iter().map(|t| t as u32).collect())),
             }
         }
         None | Some(Value::Null) => Err(bad("prompt is required".into())),
@@ -470,6 +467,9 @@ mod tests {
             err(Completion, r#"{"prompt": [1, 500]}"#).param.as_deref(),
             Some("prompt")
         );
+        // an id that would wrap into the vocabulary as a u32
+        let e = err(Completion, r#"{"prompt": [4294967296]}"#);
+        assert_eq!(e.param.as_deref(), Some("prompt"));
         assert_eq!(
             err(Completion, r#"{"prompt": ""}"#).param.as_deref(),
             Some("prompt")

@@ -420,7 +420,8 @@ fn submit(
         )));
     }
     if let Some(m) = req.max_tokens {
-        if prompt.len() + m > st.ctx {
+        // prompt.len() < ctx here: a subtraction that cannot wrap, where an addition could
+        if m > st.ctx - prompt.len() {
             return Err(too_long(format!(
                 "{} prompt tokens + max_tokens {m} exceed the context of {}",
                 prompt.len(),
