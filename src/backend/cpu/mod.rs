@@ -198,7 +198,9 @@ impl Backend for CpuBackend {
     }
 
     fn alloc_kv(&mut self, len: usize) -> Result<KvBuf> {
-        self.kv.push(vec![f16::ZERO; len]);
+        // zeroed by the allocator (which can hand out fresh zero pages without writing them)
+        // rather than element by element
+        self.kv.push(bytemuck::zeroed_vec(len));
         Ok(KvBuf {
             id: (self.kv.len() - 1) as u32,
             len,
