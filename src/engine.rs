@@ -156,8 +156,7 @@ impl Engine {
         tokenizer: Tokenizer,
         opts: &EngineOptions,
     ) -> Result<Engine, EngineError> {
-        if opts.backend.profile && opts.backend.resolved() == crate::backend::BackendKind::Cuda {
-            // candle has no kernel timestamps: ops are timed by synchronizing
+        if opts.backend.times_ops_by_sync() {
             model.ops().time_ops_by_sync(true);
         }
         let threads = match opts.threads {
@@ -270,16 +269,8 @@ impl Engine {
         sampler: Sampler,
         opts: GenerateOptions,
     ) -> Result<Sequence, EngineError> {
-        if prompt.is_empty() {
-            return Err(GenerateError::EmptyPrompt.into());
-        }
-        if prompt.len() >= self.model.ctx() {
-            return Err(GenerateError::PromptTooLong {
-                prompt: prompt.len(),
-                ctx: self.model.ctx(),
-            }
-            .into());
-        }
+        // checked before a cache is taken
+        generate::check_prompt(prompt, self.model.ctx())?;
         let cache = self.model.new_cache(0)?;
         Ok(Sequence::new(cache, prompt, sampler, opts)?)
     }

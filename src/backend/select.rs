@@ -94,6 +94,12 @@ impl BackendSpec {
         }
     }
 
+    /// Whether `--profile` times ops by synchronizing around each (CUDA through candle has no
+    /// kernel timestamps; see [`crate::backend::Ops::time_ops_by_sync`]).
+    pub fn times_ops_by_sync(&self) -> bool {
+        self.profile && self.resolved() == BackendKind::Cuda
+    }
+
     /// What `Auto` resolves to on this machine.
     pub fn resolved(&self) -> BackendKind {
         match self.kind {

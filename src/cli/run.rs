@@ -187,8 +187,7 @@ pub fn load_model(
     file.prefetch();
     let mut model = Model::load(file, backend.open()?, opts)
         .with_context(|| format!("cannot load model {}", path.display()))?;
-    if backend.profile && backend.resolved() == BackendKind::Cuda {
-        // candle has no kernel timestamps: ops are timed by synchronizing
+    if backend.times_ops_by_sync() {
         model.ops().time_ops_by_sync(true);
     }
     Ok(model)

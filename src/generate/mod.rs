@@ -195,6 +195,21 @@ impl Summary {
     }
 }
 
+/// Refuses a prompt a sequence with `ctx` positions cannot run: empty, or leaving no
+/// position for a generated token.
+pub fn check_prompt(prompt: &[u32], ctx: usize) -> Result<(), GenerateError> {
+    if prompt.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    if prompt.len() >= ctx {
+        return Err(GenerateError::PromptTooLong {
+            prompt: prompt.len(),
+            ctx,
+        });
+    }
+    Ok(())
+}
+
 /// Generates from `prompt` (token ids, BOS included if wanted) as one sequence in a cache of
 /// the model's full context, calling `on_event` for every prompt and generated token;
 /// returning `false` from it stops generation. The sampler's state advances as it is used.
@@ -206,16 +221,8 @@ pub fn generate(
     opts: &GenerateOptions,
     on_event: &mut dyn FnMut(&TokenEvent) -> bool,
 ) -> Result<Summary, GenerateError> {
-    // the checks Sequence::new makes, before the cache and the sampler are handed over
-    if prompt.is_empty() {
-        return Err(GenerateError::EmptyPrompt);
-    }
-    if prompt.len() >= model.ctx() {
-        return Err(GenerateError::PromptTooLong {
-            prompt: prompt.len(),
-            ctx: model.ctx(),
-        });
-    }
+    // the check Sequence::new makes, before the cache and the sampler are handed over
+    check_prompt(prompt, model.ctx())?;
     let cache = model.new_cache(0)?;
     let s = std::mem::replace(sampler, Sampler::greedy());
     let mut seq = Sequence::new(cache, prompt, s, opts.clone())?;

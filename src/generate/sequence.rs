@@ -85,15 +85,7 @@ impl Sequence {
         sampler: Sampler,
         opts: GenerateOptions,
     ) -> Result<usize, GenerateError> {
-        if prompt.is_empty() {
-            return Err(GenerateError::EmptyPrompt);
-        }
-        if prompt.len() >= self.cache.ctx {
-            return Err(GenerateError::PromptTooLong {
-                prompt: prompt.len(),
-                ctx: self.cache.ctx,
-            });
-        }
+        super::check_prompt(prompt, self.cache.ctx)?;
         let keep = self.common_prefix(prompt).min(prompt.len() - 1);
         self.cached.truncate(keep);
         self.pending = prompt[keep..].to_vec();

@@ -73,7 +73,10 @@ pub fn step(
     // the batch: each sequence's chunk at its next positions
     let t0 = Instant::now();
     let mut batch = Batch::new();
-    let mut members = Vec::new(); // (index in seqs, index of its cache in the batch)
+    // member k: seqs[members[k]], its cache at index k; its row of logits, if it wants one
+    let mut members = Vec::new();
+    let mut rows: Vec<Option<usize>> = Vec::new();
+    let mut n_rows = 0;
     for (i, s) in seqs.iter_mut().enumerate() {
         if take[i] == 0 {
             continue;
@@ -81,10 +84,16 @@ pub fn step(
         if s.start.is_none() {
             s.start = Some(t0);
         }
-        let k = members.len();
         let wants_logits = take[i] == s.pending.len();
-        batch.push_run(&s.pending[..take[i]], s.cached.len(), k, wants_logits);
+        batch.push_run(
+            &s.pending[..take[i]],
+            s.cached.len(),
+            members.len(),
+            wants_logits,
+        );
         members.push(i);
+        rows.push(wants_logits.then_some(n_rows));
+        n_rows += wants_logits as usize;
     }
     let caches: Vec<_> = members.iter().map(|&i| &seqs[i].cache).collect();
     let ledger0 = model.ops().ledger().total();
@@ -111,35 +120,32 @@ pub fn step(
     // greedy tokens of the whole batch at once (on a GPU: one read back for all of them)
     let mut greedy: Vec<Option<(u32, Duration, Traffic)>> = vec![None; members.len()];
     {
-        let (mut rows, mut who) = (Vec::new(), Vec::new());
-        let mut row = 0;
+        let (mut offs, mut who) = (Vec::new(), Vec::new());
         for (k, &i) in members.iter().enumerate() {
             let s = &seqs[i];
-            if take[i] == s.pending.len() {
-                let stops_first = s.in_prefill() && s.opts.max_tokens == 0;
+            let stops_first = s.in_prefill() && s.opts.max_tokens == 0;
+            if let Some(row) = rows[k] {
                 if s.sampler.argmax_only() && s.finished.is_none() && !stops_first {
-                    rows.push(logits_off(row, vocab));
+                    offs.push(logits_off(row, vocab));
                     who.push(k);
                 }
-                row += 1;
             }
         }
-        if !rows.is_empty() {
+        if !offs.is_empty() {
             let t = Instant::now();
             let l0 = model.ops().ledger().total();
             let logits = model.logits();
             let tokens = model
                 .ops()
-                .argmax_rows(logits, &rows, vocab)
+                .argmax_rows(logits, &offs, vocab)
                 .map_err(ModelError::from)?;
-            let each = t.elapsed() / rows.len() as u32;
-            let traffic = (model.ops().ledger().total() - l0).per(rows.len() as u64);
+            let each = t.elapsed() / offs.len() as u32;
+            let traffic = (model.ops().ledger().total() - l0).per(offs.len() as u64);
             for (k, tok) in who.into_iter().zip(tokens) {
                 greedy[k] = Some((tok, each, traffic));
             }
         }
     }
-    let mut logit_row = 0;
     for (k, &i) in members.iter().enumerate() {
         let s = &mut *seqs[i];
         let n = take[i];
@@ -151,9 +157,8 @@ pub fn step(
         let chunk: Vec<u32> = s.pending.drain(..n).collect();
         let pos0 = s.cached.len();
         s.cached.extend_from_slice(&chunk);
-        let wants_logits = s.pending.is_empty();
-        let row = logit_row;
-        logit_row += wants_logits as usize;
+        let row = rows[k].unwrap_or(0);
+        let wants_logits = rows[k].is_some();
 
         if pos0 < s.n_prompt {
             // a prompt chunk: its tokens share the chunk's cost evenly
