@@ -9,6 +9,7 @@
 //! and what each token cost. See ARCHITECTURE.md for the whole picture.
 
 pub mod backend;
+pub mod capi;
 pub mod cost;
 pub mod engine;
 pub mod eval;
