@@ -4,7 +4,7 @@
 PROMPT ?= Once upon a time
 CARGO  ?= cargo
 
-.PHONY: run test models build bench lint clean-models
+.PHONY: run test models build bench lint header clean-models
 
 ## Generate from the default model (Gemma 3 270M Q4_K_M), fetching it first if needed.
 run: build
@@ -13,10 +13,12 @@ run: build
 
 ## Run the whole test suite (release mode), fetching both real models first if needed,
 ## installing a software Vulkan driver (lavapipe) for the wgpu tests if there is no driver, and
-## the official openai Python client (into target/openai-venv) for the server tests.
+## the official openai Python client (into target/openai-venv) for the server tests, and
+## valgrind for the C ABI's leak check.
 test:
 	scripts/fetch-models.sh all
 	scripts/ensure-vulkan.sh
+	scripts/ensure-valgrind.sh
 	scripts/ensure-openai-client.sh >/dev/null
 	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} $(CARGO) test --release
 
@@ -35,6 +37,10 @@ bench: build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --release -- -D warnings
+
+## Regenerate include/tokenfab.h from src/capi/ with cbindgen (a test fails when it is stale).
+header:
+	TOKENFAB_BLESS=1 $(CARGO) test --release --test capi_header
 
 clean-models:
 	rm -f models/*.gguf

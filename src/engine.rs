@@ -8,6 +8,65 @@
 //! Loading builds the tokenizer on a second thread while the weights are mapped and uploaded.
 //! Chat prompts are rendered with the model's template and get a BOS only if the template
 //! did not write one.
+//!
+//! Load, generate with a callback that sees every token's cost, read the totals:
+//!
+//! ```
+//! use tokenfab::engine::{Cost, Engine, EngineOptions};
+//! use tokenfab::generate::{GenerateOptions, Phase};
+//! use tokenfab::sampling::Sampler;
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
+//!
+//! let mut engine = Engine::load(path.as_ref(), &EngineOptions::default())?;
+//! let prompt = engine.encode("The capital of France is", true)?;
+//! let opts = GenerateOptions { max_tokens: 8, ..Default::default() };
+//! let pricer = engine.pricer(); // the engine itself is busy inside the callback
+//! let mut spent = Cost::default();
+//! let summary = engine.generate(&prompt, &mut Sampler::greedy(), &opts, &mut |ev| {
+//!     let cost = pricer.cost(ev); // joules and dollars of this token's work
+//!     spent += cost;
+//!     if ev.phase == Phase::Decode {
+//!         print!("{}", ev.text);
+//!         let (ms, mb) = (ev.duration.as_secs_f64() * 1e3, ev.traffic.bytes() as f64 / 1e6);
+//!         eprintln!("  {ms:.2} ms, {mb:.1} MB, {:.4} J, ${:.1e}", cost.joules, cost.usd);
+//!     }
+//!     true // false stops generation
+//! })?;
+//! assert_eq!(summary.n_generated, 8);
+//! println!("\n{:.1} tok/s, {:.3} J ({})", summary.decode_tok_s(), spent.joules, engine.energy_source());
+//! # Ok::<(), tokenfab::engine::EngineError>(())
+//! ```
+//!
+//! Several conversations decoded together, as the server does: one [`Sequence`] each, one
+//! [`Engine::step`] for all of them per forward pass (the weights are read once per step):
+//!
+//! ```
+//! use tokenfab::engine::{Engine, EngineOptions};
+//! use tokenfab::generate::GenerateOptions;
+//! use tokenfab::model::LoadOptions;
+//! use tokenfab::sampling::Sampler;
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
+//!
+//! // room for two rows of logits per step: one per sequence decoding
+//! let load = LoadOptions { logit_rows: 2, n_seq: 2, ctx: 256, ..Default::default() };
+//! let mut engine = Engine::load(path.as_ref(), &EngineOptions { load, ..Default::default() })?;
+//! let opts = GenerateOptions { max_tokens: 6, ..Default::default() };
+//! let mut seqs = Vec::new();
+//! for text in ["Once upon a time", "def fibonacci(n):"] {
+//!     let prompt = engine.encode(text, true)?;
+//!     seqs.push(engine.new_sequence(&prompt, Sampler::greedy(), opts.clone())?);
+//! }
+//! while seqs.iter().any(|s| s.finished().is_none()) {
+//!     let mut batch: Vec<_> = seqs.iter_mut().collect();
+//!     // `i` says whose token an event is; returning false cancels that sequence
+//!     engine.step(&mut batch, &mut |_i, _ev| true)?;
+//! }
+//! for s in seqs {
+//!     println!("{:?}: {} tokens, {:.4} J", s.text(), s.tokens().len(), s.spent().joules);
+//!     engine.release(s); // the KV cache is kept for the next sequence
+//! }
+//! # Ok::<(), tokenfab::engine::EngineError>(())
+//! ```
 
 use crate::backend::{BackendError, BackendSpec};
 pub use crate::generate::Cost;

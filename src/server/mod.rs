@@ -9,6 +9,25 @@
 //! Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`,
 //! `GET /health`, `POST /tokenize`, `POST /detokenize`, `GET /metrics`. With an API key, every
 //! endpoint but `/health` wants `Authorization: Bearer KEY`.
+//!
+//! Serving a model from an app (`tokenfab serve` does this):
+//!
+//! ```no_run
+//! use tokenfab::engine::{Engine, EngineOptions};
+//! use tokenfab::model::LoadOptions;
+//! use tokenfab::server::{serve, ServeOptions};
+//!
+//! let opts = ServeOptions { port: 0, parallel: 4, ..Default::default() };
+//! // one row of logits and one KV cache per slot
+//! let load = LoadOptions { logit_rows: 4, n_seq: 4, ..Default::default() };
+//! let engine = Engine::load(
+//!     "models/gemma-3-270m-q4_k_m.gguf".as_ref(),
+//!     &EngineOptions { load, ..Default::default() },
+//! )?;
+//! // blocks until the process is interrupted; the address is known once it listens
+//! serve(engine, &opts, |addr| println!("OpenAI-compatible API on http://{addr}/v1"))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod api;
 pub mod metrics;
