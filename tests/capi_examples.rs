@@ -48,20 +48,28 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `examples/c/chat.c` compiled against `include/tokenfab.h` and the shared library.
-fn build_chat(dir: &Path) -> PathBuf {
-    let out = dir.join("chat");
+/// `examples/c/chat.c` compiled against `include/tokenfab.h` and the shared library (or,
+/// with `static_lib`, the static one).
+fn build_chat(dir: &Path, static_lib: bool) -> PathBuf {
+    let out = dir.join(if static_lib { "chat-static" } else { "chat" });
     let lib = lib_dir();
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+    let mut cmd = Command::new(&cc);
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
         .arg("-I")
         .arg(root().join("include"))
-        .arg(root().join("examples/c/chat.c"))
-        .arg("-L")
-        .arg(&lib)
-        .arg("-ltokenfab")
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg(root().join("examples/c/chat.c"));
+    if static_lib {
+        // as the header says: the archive and the system libraries Rust's std needs
+        cmd.arg(lib.join("libtokenfab.a"))
+            .args(["-lpthread", "-ldl", "-lm"]);
+    } else {
+        cmd.arg("-L")
+            .arg(&lib)
+            .arg("-ltokenfab")
+            .arg(format!("-Wl,-rpath,{}", lib.display()));
+    }
+    let status = cmd
         .arg("-o")
         .arg(&out)
         .status()
@@ -115,11 +123,13 @@ fn tokenfab_run(args: &[&str]) -> String {
 #[test]
 fn c_chat_example_streams_a_conversation_like_tokenfab_run_chat() {
     let dir = tempfile::tempdir().unwrap();
-    let chat = build_chat(dir.path());
-    let mut cmd = Command::new(chat);
-    cmd.arg(common::model(common::GEMMA)).arg("24");
     let q1 = "What is the capital of France?";
-    let out = run_with_input(cmd, &format!("{q1}\nAnd of Italy?\n"));
+    let chat = |static_lib: bool, input: &str| {
+        let mut cmd = Command::new(build_chat(dir.path(), static_lib));
+        cmd.arg(common::model(common::GEMMA)).arg("24");
+        run_with_input(cmd, input)
+    };
+    let out = chat(false, &format!("{q1}\nAnd of Italy?\n"));
     // each turn: the reply, then "\n[N prompt tokens (R reused), G generated | ...]"
     let re = regex::Regex::new(
         r"\n\[(\d+) prompt tokens \((\d+) reused\), (\d+) generated \| [\d.]+ tok/s \| [\d.]+ MB read \| [\d.]+ J, \$[\d.e+-]+ \(estimated:model\)\]\n",
@@ -134,6 +144,42 @@ fn c_chat_example_streams_a_conversation_like_tokenfab_run_chat() {
     // the second prompt holds the first turn: what the cache holds of it is not run again
     assert!(n(&turns[1], 2) > n(&turns[0], 1), "{out}");
     assert!(n(&turns[1], 1) > n(&turns[1], 2), "{out}");
+    // linked with the static library instead: the same first turn
+    let out = chat(true, &format!("{q1}\n"));
+    assert!(out.starts_with(&format!("{reply1}\n[")), "{out}");
+}
+
+#[test]
+fn rust_cost_meter_example_prints_each_tokens_cost() {
+    let lib = lib_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--example", "cost_meter", "--manifest-path"])
+        .arg(root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(lib.parent().unwrap());
+    if lib.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    assert!(
+        build.status().unwrap().success(),
+        "cannot build the example"
+    );
+    let mut cmd = Command::new(lib.join("examples/cost_meter"));
+    cmd.arg(common::model(common::GEMMA))
+        .arg("The capital of France is");
+    let out = run_with_input(cmd, "");
+    // one line per generated token: id, text, ms, MB, GFLOP, J, $
+    let re = regex::Regex::new(
+        r"(?m)^token +\d+ +.* +[\d.]+ ms +[\d.]+ MB +[\d.]+ GFLOP +[\d.]+ J +\$[\d.e+-]+$",
+    )
+    .unwrap();
+    assert_eq!(re.find_iter(&out).count(), 16, "{out}");
+    assert!(
+        out.contains("J, $") && out.contains("(estimated:model)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -168,7 +214,7 @@ fn c_example_under_valgrind_has_no_errors_and_frees_the_engine() {
         "valgrind is missing: `scripts/ensure-valgrind.sh` (run by `make test`) installs it"
     );
     let dir = tempfile::tempdir().unwrap();
-    let chat = build_chat(dir.path());
+    let chat = build_chat(dir.path(), false);
     let log = dir.path().join("valgrind.log");
     let mut cmd = Command::new("valgrind");
     cmd.args([
