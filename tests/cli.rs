@@ -408,3 +408,24 @@ fn bench_kernels_times_each_matrix_kernel() {
     assert_eq!(code, 1);
     assert!(err.contains("--backend wgpu"), "{err}");
 }
+
+/// More threads than cores: a warning, and static power for the cores only (`-t 1000` once
+/// printed "2000.00 W static for 1000 thread(s)" on a 2-core machine).
+#[test]
+fn oversubscribed_threads_warn_and_charge_the_cores() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t = (cores + 3).to_string();
+    let (code, _, err) = run(&[
+        "run", "-t", &t, "-n", "2", "--temp", "0", "--energy", "estimate", "Hello",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("warning: -t {t} is more threads")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("W static for {cores} thread(s)")),
+        "{err}"
+    );
+    assert!(!err.contains(&format!(" {t} thread(s)")), "{err}");
+}

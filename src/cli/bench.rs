@@ -161,6 +161,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if threads.contains(&0) {
         bail!("-t must be at least 1");
     }
+    if let Some(&most) = threads.iter().max() {
+        super::warn_oversubscribed(most);
+    }
     let total = (models.len() * threads.len() * specs.len() * (a.reps + 1)) as u64;
     let bar = if a.no_progress {
         ProgressBar::hidden()

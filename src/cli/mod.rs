@@ -92,6 +92,18 @@ pub const DEFAULT_MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
 /// The model to use: `-m PATH` if given, else `$TOKENFAB_MODEL`, else the default model in
 /// `./models/` or in the source checkout's `models/`. A missing file is an error that says
 /// exactly how to get it.
+/// Warns when `-t` asks for more threads than the machine has logical cores: they share the
+/// cores (usually slower), and the energy estimate charges static power for the cores only.
+pub fn warn_oversubscribed(threads: usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads > cores {
+        eprintln!(
+            "tokenfab: warning: -t {threads} is more threads than this machine's {cores} logical \
+             cores; they share the cores, and energy is estimated for {cores}"
+        );
+    }
+}
+
 pub fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = arg {
         if !p.exists() {

@@ -209,6 +209,7 @@ pub fn load(
 
 pub fn run(a: RunArgs) -> Result<()> {
     let cfg = RunConfig::from_args(a)?;
+    super::warn_oversubscribed(cfg.threads);
     let t0 = Instant::now();
     let opts = EngineOptions {
         backend: cfg.backend,

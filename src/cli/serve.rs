@@ -62,6 +62,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         );
     }
     let path = super::resolve_model(a.model.as_deref())?;
+    super::warn_oversubscribed(a.threads);
     let opts = EngineOptions {
         backend: BackendSpec {
             kind: a.backend.parse::<BackendKind>()?,

@@ -77,7 +77,9 @@ pub fn device_table(opts: &EnergyOptions) -> Result<DeviceTable, SelectError> {
 }
 
 /// The estimate model for work on `threads` CPU threads, or on `gpu` (the backend's
-/// [`energy_gpu`](crate::backend::Backend::energy_gpu): name, integrated?).
+/// [`energy_gpu`](crate::backend::Backend::energy_gpu): name, integrated?). Static power is
+/// charged for the threads the hardware can run at once: asking for more threads than there
+/// are logical cores oversubscribes them, it does not power more cores.
 pub fn energy_model(
     opts: &EnergyOptions,
     threads: usize,
@@ -101,7 +103,7 @@ pub fn energy_model(
             ))
         })?,
     };
-    Ok(EnergyModel::new(row, threads))
+    Ok(EnergyModel::new(row, threads.min(cpu.logical_cores)))
 }
 
 /// The meter to use (none: estimate), the estimate model, and every source's status.

@@ -148,3 +148,29 @@ fn open_meter_falls_through_sources_and_reports_why() {
     assert_eq!(SourceKind::parse("rapl"), Some(SourceKind::Rapl));
     assert_eq!(SourceKind::Estimate.label(), "estimated:model");
 }
+
+/// `run -t 1000` on a 2-core machine once charged 2000 W of static power (issue: every claim
+/// proven): static power follows the cores that can run, not the threads asked for.
+#[test]
+fn static_power_is_charged_for_the_cores_not_the_threads_asked_for() {
+    use super::select::{energy_model, EnergyOptions};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let opts = EnergyOptions {
+        device: Some("cpu-amd-epyc-vcpu".into()),
+        ..EnergyOptions::default()
+    };
+    let per_thread = energy_model(&opts, 1, None)
+        .unwrap()
+        .device
+        .p_static_w_per_thread
+        .unwrap();
+    assert!(
+        (2.0..3.0).contains(&per_thread),
+        "{per_thread} W per thread"
+    );
+    let many = energy_model(&opts, 1000, None).unwrap();
+    assert_eq!(many.threads, cores);
+    assert!((many.p_static_w - per_thread * cores as f64).abs() < 1e-9);
+    let one = energy_model(&opts, 1, None).unwrap();
+    assert!((one.p_static_w - per_thread).abs() < 1e-9);
+}
