@@ -338,3 +338,50 @@ impl KldCompare {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(p: &[f64]) -> Vec<f32> {
+        p.iter().map(|&p| p.ln() as f32).collect()
+    }
+
+    /// Two positions over a 4-token vocabulary, KL over the top-2 + rest bins, every number
+    /// worked out by hand (the only other test compares a model with itself, which any formula
+    /// giving 0 passes).
+    #[test]
+    fn kld_matches_a_hand_computed_example() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("base.kld");
+        let p = [[0.5, 0.3, 0.15, 0.05], [0.1, 0.2, 0.3, 0.4]];
+        let q = [[0.4, 0.4, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1]];
+        let targets = [2u32, 3];
+        let mut base = KldBase::new(&path, 2);
+        base.start(&[1, 2, 3], 4, 3);
+        base.record_rows(&[logits(&p[0]), logits(&p[1])].concat(), &targets);
+        assert_eq!(base.finish().unwrap(), 2);
+        let mut cmp = KldCompare::open(&path).unwrap();
+        cmp.check(&[1, 2, 3], 4, 3).unwrap();
+        cmp.compare_rows(&[logits(&q[0]), logits(&q[1])].concat(), &targets);
+        let r = cmp.finish().unwrap();
+        // position 0: bins {0, 1, rest}: P (.5, .3, .2), Q (.4, .4, .2)
+        //   .5 ln(.5/.4) + .3 ln(.3/.4) + .2 ln(.2/.2) = .1115718 - .0863046 = .0252672
+        //   (the full KL is .0514296: the coarse one is a lower bound)
+        // position 1: bins {3, 2, rest}: P (.4, .3, .3), Q (.1, .2, .7)
+        //   .4 ln 4 + .3 ln 1.5 + .3 ln(3/7) = .5545177 + .1216395 - .2541894 = .4219679
+        let (k0, k1) = (0.025_267_154, 0.421_967_91);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        assert!(close(r.mean_kld, (k0 + k1) / 2.0), "{r:?}");
+        assert!(close(r.max_kld, k1), "{r:?}");
+        // argmax: 0 and 0 (P, Q at position 0), 3 and 0 at position 1
+        assert_eq!(r.same_top_pct, 50.0);
+        // p(target) new - reference: .1 - .15, .1 - .4
+        assert!(close(r.mean_delta_p, (-0.05 - 0.3) / 2.0), "{r:?}");
+        assert!(
+            close(r.rms_delta_p, ((0.05f64.powi(2) + 0.09) / 2.0).sqrt()),
+            "{r:?}"
+        );
+        assert_eq!((r.positions, r.top_k), (2, 2));
+    }
+}
