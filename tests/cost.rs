@@ -33,6 +33,11 @@ fn tokenfab(args: &[&str]) -> (i32, String, String) {
 fn golden(name: &str, got: &str) {
     let p = data(name);
     if std::env::var_os("TOKENFAB_BLESS").is_some() {
+        // blessing makes the comparison below pass by construction: never under CI
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TOKENFAB_BLESS is set under CI: goldens are blessed by a person, not by CI"
+        );
         std::fs::write(&p, got).unwrap();
     }
     let want =
@@ -94,6 +99,30 @@ fn golden_report_is_stable() {
     let want = (3.0 * 2.69 * 1e6 / (5000.0 * 3600.0) + 2.69 * 1e6 / (400.0 * 3600.0)) / 4.0;
     assert_eq!(format!("{want:.5}"), "0.57910");
     assert!((h100["usd_per_mtok"].as_f64().unwrap() - want).abs() < 1e-9);
+
+    // break-even, by hand: the device costs 599 USD over 3 x 365 days = 0.547032 USD/day and
+    // (3 x 0.02 + 1 x 0.12) / 4 = 0.045 J x 0.1648 USD/kWh / 3.6e6 J/kWh = 2.06e-9 USD per
+    // token; a cloud token is worth its price x 0.9 (--acceptance), so it breaks even at
+    // N = 0.547032 / (0.9 x price - 2.06e-9) tokens/day. The device does at most
+    // 1 / ((3 / 250 + 1 / 50) / 4) = 125 tok/s = 1.08e7 tokens/day.
+    let per_day = 599.0 / (3.0 * 365.0);
+    let energy = 0.045 * 0.1648 / 3.6e6;
+    let n = |usd_per_mtok: f64| per_day / (0.9 * usd_per_mtok * 1e-6 - energy);
+    let cloud = |id: &str| clouds.iter().find(|c| c["id"] == id).unwrap()["break_even"].clone();
+    // together (0.18 USD/Mtok in and out): 3.4202e6 tokens/day, 31.67 % of the device
+    let together = cloud("together:llama-3.1-8b-turbo");
+    assert_eq!(format!("{:.4e}", n(0.18)), "3.4202e6");
+    assert_eq!(together["kind"], "above");
+    assert!((together["tokens_per_day"].as_f64().unwrap() - n(0.18)).abs() < 1e-3);
+    assert!((together["utilization"].as_f64().unwrap() - n(0.18) / 1.08e7).abs() < 1e-9);
+    // groq ((3 x 0.05 + 0.08) / 4 = 0.0575 USD/Mtok): needs 1.101e7 > 1.08e7, never
+    assert_eq!(format!("{:.3e}", n(0.0575)), "1.101e7");
+    let groq = cloud("groq:llama-3.1-8b-instant");
+    assert_eq!(groq["kind"], "never");
+    assert!(groq["reason"]
+        .as_str()
+        .unwrap()
+        .contains("needs 1.101e7 tokens/day"));
 }
 
 #[test]

@@ -133,6 +133,29 @@ fn utilization_points() -> Vec<f64> {
     [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0].to_vec()
 }
 
+/// A note when no cloud row of `table` prices the benchmarked model itself: the comparison is
+/// then with other models (names compared by their letters and digits, e.g. "Gemma 3 4B" and
+/// `deepinfra:gemma-3-4b`).
+fn cloud_note(model: &str, table: &PriceTable) -> Option<String> {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let m = norm(model);
+    let priced = table
+        .cloud_api
+        .iter()
+        .any(|c| norm(c.id.split_once(':').map_or(c.id.as_str(), |(_, name)| name)) == m);
+    (!priced).then(|| {
+        format!(
+            "the price table has no hosted endpoint for {model}: the cloud rows are other \
+             models, whose quality differs (--acceptance weighs that)"
+        )
+    })
+}
+
 pub fn build(
     results: &[BenchResult],
     table: &PriceTable,
@@ -399,7 +422,7 @@ pub fn build(
             origin: i.origin,
         })
         .collect();
-    notes.push("no paid hosted endpoint exists for Gemma 3 270M/1B or Qwen2.5 0.5B-3B: cloud rows are the cheapest small-model tiers and larger models".into());
+    notes.extend(cloud_note(&pre.model.name, table));
     Ok(CostReport {
         model: format!(
             "{} ({}, {})",
@@ -524,4 +547,22 @@ fn trim(v: f64) -> String {
     let s = format!("{v:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cloud_note_comes_from_the_price_table() {
+        let table = PriceTable::builtin();
+        let note = cloud_note("Gemma 3 270m", &table).unwrap();
+        assert!(
+            note.contains("no hosted endpoint for Gemma 3 270m"),
+            "{note}"
+        );
+        // a model the table does price gets no note
+        assert_eq!(cloud_note("Gemma 3 4B", &table), None);
+        assert_eq!(cloud_note("Llama-3.1-8B", &table), None);
+    }
 }
