@@ -167,6 +167,12 @@ fn run_trace_has_one_line_per_token_and_a_summary() {
         "--temp",
         "0",
         "--ignore-eos",
+        "-t",
+        "2",
+        "--energy",
+        "estimate",
+        "--energy-device",
+        "cpu-amd-epyc-vcpu",
         "--trace",
         trace.to_str().unwrap(),
     ]);
@@ -195,12 +201,49 @@ fn run_trace_has_one_line_per_token_and_a_summary() {
         .iter()
         .all(|t| t["phase"] == "prefill" && t["type"] == "token"));
     assert!(tokens[5..].iter().all(|t| t["phase"] == "decode"));
+    // each line's joules are the estimate of its own time, bytes and FLOPs, with the table
+    // row's coefficients written out: 2.19 W per thread (2 threads, or the cores there are),
+    // 160 pJ/byte, 2.3 pJ/FLOP
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2);
     for t in tokens {
-        assert!(t["energy_j"].as_f64().unwrap() > 0.0);
+        let b = &t["bytes"];
+        let n = |k: &str| b[k].as_u64().unwrap() as f64;
+        let bytes = [
+            "weight_bytes",
+            "kv_read_bytes",
+            "kv_write_bytes",
+            "act_read_bytes",
+            "act_write_bytes",
+        ]
+        .map(n)
+        .iter()
+        .sum::<f64>();
+        let want = 2.19 * threads as f64 * t["duration_s"].as_f64().unwrap()
+            + 160e-12 * bytes
+            + 2.3e-12 * n("flops");
+        let got = t["energy_j"].as_f64().unwrap();
         assert!(
-            t["bytes"]["weight_bytes"].as_u64().is_some() && t["bytes"]["flops"].as_u64().is_some()
+            (got - want).abs() <= 1e-9 * want,
+            "{got} J, expected {want} J: {t}"
+        );
+        assert_eq!(t["energy_source"], "estimated:model");
+    }
+    // prompt tokens are batch averages of their pass (and say so); generated ones their own
+    for t in &tokens[..5] {
+        assert_eq!(
+            t["attribution"],
+            "batch average (even share of the prefill pass)"
+        );
+        assert_eq!(
+            (&t["duration_s"], &t["bytes"]),
+            (&tokens[0]["duration_s"], &tokens[0]["bytes"])
         );
     }
+    assert!(tokens[5..]
+        .iter()
+        .all(|t| t["attribution"] == "own (its forward pass and sampling)"));
     // the first generated token's logits came from the prefill: it carries no weight traffic;
     // every later one read the whole model
     assert_eq!(tokens[5]["bytes"]["weight_bytes"], 0);

@@ -29,7 +29,16 @@ pub struct TokenRecord {
     /// Joules attributed to this token (see the module docs for how).
     pub energy_j: f64,
     pub energy_source: &'static str,
+    /// How the time, bytes and energy were attributed: a prompt token's are an even share of
+    /// its prefill pass (batch averages: all tokens of a pass get the same figures), a
+    /// generated token's are its own forward pass and sampling.
+    pub attribution: &'static str,
 }
+
+/// [`TokenRecord::attribution`] of a prompt token.
+pub const PREFILL_ATTRIBUTION: &str = "batch average (even share of the prefill pass)";
+/// [`TokenRecord::attribution`] of a generated token.
+pub const DECODE_ATTRIBUTION: &str = "own (its forward pass and sampling)";
 
 struct Window {
     start: usize,
@@ -160,6 +169,10 @@ impl Recorder {
             bytes,
             energy_j,
             energy_source: self.source().label(),
+            attribution: match ev.phase {
+                Phase::Prefill => PREFILL_ATTRIBUTION,
+                Phase::Decode => DECODE_ATTRIBUTION,
+            },
         });
         if self.meter.is_some()
             && ev.phase == Phase::Decode
