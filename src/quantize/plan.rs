@@ -94,7 +94,26 @@ pub fn fallback_for_cols(cols: u64, ty: GgmlType) -> GgmlType {
     }
 }
 
-/// The type of every tensor of a model, in file order.
+/// llama.cpp's order of a model's tensors (its loader's `weight_name_comparer`): by layer
+/// number, tensors outside the blocks first, then by name. Its per-layer rules count `attn_v`
+/// and `ffn_down` tensors in this order, so a file stored in name order (`blk.10` before
+/// `blk.2`, as older llama.cpp versions wrote them) gets the plan llama-quantize gives it.
+fn llama_order(tensors: &[TensorInfo]) -> Vec<usize> {
+    let layer = |name: &str| -> i64 {
+        name.strip_prefix("blk.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(-1)
+    };
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&tensors[a].name, &tensors[b].name);
+        (layer(a), a).cmp(&(layer(b), b))
+    });
+    order
+}
+
+/// The type of every tensor of a model, in file order (decided in llama.cpp's order).
 pub fn plan(
     tensors: &[TensorInfo],
     mix: Mix,
@@ -114,45 +133,47 @@ pub fn plan(
     let n_gqa = n_head / n_head_kv.max(1);
     let mut i_attn_v = 0;
     let mut i_ffn_down = 0;
-    tensors
-        .iter()
-        .map(|t| {
-            if !allows_quantization(t) {
-                return t.dtype;
-            }
-            let cat = category(&t.name);
-            if let (Some(ty), Category::TokenEmbd) = (opts.token_embedding_type, cat) {
-                return ty;
-            }
-            if let (Some(ty), Category::Output) = (opts.output_type, cat) {
-                return ty;
-            }
-            let mut ty = mix.default_type();
-            if !ty.is_quantized() {
-                return ty;
-            }
-            let manual = opts
-                .tensor_types
-                .iter()
-                .find(|(re, _)| re.is_match(&t.name));
-            if let Some((_, m)) = manual {
-                ty = *m;
-            } else if !opts.pure {
-                ty = rules(
-                    mix,
-                    ty,
-                    t,
-                    cat,
-                    tied,
-                    opts,
-                    n_gqa,
-                    (&mut i_attn_v, n_attn_v),
-                    (&mut i_ffn_down, n_ffn_down),
-                );
-            }
-            fallback(t, ty)
-        })
-        .collect()
+    let mut type_of = |t: &TensorInfo| {
+        if !allows_quantization(t) {
+            return t.dtype;
+        }
+        let cat = category(&t.name);
+        if let (Some(ty), Category::TokenEmbd) = (opts.token_embedding_type, cat) {
+            return ty;
+        }
+        if let (Some(ty), Category::Output) = (opts.output_type, cat) {
+            return ty;
+        }
+        let mut ty = mix.default_type();
+        if !ty.is_quantized() {
+            return ty;
+        }
+        let manual = opts
+            .tensor_types
+            .iter()
+            .find(|(re, _)| re.is_match(&t.name));
+        if let Some((_, m)) = manual {
+            ty = *m;
+        } else if !opts.pure {
+            ty = rules(
+                mix,
+                ty,
+                t,
+                cat,
+                tied,
+                opts,
+                n_gqa,
+                (&mut i_attn_v, n_attn_v),
+                (&mut i_ffn_down, n_ffn_down),
+            );
+        }
+        fallback(t, ty)
+    };
+    let mut types = vec![GgmlType::F32; tensors.len()];
+    for i in llama_order(tensors) {
+        types[i] = type_of(&tensors[i]);
+    }
+    types
 }
 
 /// `llama_tensor_get_type_impl` for tokenfab's mixes.
@@ -204,7 +225,7 @@ fn rules(
             *attn_v.0 += 1;
         }
         Category::FfnDown => {
-            // llama.cpp counts ffn_down tensors in file order (dense models)
+            // llama.cpp counts ffn_down tensors in its order (`llama_order`; dense models)
             let (i, n) = (*ffn_down.0, ffn_down.1);
             ty = match mix {
                 Mix::Q2K => Q3_K,
