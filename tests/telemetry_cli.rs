@@ -49,7 +49,10 @@ fn bench_json_follows_the_schema() {
         assert_eq!(r.repetitions, 1);
         assert!(r.tok_s_mean > 0.0 && r.samples_tok_s.len() == 1);
         assert!(r.energy_source.starts_with("measured:") || r.energy_source == "estimated:model");
-        assert!(r.peak_rss_mb.unwrap() > 100.0);
+        // the weights (247 MB, mapped) are resident; the README's target is < 600 MB
+        // (measured 352 MB with the default context)
+        let rss = r.peak_rss_mb.unwrap();
+        assert!((240.0..600.0).contains(&rss), "peak RSS {rss} MB");
         assert!(!r.machine.cpu.is_empty() && r.build.profile == "release");
     }
     assert!(
@@ -281,4 +284,30 @@ fn probe_lists_devices_and_sources() {
         );
     }
     assert!(v["energy_estimate_row"].as_str().is_some());
+}
+
+/// "Zero-copy": on the CPU every weight matrix is read in place from the file's memory map;
+/// only vectors (norms, biases) are copied, dequantized to f32 (a few hundred KB).
+#[test]
+fn cpu_weights_are_read_in_place_from_the_map() {
+    use std::sync::Arc;
+    use tokenfab::backend::cpu::CpuBackend;
+    use tokenfab::gguf::GgufFile;
+    use tokenfab::model::{LoadOptions, Model};
+    let f = Arc::new(GgufFile::open(common::model_for("gemma")).unwrap());
+    assert!(f.is_mapped());
+    let matrices: u64 = f
+        .tensors()
+        .iter()
+        .filter(|t| t.n_rows() > 1)
+        .map(|t| t.n_bytes)
+        .sum();
+    let load = LoadOptions {
+        ctx: 64,
+        ..Default::default()
+    };
+    let mut m = Model::load(f, Box::new(CpuBackend::new(1).unwrap()), &load).unwrap();
+    let r = m.ops().backend().weight_residence().unwrap();
+    assert_eq!(r.in_map, matrices, "every matrix is read from the map");
+    assert!(r.copied < 1_000_000, "{} bytes copied", r.copied);
 }

@@ -168,6 +168,14 @@ pub enum BackendError {
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 
+/// Bytes of weights a host backend reads in place from the file's memory map, and bytes it
+/// copied to the heap (see [`Backend::weight_residence`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WeightResidence {
+    pub in_map: u64,
+    pub copied: u64,
+}
+
 /// Where a backend wants a whole forward pass to run. The CPU backend runs it on a worker of
 /// its thread pool, so the calling thread takes part in every parallel op instead of waking
 /// the pool and sleeping ~130 times per token; GPU backends run it inline.
@@ -387,6 +395,13 @@ pub trait Backend: Send {
     fn reserve(&mut self, bytes: u64) -> Result<()> {
         let _ = bytes;
         Ok(())
+    }
+
+    /// Where the uploaded weights live, for host backends that read them from the file's map:
+    /// bytes read in place from the map, and bytes copied to the heap (vectors dequantized to
+    /// f32). None for backends that copy weights to a device.
+    fn weight_residence(&self) -> Option<WeightResidence> {
+        None
     }
 
     /// The GPU adapter's name, for GPU backends (keys the cached peak bandwidth).

@@ -150,6 +150,20 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn weight_residence(&self) -> Option<super::WeightResidence> {
+        let mut r = super::WeightResidence::default();
+        for w in &self.weights {
+            // a matrix's bytes must lie inside the map; a vector's copy is its dense f32s
+            let map = w.file.bytes().as_ptr_range();
+            let data = w.data().as_ptr_range();
+            if w.dense.is_none() && map.start <= data.start && data.end <= map.end {
+                r.in_map += w.range.len() as u64;
+            }
+            r.copied += w.dense.as_ref().map_or(0, |d| 4 * d.len() as u64);
+        }
+        Some(r)
+    }
+
     fn upload(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight> {
         let cols = info.row_len() as usize;
         let rows = info.n_rows() as usize;
