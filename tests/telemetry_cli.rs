@@ -7,11 +7,17 @@ use std::process::Command;
 use tokenfab::telemetry::bench::{BenchResult, SCHEMA_VERSION};
 
 fn tokenfab(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenfab"))
-        .args(args)
-        .env_remove("TOKENFAB_MODEL")
-        .output()
-        .unwrap();
+    tokenfab_in(args, None)
+}
+
+/// Runs tokenfab, with HOME and XDG_CACHE_HOME in `home` when given (its own probe cache).
+fn tokenfab_in(args: &[&str], home: Option<&std::path::Path>) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokenfab"));
+    cmd.args(args).env_remove("TOKENFAB_MODEL");
+    if let Some(h) = home {
+        cmd.env("HOME", h).env("XDG_CACHE_HOME", h.join(".cache"));
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).unwrap(),
@@ -22,20 +28,36 @@ fn tokenfab(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn bench_json_follows_the_schema() {
     common::model_for("gemma");
-    let (code, out, err) = tokenfab(&[
-        "bench",
-        "-p",
-        "16",
-        "-n",
-        "8",
-        "-r",
-        "1",
-        "-t",
-        "2",
-        "-o",
-        "json",
-        "--no-progress",
-    ]);
+    // a probe cache of our own: this CPU read 50 GB/s with 2 threads (so MBU is computed, from
+    // a known peak, whatever the developer's own cache holds)
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join(".cache/tokenfab");
+    std::fs::create_dir_all(&cache).unwrap();
+    let cpu = tokenfab::telemetry::probe::cpu_info().model;
+    std::fs::write(
+        cache.join("probe.json"),
+        serde_json::json!({"bandwidth": [{"device": "cpu", "device_name": cpu, "threads": 2,
+            "gb_s": 50.0, "method": "test", "measured_at": 0}]})
+        .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = tokenfab_in(
+        &[
+            "bench",
+            "-p",
+            "16",
+            "-n",
+            "8",
+            "-r",
+            "1",
+            "-t",
+            "2",
+            "-o",
+            "json",
+            "--no-progress",
+        ],
+        Some(home.path()),
+    );
     assert_eq!(code, 0, "{err}");
     let results: Vec<BenchResult> =
         serde_json::from_str(&out).expect("bench JSON must match BenchResult");
@@ -71,9 +93,9 @@ fn bench_json_follows_the_schema() {
     );
     // prefill shares the weights over its tokens
     assert!(pp.bytes_per_token < tg.bytes_per_token / 8.0);
-    if let (Some(mbu), Some(peak)) = (tg.mbu_pct, tg.peak_gb_s) {
-        assert!((mbu - 100.0 * tg.gb_s / peak).abs() < 1e-6);
-    }
+    assert_eq!(tg.peak_gb_s, Some(50.0));
+    let mbu = tg.mbu_pct.unwrap();
+    assert!((mbu - 100.0 * tg.gb_s / 50.0).abs() < 1e-6, "MBU {mbu} %");
 }
 
 #[test]

@@ -117,8 +117,9 @@ pub fn backends() -> Vec<(&'static str, Ops)> {
         "cuda",
         Ops::new(Box::new(CandleBackend::cuda().expect("an NVIDIA GPU"))),
     ));
-    // only for checking CUDA on a machine whose Vulkan is broken
-    if std::env::var_os("TOKENFAB_TEST_SKIP_WGPU").is_some() {
+    // only for checking CUDA on a machine whose Vulkan is broken: a build without CUDA
+    // ignores it (it would leave nothing but the CPU backends tested)
+    if cfg!(feature = "cuda") && std::env::var_os("TOKENFAB_TEST_SKIP_WGPU").is_some() {
         eprintln!("TOKENFAB_TEST_SKIP_WGPU: wgpu not tested");
         return v;
     }
@@ -130,22 +131,27 @@ pub fn backends() -> Vec<(&'static str, Ops)> {
     };
     // the GPU kernel choices on any adapter (on lavapipe, `Tuning::Auto` takes the software
     // ones, which the split backend runs)
-    v.push((
-        "wgpu",
-        Ops::new(Box::new(gpu(WgpuOptions {
-            tuning: Tuning::Gpu,
-            ..WgpuOptions::default()
-        }))),
-    ));
-    v.push((
-        "wgpu shared-memory f32-kv",
-        Ops::new(Box::new(gpu(WgpuOptions {
-            subgroups: false,
-            f16_kv: false,
-            tuning: Tuning::Gpu,
-            ..WgpuOptions::default()
-        }))),
-    ));
+    let default = gpu(WgpuOptions {
+        tuning: Tuning::Gpu,
+        ..WgpuOptions::default()
+    });
+    let fallback = gpu(WgpuOptions {
+        subgroups: false,
+        f16_kv: false,
+        tuning: Tuning::Gpu,
+        ..WgpuOptions::default()
+    });
+    // the two cases must test different shaders: subgroup reductions and an f16 KV cache on
+    // the adapter (lavapipe has both), workgroup memory and f32 in the fallback
+    let (d, f) = (default.caps(), fallback.caps());
+    assert!(
+        d.subgroups && d.f16,
+        "the adapter {} lacks subgroups or f16: the default shaders would not be tested",
+        default.adapter().name
+    );
+    assert!(!f.subgroups && !f.f16);
+    v.push(("wgpu", Ops::new(Box::new(default))));
+    v.push(("wgpu shared-memory f32-kv", Ops::new(Box::new(fallback))));
     let mut split = gpu(WgpuOptions::default());
     split.set_max_part_bytes(4096);
     v.push(("wgpu split", Ops::new(Box::new(split))));

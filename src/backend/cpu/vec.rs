@@ -18,15 +18,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: avx2, fma and f16c were detected at run time.
         return unsafe { avx2::dot(a, b) };
     }
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+    portable::dot(a, b)
 }
 
 /// Σ k[i] * q[i] with `k` in f16.
@@ -36,7 +28,7 @@ pub fn dot_f16(k: &[f16], q: &[f32]) -> f32 {
         // SAFETY: avx2, fma and f16c were detected at run time.
         return unsafe { avx2::dot_f16(k, q) };
     }
-    k.iter().zip(q).map(|(a, b)| a.to_f32() * b).sum()
+    portable::dot_f16(k, q)
 }
 
 /// out[i] += a * v[i] with `v` in f16.
@@ -46,8 +38,33 @@ pub fn axpy_f16(out: &mut [f32], a: f32, v: &[f16]) {
         // SAFETY: avx2, fma and f16c were detected at run time.
         return unsafe { avx2::axpy_f16(out, a, v) };
     }
-    for (o, x) in out.iter_mut().zip(v) {
-        *o += a * x.to_f32();
+    portable::axpy_f16(out, a, v)
+}
+
+/// The paths for CPUs without AVX2 (and other architectures).
+mod portable {
+    use half::f16;
+
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for i in 0..8 {
+                acc[i] += x[i] * y[i];
+            }
+        }
+        acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+    }
+
+    pub fn dot_f16(k: &[f16], q: &[f32]) -> f32 {
+        k.iter().zip(q).map(|(a, b)| a.to_f32() * b).sum()
+    }
+
+    pub fn axpy_f16(out: &mut [f32], a: f32, v: &[f16]) {
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += a * x.to_f32();
+        }
     }
 }
 
@@ -139,19 +156,63 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    type Dot = fn(&[f32], &[f32]) -> f32;
+    type DotF16 = fn(&[f16], &[f32]) -> f32;
+    type Axpy = fn(&mut [f32], f32, &[f16]);
+
+    /// Every path this CPU can run — the portable one always, AVX2 where there is one (and on
+    /// x86-64 there must be, or the test says it cannot test it) — against an f64 reference.
     #[test]
     fn simd_and_portable_agree() {
-        let a: Vec<f32> = (0..261).map(|i| (i as f32 * 0.37).sin()).collect();
-        let b: Vec<f32> = (0..261).map(|i| (i as f32 * 0.11).cos()).collect();
-        let h: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
-        let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - want).abs() < 1e-4);
-        let want16: f32 = a.iter().zip(&h).map(|(x, y)| x * y.to_f32()).sum();
-        assert!((dot_f16(&h, &a) - want16).abs() < 1e-4);
-        let mut o = a.clone();
-        axpy_f16(&mut o, 0.5, &h);
-        for i in 0..a.len() {
-            assert!((o[i] - (a[i] + 0.5 * h[i].to_f32())).abs() < 1e-6);
+        let mut paths: Vec<(&str, Dot, DotF16, Axpy)> = vec![(
+            "portable",
+            portable::dot,
+            portable::dot_f16,
+            portable::axpy_f16,
+        )];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2() {
+                // SAFETY: AVX2, FMA and F16C were detected at run time.
+                paths.push((
+                    "avx2",
+                    |a, b| unsafe { avx2::dot(a, b) },
+                    |k, q| unsafe { avx2::dot_f16(k, q) },
+                    |o, a, v| unsafe { avx2::axpy_f16(o, a, v) },
+                ));
+            } else {
+                assert!(
+                    std::env::var_os("TOKENFAB_ALLOW_NO_AVX2").is_some(),
+                    "no AVX2 here: its vector path cannot be tested (TOKENFAB_ALLOW_NO_AVX2=1)"
+                );
+            }
         }
+        // lengths around the 8- and 16-wide loops and their tails
+        for n in [1usize, 7, 8, 15, 16, 17, 261] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let h: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+            let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let want16: f64 = a.iter().zip(&h).map(|(&x, y)| x as f64 * y.to_f64()).sum();
+            for (name, dot, dot_f16, axpy) in &paths {
+                assert!((dot(&a, &b) as f64 - want).abs() < 1e-4, "{name} dot n={n}");
+                assert!(
+                    (dot_f16(&h, &a) as f64 - want16).abs() < 1e-4,
+                    "{name} dot_f16 n={n}"
+                );
+                let mut o = a.clone();
+                axpy(&mut o, 0.5, &h);
+                for i in 0..n {
+                    assert!(
+                        (o[i] - (a[i] + 0.5 * h[i].to_f32())).abs() < 1e-6,
+                        "{name} axpy n={n} i={i}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            paths.len(),
+            if cfg!(target_arch = "x86_64") { 2 } else { 1 }
+        );
     }
 }
