@@ -204,8 +204,6 @@ pub struct BenchResult {
     pub energy_source: String,
     pub energy_detail: String,
     pub peak_rss_mb: Option<f64>,
-    /// GPU memory in use (GPU backends).
-    pub vram_mb: Option<f64>,
     pub machine: Machine,
     pub build: Build,
     /// Seconds since the Unix epoch.
@@ -461,7 +459,6 @@ pub fn summarize(
         energy_source: energy.label().to_string(),
         energy_detail: energy.detail(),
         peak_rss_mb,
-        vram_mb: None,
         machine: Machine::here(),
         build: Build::here(),
         timestamp: std::time::SystemTime::now()
