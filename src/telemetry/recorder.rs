@@ -46,8 +46,27 @@ struct Window {
     joules: f64,
 }
 
+/// Where a [`Recorder`] reads the time and waits (tests drive a fake one).
+pub trait Clock: Send {
+    fn now(&self) -> Instant;
+    fn sleep(&self, d: Duration);
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d)
+    }
+}
+
 /// Collects token events and energy readings during one generation.
 pub struct Recorder {
+    clock: Box<dyn Clock>,
     meter: Option<Box<dyn EnergyMeter>>,
     model: EnergyModel,
     window: Duration,
@@ -57,6 +76,12 @@ pub struct Recorder {
     window_t0: Instant,
     window_j0: f64,
     window_phase: Option<Phase>,
+    /// The counter and the time when the latest prefill pass's events arrived (read once per
+    /// pass): the prefill window ends there, before the first generated token's work.
+    prefill_mark: Option<(f64, Instant)>,
+    /// `at` of the latest prompt token: the tokens of one pass follow each other by exactly
+    /// their (shared) duration.
+    last_prefill_at: Option<Duration>,
     idle_w: Option<f64>,
     meter_error: Option<String>,
 }
@@ -72,20 +97,34 @@ impl Recorder {
     /// A recorder using `meter` when there is one, else the estimate `model`. `window` is the
     /// decode attribution window for measured energy (raised to 10 sensor intervals).
     pub fn new(meter: Option<Box<dyn EnergyMeter>>, model: EnergyModel, window: Duration) -> Self {
+        Self::with_clock(meter, model, window, Box::new(SystemClock))
+    }
+
+    /// [`Recorder::new`] on `clock`.
+    pub fn with_clock(
+        meter: Option<Box<dyn EnergyMeter>>,
+        model: EnergyModel,
+        window: Duration,
+        clock: Box<dyn Clock>,
+    ) -> Self {
         let window = match &meter {
             Some(m) => window.max(m.interval() * 10),
             None => window,
         };
+        let now = clock.now();
         Recorder {
+            clock,
             meter,
             model,
             window,
             records: Vec::new(),
             windows: Vec::new(),
             window_start: 0,
-            window_t0: Instant::now(),
+            window_t0: now,
             window_j0: 0.0,
             window_phase: None,
+            prefill_mark: None,
+            last_prefill_at: None,
             idle_w: None,
             meter_error: None,
         }
@@ -115,24 +154,31 @@ impl Recorder {
             return;
         }
         let j0 = self.read();
-        let t0 = Instant::now();
-        std::thread::sleep(d);
+        let t0 = self.clock.now();
+        self.clock.sleep(d);
         let j1 = self.read();
-        self.idle_w = Some((j1 - j0) / t0.elapsed().as_secs_f64());
+        let t = (self.clock.now() - t0).as_secs_f64();
+        self.idle_w = Some((j1 - j0) / t);
     }
 
     /// Call right before generation starts.
     pub fn start(&mut self) {
         self.window_j0 = self.read();
-        self.window_t0 = Instant::now();
+        self.window_t0 = self.clock.now();
         self.window_start = self.records.len();
     }
 
     fn close_window(&mut self) {
+        let j = self.read();
+        let now = self.clock.now();
+        self.close_window_at(j, now);
+    }
+
+    /// Ends the current window at counter value `j`, time `t`.
+    fn close_window_at(&mut self, j: f64, t: Instant) {
         if self.records.len() == self.window_start {
             return;
         }
-        let j = self.read();
         self.windows.push(Window {
             start: self.window_start,
             end: self.records.len(),
@@ -140,7 +186,7 @@ impl Recorder {
         });
         self.window_start = self.records.len();
         self.window_j0 = j;
-        self.window_t0 = Instant::now();
+        self.window_t0 = t;
     }
 
     /// Records one event from [`crate::generate::generate`].
@@ -149,7 +195,23 @@ impl Recorder {
             return;
         }
         if self.meter.is_some() && self.window_phase.is_some_and(|p| p != ev.phase) {
-            self.close_window();
+            // the prefill ends where its last pass's events arrived, not here: this event's
+            // token was sampled (worked on) since
+            match self.prefill_mark.take() {
+                Some((j, t)) if ev.phase == Phase::Decode => self.close_window_at(j, t),
+                _ => self.close_window(),
+            }
+        }
+        if self.meter.is_some() && ev.phase == Phase::Prefill {
+            let same_pass = self
+                .last_prefill_at
+                .is_some_and(|prev| ev.at.checked_sub(prev) == Some(ev.duration));
+            if !same_pass {
+                // the first event of a prefill pass: the pass's work is done
+                let j = self.read();
+                self.prefill_mark = Some((j, self.clock.now()));
+            }
+            self.last_prefill_at = Some(ev.at);
         }
         self.window_phase = Some(ev.phase);
         let bytes = ev.traffic;
@@ -176,7 +238,7 @@ impl Recorder {
         });
         if self.meter.is_some()
             && ev.phase == Phase::Decode
-            && self.window_t0.elapsed() >= self.window
+            && self.clock.now() - self.window_t0 >= self.window
         {
             self.close_window();
         }
@@ -514,6 +576,107 @@ mod tests {
         assert!(report.mbu_pct.is_some());
         // no idle measurement was taken: above-idle energy is unknown, not zero
         assert!(report.energy.decode.above_idle_j_per_token.is_none());
+    }
+
+    /// A device drawing a known power over fake time: the counter is the integral.
+    #[derive(Clone)]
+    struct Sim(Arc<Mutex<SimState>>);
+    struct SimState {
+        base: Instant,
+        t: Duration,
+        watts: f64,
+        joules: f64,
+    }
+    impl Sim {
+        fn new(watts: f64) -> Self {
+            Sim(Arc::new(Mutex::new(SimState {
+                base: Instant::now(),
+                t: Duration::ZERO,
+                watts,
+                joules: 0.0,
+            })))
+        }
+        /// Runs for `d` at the current power.
+        fn run(&self, d: Duration) {
+            let mut s = self.0.lock().unwrap();
+            s.t += d;
+            s.joules += s.watts * d.as_secs_f64();
+        }
+        fn set_watts(&self, w: f64) {
+            self.0.lock().unwrap().watts = w;
+        }
+    }
+    impl Clock for Sim {
+        fn now(&self) -> Instant {
+            let s = self.0.lock().unwrap();
+            s.base + s.t
+        }
+        fn sleep(&self, d: Duration) {
+            self.run(d)
+        }
+    }
+    impl EnergyMeter for Sim {
+        fn kind(&self) -> SourceKind {
+            SourceKind::Rapl
+        }
+        fn describe(&self) -> String {
+            "simulated".into()
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_millis(50)
+        }
+        fn read_j(&mut self) -> Result<f64, EnergyError> {
+            Ok(self.0.lock().unwrap().joules)
+        }
+    }
+
+    /// The idle measurement and the 1-second decode windows on a fake clock, every number by
+    /// hand: 5 W idle for 2 s; a prefill of 4 tokens in 0.4 s at 30 W; 20 decode tokens
+    /// alternating 50 and 150 ms (2 s) at 40 W, read in two 1-second windows.
+    #[test]
+    fn idle_and_decode_windows_on_a_fake_clock() {
+        let sim = Sim::new(5.0);
+        let mut r = Recorder::with_clock(
+            Some(Box::new(sim.clone())),
+            model(),
+            Duration::from_secs(1),
+            Box::new(sim.clone()),
+        );
+        r.measure_idle(Duration::from_secs(2));
+        r.start();
+        // one prefill pass: its four events arrive together when it is done
+        sim.set_watts(30.0);
+        sim.run(Duration::from_millis(400));
+        for i in 0..4 {
+            r.observe(&ev(Phase::Prefill, i, 100, 1000));
+        }
+        sim.set_watts(40.0);
+        for i in 0..20 {
+            let ms = if i % 2 == 0 { 50 } else { 150 };
+            sim.run(Duration::from_millis(ms));
+            r.observe(&ev(Phase::Decode, 4 + i as usize, ms, 1000));
+        }
+        let (report, records) = r.finish(None);
+        let e = &report.energy;
+        assert!(
+            (e.idle_w.unwrap() - 5.0).abs() < 1e-9,
+            "idle {:?} W",
+            e.idle_w
+        );
+        // prefill: 30 W x 0.4 s = 12 J, 3 J a token; 5 W x 0.1 s = 0.5 J of it is idle
+        for rec in &records[..4] {
+            assert!((rec.energy_j - 3.0).abs() < 1e-9, "{rec:?}");
+        }
+        assert!((e.prefill.above_idle_j_per_token.unwrap() - 2.5).abs() < 1e-9);
+        // decode: the window closes once 1 s has passed (after 10 tokens), then at the end;
+        // 40 J per window, shared by time: 2 J for a 50 ms token, 6 J for a 150 ms one
+        for (i, rec) in records[4..].iter().enumerate() {
+            let want = if i % 2 == 0 { 2.0 } else { 6.0 };
+            assert!((rec.energy_j - want).abs() < 1e-9, "token {i}: {rec:?}");
+        }
+        assert!((e.decode.joules - 80.0).abs() < 1e-9);
+        // above idle: (80 J - 5 W x 2 s) / 20 tokens
+        assert!((e.decode.above_idle_j_per_token.unwrap() - 3.5).abs() < 1e-9);
     }
 
     #[test]
