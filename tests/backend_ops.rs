@@ -395,7 +395,7 @@ fn row_ops_should_match_reference() {
             nmse(&read(&mut ops, a, 3 * 64), &want) < 1e-14,
             "{name} add/scale"
         );
-        // glu: gelu (ggml's f16 table: ~1e-6 relative) and silu
+        // glu: gelu (on the CPU through ggml's f16 table) and silu
         for kind in [Glu::Gelu, Glu::Silu] {
             let g = put(&mut ops, &x);
             let u = put(&mut ops, &y);
@@ -418,10 +418,12 @@ fn row_ops_should_match_reference() {
                     a * u as f64
                 })
                 .collect();
-            assert!(
-                nmse(&read(&mut ops, g, 3 * 64), &want) < 1e-6,
-                "{name} {kind:?}"
-            );
+            // measured on 2026-11-27: the CPU's GELU through ggml's f16 table 5.8e-8; every
+            // other path (CPU SiLU, candle, wgpu on lavapipe) <= 2.8e-15
+            let e = nmse(&read(&mut ops, g, 3 * 64), &want);
+            let table = kind == Glu::Gelu && name.starts_with("cpu");
+            let tol = if table { 1e-7 } else { 1e-12 };
+            assert!(e < tol, "{name} {kind:?}: nmse {e:.2e} >= {tol:.0e}");
         }
         // embed: rows of the table, dequantized
         let e = guarded(&mut ops, 3 * 64);

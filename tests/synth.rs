@@ -136,7 +136,8 @@ fn check_llama(other: Box<dyn Backend>, steps: usize) {
     let den: f64 = c.iter().map(|a| (*a as f64).powi(2)).sum();
     // the CPU quantizes activations to 8 bits, the GPU does not
     eprintln!("{name}: logits nmse vs cpu {:.2e}", num / den);
-    assert!(num / den < 1e-3, "{name}: nmse {}", num / den);
+    // measured: 2.9e-9 on lavapipe, ~1e-8 on the H100 (2026-11-27)
+    assert!(num / den < 1e-6, "{name}: nmse {}", num / den);
     if steps == 0 {
         return;
     }
