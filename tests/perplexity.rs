@@ -36,7 +36,8 @@ fn eval_text() -> String {
     .unwrap()
 }
 
-fn check(key: &str, llama_cpp: f64, llama_cpp_err: f64) {
+/// `max_rel`: the relative difference allowed from llama.cpp's PPL, set from the measured one.
+fn check(key: &str, llama_cpp: f64, llama_cpp_err: f64, max_rel: f64) {
     let (mut m, tk) = load(key);
     let opts = PerplexityOptions {
         n_ctx: 512,
@@ -63,7 +64,7 @@ fn check(key: &str, llama_cpp: f64, llama_cpp_err: f64) {
     );
     let rel = (r.ppl - llama_cpp).abs() / llama_cpp;
     assert!(
-        rel < 0.01,
+        rel < max_rel,
         "{key}: PPL {} is {:.2}% from llama.cpp's {llama_cpp}",
         r.ppl,
         rel * 100.0
@@ -77,12 +78,14 @@ fn check(key: &str, llama_cpp: f64, llama_cpp_err: f64) {
 
 #[test]
 fn gemma_perplexity_should_match_llama_cpp() {
-    check("gemma", 13.2277, 0.52856);
+    // measured 13.187: -0.31 % (Gemma's logits are chaotic: see greedy_oracle.rs)
+    check("gemma", 13.2277, 0.52856, 0.0075);
 }
 
 #[test]
 fn qwen_perplexity_should_match_llama_cpp() {
-    check("qwen", 4.4853, 0.12971);
+    // measured 4.484: -0.03 %
+    check("qwen", 4.4853, 0.12971, 0.0015);
 }
 
 #[test]
