@@ -313,12 +313,24 @@ impl Engine {
 
     /// The prompt for `messages` through the model's chat template, the assistant's turn
     /// opened; BOS added when `add_bos` unless the template already wrote it.
+    /// A template that fails (or exceeds its limits: see [`chat`]) is an error naming the file.
     pub fn chat_prompt(
         &self,
         messages: &[Message],
         add_bos: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        chat_prompt(&self.tokenizer, messages, add_bos)
+        chat_prompt(&self.tokenizer, messages, add_bos).map_err(|e| match e {
+            EngineError::Generate(g) => match *g {
+                GenerateError::Tokenizer(TokenizerError::Template(m)) => {
+                    EngineError::from(GenerateError::Tokenizer(TokenizerError::Template(format!(
+                        "{}: {m}",
+                        self.path.display()
+                    ))))
+                }
+                g => EngineError::Generate(Box::new(g)),
+            },
+            e => e,
+        })
     }
 
     /// A new sequence for `prompt`, in a cache of the engine's full context.

@@ -160,3 +160,50 @@ fn spm_model_should_match_the_derived_merges_bpe() {
     }
     assert!(texts.len() > 50);
 }
+
+/// Chat templates are untrusted code: a runaway loop ends on the fuel budget, a huge output on
+/// the output cap, both as errors and quickly; a long real conversation still renders.
+#[test]
+fn hostile_chat_templates_end_with_an_error_not_a_hang() {
+    use tokenfab::tokenizer::chat::{apply, render, Message};
+    let qwen = load("qwen");
+    let msgs = [Message::new("user", "hi")];
+    let t0 = std::time::Instant::now();
+    let spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let e = render(spin, &qwen, &msgs, true).unwrap_err().to_string();
+    assert!(e.contains("fuel"), "{e}");
+    let flood = "{% for i in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}";
+    let e = render(flood, &qwen, &msgs, true).unwrap_err().to_string();
+    assert!(e.contains("exceeds 16 MB"), "{e}");
+    let deep = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+    let e = render(deep, &qwen, &msgs, true).unwrap_err().to_string();
+    assert!(e.contains("recursion"), "{e}");
+    assert!(t0.elapsed().as_secs() < 10, "{:?}", t0.elapsed());
+    // no filesystem: an include has nothing to load from
+    let e = render("{% include '/etc/passwd' %}", &qwen, &msgs, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not found"), "{e}");
+    // 2000 messages through Qwen's real template fit the budget
+    let long: Vec<Message> = (0..2000)
+        .map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, "some words"))
+        .collect();
+    let s = apply(&qwen, &long, true).unwrap();
+    assert_eq!(s.matches("<|im_start|>").count(), 2002);
+    // through the engine, a failing template names the model file
+    use tokenfab::engine::{Engine, EngineOptions};
+    let opts = EngineOptions {
+        backend: tokenfab::backend::BackendSpec::cpu(1),
+        ..Default::default()
+    };
+    let engine = Engine::load(&common::model_for("gemma"), &opts).unwrap();
+    let two_users = [Message::new("user", "a"), Message::new("user", "b")];
+    let e = engine
+        .chat_prompt(&two_users, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gemma-3-270m-q4_k_m.gguf: ") && e.contains("must alternate"),
+        "{e}"
+    );
+}

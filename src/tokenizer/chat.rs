@@ -1,5 +1,12 @@
 //! Chat templates: renders `tokenizer.chat_template` (a Jinja template stored in the GGUF)
 //! with `minijinja`, the way Hugging Face's `apply_chat_template` does.
+//!
+//! A template comes from whoever made the model file, so it is run as untrusted code with
+//! limits: minijinja has no filesystem or environment access (no loader is set, no such
+//! functions are added), its own caps (recursion depth 500, `range` ≤ 100 000 items, a
+//! repeated string ≤ 100 MB), and here a fuel budget ([`FUEL_BASE`] + [`FUEL_PER_MESSAGE`]
+//! per message: a loop that runs away ends with an error, not a hang) and an output cap
+//! ([`MAX_OUTPUT`]). A template that fails or exceeds a limit is an error.
 
 use super::{Tokenizer, TokenizerError};
 use serde::Serialize;
@@ -65,6 +72,34 @@ pub fn apply(
     render(source, tokenizer, messages, add_generation_prompt)
 }
 
+/// Fuel (minijinja instructions) every rendering may spend, plus [`FUEL_PER_MESSAGE`] per
+/// message: the real templates spend a few hundred per message.
+pub const FUEL_BASE: u64 = 1_000_000;
+pub const FUEL_PER_MESSAGE: u64 = 10_000;
+/// Most bytes a rendered prompt may have (far beyond any context: 128k tokens are ~0.5 MB).
+pub const MAX_OUTPUT: usize = 16 << 20;
+
+/// A writer that refuses to grow past [`MAX_OUTPUT`] (and remembers that it did).
+#[derive(Default)]
+struct Capped {
+    out: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + b.len() > MAX_OUTPUT {
+            self.over = true;
+            return Err(std::io::Error::other("output cap"));
+        }
+        self.out.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Renders a template `source` (exposed for tests).
 pub fn render(
     source: &str,
@@ -73,6 +108,8 @@ pub fn render(
     add_generation_prompt: bool,
 ) -> Result<String, TokenizerError> {
     let mut env = minijinja::Environment::new();
+    let fuel = FUEL_BASE.saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64));
+    env.set_fuel(Some(fuel));
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function(
         "raise_exception",
@@ -93,7 +130,17 @@ pub fn render(
         eos_token => piece(tokenizer.eos()),
         tools => minijinja::Value::UNDEFINED,
     };
-    env.get_template("chat")
-        .and_then(|t| t.render(ctx))
-        .map_err(terr)
+    let mut out = Capped::default();
+    let r = env
+        .get_template("chat")
+        .and_then(|t| t.render_captured_to(ctx, &mut out).map(drop));
+    if out.over {
+        return Err(TokenizerError::Template(format!(
+            "the rendered prompt exceeds {} MB",
+            MAX_OUTPUT >> 20
+        )));
+    }
+    r.map_err(terr)?;
+    String::from_utf8(out.out)
+        .map_err(|e| TokenizerError::Template(format!("the rendered prompt is not UTF-8: {e}")))
 }
