@@ -83,28 +83,23 @@ use crate::tokenizer::{Tokenizer, TokenizerError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Why an engine could not be made or used. The kinds say whose fault it is: the caller's
-/// input ([`EngineError::Input`], a [`GenerateError`] about the prompt), the model file, or
+/// Why an engine could not be made or used (the message says it all: the file's error is part
+/// of it, not a separate `source`, so `{:#}` does not repeat it). The kinds say whose fault it
+/// is: the caller's input ([`EngineError::Input`], a [`GenerateError`] about the prompt), the model file, or
 /// the device.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot load model {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: Box<GgufError>,
-    },
-    #[error("cannot load model {path}: {source}")]
+    #[error("cannot load model {path}: {cause}")]
+    Open { path: String, cause: Box<GgufError> },
+    #[error("cannot load model {path}: {cause}")]
     Load {
         path: String,
-        #[source]
-        source: Box<ModelError>,
+        cause: Box<ModelError>,
     },
-    #[error("cannot build the tokenizer of {path}: {source}")]
+    #[error("cannot build the tokenizer of {path}: {cause}")]
     Tokenizer {
         path: String,
-        #[source]
-        source: Box<TokenizerError>,
+        cause: Box<TokenizerError>,
     },
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -185,7 +180,7 @@ impl Engine {
         let shown = path.display().to_string();
         let file = GgufFile::open(path).map_err(|e| EngineError::Open {
             path: shown.clone(),
-            source: Box::new(e),
+            cause: Box::new(e),
         })?;
         let file = Arc::new(file);
         file.prefetch();
@@ -200,11 +195,11 @@ impl Engine {
             .map_err(|_| EngineError::Input("the tokenizer thread panicked".into()))?
             .map_err(|e| EngineError::Tokenizer {
                 path: shown.clone(),
-                source: Box::new(e),
+                cause: Box::new(e),
             })?;
         let model = model.map_err(|e| EngineError::Load {
             path: shown,
-            source: Box::new(e),
+            cause: Box::new(e),
         })?;
         Engine::new(model, tk, opts)
     }

@@ -497,6 +497,16 @@ fn bad_input_is_an_error_code_with_a_message() {
     let s = unsafe { tf_engine_open(model.as_ptr(), &opts, &mut out) };
     expect_err(s, TF_ERR_ARGUMENT, "unknown backend");
 
+    // a context the machine cannot hold: refused at open, with the reason
+    opts = tf_engine_options {
+        ctx: 100_000_000,
+        backend: c"cpu".as_ptr(),
+        ..Default::default()
+    };
+    // SAFETY: valid options asking for too much memory.
+    let s = unsafe { tf_engine_open(model.as_ptr(), &opts, &mut out) };
+    expect_err(s, TF_ERR_DEVICE, "not enough memory");
+
     // handles: NULL, closed, never opened, of the wrong kind
     let seq = new_sequence(e);
     let mut n = 0;

@@ -439,3 +439,34 @@ fn oversubscribed_threads_warn_and_charge_the_cores() {
     );
     assert!(!err.contains(&format!(" {t} thread(s)")), "{err}");
 }
+
+/// A context that cannot fit is refused before anything is allocated, saying what is needed,
+/// what is free and what to change (it used to be accepted, to fail when the cache filled).
+#[test]
+fn a_context_too_large_for_the_memory_is_refused_up_front() {
+    let t0 = std::time::Instant::now();
+    let (code, out, err) = run(&["run", "-c", "100000000", "-n", "2", "Hello"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("not enough memory") && err.contains("available (MemAvailable)"),
+        "{err}"
+    );
+    assert!(err.contains("--ctx-size"), "{err}");
+    assert!(t0.elapsed().as_secs() < 10);
+    // the server: too many --parallel caches
+    let args = [
+        "serve",
+        "-c",
+        "32768",
+        "--parallel",
+        "4096",
+        "-b",
+        "4096",
+        "--port",
+        "0",
+    ];
+    let (code, _, err) = run(&args);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not enough memory"), "{err}");
+}

@@ -158,6 +158,9 @@ pub enum BackendError {
     },
     #[error("{backend}: out of memory allocating {bytes} bytes")]
     OutOfMemory { backend: String, bytes: u64 },
+    /// The memory check before loading: what is needed, what is free, what to change.
+    #[error("{0}")]
+    InsufficientMemory(String),
     #[error("{0}")]
     Device(String),
     #[error("backend `{0}` is not available in this build: {1}")]
@@ -390,10 +393,10 @@ pub trait Backend: Send {
         None
     }
 
-    /// Checks that `bytes` of device memory can be allocated (before a model is uploaded, so
-    /// a model too large for the device fails fast and clearly). Host backends accept all.
-    fn reserve(&mut self, bytes: u64) -> Result<()> {
-        let _ = bytes;
+    /// Checks, before a model is uploaded, that its `weights` and `other` bytes (KV caches,
+    /// scratch, logits) fit, so that a model too large for the device fails fast and clearly.
+    fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
+        let _ = (weights, other);
         Ok(())
     }
 

@@ -80,6 +80,7 @@ impl From<crate::engine::EngineError> for Error {
         use crate::generate::GenerateError as G;
         use crate::model::ModelError as M;
         let code = match &e {
+            E::Load { cause, .. } if matches!(**cause, M::Backend(_)) => TF_ERR_DEVICE,
             E::Open { .. } | E::Load { .. } | E::Tokenizer { .. } => TF_ERR_MODEL,
             E::Backend(BackendError::Invalid(_)) => TF_ERR_ARGUMENT,
             E::Backend(_) => TF_ERR_DEVICE,

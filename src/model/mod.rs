@@ -219,7 +219,9 @@ impl Model {
             * ctx
             * config.kv_dim()
             * ops.backend_mut().kv_elem_bytes()) as u64;
-        ops.backend_mut().reserve(weights + kv_bytes)?;
+        let scratch_bytes = Scratch::bytes(&config, opts.batch, opts.logit_rows);
+        ops.backend_mut()
+            .reserve(weights, kv_bytes + scratch_bytes)?;
         let mut loader = Loader {
             file: &file,
             ops: &mut ops,

@@ -74,6 +74,12 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// Bytes the scratch buffers of [`Scratch::new`] take (f32).
+    pub fn bytes(c: &Config, batch: usize, logit_rows: usize) -> u64 {
+        let per_token = 2 * c.n_embd + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.n_ff;
+        4 * (batch * per_token + logit_rows * (c.n_embd + c.n_vocab)) as u64
+    }
+
     pub fn new(
         ops: &mut Ops,
         c: &Config,

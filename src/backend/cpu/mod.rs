@@ -8,6 +8,7 @@
 mod attention;
 pub(crate) mod elementwise;
 mod matmul;
+mod memory;
 pub mod vec;
 
 use super::*;
@@ -147,6 +148,13 @@ impl Backend for CpuBackend {
         match op {
             OpKind::MatMul => quant::row_kernel(dtype, self.isa).is_some(),
             OpKind::Embed => quant::CPU_TYPES.contains(&dtype),
+        }
+    }
+
+    fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
+        match std::fs::read_to_string("/proc/meminfo") {
+            Ok(meminfo) => memory::check(weights, other, &meminfo),
+            Err(_) => Ok(()),
         }
     }
 

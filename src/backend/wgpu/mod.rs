@@ -694,7 +694,8 @@ impl Backend for WgpuBackend {
         self.profiler.as_mut().map(|p| p.take())
     }
 
-    fn reserve(&mut self, bytes: u64) -> Result<()> {
+    fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
+        let bytes = weights + other;
         // allocate (and free) buffers of the model's total size: device memory is committed
         // at creation, the zero fill happens only on first use, so this is cheap
         let chunk = self.gpu.limits.max_buffer_size.min(1 << 30);
