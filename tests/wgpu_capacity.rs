@@ -10,7 +10,7 @@ use tokenfab::backend::Backend;
 #[test]
 fn wgpu_should_refuse_what_does_not_fit() {
     let mut b = WgpuBackend::new(false).expect("a wgpu adapter is required");
-    let err = b.reserve(1 << 50).unwrap_err().to_string();
+    let err = b.reserve(1 << 49, 1 << 49).unwrap_err().to_string();
     assert!(err.contains("do not fit"), "{err}");
     let err = b.alloc(1 << 40).unwrap_err().to_string();
     assert!(err.contains("largest buffer"), "{err}");
