@@ -470,3 +470,48 @@ fn a_context_too_large_for_the_memory_is_refused_up_front() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not enough memory"), "{err}");
 }
+
+/// `info --validate` decodes every block: the real model is clean; a copy with one NaN scale
+/// planted in a block of layer 3's attn_q is reported with the tensor, layer, row and block.
+#[test]
+fn info_validate_finds_a_planted_nan_scale() {
+    let src = common::model(common::GEMMA);
+    let (code, out, err) = run(&["info", "--validate", src.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("decodes to finite numbers"), "{out}");
+
+    let f = tokenfab::gguf::GgufFile::open(&src).unwrap();
+    let t = f
+        .tensors()
+        .iter()
+        .find(|t| t.name == "blk.3.attn_q.weight")
+        .unwrap()
+        .clone();
+    let range = f.tensor_range(&t);
+    let dtype = t.dtype;
+    drop(f);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.gguf");
+    let mut bytes = std::fs::read(&src).unwrap();
+    // row 1, block 2: every supported block type starts with an f16 scale (`d`), except
+    // the k-quants with a super-block layout, whose `d` is where the type puts it
+    let row_bytes = dtype.row_bytes(t.row_len()).unwrap() as usize;
+    let block_bytes = row_bytes / (t.row_len() as usize / dtype.block_size());
+    let d_at = match dtype {
+        tokenfab::gguf::GgmlType::Q4_K | tokenfab::gguf::GgmlType::Q5_K => 0,
+        tokenfab::gguf::GgmlType::Q6_K => block_bytes - 2,
+        _ => 0,
+    };
+    let at = range.start + row_bytes + 2 * block_bytes + d_at;
+    bytes[at..at + 2].copy_from_slice(&0x7e00u16.to_le_bytes()); // f16 NaN
+    std::fs::write(&bad, &bytes).unwrap();
+    let (code, _, err) = run(&["info", "--validate", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1 tensor(s) hold non-finite values")
+            && err.contains("blk.3.attn_q.weight (layer 3): ")
+            && err.contains("at row 1, column")
+            && err.contains("(block 2)"),
+        "{dtype}: {err}"
+    );
+}

@@ -9,6 +9,7 @@ pub mod config;
 pub mod gemma3;
 pub mod qwen2;
 pub mod state;
+pub mod validate;
 
 pub use batch::Batch;
 pub use config::{Arch, Config};
