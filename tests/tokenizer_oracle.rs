@@ -207,3 +207,72 @@ fn hostile_chat_templates_end_with_an_error_not_a_hang() {
         "{e}"
     );
 }
+
+/// Templates stitched at random from Jinja pieces (loops, conditionals, filters, macros,
+/// recursion, big repetitions, unbalanced tags, pycompat methods): 5 000 of them render or fail
+/// with an error, none panics or runs away (the whole run is time-bounded).
+#[test]
+fn random_chat_templates_render_or_fail_cleanly() {
+    use rand::{Rng, SeedableRng};
+    use tokenfab::tokenizer::chat::{render, Message};
+    let qwen = load("qwen");
+    let msgs = [
+        Message::new("system", "Be brief."),
+        Message::new("user", "Hi é🙂"),
+        Message::new("assistant", "Hello."),
+    ];
+    let pieces = [
+        "{% for m in messages %}",
+        "{% endfor %}",
+        "{{ m.content }}",
+        "{{ m['role'] | upper }}",
+        "{% if add_generation_prompt %}",
+        "{% else %}",
+        "{% endif %}",
+        "{{ bos_token }}",
+        "{% set x = (x or 0) + 1 %}",
+        "{{ range(100000) | list | length }}",
+        "{{ 'ab' * 100000 }}",
+        "{{ raise_exception('no') }}",
+        "{{ m.content.split(' ') | join('-') }}",
+        "{{ messages | tojson }}",
+        "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}",
+        "{{ f(0) }}",
+        "{% for i in range(1000) %}{% for j in range(1000) %}",
+        "{% endfor %}{% endfor %}",
+        "{{ messages[99].content }}",
+        "{{ 1 / 0 }}",
+        "{{ m.content.strip().startswith('H') }}",
+        "{{ (messages | selectattr('role', 'equalto', 'user') | list)[0].content }}",
+        "{%",
+        "}}",
+        "{{",
+        "%}",
+        "text\n",
+        "{{ x.y.z }}",
+        "{% include 'other' %}",
+        "{{ loop.index }}",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xc4a7);
+    let t0 = std::time::Instant::now();
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..5000 {
+        let n = rng.random_range(1..8);
+        let src: String = (0..n)
+            .map(|_| pieces[rng.random_range(0..pieces.len())])
+            .collect();
+        match render(&src, &qwen, &msgs, true) {
+            Ok(out) => {
+                assert!(out.len() <= tokenfab::tokenizer::chat::MAX_OUTPUT);
+                ok += 1;
+            }
+            Err(e) => {
+                assert!(!e.to_string().is_empty());
+                failed += 1;
+            }
+        }
+    }
+    eprintln!("{ok} rendered, {failed} failed in {:?}", t0.elapsed());
+    assert!(ok > 100 && failed > 100, "{ok} rendered, {failed} failed");
+    assert!(t0.elapsed().as_secs() < 60, "{:?}", t0.elapsed());
+}
