@@ -13,19 +13,20 @@ use tokenfab::model::{LoadOptions, Model};
 use tokenfab::tokenizer::Tokenizer;
 
 fn load(key: &str) -> (Model, Tokenizer) {
-    let f = Arc::new(GgufFile::open(common::model_for(key)).unwrap());
+    load_file(&common::model_for(key), 512)
+}
+
+/// A model file on the CPU with chunks of up to `ctx` tokens, and its tokenizer.
+fn load_file(path: &std::path::Path, ctx: usize) -> (Model, Tokenizer) {
+    let f = Arc::new(GgufFile::open(path).unwrap());
     let tk = Tokenizer::from_metadata(f.metadata()).unwrap();
-    let m = Model::load(
-        f,
-        Box::new(CpuBackend::new(0).unwrap()),
-        &LoadOptions {
-            ctx: 512,
-            batch: 512,
-            logit_rows: 32,
-            n_seq: 1,
-        },
-    )
-    .unwrap();
+    let load = LoadOptions {
+        ctx,
+        batch: ctx,
+        logit_rows: 32,
+        n_seq: 1,
+    };
+    let m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &load).unwrap();
     (m, tk)
 }
 
@@ -202,14 +203,7 @@ fn kld_of_a_requantized_model_matches_llama_perplexity() {
     .unwrap();
     base.finish().unwrap();
     drop(m);
-    let f = Arc::new(GgufFile::open(&q4_0).unwrap());
-    let load = LoadOptions {
-        ctx: 128,
-        batch: 128,
-        logit_rows: 32,
-        n_seq: 1,
-    };
-    let mut q = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &load).unwrap();
+    let (mut q, _) = load_file(&q4_0, 128);
     let mut cmp = KldCompare::open(&base_path).unwrap();
     let r = perplexity(
         &mut q,

@@ -22,6 +22,16 @@ fn tokenfab(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A real model and its attention head counts (query, key/value), which the plan needs.
+fn open_with_heads(key: &str) -> (GgufFile, usize, usize) {
+    let f = GgufFile::open(common::model_for(key)).unwrap();
+    let md = f.metadata();
+    let arch = md.get_str("general.architecture").unwrap();
+    let heads = |k: &str| md.get_u64(&format!("{arch}.attention.{k}")).unwrap() as usize;
+    let (nh, nkv) = (heads("head_count"), heads("head_count_kv"));
+    (f, nh, nkv)
+}
+
 #[test]
 fn q4_k_m_plan_reproduces_llama_cpp_files() {
     // the default model was made by llama-quantize Q4_K_M: our plan must give every tensor
@@ -31,13 +41,7 @@ fn q4_k_m_plan_reproduces_llama_cpp_files() {
     // layers than llama.cpp 0c1e570 does; every_mix_plans_the_types_llama_quantize_gives
     // checks Qwen against what 0c1e570's llama-quantize gives today.
     for key in ["gemma"] {
-        let f = GgufFile::open(common::model_for(key)).unwrap();
-        let md = f.metadata();
-        let arch = md.get_str("general.architecture").unwrap();
-        let nh = md.get_u64(&format!("{arch}.attention.head_count")).unwrap() as usize;
-        let nkv = md
-            .get_u64(&format!("{arch}.attention.head_count_kv"))
-            .unwrap() as usize;
+        let (f, nh, nkv) = open_with_heads(key);
         let types = plan(f.tensors(), Mix::Q4KM, &PlanOptions::default(), nh, nkv);
         for (t, ty) in f.tensors().iter().zip(&types) {
             assert_eq!(t.dtype, *ty, "{key}: {}", t.name);
@@ -245,13 +249,7 @@ fn llama_record() -> serde_json::Value {
 fn every_mix_plans_the_types_llama_quantize_gives() {
     let rec = llama_record();
     for key in ["gemma", "qwen"] {
-        let f = GgufFile::open(common::model_for(key)).unwrap();
-        let md = f.metadata();
-        let arch = md.get_str("general.architecture").unwrap();
-        let nh = md.get_u64(&format!("{arch}.attention.head_count")).unwrap() as usize;
-        let nkv = md
-            .get_u64(&format!("{arch}.attention.head_count_kv"))
-            .unwrap() as usize;
+        let (f, nh, nkv) = open_with_heads(key);
         for mix in Mix::ALL {
             let theirs = &rec["llama_quantize"][key][mix.name()];
             let types = plan(f.tensors(), mix, &PlanOptions::default(), nh, nkv);
