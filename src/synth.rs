@@ -266,6 +266,31 @@ pub fn write(
     seed: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SynthSummary, SynthError> {
+    write_with_tokenizer(p, dtype, out, seed, None, progress)
+}
+
+/// [`write`], with the `tokenizer.*` metadata of a real model (`tokenfab synth
+/// --tokenizer-from FILE`) instead of no vocabulary, so llama.cpp can tokenize for the file;
+/// the vocabulary size becomes that tokenizer's.
+pub fn write_with_tokenizer(
+    p: &Preset,
+    dtype: GgmlType,
+    out: &Path,
+    seed: u64,
+    tokenizer: Option<&crate::gguf::Metadata>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SynthSummary, SynthError> {
+    let mut p = *p;
+    if let Some(md) = tokenizer {
+        let n = md
+            .get_array("tokenizer.ggml.tokens")
+            .map_err(|e| SynthError::Write {
+                file: out.display().to_string(),
+                msg: format!("--tokenizer-from: {e}"),
+            })?;
+        p.n_vocab = n.len();
+    }
+    let p = &p;
     if !crate::backend::wgpu::GPU_TYPES.contains(&dtype) {
         return Err(SynthError::Type(dtype));
     }
@@ -326,7 +351,16 @@ pub fn write(
     if a == "gemma3" {
         w.set(&format!("{a}.attention.sliding_window"), u(512));
     }
-    w.set("tokenizer.ggml.model", Value::String("none".into()));
+    match tokenizer {
+        Some(md) => {
+            for (k, v) in md.iter().filter(|(k, _)| k.starts_with("tokenizer.")) {
+                w.set(k, v.clone());
+            }
+        }
+        None => {
+            w.set("tokenizer.ggml.model", Value::String("none".into()));
+        }
+    }
     for ((name, dims, _), &t) in list.iter().zip(&types) {
         w.add_tensor_info(name, t, dims)
             .map_err(|e| werr(e.to_string()))?;

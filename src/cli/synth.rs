@@ -26,6 +26,10 @@ pub struct SynthArgs {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Copy the tokenizer (every `tokenizer.*` key) of this real model, so llama.cpp can
+    /// tokenize for the file; the vocabulary size becomes that tokenizer's.
+    #[arg(long = "tokenizer-from")]
+    pub tokenizer_from: Option<PathBuf>,
 }
 
 pub fn run(a: SynthArgs) -> Result<()> {
@@ -45,7 +49,12 @@ pub fn run(a: SynthArgs) -> Result<()> {
     );
     bar.set_message(format!("{} {t}", p.name));
     let t0 = std::time::Instant::now();
-    let s = synth::write(p, t, &a.output, a.seed, &mut |done, total| {
+    let source = match &a.tokenizer_from {
+        Some(path) => Some(super::open_gguf(path)?),
+        None => None,
+    };
+    let md = source.as_ref().map(|f| f.metadata());
+    let s = synth::write_with_tokenizer(p, t, &a.output, a.seed, md, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done)
     })?;
