@@ -5,12 +5,7 @@
 # Needs llama.cpp's tools (../shared/reference/llama-cpp.sh … llama-perplexity).
 #
 #   scripts/record-kld-oracle.sh [LLAMA_BIN_DIR]
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bin=${1:-$HOME/.cache/llama.cpp-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin}
-tf=target/release/tokenfab
-[ -x "$tf" ] || cargo build --release >&2
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/record-common.sh"
 base=models/gemma-3-270m-q4_k_m.gguf
 "$tf" quantize --type q4_0 "$base" "$work/q4_0.gguf" 2>/dev/null
 args=(-f tests/data/oracle/eval.txt -c 128 --chunks 8 -t 2)

@@ -9,12 +9,7 @@
 # (../shared/reference/llama-cpp.sh … llama-quantize llama-simple) and `pip install gguf`.
 #
 #   scripts/record-quantize-oracle.sh [LLAMA_BIN_DIR]
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bin=${1:-$HOME/.cache/llama.cpp-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin}
-tf=target/release/tokenfab
-[ -x "$tf" ] || cargo build --release >&2
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/record-common.sh"
 mixes="f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_s q4_k_m q5_k_m q6_k"
 declare -A models=([gemma]=models/gemma-3-270m-q4_k_m.gguf [qwen]=models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf)
 for key in gemma qwen; do

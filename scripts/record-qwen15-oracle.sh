@@ -5,12 +5,9 @@
 # (../shared/reference/llama-cpp.sh … llama-simple).
 #
 #   scripts/record-qwen15-oracle.sh [LLAMA_BIN_DIR]
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bin=${1:-$HOME/.cache/llama.cpp-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin}
+source "$(dirname "${BASH_SOURCE[0]}")/record-common.sh"
 model=models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 scripts/fetch-models.sh qwen-1.5b >&2
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 prompts=("The capital of France is" "def fibonacci(n):" "Once upon a time")
 for i in "${!prompts[@]}"; do
   "$bin/llama-simple" -m "$model" -n 24 "${prompts[$i]}" >"$work/$i.out" 2>/dev/null

@@ -6,12 +6,7 @@
 # Writes tests/data/synth/llama_cpp.json. Needs llama.cpp's tools (../shared/reference/llama-cpp.sh).
 #
 #   scripts/record-synth-llama-oracle.sh [LLAMA_BIN_DIR]
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bin=${1:-$HOME/.cache/llama.cpp-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin}
-tf=target/release/tokenfab
-[ -x "$tf" ] || cargo build --release >&2
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/record-common.sh"
 "$tf" synth --preset llama-3.2-1b --type q4_k --seed 7 -o "$work/llama.gguf" \
   --tokenizer-from models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 2>/dev/null
 "$bin/llama-perplexity" -m "$work/llama.gguf" -f tests/data/oracle/eval.txt -c 128 --chunks 4 -t 2 \

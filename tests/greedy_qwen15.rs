@@ -17,14 +17,7 @@ const NEAR_TIE: f32 = 0.3;
 
 #[test]
 fn qwen_1_5b_should_match_llama_cpp_teacher_forced() {
-    let rec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/qwen15/llama_cpp.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let rec = common::recorded("qwen15/llama_cpp.json");
     let f = Arc::new(GgufFile::open(common::model(common::QWEN_1_5B)).unwrap());
     let tk = Tokenizer::from_metadata(f.metadata()).unwrap();
     // the draft/target pair shares one vocabulary

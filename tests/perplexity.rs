@@ -6,8 +6,8 @@
 mod common;
 use std::sync::Arc;
 use tokenfab::backend::cpu::CpuBackend;
-use tokenfab::eval::kld::{KldBase, KldCompare};
-use tokenfab::eval::perplexity::{perplexity, KldMode, PerplexityOptions};
+use tokenfab::eval::kld::{KldBase, KldCompare, KldReport};
+use tokenfab::eval::perplexity::{perplexity, KldMode, PerplexityOptions, PerplexityReport};
 use tokenfab::gguf::GgufFile;
 use tokenfab::model::{LoadOptions, Model};
 use tokenfab::tokenizer::Tokenizer;
@@ -30,11 +30,46 @@ fn load_file(path: &std::path::Path, ctx: usize) -> (Model, Tokenizer) {
     (m, tk)
 }
 
-fn eval_text() -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oracle/eval.txt"),
+/// Saves `m`'s distributions on eval.txt (top-`k` + rest) as a KL-divergence reference at
+/// `path`; returns the run's perplexity and the positions saved.
+fn save_kld_base(
+    m: &mut Model,
+    tk: &Tokenizer,
+    opts: &PerplexityOptions,
+    path: &std::path::Path,
+    k: usize,
+) -> (PerplexityReport, usize) {
+    let mut base = KldBase::new(path, k);
+    let r = perplexity(
+        m,
+        tk,
+        &common::eval_text(),
+        opts,
+        KldMode::Save(&mut base),
+        &mut |_, _| {},
     )
-    .unwrap()
+    .unwrap();
+    (r, base.finish().unwrap())
+}
+
+/// `m` on eval.txt against the reference at `path`: its perplexity and the KL report.
+fn compare_kld(
+    m: &mut Model,
+    tk: &Tokenizer,
+    opts: &PerplexityOptions,
+    path: &std::path::Path,
+) -> (PerplexityReport, KldReport) {
+    let mut cmp = KldCompare::open(path).unwrap();
+    let r = perplexity(
+        m,
+        tk,
+        &common::eval_text(),
+        opts,
+        KldMode::Compare(&mut cmp),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    (r, cmp.finish().unwrap())
 }
 
 /// `max_rel`: the relative difference allowed from llama.cpp's PPL, set from the measured one.
@@ -47,7 +82,7 @@ fn check(key: &str, llama_cpp: f64, llama_cpp_err: f64, max_rel: f64) {
     let r = perplexity(
         &mut m,
         &tk,
-        &eval_text(),
+        &common::eval_text(),
         &opts,
         KldMode::None,
         &mut |_, _| {},
@@ -98,29 +133,9 @@ fn kld_of_a_model_against_itself_is_zero() {
         n_ctx: 128,
         max_chunks: Some(2),
     };
-    let text = eval_text();
-    let mut base = KldBase::new(&base_path, 16);
-    let a = perplexity(
-        &mut m,
-        &tk,
-        &text,
-        &opts,
-        KldMode::Save(&mut base),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    assert_eq!(base.finish().unwrap(), 2 * 63);
-    let mut cmp = KldCompare::open(&base_path).unwrap();
-    let b = perplexity(
-        &mut m,
-        &tk,
-        &text,
-        &opts,
-        KldMode::Compare(&mut cmp),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let k = cmp.finish().unwrap();
+    let (a, saved) = save_kld_base(&mut m, &tk, &opts, &base_path, 16);
+    assert_eq!(saved, 2 * 63);
+    let (b, k) = compare_kld(&mut m, &tk, &opts, &base_path);
     assert_eq!(a.ppl, b.ppl);
     assert_eq!(k.positions, 126);
     assert!(k.mean_kld < 1e-6 && k.max_kld < 1e-5, "{k:?}");
@@ -135,7 +150,7 @@ fn kld_of_a_model_against_itself_is_zero() {
     let e = perplexity(
         &mut m,
         &tk,
-        &text,
+        &common::eval_text(),
         &other,
         KldMode::Compare(&mut cmp),
         &mut |_, _| {},
@@ -159,14 +174,7 @@ fn kld_of_a_model_against_itself_is_zero() {
 /// mean Δp −2.89 % vs −2.96 ± 0.55 %, RMS Δp 12.48 % vs 12.66 %.
 #[test]
 fn kld_of_a_requantized_model_matches_llama_perplexity() {
-    use sha2::Digest;
-    let rec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kld/llama_cpp.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let rec = common::recorded("kld/llama_cpp.json");
     let want = |k: &str| rec[k].as_f64().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let q4_0 = dir.path().join("q4_0.gguf");
@@ -181,40 +189,19 @@ fn kld_of_a_requantized_model_matches_llama_perplexity() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let sha = format!("{:x}", sha2::Sha256::digest(std::fs::read(&q4_0).unwrap()));
+    let sha = common::sha256(&q4_0);
     assert_eq!(sha, rec["q4_0_sha256"], "not the file llama.cpp measured");
 
     let opts = PerplexityOptions {
         n_ctx: 128,
         max_chunks: Some(8),
     };
-    let text = eval_text();
     let base_path = dir.path().join("base.kld");
     let (mut m, tk) = load("gemma");
-    let mut base = KldBase::new(&base_path, 256);
-    perplexity(
-        &mut m,
-        &tk,
-        &text,
-        &opts,
-        KldMode::Save(&mut base),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    base.finish().unwrap();
+    save_kld_base(&mut m, &tk, &opts, &base_path, 256);
     drop(m);
     let (mut q, _) = load_file(&q4_0, 128);
-    let mut cmp = KldCompare::open(&base_path).unwrap();
-    let r = perplexity(
-        &mut q,
-        &tk,
-        &text,
-        &opts,
-        KldMode::Compare(&mut cmp),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let k = cmp.finish().unwrap();
+    let (r, k) = compare_kld(&mut q, &tk, &opts, &base_path);
     eprintln!(
         "KLD {:.4} (llama.cpp {}), same top {:.2} % ({}), mean dp {:.3} % ({}), rms dp {:.3} % ({}), PPL(Q) {:.3} ({})",
         k.mean_kld,

@@ -237,17 +237,9 @@ fn tradeoff_reports_every_type_against_the_source() {
     assert_eq!(&png[..4], b"\x89PNG");
 }
 
-/// llama.cpp's word on every mix, recorded by `scripts/record-quantize-oracle.sh` in
-/// `tests/data/quantize/llama_cpp.json`.
-fn llama_record() -> serde_json::Value {
-    let p =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/quantize/llama_cpp.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
 #[test]
 fn every_mix_plans_the_types_llama_quantize_gives() {
-    let rec = llama_record();
+    let rec = common::recorded("quantize/llama_cpp.json");
     for key in ["gemma", "qwen"] {
         let (f, nh, nkv) = open_with_heads(key);
         for mix in Mix::ALL {
@@ -274,14 +266,13 @@ fn every_mix_plans_the_types_llama_quantize_gives() {
 /// runs of 8 tokens agree exactly on 6 of the 13 mixes, every difference a near-tie.)
 #[test]
 fn llama_cpp_loads_and_agrees_with_every_mix_we_write() {
-    use sha2::Digest;
     use tokenfab::model::{LoadOptions, Logits, Model};
     use tokenfab::tokenizer::Tokenizer;
     // measured on these files: largest gap 0.216 (q4_k_m step 4); a near-tie in
     // greedy_oracle.rs is 0.3, and it measured llama.cpp's own logits up to 0.87 off an exact
     // forward pass of the same weights
     const MAX_GAP: f32 = 0.5;
-    let rec = llama_record();
+    let rec = common::recorded("quantize/llama_cpp.json");
     let dir = tempfile::tempdir().unwrap();
     let src = common::model(common::GEMMA);
     let mut worst = (0f32, String::new());
@@ -296,11 +287,8 @@ fn llama_cpp_loads_and_agrees_with_every_mix_we_write() {
             out.to_str().unwrap(),
         ]);
         assert_eq!(code, 0, "{err}");
-        let bytes = std::fs::read(&out).unwrap();
-        let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
-        drop(bytes);
         assert_eq!(
-            sha,
+            common::sha256(&out),
             want["sha256"],
             "{}: not the file llama.cpp was recorded on",
             mix.name()

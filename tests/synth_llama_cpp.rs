@@ -17,15 +17,7 @@ use tokenfab::tokenizer::Tokenizer;
 
 #[test]
 fn synthetic_llama_should_match_llama_cpp() {
-    use sha2::Digest;
-    let rec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/synth/llama_cpp.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let rec = common::recorded("synth/llama_cpp.json");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("llama.gguf");
     let qwen = GgufFile::open(common::model(common::QWEN)).unwrap();
@@ -40,7 +32,7 @@ fn synthetic_llama_should_match_llama_cpp() {
     )
     .unwrap();
     drop(qwen);
-    let sha = format!("{:x}", sha2::Sha256::digest(std::fs::read(&path).unwrap()));
+    let sha = common::sha256(&path);
     assert_eq!(sha, rec["sha256"], "not the file llama.cpp was recorded on");
 
     let f = Arc::new(GgufFile::open(&path).unwrap());
@@ -52,10 +44,7 @@ fn synthetic_llama_should_match_llama_cpp() {
         n_seq: 1,
     };
     let mut m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &load).unwrap();
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oracle/eval.txt"),
-    )
-    .unwrap();
+    let text = common::eval_text();
     let opts = PerplexityOptions {
         n_ctx: 128,
         max_chunks: Some(4),

@@ -133,10 +133,7 @@ fn spm_model_should_match_the_derived_merges_bpe() {
     let f = GgufFile::open(common::model_for("gemma")).unwrap();
     let ours = Tokenizer::from_metadata(f.metadata()).unwrap();
     let bpe = tokenfab::tokenizer::spm::build_derived_bpe(f.metadata()).unwrap();
-    let eval = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oracle/eval.txt"),
-    )
-    .unwrap();
+    let eval = common::eval_text();
     let mut texts: Vec<String> = eval.split("\n\n").map(str::to_string).collect();
     texts.push(eval.clone());
     for s in [

@@ -36,6 +36,28 @@ pub fn model_for(key: &str) -> PathBuf {
     }
 }
 
+/// A JSON file under `tests/data/` (the recorded llama.cpp checks: `quantize/llama_cpp.json`,
+/// `kld/…`, `synth/…`, `qwen15/…`, each with the command that made it).
+pub fn recorded(rel: &str) -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The perplexity text (`tests/data/oracle/eval.txt`).
+pub fn eval_text() -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/oracle/eval.txt");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The sha256 of a file, hex: a recorded check applies to exactly the bytes it was made on.
+pub fn sha256(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
 pub fn oracle(name: &str) -> serde_json::Value {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/oracle")
