@@ -71,7 +71,8 @@
 use crate::backend::{BackendError, BackendSpec};
 pub use crate::generate::Cost;
 use crate::generate::{
-    self, GenerateError, GenerateOptions, Sequence, StepLimits, StepReport, Summary, TokenEvent,
+    self, DraftOptions, Drafter, GenerateError, GenerateOptions, Sequence, StepLimits,
+    StepReport, Summary, TokenEvent,
 };
 use crate::gguf::{GgufError, GgufFile};
 use crate::model::{Config, LoadOptions, Model, ModelError};
@@ -142,6 +143,25 @@ pub struct EngineOptions {
     pub usd_per_kwh: f64,
     /// Most tokens one [`Engine::step`] runs (prompt chunks are cut to fit).
     pub step_tokens: usize,
+    /// Speculative decoding: where drafts come from and how long they are (`None`: off).
+    pub draft: Option<DraftSpec>,
+}
+
+/// Where speculative decoding's drafts come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DraftFrom {
+    /// A draft model file sharing the target's vocabulary (`--draft FILE`), loaded on the
+    /// same backend.
+    Model(PathBuf),
+    /// Prompt lookup with n-grams of up to this many tokens (`--lookup N`).
+    Lookup(usize),
+}
+
+/// Speculative decoding's settings (see [`generate::draft`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DraftSpec {
+    pub from: DraftFrom,
+    pub opts: DraftOptions,
 }
 
 /// The price table's default electricity row, for [`EngineOptions::usd_per_kwh`].
@@ -159,6 +179,7 @@ impl Default for EngineOptions {
             threads: 0,
             usd_per_kwh,
             step_tokens: 512,
+            draft: None,
         }
     }
 }
@@ -171,6 +192,7 @@ pub struct Engine {
     pricer: Pricer,
     limits: StepLimits,
     threads: usize,
+    drafter: Option<Drafter>,
 }
 
 impl Engine {
@@ -185,10 +207,17 @@ impl Engine {
         let file = Arc::new(file);
         file.prefetch();
         let backend = opts.backend.open()?;
+        let mut load = opts.load.clone();
+        if let Some(d) = &opts.draft {
+            d.opts.validate().map_err(EngineError::Input)?;
+            // room to verify a full draft for every sequence
+            let rows = load.n_seq.max(1) * (d.opts.max + 1);
+            load.logit_rows = load.logit_rows.max(rows).min(load.batch.max(1));
+        }
         let (tk, model) = std::thread::scope(|s| {
             let f2 = Arc::clone(&file);
             let tk = s.spawn(move || Tokenizer::from_metadata(f2.metadata()));
-            let model = Model::load(Arc::clone(&file), backend, &opts.load);
+            let model = Model::load(Arc::clone(&file), backend, &load);
             (tk.join(), model)
         });
         let tk = tk
@@ -201,7 +230,19 @@ impl Engine {
             path: shown,
             cause: Box::new(e),
         })?;
-        Engine::new(model, tk, opts)
+        let mut engine = Engine::new(model, tk, opts)?;
+        if let Some(d) = &opts.draft {
+            let drafter = match &d.from {
+                DraftFrom::Lookup(n) => Drafter::lookup(*n, d.opts).map_err(EngineError::Input)?,
+                DraftFrom::Model(p) => {
+                    let draft = load_draft(p, opts, engine.ctx())?;
+                    Drafter::model(draft, engine.model.file(), d.opts)
+                        .map_err(EngineError::Input)?
+                }
+            };
+            engine.drafter = Some(drafter);
+        }
+        Ok(engine)
     }
 
     /// An engine over a model and tokenizer loaded by the caller.
@@ -232,7 +273,20 @@ impl Engine {
                 max_tokens: opts.step_tokens.max(1),
             },
             threads,
+            drafter: None,
         })
+    }
+
+    /// Drafts for speculative decoding from now on (`None`: off). Steps verify at most
+    /// [`Model::logit_rows`] tokens in all, so load with room for `max + 1` rows per
+    /// sequence ([`Engine::load`] with [`EngineOptions::draft`] does).
+    pub fn set_drafter(&mut self, drafter: Option<Drafter>) {
+        self.drafter = drafter;
+    }
+
+    /// The drafter, when speculative decoding is on.
+    pub fn drafter(&mut self) -> Option<&mut Drafter> {
+        self.drafter.as_mut()
     }
 
     /// The tokenizer and the model, for work that needs them apart (scoring, benchmarks).
@@ -341,17 +395,27 @@ impl Engine {
         Ok(Sequence::new(cache, prompt, sampler, opts)?)
     }
 
-    /// Gives a finished sequence's cache back for the next [`Engine::new_sequence`].
-    pub fn release(&mut self, seq: Sequence) {
+    /// Gives a finished sequence's cache back for the next [`Engine::new_sequence`] (and
+    /// its draft model's cache to the draft model).
+    pub fn release(&mut self, mut seq: Sequence) {
+        if let Some(d) = &mut self.drafter {
+            d.release(&mut seq);
+        }
         self.model.release_cache(seq.into_cache());
     }
 
-    /// One step of continuous batching over `seqs` (see [`generate::step`]).
+    /// One step of continuous batching over `seqs` (see [`generate::step`]); with a drafter,
+    /// each decoding sequence first gets a draft, which the step verifies.
     pub fn step(
         &mut self,
         seqs: &mut [&mut Sequence],
         on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
     ) -> Result<StepReport, EngineError> {
+        if let Some(d) = &mut self.drafter {
+            for s in seqs.iter_mut() {
+                d.propose(s)?;
+            }
+        }
         let pricer = &self.pricer;
         let price = |ev: &TokenEvent| pricer.cost(ev);
         Ok(generate::step(
@@ -364,7 +428,9 @@ impl Engine {
         )?)
     }
 
-    /// Generates from `prompt` to the end as one sequence (see [`generate::generate`]).
+    /// Generates from `prompt` to the end as one sequence, calling `on_event` for every
+    /// prompt and generated token; returning `false` from it stops generation. The sampler's
+    /// state advances as it is used. Budgets in `opts` are charged at the engine's price.
     pub fn generate(
         &mut self,
         prompt: &[u32],
@@ -372,14 +438,20 @@ impl Engine {
         opts: &GenerateOptions,
         on_event: &mut dyn FnMut(&TokenEvent) -> bool,
     ) -> Result<Summary, EngineError> {
-        Ok(generate::generate(
-            &mut self.model,
-            &self.tokenizer,
-            prompt,
-            sampler,
-            opts,
-            on_event,
-        )?)
+        let s = std::mem::replace(sampler, Sampler::greedy());
+        let mut seq = self.new_sequence(prompt, s, opts.clone())?;
+        let result = (|| {
+            while seq.finished().is_none() {
+                let r = self.step(&mut [&mut seq], &mut |_, ev| on_event(ev))?;
+                if r.tokens == 0 {
+                    break;
+                }
+            }
+            Ok(seq.summary())
+        })();
+        *sampler = seq.take_sampler();
+        self.release(seq);
+        result
     }
 
     /// What a token's work cost in energy and money (see [`Pricer::cost`]).
@@ -397,6 +469,32 @@ impl Engine {
     pub fn energy_source(&self) -> &'static str {
         self.pricer.source()
     }
+}
+
+/// Loads a draft model on the target's backend kind, for at most the target's context.
+fn load_draft(path: &Path, opts: &EngineOptions, ctx: usize) -> Result<Model, EngineError> {
+    let shown = path.display().to_string();
+    let file = GgufFile::open(path).map_err(|e| EngineError::Open {
+        path: shown.clone(),
+        cause: Box::new(e),
+    })?;
+    let file = Arc::new(file);
+    file.prefetch();
+    let load = LoadOptions {
+        ctx,
+        logit_rows: 1,
+        ..opts.load.clone()
+    };
+    let mut model = Model::load(file, opts.backend.open()?, &load).map_err(|e| {
+        EngineError::Load {
+            path: shown,
+            cause: Box::new(e),
+        }
+    })?;
+    if opts.backend.times_ops_by_sync() {
+        model.ops().time_ops_by_sync(true);
+    }
+    Ok(model)
 }
 
 /// Turns a token's work into joules and dollars: the energy estimate of the device the work

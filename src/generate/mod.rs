@@ -3,11 +3,15 @@
 //! [`TokenEvent`] per token so callers (the CLI, an embedding app, the server) can show
 //! progress and cost. A [`Sequence`] holds one generation's state; [`step`] advances several
 //! at once in one forward pass (continuous batching); [`generate`] runs one to the end.
+//! With a [`Drafter`] (a small draft model, or n-gram lookup in the text so far), a decoding
+//! sequence's step verifies several proposed tokens in one forward pass (speculative decoding).
 
+pub mod draft;
 mod sequence;
 mod step;
 mod stop;
 
+pub use draft::{DraftOptions, Drafter, SpecStats};
 pub use sequence::Sequence;
 pub use step::{step, StepLimits, StepReport};
 
@@ -184,6 +188,8 @@ pub struct Summary {
     pub decode_time: Duration,
     pub decode_steps: usize,
     pub stop: StopReason,
+    /// Speculative decoding's counters and the drafting's cost (all zero without a drafter).
+    pub spec: SpecStats,
 }
 
 impl Summary {

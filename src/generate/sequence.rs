@@ -38,6 +38,14 @@ pub struct Sequence {
     pub(crate) decode_traffic: Traffic,
     /// What the tokens cost so far (the step's `price` of each event).
     pub(crate) spent: Cost,
+    /// Tokens proposed by a [`super::Drafter`] to follow `pending`, verified by the next step.
+    pub(crate) draft: Vec<u32>,
+    /// The drafting's time and traffic not yet charged to a token (the next step's tokens
+    /// share it).
+    pub(crate) draft_cost: (Duration, Traffic),
+    /// A draft model's cache for this sequence and the tokens in it.
+    pub(crate) draft_slot: Option<super::draft::DraftSlot>,
+    pub(crate) spec: super::SpecStats,
 }
 
 impl Sequence {
@@ -70,6 +78,10 @@ impl Sequence {
             decode_steps: 0,
             decode_traffic: Traffic::default(),
             spent: Cost::default(),
+            draft: Vec::new(),
+            draft_cost: (Duration::ZERO, Traffic::default()),
+            draft_slot: None,
+            spec: super::SpecStats::default(),
         };
         s.restart(prompt, sampler, opts)?;
         Ok(s)
@@ -106,6 +118,9 @@ impl Sequence {
         self.decode_steps = 0;
         self.decode_traffic = Traffic::default();
         self.spent = Cost::default();
+        self.draft.clear();
+        self.draft_cost = (Duration::ZERO, Traffic::default());
+        self.spec = super::SpecStats::default();
         Ok(keep)
     }
 
@@ -197,6 +212,34 @@ impl Sequence {
         self.cache
     }
 
+    /// Takes the draft model's cache out (for [`super::Drafter::release`]).
+    pub fn take_draft_cache(&mut self) -> Option<KvCache> {
+        self.draft_slot.take().map(|d| d.cache)
+    }
+
+    /// Takes the sampler out (its RNG state advanced), leaving a greedy one.
+    pub fn take_sampler(&mut self) -> Sampler {
+        std::mem::replace(&mut self.sampler, Sampler::greedy())
+    }
+
+    /// Speculative decoding's counters so far.
+    pub fn spec(&self) -> &super::SpecStats {
+        &self.spec
+    }
+
+    /// Whether the next step can verify a draft: decoding, not finished, nothing drafted yet.
+    pub(crate) fn wants_draft(&self) -> bool {
+        self.finished.is_none()
+            && !self.in_prefill()
+            && self.pending.len() == 1
+            && self.draft.is_empty()
+    }
+
+    /// The text so far as ids: the cached tokens and the one still pending.
+    pub(crate) fn context(&self) -> impl Iterator<Item = &u32> {
+        self.cached.iter().chain(&self.pending)
+    }
+
     /// Totals of the generation so far.
     pub fn summary(&self) -> Summary {
         Summary {
@@ -209,6 +252,7 @@ impl Sequence {
             decode_time: self.decode_time,
             decode_steps: self.decode_steps,
             stop: self.finished.unwrap_or(StopReason::Length),
+            spec: self.spec,
         }
     }
 }

@@ -47,8 +47,10 @@ pub fn step(
 ) -> Result<StepReport, GenerateError> {
     let max_tokens = limits.max_tokens.min(model.batch()).max(1);
     let max_logits = model.logit_rows();
-    // who runs what: decode tokens first, then prompt chunks in the room left
+    // who runs what: decode tokens (with their drafts) first, then prompt chunks in the room
+    // left; `drafts[i]`: how many of seqs[i]'s drafted tokens are verified in this step
     let mut take = vec![0usize; seqs.len()];
+    let mut drafts = vec![0usize; seqs.len()];
     let (mut n_tokens, mut n_logits) = (0, 0);
     for decode_pass in [true, false] {
         for (i, s) in seqs.iter().enumerate() {
@@ -56,6 +58,20 @@ pub fn step(
                 continue;
             }
             let room = max_tokens - n_tokens;
+            if decode_pass {
+                // the pending token and as many drafted ones as fit, each with its logits
+                let logit_room = max_logits - n_logits;
+                let n = s.pending.len();
+                if room < n || logit_room < n {
+                    continue;
+                }
+                let ctx_room = s.cache.ctx.saturating_sub(s.cached.len() + n);
+                drafts[i] = s.draft.len().min(room - n).min(logit_room - n).min(ctx_room);
+                take[i] = n + drafts[i];
+                n_tokens += take[i];
+                n_logits += take[i];
+                continue;
+            }
             let n = s.pending.len().min(room);
             let wants_logits = n == s.pending.len();
             if n == 0 || (wants_logits && n_logits == max_logits) {
@@ -84,16 +100,23 @@ pub fn step(
         if s.start.is_none() {
             s.start = Some(t0);
         }
-        let wants_logits = take[i] == s.pending.len();
-        batch.push_run(
-            &s.pending[..take[i]],
-            s.cached.len(),
-            members.len(),
-            wants_logits,
-        );
+        let pos0 = s.cached.len();
+        let seq = members.len();
+        if s.in_prefill() {
+            let wants_logits = take[i] == s.pending.len();
+            batch.push_run(&s.pending[..take[i]], pos0, seq, wants_logits);
+            rows.push(wants_logits.then_some(n_rows));
+            n_rows += wants_logits as usize;
+        } else {
+            // a decode token and its draft: every row's logits (row j checks draft token j)
+            let run = s.pending.iter().chain(&s.draft[..drafts[i]]);
+            for (j, &t) in run.enumerate() {
+                batch.push(t, pos0 + j, seq, true);
+            }
+            rows.push(Some(n_rows));
+            n_rows += take[i];
+        }
         members.push(i);
-        rows.push(wants_logits.then_some(n_rows));
-        n_rows += wants_logits as usize;
     }
     let caches: Vec<_> = members.iter().map(|&i| &seqs[i].cache).collect();
     let ledger0 = model.ops().ledger().total();
@@ -117,17 +140,20 @@ pub fn step(
     }
 
     let vocab = model.config.n_vocab;
-    // greedy tokens of the whole batch at once (on a GPU: one read back for all of them)
-    let mut greedy: Vec<Option<(u32, Duration, Traffic)>> = vec![None; members.len()];
+    // greedy tokens of every wanted row of the batch at once (on a GPU: one read back for all)
+    let mut greedy: Vec<Vec<Chosen>> = vec![Vec::new(); members.len()];
     {
         let (mut offs, mut who) = (Vec::new(), Vec::new());
         for (k, &i) in members.iter().enumerate() {
             let s = &seqs[i];
             let stops_first = s.in_prefill() && s.opts.max_tokens == 0;
+            let n_rows = if s.in_prefill() { 1 } else { take[i] };
             if let Some(row) = rows[k] {
                 if s.sampler.argmax_only() && s.finished.is_none() && !stops_first {
-                    offs.push(logits_off(row, vocab));
-                    who.push(k);
+                    for j in 0..n_rows {
+                        offs.push(logits_off(row + j, vocab));
+                        who.push(k);
+                    }
                 }
             }
         }
@@ -139,10 +165,15 @@ pub fn step(
                 .ops()
                 .argmax_rows(logits, &offs, vocab)
                 .map_err(ModelError::from)?;
-            let each = t.elapsed() / offs.len() as u32;
+            let time = t.elapsed() / offs.len() as u32;
             let traffic = (model.ops().ledger().total() - l0).per(offs.len() as u64);
-            for (k, tok) in who.into_iter().zip(tokens) {
-                greedy[k] = Some((tok, each, traffic));
+            for (k, token) in who.into_iter().zip(tokens) {
+                greedy[k].push(Chosen {
+                    token,
+                    logprob: None,
+                    time,
+                    traffic,
+                });
             }
         }
     }
@@ -154,14 +185,14 @@ pub fn step(
         traffic += own.get(k).copied().unwrap_or_default();
         let time = forward_time.mul_f64(share);
         let start = s.start.unwrap_or(t0);
-        let chunk: Vec<u32> = s.pending.drain(..n).collect();
         let pos0 = s.cached.len();
-        s.cached.extend_from_slice(&chunk);
         let row = rows[k].unwrap_or(0);
         let wants_logits = rows[k].is_some();
 
         if pos0 < s.n_prompt {
             // a prompt chunk: its tokens share the chunk's cost evenly
+            let chunk: Vec<u32> = s.pending.drain(..n).collect();
+            s.cached.extend_from_slice(&chunk);
             s.prefill_traffic += traffic;
             let per = time / n as u32;
             let per_traffic = traffic.per(n as u64);
@@ -192,16 +223,19 @@ pub fn step(
             if wants_logits && s.opts.max_tokens == 0 {
                 s.finished = Some(StopReason::Length);
             } else if wants_logits {
-                let at = logits_off(row, vocab);
-                let pre = greedy[k];
-                sample(model, tokenizer, s, i, at, pre, None, price, on_event)?;
+                let pre = greedy[k].first().cloned();
+                let c = choose(model, s, logits_off(row, vocab), pre)?;
+                s.ttft = start.elapsed();
+                let cost = (c.time, c.traffic);
+                let stop = emit(tokenizer, s, i, &c, cost, Default::default(), price, on_event)?;
+                if stop.is_none() {
+                    s.pending.push(c.token);
+                }
             }
         } else {
-            // a decode step: this forward pass produced the logits of the next token
-            let at = logits_off(row, vocab);
-            let forward = Some((time, traffic));
-            let pre = greedy[k];
-            sample(model, tokenizer, s, i, at, pre, forward, price, on_event)?;
+            verify(
+                model, tokenizer, s, i, row, n, (time, traffic), &greedy[k], price, on_event,
+            )?;
         }
     }
     Ok(StepReport {
@@ -229,30 +263,102 @@ fn scale(t: Traffic, f: f64) -> Traffic {
     }
 }
 
-/// Samples `s`'s next token from the logits row at `off` — or takes `pre`, its greedy token
-/// found with the batch's, and that search's share — and emits its event; `forward` is the
-/// decode forward pass's share (time, traffic) that produced those logits (none for the first
-/// token, whose logits came with the prompt).
+/// A token picked from one row of logits, with what picking it took.
+#[derive(Clone, Debug)]
+struct Chosen {
+    token: u32,
+    logprob: Option<TokenLogprob>,
+    time: Duration,
+    traffic: Traffic,
+}
+
+/// A decode step's outcome for `s`: its `n` rows of logits from `row` on are the pending
+/// token's and its draft's (`n - 1` tokens). Row `j`'s token is picked by the sampler as
+/// without a draft; while it equals draft token `j` the draft goes on (that token's keys and
+/// values are already in the cache); the first that differs, or the row after the last draft
+/// token, ends the step and becomes the next pending token. Greedy, this gives exactly the
+/// tokens decoding one at a time gives; sampling, every token is still drawn from the
+/// target's distribution given the tokens before it (a deterministic draft's accept rule:
+/// accept draft token `d` with probability p(d), else draw from p without `d`).
+///
+/// `forward` is the sequence's share of the forward pass; it and the drafting's cost are
+/// split evenly among the tokens emitted.
 #[allow(clippy::too_many_arguments)]
-fn sample(
+fn verify(
     model: &mut Model,
     tokenizer: &Tokenizer,
     s: &mut Sequence,
     i: usize,
-    off: usize,
-    pre: Option<(u32, Duration, Traffic)>,
-    forward: Option<(Duration, Traffic)>,
+    row: usize,
+    n: usize,
+    forward: (Duration, Traffic),
+    greedy: &[Chosen],
     price: &dyn Fn(&TokenEvent) -> Cost,
     on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
 ) -> Result<(), GenerateError> {
+    let vocab = model.config.n_vocab;
+    let draft: Vec<u32> = s.draft.drain(..).take(n - 1).collect();
+    s.draft.clear();
+    let token = s.pending.remove(0);
+    s.cached.push(token);
+    let mut chosen = Vec::with_capacity(n);
+    for j in 0..n {
+        let c = choose(model, s, logits_off(row + j, vocab), greedy.get(j).cloned())?;
+        let accepted = draft.get(j) == Some(&c.token);
+        chosen.push(c);
+        if !accepted {
+            break;
+        }
+        // its keys and values were written by this forward pass
+        s.cached.push(draft[j]);
+    }
+    let st = &mut s.spec;
+    st.target_forwards += 1;
+    if !draft.is_empty() {
+        st.rounds += 1;
+        st.drafted += draft.len();
+        st.accepted += chosen.len() - 1;
+    }
+    // the forward pass and the drafting, split among the tokens
+    let (draft_time, draft_traffic) = std::mem::take(&mut s.draft_cost);
+    let mut total = forward;
+    total.0 += draft_time;
+    total.1 += draft_traffic;
+    let m = chosen.len();
+    let each = (total.0 / m as u32, total.1.per(m as u64));
+    for (j, c) in chosen.iter().enumerate() {
+        let mut traffic = each.1;
+        traffic += c.traffic;
+        let cost = (each.0 + c.time, traffic);
+        // what the tokens not emitted would have carried, if this one ends the generation
+        let rest = (each.0 * (m - 1 - j) as u32, scale(each.1, (m - 1 - j) as f64));
+        s.decode_steps += 1;
+        if emit(tokenizer, s, i, c, cost, rest, price, on_event)?.is_some() {
+            return Ok(());
+        }
+    }
+    if let Some(last) = chosen.last() {
+        s.pending.push(last.token);
+    }
+    Ok(())
+}
+
+/// Picks `s`'s next token from the logits row at `off` — or takes `pre`, its greedy token
+/// found with the batch's — with its log-probability when asked for.
+fn choose(
+    model: &mut Model,
+    s: &mut Sequence,
+    off: usize,
+    pre: Option<Chosen>,
+) -> Result<Chosen, GenerateError> {
     let vocab = model.config.n_vocab;
     let logits = model.logits();
     let t0 = Instant::now();
     let ledger0 = model.ops().ledger().total();
     let ops = model.ops();
     let mut host = Vec::new();
-    let token = if let Some((t, _, _)) = pre {
-        t
+    let token = if let Some(c) = &pre {
+        c.token
     } else if s.sampler.argmax_only() {
         ops.argmax(logits, off, vocab).map_err(ModelError::from)?
     } else if let Some(k) = s.sampler.top_k_only() {
@@ -274,25 +380,37 @@ fn sample(
         }
         None => None,
     };
-    let mut sample_time = t0.elapsed();
+    let mut time = t0.elapsed();
     let mut traffic = model.ops().ledger().total() - ledger0;
-    if let Some((_, t, tr)) = pre {
-        sample_time += t;
-        traffic += tr;
+    if let Some(c) = pre {
+        time += c.time;
+        traffic += c.traffic;
     }
-    let start = s.start.unwrap_or(t0);
-    let mut duration = sample_time;
-    match forward {
-        Some((time, t)) => {
-            duration += time;
-            traffic += t;
-            s.decode_time += duration;
-            s.decode_steps += 1;
-        }
-        None => s.ttft = start.elapsed(),
-    }
-    s.decode_traffic += traffic;
-    let pos = s.cached.len();
+    Ok(Chosen {
+        token,
+        logprob,
+        time,
+        traffic,
+    })
+}
+
+/// Emits generated token `c` of `s` at the next position with `cost` (time, traffic) — plus
+/// `rest` if the token ends the generation — and returns why generation stopped, if it did.
+/// The caller makes it pending when it did not.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    tokenizer: &Tokenizer,
+    s: &mut Sequence,
+    i: usize,
+    c: &Chosen,
+    cost: (Duration, Traffic),
+    rest: (Duration, Traffic),
+    price: &dyn Fn(&TokenEvent) -> Cost,
+    on_event: &mut dyn FnMut(usize, &TokenEvent) -> bool,
+) -> Result<Option<StopReason>, GenerateError> {
+    let token = c.token;
+    let start = s.start.unwrap_or_else(Instant::now);
+    let pos = s.n_prompt + s.generated.len();
     s.generated.push(token);
     let eog = tokenizer.is_eog(token) && !s.opts.ignore_eog;
     let (chunk, hit) = if eog {
@@ -302,6 +420,16 @@ fn sample(
         s.stop.push(&piece)
     };
     s.text.push_str(&chunk);
+    let ends = eog || hit || s.generated.len() >= s.opts.max_tokens || pos + 1 > s.cache.ctx;
+    let (mut duration, mut traffic) = cost;
+    if ends {
+        duration += rest.0;
+        traffic += rest.1;
+    }
+    if !s.in_prefill() && s.generated.len() > 1 {
+        s.decode_time += duration;
+    }
+    s.decode_traffic += traffic;
     let ev = TokenEvent {
         phase: Phase::Decode,
         pos,
@@ -311,7 +439,7 @@ fn sample(
         duration,
         traffic,
         flush: false,
-        logprob,
+        logprob: c.logprob.clone(),
     };
     s.charge(price(&ev));
     let stop = if !on_event(i, &ev) {
@@ -329,16 +457,13 @@ fn sample(
     } else {
         None
     };
-    match stop {
-        Some(why) => {
-            s.finished = Some(why);
-            if !matches!(why, StopReason::StopString | StopReason::EndOfGeneration) {
-                flush(tokenizer, s, i, on_event)?;
-            }
+    if let Some(why) = stop {
+        s.finished = Some(why);
+        if !matches!(why, StopReason::StopString | StopReason::EndOfGeneration) {
+            flush(tokenizer, s, i, on_event)?;
         }
-        None => s.pending.push(token),
     }
-    Ok(())
+    Ok(stop)
 }
 
 /// Releases text still held back by the detokenizer and the stop filter, as a last event

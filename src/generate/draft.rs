@@ -1,0 +1,389 @@
+//! Speculative decoding's drafts: a [`Drafter`] proposes the next few tokens of a decoding
+//! [`Sequence`] cheaply — a small draft model decoding greedily, or prompt lookup (the tokens
+//! that followed the latest earlier occurrence of the text's last n-gram) — and the next
+//! [`super::step`] has the target verify them all in one forward pass (its `verify`). The
+//! target reads its weights once for up to `max + 1` tokens; on a memory-bound device that is
+//! what makes a *useful* token cheaper.
+//!
+//! A draft model keeps one KV cache per sequence (in the sequence, returned with
+//! [`Drafter::release`]) holding a prefix of the sequence's text; each proposal first runs the
+//! tokens the target accepted since the last one, so rejected draft tokens are simply
+//! overwritten (a rewind is a shorter list of cached tokens). What drafting costs — time and
+//! the draft model's traffic — is charged to the tokens of the step that verifies it.
+//!
+//! This module does not decide what is accepted: that is `step`'s, with the target's own
+//! sampler, so output never depends on the draft's quality, only speed does.
+
+use super::{GenerateError, Sequence};
+use crate::gguf::GgufFile;
+use crate::model::{KvCache, Logits, Model, ModelError};
+use crate::telemetry::ledger::Traffic;
+use std::time::Instant;
+
+/// How much to draft (llama.cpp's `--draft-max`, `--draft-min`, `--draft-p-min`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DraftOptions {
+    /// Most tokens drafted per step.
+    pub max: usize,
+    /// Fewer drafted tokens than this are dropped (the step decodes one token).
+    pub min: usize,
+    /// A draft model stops drafting at a token whose probability under it is below this
+    /// (0 = never; reads the draft's logits when set).
+    pub p_min: f32,
+}
+
+impl Default for DraftOptions {
+    fn default() -> Self {
+        DraftOptions {
+            max: 8,
+            min: 0,
+            p_min: 0.0,
+        }
+    }
+}
+
+impl DraftOptions {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max == 0 {
+            return Err("--draft-max must be at least 1".into());
+        }
+        if self.min > self.max {
+            return Err(format!(
+                "--draft-min ({}) is larger than --draft-max ({})",
+                self.min, self.max
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.p_min) {
+            return Err(format!("--draft-p-min must be in [0, 1], not {}", self.p_min));
+        }
+        Ok(())
+    }
+}
+
+/// Speculative decoding's counters for one generation, and what drafting cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SpecStats {
+    /// Decode forward passes of the target (each verifies a draft, or decodes one token).
+    pub target_forwards: usize,
+    /// Those that verified a draft.
+    pub rounds: usize,
+    /// Tokens drafted and verified.
+    pub drafted: usize,
+    /// Drafted tokens the target accepted.
+    pub accepted: usize,
+    /// Forward passes of the draft model (0 for prompt lookup).
+    pub draft_forwards: usize,
+    /// Time spent drafting, seconds.
+    pub draft_s: f64,
+    /// Bytes the draft model moved.
+    pub draft_bytes: u64,
+}
+
+impl SpecStats {
+    /// Accepted / drafted (`None` before anything was drafted).
+    pub fn acceptance(&self) -> Option<f64> {
+        (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
+    }
+
+    /// Tokens each target forward pass of the decode produced: the accepted draft tokens
+    /// and the target's own one (1.0 without speculation).
+    pub fn tokens_per_forward(&self) -> Option<f64> {
+        (self.target_forwards > 0)
+            .then(|| (self.target_forwards + self.accepted) as f64 / self.target_forwards as f64)
+    }
+
+    /// Mean accepted draft tokens per verification.
+    pub fn mean_accepted(&self) -> Option<f64> {
+        (self.rounds > 0).then(|| self.accepted as f64 / self.rounds as f64)
+    }
+}
+
+/// Where drafts come from.
+pub enum DraftSource {
+    /// A small model sharing the target's vocabulary, decoding greedily.
+    Model(Box<Model>),
+    /// Prompt lookup: the latest earlier occurrence of the text's last `ngram` tokens (down
+    /// to one token), and what followed it.
+    Lookup { ngram: usize },
+}
+
+/// Proposes tokens for decoding sequences (see the module docs).
+pub struct Drafter {
+    source: DraftSource,
+    opts: DraftOptions,
+}
+
+/// A draft model's state for one sequence: its cache and the tokens whose keys and values
+/// it holds.
+pub struct DraftSlot {
+    pub(crate) cache: KvCache,
+    cached: Vec<u32>,
+}
+
+impl Drafter {
+    /// Prompt lookup matching n-grams of up to `ngram` tokens.
+    pub fn lookup(ngram: usize, opts: DraftOptions) -> Result<Self, String> {
+        opts.validate()?;
+        if ngram == 0 {
+            return Err("--lookup needs an n-gram size of at least 1".into());
+        }
+        Ok(Drafter {
+            source: DraftSource::Lookup { ngram },
+            opts,
+        })
+    }
+
+    /// A draft model for `target`: refused unless both have the same vocabulary (token
+    /// strings, BOS and EOS).
+    pub fn model(draft: Model, target: &GgufFile, opts: DraftOptions) -> Result<Self, String> {
+        opts.validate()?;
+        same_vocabulary(draft.file(), target)?;
+        Ok(Drafter {
+            source: DraftSource::Model(Box::new(draft)),
+            opts,
+        })
+    }
+
+    pub fn options(&self) -> &DraftOptions {
+        &self.opts
+    }
+
+    /// `draft-model` or `lookup`.
+    pub fn kind(&self) -> &'static str {
+        match self.source {
+            DraftSource::Model(_) => "draft-model",
+            DraftSource::Lookup { .. } => "lookup",
+        }
+    }
+
+    /// The draft model, if drafts come from one.
+    pub fn draft_model(&mut self) -> Option<&mut Model> {
+        match &mut self.source {
+            DraftSource::Model(m) => Some(m),
+            DraftSource::Lookup { .. } => None,
+        }
+    }
+
+    /// Fills `s`'s draft for the next step, if it is decoding and has room for one: at most
+    /// `max` tokens, no more than its token limit and context leave room to verify.
+    pub fn propose(&mut self, s: &mut Sequence) -> Result<(), GenerateError> {
+        if !s.wants_draft() {
+            return Ok(());
+        }
+        // the pending token, then the draft, then one position for the target's own token
+        let left = s.opts.max_tokens.saturating_sub(s.generated.len() + 1);
+        let room = s.cache.ctx.saturating_sub(s.cached.len() + 1);
+        let max = self.opts.max.min(left).min(room);
+        if max == 0 || max < self.opts.min {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let draft = match &mut self.source {
+            DraftSource::Lookup { ngram } => {
+                let text: Vec<u32> = s.context().copied().collect();
+                lookup(&text, *ngram, max)
+            }
+            DraftSource::Model(m) => {
+                let (draft, traffic, forwards) = draft_greedy(m, s, max, self.opts.p_min)?;
+                s.spec.draft_forwards += forwards;
+                s.spec.draft_bytes += traffic.bytes();
+                s.draft_cost.1 += traffic;
+                draft
+            }
+        };
+        let took = t0.elapsed();
+        s.spec.draft_s += took.as_secs_f64();
+        s.draft_cost.0 += took;
+        if draft.len() >= self.opts.min.max(1) {
+            s.draft = draft;
+        }
+        Ok(())
+    }
+
+    /// Gives `s`'s draft-model cache back to the draft model (call before the sequence is
+    /// dropped or its cache released).
+    pub fn release(&mut self, s: &mut Sequence) {
+        if let (Some(cache), DraftSource::Model(m)) = (s.take_draft_cache(), &mut self.source) {
+            m.release_cache(cache);
+        }
+    }
+}
+
+/// Up to `max` greedy tokens of the draft model after `s`'s text, its traffic and forward
+/// passes; stops early at a token below `p_min`.
+fn draft_greedy(
+    m: &mut Model,
+    s: &mut Sequence,
+    max: usize,
+    p_min: f32,
+) -> Result<(Vec<u32>, Traffic, usize), GenerateError> {
+    let l0 = m.ops().ledger().total();
+    let text: Vec<u32> = s.context().copied().collect();
+    if s.draft_slot.is_none() {
+        let cache = m.new_cache(s.cache.ctx.min(m.ctx()))?;
+        s.draft_slot = Some(DraftSlot {
+            cache,
+            cached: Vec::new(),
+        });
+    }
+    let Some(slot) = s.draft_slot.as_mut() else {
+        return Ok((Vec::new(), Traffic::default(), 0));
+    };
+    // the draft model's room: the text, then the draft tokens it runs
+    let room = slot.cache.ctx.saturating_sub(text.len());
+    let max = max.min(room);
+    if max == 0 {
+        return Ok((Vec::new(), Traffic::default(), 0));
+    }
+    // rewind to what the draft's cache shares with the text; run the rest (at least the
+    // last token, for its logits)
+    let keep = slot
+        .cached
+        .iter()
+        .zip(&text)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(text.len() - 1);
+    slot.cached.truncate(keep);
+    let vocab = m.config.n_vocab;
+    let mut forwards = 0;
+    let mut logits = m.forward(&slot.cache, &text[keep..], keep, Logits::Last)?;
+    forwards += 1;
+    slot.cached.extend_from_slice(&text[keep..]);
+    let mut host = Vec::new();
+    let mut draft = Vec::with_capacity(max);
+    loop {
+        let token = if p_min > 0.0 {
+            host.resize(vocab, 0.0);
+            m.ops().read(logits, 0, &mut host).map_err(ModelError::from)?;
+            let (token, p) = top_probability(&host);
+            if p < p_min {
+                break;
+            }
+            token
+        } else {
+            m.ops().argmax(logits, 0, vocab).map_err(ModelError::from)?
+        };
+        draft.push(token);
+        if draft.len() == max {
+            break;
+        }
+        logits = m.forward(&slot.cache, &[token], slot.cached.len(), Logits::Last)?;
+        forwards += 1;
+        slot.cached.push(token);
+    }
+    let traffic = m.ops().ledger().total() - l0;
+    Ok((draft, traffic, forwards))
+}
+
+/// The most likely token of a row of logits and its softmax probability.
+fn top_probability(logits: &[f32]) -> (u32, f32) {
+    let best = crate::sampling::argmax(logits);
+    let m = logits.get(best as usize).copied().unwrap_or(0.0);
+    let sum: f64 = logits.iter().map(|&l| ((l - m) as f64).exp()).sum();
+    (best, (1.0 / sum.max(1.0)) as f32)
+}
+
+/// Prompt lookup: for n = `ngram` down to 1, the latest earlier occurrence of `text`'s last n
+/// tokens, and up to `max` tokens that followed it.
+pub fn lookup(text: &[u32], ngram: usize, max: usize) -> Vec<u32> {
+    let len = text.len();
+    for n in (1..=ngram.min(len.saturating_sub(1))).rev() {
+        let tail = &text[len - n..];
+        // starts before the tail itself, latest first
+        if let Some(i) = (0..len - n).rev().find(|&i| &text[i..i + n] == tail) {
+            let from = i + n;
+            return text[from..(from + max).min(len)].to_vec();
+        }
+    }
+    Vec::new()
+}
+
+/// Refuses a draft model whose vocabulary is not the target's: the token strings and the
+/// BOS/EOS ids must be equal, or drafted ids would mean other text.
+pub fn same_vocabulary(draft: &GgufFile, target: &GgufFile) -> Result<(), String> {
+    let name = |f: &GgufFile| f.path().display().to_string();
+    let tokens = |f: &GgufFile| {
+        f.metadata()
+            .get_str_array("tokenizer.ggml.tokens")
+            .map(|v| v.into_iter().map(str::to_string).collect::<Vec<_>>())
+            .map_err(|e| format!("{}: {e}", name(f)))
+    };
+    let (d, t) = (tokens(draft)?, tokens(target)?);
+    let mismatch = |what: String| {
+        Err(format!(
+            "the draft model {} cannot draft for {}: {what} (draft and target must share a vocabulary)",
+            name(draft),
+            name(target)
+        ))
+    };
+    if d.len() != t.len() {
+        return mismatch(format!("{} tokens vs {}", d.len(), t.len()));
+    }
+    if let Some(i) = (0..d.len()).find(|&i| d[i] != t[i]) {
+        return mismatch(format!("token {i} is {:?} vs {:?}", d[i], t[i]));
+    }
+    for key in ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"] {
+        let id = |f: &GgufFile| f.metadata().get_u64(key).ok();
+        if id(draft) != id(target) {
+            return mismatch(format!("{key} {:?} vs {:?}", id(draft), id(target)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_takes_what_followed_the_latest_longest_match() {
+        // "a b c d ... a b" → "c d" follows the earlier "a b"
+        let text = [1, 2, 3, 4, 9, 9, 1, 2];
+        assert_eq!(lookup(&text, 3, 5), vec![3, 4, 9, 9, 1]);
+        assert_eq!(lookup(&text, 3, 2), vec![3, 4]);
+        // the latest occurrence wins: "7" followed "5" last time
+        let text = [5, 6, 0, 5, 7, 0, 5];
+        assert_eq!(lookup(&text, 1, 1), vec![7]);
+        // a longer match beats a later shorter one
+        let text = [8, 5, 6, 1, 9, 5, 2, 9, 8, 5];
+        assert_eq!(lookup(&text, 2, 2), vec![6, 1]);
+        assert_eq!(lookup(&text, 1, 2), vec![2, 9]);
+        // nothing earlier matches
+        assert!(lookup(&[1, 2, 3], 2, 4).is_empty());
+        assert!(lookup(&[1], 2, 4).is_empty());
+        assert!(lookup(&[], 2, 4).is_empty());
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let o = |max, min, p_min| DraftOptions { max, min, p_min }.validate();
+        assert!(o(8, 0, 0.0).is_ok());
+        assert!(o(0, 0, 0.0).unwrap_err().contains("--draft-max"));
+        assert!(o(2, 3, 0.0).unwrap_err().contains("--draft-min"));
+        assert!(o(2, 0, 1.5).unwrap_err().contains("--draft-p-min"));
+        assert!(Drafter::lookup(0, DraftOptions::default()).is_err());
+    }
+
+    #[test]
+    fn stats_derive_rates() {
+        let s = SpecStats {
+            target_forwards: 10,
+            rounds: 8,
+            drafted: 32,
+            accepted: 20,
+            ..Default::default()
+        };
+        assert_eq!(s.acceptance(), Some(20.0 / 32.0));
+        assert_eq!(s.tokens_per_forward(), Some(3.0));
+        assert_eq!(s.mean_accepted(), Some(2.5));
+        assert_eq!(SpecStats::default().acceptance(), None);
+    }
+
+    #[test]
+    fn top_probability_is_the_softmax_of_the_maximum() {
+        let (t, p) = top_probability(&[0.0, (3f32).ln(), 0.0]);
+        assert_eq!(t, 1);
+        assert!((p - 0.6).abs() < 1e-6);
+    }
+}
