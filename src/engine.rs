@@ -71,8 +71,8 @@
 use crate::backend::{BackendError, BackendSpec};
 pub use crate::generate::Cost;
 use crate::generate::{
-    self, DraftOptions, Drafter, GenerateError, GenerateOptions, Sequence, StepLimits,
-    StepReport, Summary, TokenEvent,
+    self, DraftOptions, Drafter, GenerateError, GenerateOptions, Sequence, StepLimits, StepReport,
+    Summary, TokenEvent,
 };
 use crate::gguf::{GgufError, GgufFile};
 use crate::model::{Config, LoadOptions, Model, ModelError};
@@ -418,14 +418,20 @@ impl Engine {
         }
         let pricer = &self.pricer;
         let price = |ev: &TokenEvent| pricer.cost(ev);
-        Ok(generate::step(
+        let report = generate::step(
             &mut self.model,
             &self.tokenizer,
             seqs,
             self.limits,
             &price,
             on_event,
-        )?)
+        )?;
+        if let Some(d) = &mut self.drafter {
+            if report.prefill_tokens == 0 {
+                d.observe_step(report.tokens, report.time.as_secs_f64());
+            }
+        }
+        Ok(report)
     }
 
     /// Generates from `prompt` to the end as one sequence, calling `on_event` for every
@@ -485,12 +491,11 @@ fn load_draft(path: &Path, opts: &EngineOptions, ctx: usize) -> Result<Model, En
         logit_rows: 1,
         ..opts.load.clone()
     };
-    let mut model = Model::load(file, opts.backend.open()?, &load).map_err(|e| {
-        EngineError::Load {
+    let mut model =
+        Model::load(file, opts.backend.open()?, &load).map_err(|e| EngineError::Load {
             path: shown,
             cause: Box::new(e),
-        }
-    })?;
+        })?;
     if opts.backend.times_ops_by_sync() {
         model.ops().time_ops_by_sync(true);
     }

@@ -29,8 +29,11 @@ fn engine(model: &str, draft: Option<DraftFrom>, max: usize) -> Engine {
         threads: 2,
         draft: draft.map(|from| DraftSpec {
             from,
+            // every step verifies a full draft (the adaptive length would mostly not draft on
+            // a 2-core CPU, and these tests are about verification)
             opts: DraftOptions {
                 max,
+                adaptive: false,
                 ..Default::default()
             },
         }),
@@ -66,7 +69,10 @@ fn greedy_with_a_draft_model_equals_greedy_without() {
         let s = b.spec;
         eprintln!("{text:?}: {s:?}");
         assert!(s.rounds > 0 && s.draft_forwards > 0 && s.draft_bytes > 0);
-        assert!(s.accepted > 0, "the 0.5B model never agreed with the 1.5B: {s:?}");
+        assert!(
+            s.accepted > 0,
+            "the 0.5B model never agreed with the 1.5B: {s:?}"
+        );
         // every generated token after the first came from a target forward pass
         assert_eq!(s.target_forwards + s.accepted, b.n_generated - 1);
         assert_eq!(a.spec.rounds, 0);
@@ -131,7 +137,11 @@ fn a_rewound_cache_holds_exactly_the_accepted_text() {
     };
     let mut reused_logprobs = Vec::new();
     seq.restart(&text, Sampler::greedy(), more.clone()).unwrap();
-    assert!(seq.reused_tokens() >= prompt.len() + 31, "{}", seq.reused_tokens());
+    assert!(
+        seq.reused_tokens() >= prompt.len() + 31,
+        "{}",
+        seq.reused_tokens()
+    );
     e.set_drafter(None); // both continuations decode one token at a time
     while seq.finished().is_none() {
         e.step(&mut [&mut seq], &mut |_, ev| {
@@ -180,7 +190,9 @@ fn a_draft_model_with_another_vocabulary_is_refused() {
     assert!(matches!(err, EngineError::Input(_)), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains("gemma-3-270m") && msg.contains("qwen2.5-coder-0.5b") && msg.contains("vocabulary"),
+        msg.contains("gemma-3-270m")
+            && msg.contains("qwen2.5-coder-0.5b")
+            && msg.contains("vocabulary"),
         "{msg}"
     );
 }
@@ -201,7 +213,11 @@ fn sampling_with_a_draft_keeps_the_target_distribution() {
         seed,
         ..SamplingParams::default()
     };
-    let mut e = engine(common::QWEN, Some(DraftFrom::Model(common::model(common::QWEN))), 2);
+    let mut e = engine(
+        common::QWEN,
+        Some(DraftFrom::Model(common::model(common::QWEN))),
+        2,
+    );
     let prompt = e.encode("My favourite colour is", true).unwrap();
     let opts = GenerateOptions {
         max_tokens: 3,
@@ -233,7 +249,10 @@ fn sampling_with_a_draft_keeps_the_target_distribution() {
         first_logprobs.get_or_insert(events[0].1.top.clone());
         *counts.entry(seq.tokens().to_vec()).or_default() += 1;
     }
-    assert!(rounds as u64 >= N, "the draft was not verified: {rounds} rounds");
+    assert!(
+        rounds as u64 >= N,
+        "the draft was not verified: {rounds} rounds"
+    );
     e.release(seq);
     // the target's probabilities, one token at a time with no draft
     e.set_drafter(None);
@@ -298,11 +317,52 @@ fn sampling_with_a_draft_keeps_the_target_distribution() {
     let dof = cells - 1;
     // chi-square 0.999 quantiles for 1..=26 degrees of freedom
     const Q999: [f64; 26] = [
-        10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59, 31.26, 32.91,
-        34.53, 36.12, 37.70, 39.25, 40.79, 42.31, 43.82, 45.31, 46.80, 48.27, 49.73, 51.18,
-        52.62, 54.05,
+        10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59, 31.26, 32.91, 34.53,
+        36.12, 37.70, 39.25, 40.79, 42.31, 43.82, 45.31, 46.80, 48.27, 49.73, 51.18, 52.62, 54.05,
     ];
     eprintln!("chi2 {chi2:.2} with {dof} dof; observed {counts:?}; expected {expected:?}");
-    assert!(dof >= 1, "the target's distribution is too peaked to test: {expected:?}");
-    assert!(chi2 < Q999[dof - 1], "chi2 {chi2:.2} >= {} ({dof} dof)", Q999[dof - 1]);
+    assert!(
+        dof >= 1,
+        "the target's distribution is too peaked to test: {expected:?}"
+    );
+    assert!(
+        chi2 < Q999[dof - 1],
+        "chi2 {chi2:.2} >= {} ({dof} dof)",
+        Q999[dof - 1]
+    );
+}
+
+/// `serve --lookup`: two requests decoded together with drafts give the text each gets from a
+/// plain server, and usage reports the speculation (its cost is in `usage.cost`).
+#[test]
+fn the_server_speculates_with_lookup_and_reports_it() {
+    use common::server::Server;
+    use serde_json::json;
+    let prompt =
+        "Repeat exactly: the cat sat on the mat, the cat sat on the mat, the cat sat on the mat,";
+    let body = json!({"prompt": prompt, "max_tokens": 24, "temperature": 0}).to_string();
+    let plain = Server::start(&["--parallel", "2"]);
+    let (st, a) = plain.post("/v1/completions", &body);
+    assert_eq!(st, 200, "{a}");
+    assert!(a["usage"].get("speculative").is_none(), "{a}");
+    drop(plain);
+    let spec = Server::start(&["--parallel", "2", "--lookup", "3", "--draft-fixed"]);
+    let both = std::thread::scope(|sc| {
+        let h: Vec<_> = (0..2)
+            .map(|_| sc.spawn(|| spec.post("/v1/completions", &body)))
+            .collect();
+        h.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    for (st, b) in both {
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["choices"][0]["text"], a["choices"][0]["text"]);
+        let u = &b["usage"]["speculative"];
+        assert_eq!(u["kind"], "lookup", "{b}");
+        assert!(u["accepted"].as_u64().unwrap() > 0, "{u}");
+        assert!(
+            u["tokens_per_target_forward"].as_f64().unwrap() > 1.0,
+            "{u}"
+        );
+        assert!(b["usage"]["cost"]["joules"].as_f64().unwrap() > 0.0);
+    }
 }

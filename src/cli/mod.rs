@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cost;
+pub mod draft;
 pub mod energy;
 pub mod info;
 pub mod kernels;

@@ -88,6 +88,8 @@ pub struct RunArgs {
     pub trace: Option<PathBuf>,
     #[command(flatten)]
     pub energy: super::energy::EnergyArgs,
+    #[command(flatten)]
+    pub draft: super::draft::DraftArgs,
 }
 
 /// A run, validated.
@@ -104,6 +106,7 @@ struct RunConfig {
     chat: Option<Vec<Message>>,
     trace: Option<PathBuf>,
     energy: super::energy::EnergyArgs,
+    draft: Option<tokenfab::engine::DraftSpec>,
 }
 
 impl RunConfig {
@@ -173,6 +176,7 @@ impl RunConfig {
             chat,
             trace: a.trace,
             energy: a.energy,
+            draft: a.draft.spec()?,
         })
     }
 }
@@ -216,6 +220,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         load: cfg.load.clone(),
         energy: cfg.energy.options()?,
         threads: cfg.threads,
+        draft: cfg.draft.clone(),
         ..EngineOptions::default()
     };
     let mut engine = Engine::load(&cfg.model, &opts)?;
@@ -284,6 +289,13 @@ pub fn run(a: RunArgs) -> Result<()> {
         summary.decode_tok_s(),
         engine.model().ops().name(),
     );
+    let spec = engine.drafter().map(|d| d.kind());
+    if let Some(kind) = spec {
+        eprintln!(
+            "tokenfab: {}",
+            super::draft::summary_line(kind, &summary.spec)
+        );
+    }
     // the device's measured peak bandwidth (cached by `tokenfab probe` or `bench`)
     let peak = engine.peak_bandwidth();
     let (report, records) = recorder.finish(peak);
@@ -305,6 +317,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
         let mut v = serde_json::to_value(&report)?;
         v["type"] = "summary".into();
+        if let Some(kind) = spec {
+            v["speculative"] = summary.spec.json(kind);
+        }
         writeln!(w, "{}", serde_json::to_string(&v)?).map_err(io)?;
         w.flush().map_err(io)?;
     }

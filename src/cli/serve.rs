@@ -48,6 +48,8 @@ pub struct ServeArgs {
     pub backend: String,
     #[command(flatten)]
     pub energy: super::energy::EnergyArgs,
+    #[command(flatten)]
+    pub draft: super::draft::DraftArgs,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -78,6 +80,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         },
         energy: a.energy.options()?,
         threads: a.threads,
+        draft: a.draft.spec()?,
         step_tokens: a.batch_size,
         ..EngineOptions::default()
     };

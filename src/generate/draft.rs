@@ -30,6 +30,10 @@ pub struct DraftOptions {
     /// A draft model stops drafting at a token whose probability under it is below this
     /// (0 = never; reads the draft's logits when set).
     pub p_min: f32,
+    /// Choose each draft's length (up to `max`) from the measured cost of verifying and
+    /// drafting and the sequence's acceptance so far ([`best_length`]); off: always `max`
+    /// (llama.cpp's behaviour).
+    pub adaptive: bool,
 }
 
 impl Default for DraftOptions {
@@ -38,6 +42,7 @@ impl Default for DraftOptions {
             max: 8,
             min: 0,
             p_min: 0.0,
+            adaptive: true,
         }
     }
 }
@@ -54,7 +59,10 @@ impl DraftOptions {
             ));
         }
         if !(0.0..=1.0).contains(&self.p_min) {
-            return Err(format!("--draft-p-min must be in [0, 1], not {}", self.p_min));
+            return Err(format!(
+                "--draft-p-min must be in [0, 1], not {}",
+                self.p_min
+            ));
         }
         Ok(())
     }
@@ -71,6 +79,8 @@ pub struct SpecStats {
     pub drafted: usize,
     /// Drafted tokens the target accepted.
     pub accepted: usize,
+    /// Verifications that accepted their whole draft.
+    pub full: usize,
     /// Forward passes of the draft model (0 for prompt lookup).
     pub draft_forwards: usize,
     /// Time spent drafting, seconds.
@@ -96,6 +106,17 @@ impl SpecStats {
     pub fn mean_accepted(&self) -> Option<f64> {
         (self.rounds > 0).then(|| self.accepted as f64 / self.rounds as f64)
     }
+
+    /// The counters, their rates and the drafter's kind as JSON (run traces, bench results,
+    /// server usage).
+    pub fn json(&self, kind: &str) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["kind"] = kind.into();
+        v["acceptance"] = self.acceptance().into();
+        v["mean_accepted"] = self.mean_accepted().into();
+        v["tokens_per_target_forward"] = self.tokens_per_forward().into();
+        v
+    }
 }
 
 /// Where drafts come from.
@@ -111,6 +132,56 @@ pub enum DraftSource {
 pub struct Drafter {
     source: DraftSource,
     opts: DraftOptions,
+    cost: PassCost,
+}
+
+/// Measured seconds of a decode step by the tokens it ran (moving averages), for the cost
+/// model of [`best_length`].
+#[derive(Clone, Debug, Default)]
+struct PassCost {
+    /// `secs[n - 1]`: a step of `n` tokens.
+    secs: Vec<Option<f64>>,
+}
+
+impl PassCost {
+    fn observe(&mut self, n: usize, secs: f64) {
+        if n == 0 {
+            return;
+        }
+        if self.secs.len() < n {
+            self.secs.resize(n, None);
+        }
+        let e = &mut self.secs[n - 1];
+        *e = Some(e.map_or(secs, |old| 0.8 * old + 0.2 * secs));
+    }
+
+    /// (c0, c1): a step of `n` tokens takes about `c0 + c1 * (n - 1)`, from the one-token
+    /// average and the largest measured size; (c0, 0) until a larger one was measured.
+    fn model(&self) -> Option<(f64, f64)> {
+        let c0 = self.secs.first().copied().flatten()?;
+        let slope = (2..=self.secs.len())
+            .rev()
+            .find_map(|n| self.secs[n - 1].map(|c| (c - c0).max(0.0) / (n - 1) as f64));
+        Some((c0, slope.unwrap_or(0.0)))
+    }
+}
+
+/// The draft length among `0..=max` that maximizes expected tokens per second: a draft of
+/// `k` tokens, each accepted with probability `alpha` while the ones before it were, yields
+/// `1 + alpha + ... + alpha^k` tokens for a verification of `c0 + c1 * k` seconds plus `d * k`
+/// seconds of drafting.
+pub fn best_length(max: usize, alpha: f64, c0: f64, c1: f64, d: f64) -> usize {
+    let (mut best, mut best_rate) = (0, 0.0);
+    let (mut tokens, mut term) = (0.0, 1.0);
+    for k in 0..=max {
+        tokens += term;
+        term *= alpha;
+        let rate = tokens / (c0 + (c1 + d) * k as f64).max(1e-12);
+        if rate > best_rate * (1.0 + 1e-9) {
+            (best, best_rate) = (k, rate);
+        }
+    }
+    best
 }
 
 /// A draft model's state for one sequence: its cache and the tokens whose keys and values
@@ -118,6 +189,9 @@ pub struct Drafter {
 pub struct DraftSlot {
     pub(crate) cache: KvCache,
     cached: Vec<u32>,
+    /// Moving average of drafting seconds per drafted token (catching up included; a
+    /// prompt's prefill not), for [`best_length`].
+    per_token_s: Option<f64>,
 }
 
 impl Drafter {
@@ -130,6 +204,7 @@ impl Drafter {
         Ok(Drafter {
             source: DraftSource::Lookup { ngram },
             opts,
+            cost: PassCost::default(),
         })
     }
 
@@ -141,6 +216,7 @@ impl Drafter {
         Ok(Drafter {
             source: DraftSource::Model(Box::new(draft)),
             opts,
+            cost: PassCost::default(),
         })
     }
 
@@ -173,7 +249,10 @@ impl Drafter {
         // the pending token, then the draft, then one position for the target's own token
         let left = s.opts.max_tokens.saturating_sub(s.generated.len() + 1);
         let room = s.cache.ctx.saturating_sub(s.cached.len() + 1);
-        let max = self.opts.max.min(left).min(room);
+        let mut max = self.opts.max.min(left).min(room);
+        if self.opts.adaptive {
+            max = max.min(self.length(s));
+        }
         if max == 0 || max < self.opts.min {
             return Ok(());
         }
@@ -200,6 +279,42 @@ impl Drafter {
         Ok(())
     }
 
+    /// Records a decode step that ran `tokens` tokens in `secs` seconds (its verification
+    /// and sampling), for the cost model that sets draft lengths.
+    pub fn observe_step(&mut self, tokens: usize, secs: f64) {
+        self.cost.observe(tokens, secs);
+    }
+
+    /// The draft length for `s`'s next step: [`best_length`] with its acceptance so far
+    /// (Laplace's rule over accepted tokens and rejections: 1/2 before any), the measured
+    /// verification cost and the draft model's time per drafted token (before anything is
+    /// measured: one token alone, then a full draft). With prompt lookup, whose drafts cost
+    /// nothing to make, every 16th step drafts at least one token, so a change in the text (a
+    /// passage to copy) is noticed; a draft model would first have to catch up on the text.
+    fn length(&self, s: &Sequence) -> usize {
+        // nothing measured yet: one token alone first (c0), then a full draft (the slope)
+        let Some((c0, c1)) = self.cost.model() else {
+            return 0;
+        };
+        if self.cost.secs.len() < 2 {
+            return self.opts.max;
+        }
+        let st = &s.spec;
+        let rejections = st.rounds - st.full;
+        let alpha = (st.accepted as f64 + 1.0) / ((st.accepted + rejections) as f64 + 2.0);
+        let d = s
+            .draft_slot
+            .as_ref()
+            .and_then(|d| d.per_token_s)
+            .unwrap_or(0.0);
+        let k = best_length(self.opts.max, alpha, c0, c1, d);
+        let free = matches!(self.source, DraftSource::Lookup { .. });
+        if k == 0 && free && st.target_forwards % 16 == 15 {
+            return 1;
+        }
+        k
+    }
+
     /// Gives `s`'s draft-model cache back to the draft model (call before the sequence is
     /// dropped or its cache released).
     pub fn release(&mut self, s: &mut Sequence) {
@@ -224,6 +339,7 @@ fn draft_greedy(
         s.draft_slot = Some(DraftSlot {
             cache,
             cached: Vec::new(),
+            per_token_s: None,
         });
     }
     let Some(slot) = s.draft_slot.as_mut() else {
@@ -246,6 +362,8 @@ fn draft_greedy(
         .min(text.len() - 1);
     slot.cached.truncate(keep);
     let vocab = m.config.n_vocab;
+    let t0 = Instant::now();
+    let catch_up = text.len() - keep;
     let mut forwards = 0;
     let mut logits = m.forward(&slot.cache, &text[keep..], keep, Logits::Last)?;
     forwards += 1;
@@ -255,7 +373,9 @@ fn draft_greedy(
     loop {
         let token = if p_min > 0.0 {
             host.resize(vocab, 0.0);
-            m.ops().read(logits, 0, &mut host).map_err(ModelError::from)?;
+            m.ops()
+                .read(logits, 0, &mut host)
+                .map_err(ModelError::from)?;
             let (token, p) = top_probability(&host);
             if p < p_min {
                 break;
@@ -273,6 +393,10 @@ fn draft_greedy(
         slot.cached.push(token);
     }
     let traffic = m.ops().ledger().total() - l0;
+    if catch_up <= max + 2 && !draft.is_empty() {
+        let per = t0.elapsed().as_secs_f64() / draft.len() as f64;
+        slot.per_token_s = Some(slot.per_token_s.map_or(per, |o| 0.8 * o + 0.2 * per));
+    }
     Ok((draft, traffic, forwards))
 }
 
@@ -357,7 +481,15 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        let o = |max, min, p_min| DraftOptions { max, min, p_min }.validate();
+        let o = |max, min, p_min| {
+            DraftOptions {
+                max,
+                min,
+                p_min,
+                adaptive: true,
+            }
+            .validate()
+        };
         assert!(o(8, 0, 0.0).is_ok());
         assert!(o(0, 0, 0.0).unwrap_err().contains("--draft-max"));
         assert!(o(2, 3, 0.0).unwrap_err().contains("--draft-min"));
@@ -378,6 +510,31 @@ mod tests {
         assert_eq!(s.tokens_per_forward(), Some(3.0));
         assert_eq!(s.mean_accepted(), Some(2.5));
         assert_eq!(SpecStats::default().acceptance(), None);
+    }
+
+    #[test]
+    fn draft_length_follows_acceptance_and_cost() {
+        // free verification: draft all; nothing accepted: draft nothing
+        assert_eq!(best_length(8, 0.5, 1.0, 0.0, 0.0), 8);
+        assert_eq!(best_length(8, 0.0, 1.0, 0.1, 0.0), 0);
+        // each extra row costs half a pass (this CPU's measured slope): only near-certain
+        // drafts pay, and then in full
+        assert_eq!(best_length(8, 0.6, 1.0, 0.5, 0.0), 1);
+        assert_eq!(best_length(8, 0.99, 1.0, 0.5, 0.0), 8);
+        // by hand: alpha 0.8, c1 0.2: k=3 gives 2.952 / 1.6 = 1.845, k=4 3.3616 / 1.8 = 1.868,
+        // k=5 3.689 / 2.0 = 1.845
+        assert_eq!(best_length(8, 0.8, 1.0, 0.2, 0.0), 4);
+        // a draft model's own time counts like verification time
+        assert_eq!(best_length(8, 0.8, 1.0, 0.0, 0.2), 4);
+        let mut c = PassCost::default();
+        assert_eq!(c.model(), None);
+        c.observe(1, 0.026);
+        assert_eq!(c.model(), Some((0.026, 0.0)));
+        c.observe(9, 0.126);
+        let (c0, c1) = c.model().unwrap();
+        assert!((c0 - 0.026).abs() < 1e-12 && (c1 - 0.0125).abs() < 1e-12);
+        c.observe(1, 0.036); // a moving average
+        assert!((c.model().unwrap().0 - 0.028).abs() < 1e-12);
     }
 
     #[test]

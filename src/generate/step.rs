@@ -66,7 +66,12 @@ pub fn step(
                     continue;
                 }
                 let ctx_room = s.cache.ctx.saturating_sub(s.cached.len() + n);
-                drafts[i] = s.draft.len().min(room - n).min(logit_room - n).min(ctx_room);
+                drafts[i] = s
+                    .draft
+                    .len()
+                    .min(room - n)
+                    .min(logit_room - n)
+                    .min(ctx_room);
                 take[i] = n + drafts[i];
                 n_tokens += take[i];
                 n_logits += take[i];
@@ -227,14 +232,32 @@ pub fn step(
                 let c = choose(model, s, logits_off(row, vocab), pre)?;
                 s.ttft = start.elapsed();
                 let cost = (c.time, c.traffic);
-                let stop = emit(tokenizer, s, i, &c, cost, Default::default(), price, on_event)?;
+                let stop = emit(
+                    tokenizer,
+                    s,
+                    i,
+                    &c,
+                    cost,
+                    Default::default(),
+                    price,
+                    on_event,
+                )?;
                 if stop.is_none() {
                     s.pending.push(c.token);
                 }
             }
         } else {
             verify(
-                model, tokenizer, s, i, row, n, (time, traffic), &greedy[k], price, on_event,
+                model,
+                tokenizer,
+                s,
+                i,
+                row,
+                n,
+                (time, traffic),
+                &greedy[k],
+                price,
+                on_event,
             )?;
         }
     }
@@ -318,6 +341,7 @@ fn verify(
         st.rounds += 1;
         st.drafted += draft.len();
         st.accepted += chosen.len() - 1;
+        st.full += (chosen.len() == n) as usize;
     }
     // the forward pass and the drafting, split among the tokens
     let (draft_time, draft_traffic) = std::mem::take(&mut s.draft_cost);
@@ -331,7 +355,10 @@ fn verify(
         traffic += c.traffic;
         let cost = (each.0 + c.time, traffic);
         // what the tokens not emitted would have carried, if this one ends the generation
-        let rest = (each.0 * (m - 1 - j) as u32, scale(each.1, (m - 1 - j) as f64));
+        let rest = (
+            each.0 * (m - 1 - j) as u32,
+            scale(each.1, (m - 1 - j) as f64),
+        );
         s.decode_steps += 1;
         if emit(tokenizer, s, i, c, cost, rest, price, on_event)?.is_some() {
             return Ok(());

@@ -63,6 +63,10 @@ pub struct Usage {
     pub total_tokens: usize,
     pub prompt_tokens_details: PromptDetails,
     pub cost: CostUsage,
+    /// Speculative decoding's counters and rates (`serve --draft` / `--lookup` only); the
+    /// cost above includes the drafting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speculative: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +130,7 @@ pub fn run(mut engine: Engine, rx: mpsc::Receiver<Job>, parallel: usize, shared:
     let mut slots: Vec<Slot> = (0..parallel).map(|_| Slot::default()).collect();
     let mut queue: VecDeque<Job> = VecDeque::new();
     let energy_source = engine.energy_source().to_string();
+    let spec_kind = engine.drafter().map(|d| d.kind());
     // every slot's KV cache allocated now, not when a request arrives: a cache is tens of MB
     // whose pages the allocator zeroes (~40 ms each on a 2-vCPU VM, which eight requests
     // arriving together would otherwise wait for in their time to first token)
@@ -184,7 +189,7 @@ pub fn run(mut engine: Engine, rx: mpsc::Receiver<Job>, parallel: usize, shared:
                 continue;
             }
         }
-        finish(&mut slots, &shared, &energy_source);
+        finish(&mut slots, &shared, &energy_source, spec_kind);
         let mut m = shared.metrics();
         m.busy_slots = slots.iter().filter(|s| s.run.is_some()).count();
         m.kv_used = slots
@@ -289,7 +294,7 @@ fn on_event(run: &mut Running, ev: &TokenEvent, shared: &Shared) -> bool {
 }
 
 /// Reports finished requests and frees their slots (the sequences stay, for reuse).
-fn finish(slots: &mut [Slot], shared: &Shared, energy_source: &str) {
+fn finish(slots: &mut [Slot], shared: &Shared, energy_source: &str, spec: Option<&str>) {
     for s in slots.iter_mut() {
         let (Some(seq), Some(_)) = (s.seq.as_ref(), s.run.as_ref()) else {
             continue;
@@ -331,6 +336,7 @@ fn finish(slots: &mut [Slot], shared: &Shared, energy_source: &str) {
                 electricity: crate::engine::DEFAULT_ELECTRICITY,
                 prefix_cache_hit: run.reused > 0,
             },
+            speculative: spec.map(|kind| sum.spec.json(kind)),
         };
         {
             let mut m = shared.metrics();
