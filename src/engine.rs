@@ -289,6 +289,11 @@ impl Engine {
         self.drafter.as_mut()
     }
 
+    /// Takes the drafter out (speculative decoding off until [`Engine::set_drafter`]).
+    pub fn take_drafter(&mut self) -> Option<Drafter> {
+        self.drafter.take()
+    }
+
     /// The tokenizer and the model, for work that needs them apart (scoring, benchmarks).
     pub fn into_parts(self) -> (Arc<Tokenizer>, Model) {
         (self.tokenizer, self.model)

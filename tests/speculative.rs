@@ -366,3 +366,94 @@ fn the_server_speculates_with_lookup_and_reports_it() {
         assert!(b["usage"]["cost"]["joules"].as_f64().unwrap() > 0.0);
     }
 }
+
+/// `tokenfab bench --prompts FILE --lookup N`: bench JSON with the added `speculative`
+/// object (schema_version unchanged), the same tokens with and without drafts (the runner
+/// refuses otherwise), and `tokenfab cost` reads the result like any decode test.
+#[test]
+fn the_speculative_benchmark_writes_bench_json_that_cost_reads() {
+    let dir = std::env::temp_dir().join(format!("tf-spec-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompts = dir.join("prompts.json");
+    std::fs::write(
+        &prompts,
+        r#"[{"name": "repeat", "kind": "rewrite", "prompt": "one two three four, one two three four, one two three four, one two"}]"#,
+    )
+    .unwrap();
+    let tf = env!("CARGO_BIN_EXE_tokenfab");
+    let model = common::model(common::GEMMA);
+    let run = |extra: &[&str]| {
+        std::process::Command::new(tf)
+            .args([
+                "bench",
+                "-m",
+                model.to_str().unwrap(),
+                "-n",
+                "12",
+                "-r",
+                "1",
+                "-t",
+                "2",
+            ])
+            .args(["--no-progress", "--backend", "cpu"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--lookup",
+        "2",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v[0];
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["test"], "spec:lookup repeat");
+    let s = &r["speculative"];
+    assert_eq!(s["kind"], "lookup");
+    for k in [
+        "plain_decode_tok_s",
+        "speedup",
+        "j_per_accepted_token",
+        "bytes_per_accepted_token",
+    ] {
+        assert!(s[k].as_f64().unwrap() > 0.0, "{k}: {s}");
+    }
+    assert_eq!(r["decode_j_per_token"], s["j_per_accepted_token"]);
+    let bench = dir.join("bench.json");
+    std::fs::write(&bench, &out.stdout).unwrap();
+    let cost = std::process::Command::new(tf)
+        .args(["cost", bench.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        cost.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cost.stderr)
+    );
+    // bad input: prompts without a drafter, a drafter without prompts, a bad file
+    let err = |o: std::process::Output| {
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    assert!(err(run(&["--prompts", prompts.to_str().unwrap()])).contains("--draft"));
+    assert!(err(run(&["--lookup", "2"])).contains("--prompts"));
+    std::fs::write(&prompts, "not json").unwrap();
+    assert!(err(run(&[
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--lookup",
+        "2"
+    ]))
+    .contains("JSON array"));
+    assert!(err(run(&["--lookup", "2", "--draft", "x.gguf"])).contains("cannot be used with"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -89,6 +89,13 @@ pub struct BenchArgs {
     pub endpoint_model: Option<String>,
     #[command(flatten)]
     pub energy: super::energy::EnergyArgs,
+    /// Speculative decoding benchmark (with --draft or --lookup): a JSON array of
+    /// {"name", "kind", "prompt"}; each prompt is generated greedily (-n tokens, -r times)
+    /// without and with drafts.
+    #[arg(long = "prompts")]
+    pub prompts: Option<PathBuf>,
+    #[command(flatten)]
+    pub draft: super::draft::DraftArgs,
 }
 
 fn tests(a: &BenchArgs) -> Result<Vec<TestSpec>> {
@@ -135,6 +142,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if let Some(endpoint) = &a.endpoint {
         return load(&a, endpoint);
+    }
+    if let Some(draft) = a.draft.spec()? {
+        return speculative(&a, draft);
+    }
+    if a.prompts.is_some() {
+        bail!("--prompts is for the speculative benchmark: add --draft MODEL or --lookup N");
     }
     if !matches!(a.output.as_str(), "md" | "json" | "csv" | "jsonl") {
         bail!("-o must be md, json, csv or jsonl (got {:?})", a.output);
@@ -321,6 +334,86 @@ pub fn measure(
         &ProgressBar::hidden(),
         false,
     )
+}
+
+/// `--draft`/`--lookup`: the speculative benchmark (`tokenfab::telemetry::spec_bench`).
+fn speculative(a: &BenchArgs, draft: tokenfab::engine::DraftSpec) -> Result<()> {
+    use tokenfab::telemetry::spec_bench::{self, SpecPrompt};
+    let Some(file) = &a.prompts else {
+        bail!("the speculative benchmark needs --prompts FILE (a JSON array of {{\"name\", \"kind\", \"prompt\"}})");
+    };
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read prompts file {}", file.display()))?;
+    let prompts: Vec<SpecPrompt> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected a JSON array of {{\"name\", \"kind\", \"prompt\"}}",
+            file.display()
+        )
+    })?;
+    if prompts.is_empty() {
+        bail!("{}: no prompts", file.display());
+    }
+    if a.models.len() > 1 || a.threads.len() > 1 || a.n_gen.len() > 1 {
+        bail!("the speculative benchmark takes one -m, one -t and one -n");
+    }
+    if a.reps == 0 {
+        bail!("-r must be at least 1");
+    }
+    let n = a.n_gen.first().copied().unwrap_or(128);
+    if n == 0 {
+        bail!("-n must be at least 1");
+    }
+    let threads = a.threads.first().copied().unwrap_or(0);
+    super::warn_oversubscribed(threads);
+    let opts = tokenfab::engine::EngineOptions {
+        backend: BackendSpec {
+            kind: a.backend.parse()?,
+            threads,
+            profile: false,
+            gpu: super::gpu_options(),
+        },
+        load: LoadOptions {
+            ctx: 2048,
+            ..LoadOptions::default()
+        },
+        energy: a.energy.options()?,
+        threads,
+        draft: Some(draft),
+        ..Default::default()
+    };
+    let model = super::resolve_model(a.models.first().map(|p| p.as_path()))?;
+    let mut engine = tokenfab::engine::Engine::load(&model, &opts)?;
+    let bar = if a.no_progress {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new((prompts.len() * (a.reps + 1)) as u64)
+    };
+    let results = spec_bench::run(&mut engine, &prompts, n, a.reps, &mut |name| {
+        bar.set_message(name.to_string());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    match a.output.as_str() {
+        "json" => writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?,
+        "jsonl" => {
+            for r in &results {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+        "md" => {
+            write!(out, "{}", spec_bench::to_markdown(&results))?;
+            if let Some(r) = results.first() {
+                writeln!(
+                    out,
+                    "\n{} on {} ({} threads); {} generated tokens per run, median of {} runs each way; energy: {}",
+                    r.model.name, r.backend, r.threads, n, a.reps, r.energy_source
+                )?;
+            }
+        }
+        o => bail!("-o {o}: the speculative benchmark writes md, json or jsonl"),
+    }
+    Ok(())
 }
 
 /// `--endpoint`: the load generator (`tokenfab::loadgen`).

@@ -204,6 +204,12 @@ pub struct BenchResult {
     pub energy_source: String,
     pub energy_detail: String,
     pub peak_rss_mb: Option<f64>,
+    /// Speculative decoding tests only ([`super::spec_bench`]): the drafter, the prompt, its
+    /// counters, the plain decode speed it is compared with and the cost per accepted token
+    /// (drafting included). `decode_tok_s` and `decode_j_per_token` are then the speculative
+    /// run's, per generated (= accepted) token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculative: Option<serde_json::Value>,
     pub machine: Machine,
     pub build: Build,
     /// Seconds since the Unix epoch.
@@ -459,6 +465,7 @@ pub fn summarize(
         energy_source: energy.label().to_string(),
         energy_detail: energy.detail(),
         peak_rss_mb,
+        speculative: None,
         machine: Machine::here(),
         build: Build::here(),
         timestamp: std::time::SystemTime::now()

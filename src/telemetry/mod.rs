@@ -6,4 +6,5 @@ pub mod energy;
 pub mod ledger;
 pub mod probe;
 pub mod recorder;
+pub mod spec_bench;
 pub mod stats;
