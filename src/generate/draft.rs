@@ -250,20 +250,33 @@ impl Drafter {
         let left = s.opts.max_tokens.saturating_sub(s.generated.len() + 1);
         let room = s.cache.ctx.saturating_sub(s.cached.len() + 1);
         let mut max = self.opts.max.min(left).min(room);
-        if self.opts.adaptive {
-            max = max.min(self.length(s));
+        let t0 = Instant::now();
+        s.acceptance.settle(&s.spec);
+        if self.opts.adaptive && matches!(self.source, DraftSource::Model(_)) {
+            max = max.min(self.length(s, s.acceptance.alpha(0)));
         }
         if max == 0 || max < self.opts.min {
             return Ok(());
         }
-        let t0 = Instant::now();
         let draft = match &mut self.source {
             DraftSource::Lookup { ngram } => {
                 let text: Vec<u32> = s.context().copied().collect();
-                lookup(&text, *ngram, max)
+                let (mut draft, n) = lookup(&text, *ngram, max);
+                if self.opts.adaptive && !draft.is_empty() {
+                    // acceptance of drafts from matches of this length
+                    let alpha = s.acceptance.alpha(n);
+                    let mut k = length(&self.cost, self.opts.max, s, alpha);
+                    if k == 0 && s.spec.target_forwards % 16 == 15 {
+                        k = 2; // look again now and then: copying may have begun
+                    }
+                    draft.truncate(k);
+                }
+                s.acceptance.expect(n, &s.spec);
+                draft
             }
             DraftSource::Model(m) => {
                 let (draft, traffic, forwards) = draft_greedy(m, s, max, self.opts.p_min)?;
+                s.acceptance.expect(0, &s.spec);
                 s.spec.draft_forwards += forwards;
                 s.spec.draft_bytes += traffic.bytes();
                 s.draft_cost.1 += traffic;
@@ -273,7 +286,7 @@ impl Drafter {
         let took = t0.elapsed();
         s.spec.draft_s += took.as_secs_f64();
         s.draft_cost.0 += took;
-        if draft.len() >= self.opts.min.max(1) {
+        if !draft.is_empty() && draft.len() >= self.opts.min {
             s.draft = draft;
         }
         Ok(())
@@ -285,34 +298,11 @@ impl Drafter {
         self.cost.observe(tokens, secs);
     }
 
-    /// The draft length for `s`'s next step: [`best_length`] with its acceptance so far
-    /// (Laplace's rule over accepted tokens and rejections: 1/2 before any), the measured
-    /// verification cost and the draft model's time per drafted token (before anything is
-    /// measured: one token alone, then a full draft). With prompt lookup, whose drafts cost
-    /// nothing to make, every 16th step drafts at least one token, so a change in the text (a
-    /// passage to copy) is noticed; a draft model would first have to catch up on the text.
-    fn length(&self, s: &Sequence) -> usize {
-        // nothing measured yet: one token alone first (c0), then a full draft (the slope)
-        let Some((c0, c1)) = self.cost.model() else {
-            return 0;
-        };
-        if self.cost.secs.len() < 2 {
-            return self.opts.max;
-        }
-        let st = &s.spec;
-        let rejections = st.rounds - st.full;
-        let alpha = (st.accepted as f64 + 1.0) / ((st.accepted + rejections) as f64 + 2.0);
-        let d = s
-            .draft_slot
-            .as_ref()
-            .and_then(|d| d.per_token_s)
-            .unwrap_or(0.0);
-        let k = best_length(self.opts.max, alpha, c0, c1, d);
-        let free = matches!(self.source, DraftSource::Lookup { .. });
-        if k == 0 && free && st.target_forwards % 16 == 15 {
-            return 1;
-        }
-        k
+    /// The draft length for `s`'s next step: [`best_length`] with the acceptance `alpha`
+    /// (see [`Acceptance`]), the measured verification cost and the draft model's time per
+    /// drafted token (before anything is measured: one token alone, then a full draft).
+    fn length(&self, s: &Sequence, alpha: f64) -> usize {
+        length(&self.cost, self.opts.max, s, alpha)
     }
 
     /// Gives `s`'s draft-model cache back to the draft model (call before the sequence is
@@ -322,6 +312,23 @@ impl Drafter {
             m.release_cache(cache);
         }
     }
+}
+
+/// [`Drafter::length`] on its parts.
+fn length(cost: &PassCost, max: usize, s: &Sequence, alpha: f64) -> usize {
+    // nothing measured yet: one token alone first (c0), then a full draft (the slope)
+    let Some((c0, c1)) = cost.model() else {
+        return 0;
+    };
+    if cost.secs.len() < 2 {
+        return max;
+    }
+    let d = s
+        .draft_slot
+        .as_ref()
+        .and_then(|d| d.per_token_s)
+        .unwrap_or(0.0);
+    best_length(max, alpha, c0, c1, d)
 }
 
 /// Up to `max` greedy tokens of the draft model after `s`'s text, its traffic and forward
@@ -409,18 +416,56 @@ fn top_probability(logits: &[f32]) -> (u32, f32) {
 }
 
 /// Prompt lookup: for n = `ngram` down to 1, the latest earlier occurrence of `text`'s last n
-/// tokens, and up to `max` tokens that followed it.
-pub fn lookup(text: &[u32], ngram: usize, max: usize) -> Vec<u32> {
+/// tokens, and up to `max` tokens that followed it; with the n that matched (0: none).
+pub fn lookup(text: &[u32], ngram: usize, max: usize) -> (Vec<u32>, usize) {
     let len = text.len();
     for n in (1..=ngram.min(len.saturating_sub(1))).rev() {
         let tail = &text[len - n..];
         // starts before the tail itself, latest first
         if let Some(i) = (0..len - n).rev().find(|&i| &text[i..i + n] == tail) {
             let from = i + n;
-            return text[from..(from + max).min(len)].to_vec();
+            return (text[from..(from + max).min(len)].to_vec(), n);
         }
     }
-    Vec::new()
+    (Vec::new(), 0)
+}
+
+/// A sequence's acceptance of drafts by where they came from (bucket: the n-gram length of a
+/// lookup match, 0 for a draft model), learned from the verifications of its own drafts:
+/// Laplace's rule over accepted tokens and rejections, 1/2 before any.
+#[derive(Clone, Debug, Default)]
+pub struct Acceptance {
+    /// (accepted tokens, rejections) per bucket.
+    buckets: Vec<(usize, usize)>,
+    /// The bucket of the draft in flight and the counters before its verification.
+    pending: Option<(usize, SpecStats)>,
+}
+
+impl Acceptance {
+    /// Credits the verification of the draft in flight (its counters' change) to its bucket.
+    fn settle(&mut self, now: &SpecStats) {
+        if let Some((b, before)) = self.pending.take() {
+            let accepted = now.accepted.saturating_sub(before.accepted);
+            let rounds = now.rounds.saturating_sub(before.rounds);
+            let full = now.full.saturating_sub(before.full);
+            if self.buckets.len() <= b {
+                self.buckets.resize(b + 1, (0, 0));
+            }
+            self.buckets[b].0 += accepted;
+            self.buckets[b].1 += rounds.saturating_sub(full);
+        }
+    }
+
+    /// Notes that the next verification is of a draft from `bucket`.
+    fn expect(&mut self, bucket: usize, now: &SpecStats) {
+        self.pending = Some((bucket, *now));
+    }
+
+    /// Estimated probability that a draft token from `bucket` is accepted.
+    pub fn alpha(&self, bucket: usize) -> f64 {
+        let (a, r) = self.buckets.get(bucket).copied().unwrap_or((0, 0));
+        (a as f64 + 1.0) / ((a + r) as f64 + 2.0)
+    }
 }
 
 /// Refuses a draft model whose vocabulary is not the target's: the token strings and the
@@ -464,19 +509,19 @@ mod tests {
     fn lookup_takes_what_followed_the_latest_longest_match() {
         // "a b c d ... a b" → "c d" follows the earlier "a b"
         let text = [1, 2, 3, 4, 9, 9, 1, 2];
-        assert_eq!(lookup(&text, 3, 5), vec![3, 4, 9, 9, 1]);
-        assert_eq!(lookup(&text, 3, 2), vec![3, 4]);
+        assert_eq!(lookup(&text, 3, 5), (vec![3, 4, 9, 9, 1], 2));
+        assert_eq!(lookup(&text, 3, 2).0, vec![3, 4]);
         // the latest occurrence wins: "7" followed "5" last time
         let text = [5, 6, 0, 5, 7, 0, 5];
-        assert_eq!(lookup(&text, 1, 1), vec![7]);
+        assert_eq!(lookup(&text, 1, 1), (vec![7], 1));
         // a longer match beats a later shorter one
         let text = [8, 5, 6, 1, 9, 5, 2, 9, 8, 5];
-        assert_eq!(lookup(&text, 2, 2), vec![6, 1]);
-        assert_eq!(lookup(&text, 1, 2), vec![2, 9]);
+        assert_eq!(lookup(&text, 2, 2), (vec![6, 1], 2));
+        assert_eq!(lookup(&text, 1, 2), (vec![2, 9], 1));
         // nothing earlier matches
-        assert!(lookup(&[1, 2, 3], 2, 4).is_empty());
-        assert!(lookup(&[1], 2, 4).is_empty());
-        assert!(lookup(&[], 2, 4).is_empty());
+        assert_eq!(lookup(&[1, 2, 3], 2, 4), (vec![], 0));
+        assert_eq!(lookup(&[1], 2, 4), (vec![], 0));
+        assert_eq!(lookup(&[], 2, 4), (vec![], 0));
     }
 
     #[test]
@@ -535,6 +580,27 @@ mod tests {
         assert!((c0 - 0.026).abs() < 1e-12 && (c1 - 0.0125).abs() < 1e-12);
         c.observe(1, 0.036); // a moving average
         assert!((c.model().unwrap().0 - 0.028).abs() < 1e-12);
+    }
+
+    #[test]
+    fn acceptance_is_learned_per_bucket() {
+        let mut a = Acceptance::default();
+        assert_eq!(a.alpha(3), 0.5);
+        let mut st = SpecStats::default();
+        a.expect(3, &st);
+        // the verification: 4 of 4 accepted
+        st.rounds += 1;
+        st.accepted += 4;
+        st.full += 1;
+        a.settle(&st);
+        assert_eq!(a.alpha(3), 5.0 / 6.0);
+        assert_eq!(a.alpha(1), 0.5);
+        a.expect(1, &st);
+        st.rounds += 1; // 0 accepted: one rejection
+        a.settle(&st);
+        assert_eq!(a.alpha(1), 1.0 / 3.0);
+        a.settle(&st); // nothing in flight: no change
+        assert_eq!(a.alpha(1), 1.0 / 3.0);
     }
 
     #[test]

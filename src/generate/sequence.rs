@@ -46,6 +46,8 @@ pub struct Sequence {
     /// A draft model's cache for this sequence and the tokens in it.
     pub(crate) draft_slot: Option<super::draft::DraftSlot>,
     pub(crate) spec: super::SpecStats,
+    /// How its drafts fared, by source, for the draft length.
+    pub(crate) acceptance: super::draft::Acceptance,
 }
 
 impl Sequence {
@@ -82,6 +84,7 @@ impl Sequence {
             draft_cost: (Duration::ZERO, Traffic::default()),
             draft_slot: None,
             spec: super::SpecStats::default(),
+            acceptance: Default::default(),
         };
         s.restart(prompt, sampler, opts)?;
         Ok(s)
@@ -121,6 +124,7 @@ impl Sequence {
         self.draft.clear();
         self.draft_cost = (Duration::ZERO, Traffic::default());
         self.spec = super::SpecStats::default();
+        self.acceptance = Default::default();
         Ok(keep)
     }
 
