@@ -457,3 +457,76 @@ fn the_speculative_benchmark_writes_bench_json_that_cost_reads() {
     assert!(err(run(&["--lookup", "2", "--draft", "x.gguf"])).contains("cannot be used with"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `tokenfab run --lookup N --trace F`: the same text as without, a summary line with the
+/// acceptance and the cost per accepted token, and the trace's summary carries them.
+#[test]
+fn run_with_lookup_prints_and_traces_the_speculation() {
+    let tf = env!("CARGO_BIN_EXE_tokenfab");
+    let model = common::model(common::GEMMA);
+    let dir = std::env::temp_dir().join(format!("tf-spec-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("trace.jsonl");
+    let run = |extra: &[&str]| {
+        let p = "one two three four, one two three four, one two three four, one two";
+        std::process::Command::new(tf)
+            .args([
+                "run",
+                "-m",
+                model.to_str().unwrap(),
+                "-p",
+                p,
+                "-n",
+                "16",
+                "--temp",
+                "0",
+            ])
+            .args(["-t", "2", "--backend", "cpu", "--ignore-eos"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let plain = run(&[]);
+    let spec = run(&[
+        "--lookup",
+        "3",
+        "--draft-fixed",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(
+        spec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&spec.stderr)
+    );
+    assert_eq!(plain.stdout, spec.stdout);
+    let err = String::from_utf8_lossy(&spec.stderr);
+    assert!(err.contains("speculative (lookup):"), "{err}");
+    assert!(
+        err.contains("per accepted token (drafting included):"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let s = &summary["speculative"];
+    assert_eq!(s["kind"], "lookup", "{summary}");
+    assert!(s["drafted"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["j_per_accepted_token"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s["bytes_per_accepted_token"].as_f64().unwrap() > 0.0, "{s}");
+    // flags: both drafters, a missing draft model, a zero n-gram, an empty draft range
+    let bad = |extra: &[&str], want: &str| {
+        let o = run(extra);
+        assert!(!o.status.success());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(want), "{extra:?}: {e}");
+    };
+    bad(
+        &["--lookup", "2", "--draft", "x.gguf"],
+        "cannot be used with",
+    );
+    bad(&["--draft", "/nonexistent.gguf"], "does not exist");
+    bad(&["--lookup", "0"], "at least 1");
+    bad(&["--lookup", "2", "--draft-max", "0"], "--draft-max");
+    bad(&["--lookup", "2", "--draft-min", "9"], "--draft-min");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -245,8 +245,18 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut pipe_closed = false;
     recorder.start();
+    // what the generated tokens cost, drafting included (speculative decoding's "per
+    // accepted token")
+    let pricer = engine.pricer();
+    let (mut gen_j, mut gen_usd, mut gen_bytes) = (0.0, 0.0, 0u64);
     let summary = engine.generate(&prompt, &mut sampler, &cfg.gen, &mut |ev| {
         recorder.observe(ev);
+        if ev.phase == tokenfab::generate::Phase::Decode && !ev.flush {
+            let c = pricer.cost(ev);
+            gen_j += c.joules;
+            gen_usd += c.usd;
+            gen_bytes += ev.traffic.bytes();
+        }
         if ev.text.is_empty() {
             return true;
         }
@@ -290,10 +300,23 @@ pub fn run(a: RunArgs) -> Result<()> {
         engine.model().ops().name(),
     );
     let spec = engine.drafter().map(|d| d.kind());
+    let per_token = |x: f64| x / summary.n_generated.max(1) as f64;
+    let accepted = (
+        per_token(gen_j),
+        per_token(gen_bytes as f64),
+        per_token(gen_usd),
+    );
     if let Some(kind) = spec {
         eprintln!(
             "tokenfab: {}",
             super::draft::summary_line(kind, &summary.spec)
+        );
+        eprintln!(
+            "tokenfab: per accepted token (drafting included): {:.4} J, {:.1} MB, ${:.3e} [{}]",
+            accepted.0,
+            accepted.1 / 1e6,
+            accepted.2,
+            engine.energy_source()
         );
     }
     // the device's measured peak bandwidth (cached by `tokenfab probe` or `bench`)
@@ -318,7 +341,11 @@ pub fn run(a: RunArgs) -> Result<()> {
         let mut v = serde_json::to_value(&report)?;
         v["type"] = "summary".into();
         if let Some(kind) = spec {
-            v["speculative"] = summary.spec.json(kind);
+            let mut sv = summary.spec.json(kind);
+            sv["j_per_accepted_token"] = accepted.0.into();
+            sv["bytes_per_accepted_token"] = accepted.1.into();
+            sv["usd_per_accepted_token"] = accepted.2.into();
+            v["speculative"] = sv;
         }
         writeln!(w, "{}", serde_json::to_string(&v)?).map_err(io)?;
         w.flush().map_err(io)?;
