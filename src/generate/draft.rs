@@ -133,6 +133,9 @@ pub struct Drafter {
     source: DraftSource,
     opts: DraftOptions,
     cost: PassCost,
+    /// Moving average of a draft model's seconds per drafted token (catching up included; a
+    /// prompt's prefill not), for [`best_length`].
+    token_s: Option<f64>,
 }
 
 /// Measured seconds of a decode step by the tokens it ran (moving averages), for the cost
@@ -189,9 +192,6 @@ pub fn best_length(max: usize, alpha: f64, c0: f64, c1: f64, d: f64) -> usize {
 pub struct DraftSlot {
     pub(crate) cache: KvCache,
     cached: Vec<u32>,
-    /// Moving average of drafting seconds per drafted token (catching up included; a
-    /// prompt's prefill not), for [`best_length`].
-    per_token_s: Option<f64>,
 }
 
 impl Drafter {
@@ -205,6 +205,7 @@ impl Drafter {
             source: DraftSource::Lookup { ngram },
             opts,
             cost: PassCost::default(),
+            token_s: None,
         })
     }
 
@@ -217,6 +218,7 @@ impl Drafter {
             source: DraftSource::Model(Box::new(draft)),
             opts,
             cost: PassCost::default(),
+            token_s: None,
         })
     }
 
@@ -253,7 +255,7 @@ impl Drafter {
         let t0 = Instant::now();
         s.acceptance.settle(&s.spec);
         if self.opts.adaptive && matches!(self.source, DraftSource::Model(_)) {
-            max = max.min(self.length(s, s.acceptance.alpha(0)));
+            max = max.min(self.length(s.acceptance.alpha(0)));
         }
         if max == 0 || max < self.opts.min {
             return Ok(());
@@ -265,7 +267,7 @@ impl Drafter {
                 if self.opts.adaptive && !draft.is_empty() {
                     // acceptance of drafts from matches of this length
                     let alpha = s.acceptance.alpha(n);
-                    let mut k = length(&self.cost, self.opts.max, s, alpha);
+                    let mut k = length(&self.cost, self.opts.max, alpha, 0.0);
                     if k == 0 && s.spec.target_forwards % 16 == 15 {
                         k = 2; // look again now and then: copying may have begun
                     }
@@ -275,7 +277,10 @@ impl Drafter {
                 draft
             }
             DraftSource::Model(m) => {
-                let (draft, traffic, forwards) = draft_greedy(m, s, max, self.opts.p_min)?;
+                let (draft, traffic, forwards, per) = draft_greedy(m, s, max, self.opts.p_min)?;
+                if let Some(per) = per {
+                    self.token_s = Some(self.token_s.map_or(per, |o| 0.8 * o + 0.2 * per));
+                }
                 s.acceptance.expect(0, &s.spec);
                 s.spec.draft_forwards += forwards;
                 s.spec.draft_bytes += traffic.bytes();
@@ -301,8 +306,13 @@ impl Drafter {
     /// The draft length for `s`'s next step: [`best_length`] with the acceptance `alpha`
     /// (see [`Acceptance`]), the measured verification cost and the draft model's time per
     /// drafted token (before anything is measured: one token alone, then a full draft).
-    fn length(&self, s: &Sequence, alpha: f64) -> usize {
-        length(&self.cost, self.opts.max, s, alpha)
+    fn length(&self, alpha: f64) -> usize {
+        length(
+            &self.cost,
+            self.opts.max,
+            alpha,
+            self.token_s.unwrap_or(0.0),
+        )
     }
 
     /// Gives `s`'s draft-model cache back to the draft model (call before the sequence is
@@ -315,7 +325,7 @@ impl Drafter {
 }
 
 /// [`Drafter::length`] on its parts.
-fn length(cost: &PassCost, max: usize, s: &Sequence, alpha: f64) -> usize {
+fn length(cost: &PassCost, max: usize, alpha: f64, d: f64) -> usize {
     // nothing measured yet: one token alone first (c0), then a full draft (the slope)
     let Some((c0, c1)) = cost.model() else {
         return 0;
@@ -323,22 +333,18 @@ fn length(cost: &PassCost, max: usize, s: &Sequence, alpha: f64) -> usize {
     if cost.secs.len() < 2 {
         return max;
     }
-    let d = s
-        .draft_slot
-        .as_ref()
-        .and_then(|d| d.per_token_s)
-        .unwrap_or(0.0);
     best_length(max, alpha, c0, c1, d)
 }
 
-/// Up to `max` greedy tokens of the draft model after `s`'s text, its traffic and forward
-/// passes; stops early at a token below `p_min`.
+/// Up to `max` greedy tokens of the draft model after `s`'s text, its traffic, forward
+/// passes and seconds per drafted token (not when it caught up on a prompt); stops early at
+/// a token below `p_min`.
 fn draft_greedy(
     m: &mut Model,
     s: &mut Sequence,
     max: usize,
     p_min: f32,
-) -> Result<(Vec<u32>, Traffic, usize), GenerateError> {
+) -> Result<(Vec<u32>, Traffic, usize, Option<f64>), GenerateError> {
     let l0 = m.ops().ledger().total();
     let text: Vec<u32> = s.context().copied().collect();
     if s.draft_slot.is_none() {
@@ -346,17 +352,16 @@ fn draft_greedy(
         s.draft_slot = Some(DraftSlot {
             cache,
             cached: Vec::new(),
-            per_token_s: None,
         });
     }
     let Some(slot) = s.draft_slot.as_mut() else {
-        return Ok((Vec::new(), Traffic::default(), 0));
+        return Ok((Vec::new(), Traffic::default(), 0, None));
     };
     // the draft model's room: the text, then the draft tokens it runs
     let room = slot.cache.ctx.saturating_sub(text.len());
     let max = max.min(room);
     if max == 0 {
-        return Ok((Vec::new(), Traffic::default(), 0));
+        return Ok((Vec::new(), Traffic::default(), 0, None));
     }
     // rewind to what the draft's cache shares with the text; run the rest (at least the
     // last token, for its logits)
@@ -400,11 +405,9 @@ fn draft_greedy(
         slot.cached.push(token);
     }
     let traffic = m.ops().ledger().total() - l0;
-    if catch_up <= max + 2 && !draft.is_empty() {
-        let per = t0.elapsed().as_secs_f64() / draft.len() as f64;
-        slot.per_token_s = Some(slot.per_token_s.map_or(per, |o| 0.8 * o + 0.2 * per));
-    }
-    Ok((draft, traffic, forwards))
+    let per = (catch_up <= max + 2 && !draft.is_empty())
+        .then(|| t0.elapsed().as_secs_f64() / draft.len() as f64);
+    Ok((draft, traffic, forwards, per))
 }
 
 /// The most likely token of a row of logits and its softmax probability.
