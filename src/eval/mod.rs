@@ -3,6 +3,7 @@
 
 pub mod kld;
 pub mod perplexity;
+pub mod tasks;
 pub mod tradeoff;
 
 /// `log p(tok)` under `softmax(logits)`, the way llama.cpp's `log_softmax` computes it (max in

@@ -4,7 +4,7 @@
 //! module holds the rows, their rendering and the plot.
 
 use super::kld::KldReport;
-use plotters::prelude::*;
+use crate::cost::plot::{pareto_plot, ParetoPoint};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -98,103 +98,24 @@ impl Tradeoff {
 
     /// The Pareto plot (quality loss against $/Mtok), as SVG and PNG in `dir`.
     pub fn plot(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        crate::cost::plot::register_font()?;
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let stem = dir.join("tokenfab-tradeoff");
-        let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
-        self.draw(SVGBackend::new(&svg, (900, 600)).into_drawing_area())?;
-        self.draw(BitMapBackend::new(&png, (900, 600)).into_drawing_area())?;
-        Ok(vec![svg, png])
-    }
-
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: DrawingArea<DB, plotters::coord::Shift>,
-    ) -> Result<(), String>
-    where
-        DB::ErrorType: 'static,
-    {
-        let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("plot: {e:?}");
-        root.fill(&WHITE).map_err(err)?;
-        let pts: Vec<(f64, f64, &str)> = self
+        let pareto = self.pareto();
+        let pts: Vec<ParetoPoint> = self
             .rows
             .iter()
-            .map(|r| {
-                (
-                    r.usd_per_mtok,
-                    r.kld.as_ref().map_or(0.0, |k| k.mean_kld),
-                    r.kind.as_str(),
-                )
+            .map(|r| ParetoPoint {
+                x: r.usd_per_mtok,
+                y: r.kld.as_ref().map_or(0.0, |k| k.mean_kld),
+                label: r.kind.clone(),
+                front: pareto.contains(&r.kind.as_str()),
             })
             .collect();
-        let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.15;
-        let ymax = pts.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-6) * 1.15;
-        let xmin = pts.iter().map(|p| p.0).fold(f64::MAX, f64::min).min(xmax) * 0.85;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Quality loss vs cost: {}", self.model),
-                ("sans-serif", 20),
-            )
-            .margin(14)
-            .x_label_area_size(46)
-            .y_label_area_size(70)
-            .build_cartesian_2d(xmin..xmax, 0.0..ymax)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("USD per 1M tokens (workload mix)")
-            .y_desc("mean KL divergence vs source (lower is better)")
-            .x_label_formatter(&|v| format!("{v:.4}"))
-            .y_label_formatter(&|v| format!("{v:.3}"))
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 15))
-            .draw()
-            .map_err(err)?;
-        let pareto = self.pareto();
-        let mut front: Vec<(f64, f64)> = pts
-            .iter()
-            .filter(|p| pareto.contains(&p.2))
-            .map(|p| (p.0, p.1))
-            .collect();
-        front.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart
-            .draw_series(LineSeries::new(
-                front,
-                ShapeStyle::from(&RGBColor(86, 180, 233)).stroke_width(2),
-            ))
-            .map_err(err)?
-            .label("Pareto front")
-            .legend(|(x, y)| {
-                PathElement::new(
-                    vec![(x, y), (x + 20, y)],
-                    RGBColor(86, 180, 233).stroke_width(2),
-                )
-            });
-        for &(x, y, name) in &pts {
-            let color = if pareto.contains(&name) {
-                RGBColor(213, 94, 0)
-            } else {
-                RGBColor(120, 120, 120)
-            };
-            chart
-                .draw_series(std::iter::once(Circle::new((x, y), 6, color.filled())))
-                .map_err(err)?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    name.to_string(),
-                    (x, y + ymax * 0.03),
-                    ("sans-serif", 14).into_font(),
-                )))
-                .map_err(err)?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)
+        pareto_plot(
+            &dir.join("tokenfab-tradeoff"),
+            &format!("Quality loss vs cost: {}", self.model),
+            "USD per 1M tokens (workload mix)",
+            "mean KL divergence vs source (lower is better)",
+            &|v| format!("{v:.4}"),
+            &pts,
+        )
     }
 }

@@ -1,0 +1,375 @@
+//! `tokenfab eval`: a task suite with automatic acceptance (HumanEval), its pass rate and the
+//! cost per accepted output under each policy — single attempt, retries, a small → large
+//! cascade — and a cloud API's price at a pass rate the user gives. The work is the
+//! library's (`tokenfab::eval::tasks`); this file turns flags into options and prints.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use tokenfab::backend::{BackendKind, BackendSpec};
+use tokenfab::engine::{Engine, EngineOptions};
+use tokenfab::eval::tasks::run::{self, Policy, PolicyCost, ProblemRun, RunOptions};
+use tokenfab::eval::tasks::sandbox::{Limits, Sandbox};
+use tokenfab::eval::tasks::suite;
+use tokenfab::model::LoadOptions;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The suite: humaneval (models/HumanEval.jsonl.gz; `scripts/fetch-models.sh humaneval`).
+    #[arg(long = "suite", default_value = "humaneval")]
+    pub suite: String,
+    /// The suite's file (default: models/HumanEval.jsonl.gz).
+    #[arg(long = "suite-file")]
+    pub suite_file: Option<PathBuf>,
+    /// GGUF model (default: the default model).
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<PathBuf>,
+    /// The first N problems only.
+    #[arg(long = "limit")]
+    pub limit: Option<usize>,
+    /// Samples per problem at --temp (pass@1 and pass@K); 1 = one attempt plus --retries.
+    #[arg(long = "samples", default_value_t = 1)]
+    pub samples: usize,
+    /// Temperature of the first attempt (0 = greedy) or of every sample.
+    #[arg(long = "temp", default_value_t = 0.0)]
+    pub temp: f32,
+    /// On failure, regenerate up to R times (new seed, --retry-temp).
+    #[arg(long = "retries", default_value_t = 0)]
+    pub retries: usize,
+    #[arg(long = "retry-temp", default_value_t = 0.8)]
+    pub retry_temp: f32,
+    /// Cascade: SMALL,LARGE models — the small one first, the large one where it fails its
+    /// tests (and, with --route-by, where its confidence is low).
+    #[arg(long = "route", value_delimiter = ',', conflicts_with = "model")]
+    pub route: Vec<PathBuf>,
+    /// The signal of the non-oracle cascade: `logprob:T` escalates when the small answer's
+    /// mean token log-probability is below T.
+    #[arg(long = "route-by", requires = "route")]
+    pub route_by: Option<String>,
+    /// With --route: run the large model on every problem (its own pass rate and cost are
+    /// reported too), not only where a cascade escalates.
+    #[arg(long = "large-all", requires = "route")]
+    pub large_all: bool,
+    /// Most tokens of an answer.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 512)]
+    pub n_predict: usize,
+    /// Raw completion of the problem's prompt instead of the chat template (base models).
+    #[arg(long = "no-chat")]
+    pub no_chat: bool,
+    /// Seconds each program may run.
+    #[arg(long = "timeout", default_value_t = 10)]
+    pub timeout: u64,
+    /// A cloud API row of the price table (e.g. `openai:gpt-4o-mini`) to price the suite's
+    /// tokens at, with --cloud-pass-rate.
+    #[arg(long = "cloud", requires = "cloud_pass_rate")]
+    pub cloud: Option<String>,
+    /// The cloud model's pass rate on the suite (0..1, from its report or your measurement).
+    #[arg(long = "cloud-pass-rate")]
+    pub cloud_pass_rate: Option<f64>,
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long = "backend", default_value = "auto")]
+    pub backend: String,
+    /// md or json.
+    #[arg(short = 'o', long = "output", default_value = "md")]
+    pub output: String,
+    /// Write the plot of pass rate against cost per accepted output (SVG and PNG) here.
+    #[arg(long = "plot")]
+    pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub energy: super::energy::EnergyArgs,
+}
+
+fn engine(path: &std::path::Path, a: &EvalArgs) -> Result<Engine> {
+    let opts = EngineOptions {
+        backend: BackendSpec {
+            kind: a.backend.parse::<BackendKind>()?,
+            threads: a.threads,
+            profile: false,
+            gpu: super::gpu_options(),
+        },
+        load: LoadOptions {
+            ctx: 2048,
+            ..LoadOptions::default()
+        },
+        energy: a.energy.options()?,
+        threads: a.threads,
+        ..EngineOptions::default()
+    };
+    Ok(Engine::load(path, &opts)?)
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    if a.suite != "humaneval" {
+        bail!("--suite {:?}: the suites are: humaneval", a.suite);
+    }
+    if !matches!(a.output.as_str(), "md" | "json") {
+        bail!("-o must be md or json (got {:?})", a.output);
+    }
+    if !a.route.is_empty() && a.route.len() != 2 {
+        bail!("--route takes two models, SMALL,LARGE");
+    }
+    for m in &a.route {
+        if !m.exists() {
+            bail!("model file {} does not exist", m.display());
+        }
+    }
+    if a.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    if a.samples > 1 && (a.temp <= 0.0 || a.retries > 0 || !a.route.is_empty()) {
+        bail!("--samples K > 1 samples at --temp > 0 and takes no --retries or --route");
+    }
+    if let Some(p) = a.cloud_pass_rate {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("--cloud-pass-rate must be in [0, 1], not {p}");
+        }
+    }
+    let route_by = match a.route_by.as_deref() {
+        None => None,
+        Some(s) => match s.strip_prefix("logprob:").map(str::parse::<f64>) {
+            Some(Ok(t)) => Some(t),
+            _ => bail!("--route-by takes logprob:T (e.g. logprob:-0.3), not {s:?}"),
+        },
+    };
+    let file = a
+        .suite_file
+        .clone()
+        .unwrap_or_else(|| super::models_dir().join("HumanEval.jsonl.gz"));
+    let mut problems = suite::load(&file).map_err(anyhow::Error::msg)?;
+    if let Some(n) = a.limit {
+        problems.truncate(n);
+    }
+    let sandbox = Sandbox::new().map_err(anyhow::Error::msg)?;
+    let opts = RunOptions {
+        max_tokens: a.n_predict,
+        temperature: a.temp,
+        retries: a.retries,
+        retry_temperature: a.retry_temp,
+        samples: a.samples,
+        chat: !a.no_chat,
+        limits: Limits {
+            timeout: std::time::Duration::from_secs(a.timeout.max(1)),
+            ..Limits::default()
+        },
+    };
+    let progress = |name: &str| {
+        let name = name.to_string();
+        move |r: &ProblemRun| {
+            let ok = r.attempts.iter().any(|x| x.passed);
+            eprintln!(
+                "tokenfab eval: {name} {} {} ({} attempt{})",
+                r.task_id,
+                if ok { "passed" } else { "failed" },
+                r.attempts.len(),
+                if r.attempts.len() == 1 { "" } else { "s" }
+            );
+        }
+    };
+    let mut policies: Vec<PolicyCost> = Vec::new();
+    let mut runs_json = serde_json::Map::new();
+    let mut models = Vec::new();
+    let mut pass_at = None;
+    let energy_source;
+    let first_runs: Vec<ProblemRun>;
+    if a.route.is_empty() {
+        let path = super::resolve_model(a.model.as_deref())?;
+        let mut e = engine(&path, &a)?;
+        energy_source = e.energy_source().to_string();
+        let name = e.name();
+        let runs = run::run(&mut e, &sandbox, &problems, &opts, &mut progress(&name))?;
+        if a.samples > 1 {
+            let (p1, c) = run::cost_samples(&runs, 1);
+            let (pk, _) = run::cost_samples(&runs, a.samples);
+            pass_at = Some(json!({"k": a.samples, "pass_at_1": p1, "pass_at_k": pk}));
+            policies.push(c);
+        } else {
+            policies.push(run::cost_single(&runs, &Policy::Single));
+            if a.retries > 0 {
+                policies.push(run::cost_single(&runs, &Policy::Retries(a.retries)));
+            }
+        }
+        for p in &mut policies {
+            p.policy = format!("{name}: {}", p.policy);
+        }
+        runs_json.insert(name.clone(), serde_json::to_value(&runs)?);
+        models.push(json!({"name": name, "path": path}));
+        first_runs = runs;
+    } else {
+        let (small_path, large_path) = (&a.route[0], &a.route[1]);
+        let mut small = engine(small_path, &a)?;
+        energy_source = small.energy_source().to_string();
+        let small_name = small.name();
+        let s_runs = run::run(
+            &mut small,
+            &sandbox,
+            &problems,
+            &opts,
+            &mut progress(&small_name),
+        )?;
+        drop(small);
+        // the large model only where a cascade escalates
+        let escalate: Vec<bool> = s_runs
+            .iter()
+            .map(|r| {
+                let f = r.attempts.first();
+                !f.is_some_and(|x| x.passed)
+                    || route_by.is_some_and(|t| f.is_some_and(|x| x.mean_logprob < t))
+            })
+            .collect();
+        let mut large = engine(large_path, &a)?;
+        let large_name = large.name();
+        let mut l_runs = Vec::new();
+        for (p, esc) in problems.iter().zip(&escalate) {
+            l_runs.push(if *esc || a.large_all {
+                let r = run::run(
+                    &mut large,
+                    &sandbox,
+                    std::slice::from_ref(p),
+                    &RunOptions {
+                        retries: 0,
+                        ..opts.clone()
+                    },
+                    &mut progress(&large_name),
+                )?;
+                r.into_iter().next()
+            } else {
+                None
+            });
+        }
+        policies.push(PolicyCost {
+            policy: format!("{small_name}: single"),
+            ..run::cost_single(&s_runs, &Policy::Single)
+        });
+        if a.large_all {
+            let all: Vec<ProblemRun> = l_runs.iter().flatten().cloned().collect();
+            policies.push(PolicyCost {
+                policy: format!("{large_name}: single"),
+                ..run::cost_single(&all, &Policy::Single)
+            });
+        }
+        let mut oracle = run::cost_cascade(&s_runs, &l_runs, &Policy::CascadeOracle)
+            .map_err(anyhow::Error::msg)?;
+        oracle.policy = format!("{small_name} → {large_name}: {}", oracle.policy);
+        policies.push(oracle);
+        if let Some(t) = route_by {
+            let mut c = run::cost_cascade(&s_runs, &l_runs, &Policy::CascadeLogprob(t))
+                .map_err(anyhow::Error::msg)?;
+            c.policy = format!("{small_name} → {large_name}: {}", c.policy);
+            policies.push(c);
+        }
+        runs_json.insert(small_name.clone(), serde_json::to_value(&s_runs)?);
+        runs_json.insert(
+            format!("{large_name} (escalations)"),
+            serde_json::to_value(&l_runs)?,
+        );
+        models.push(json!({"name": small_name, "path": small_path}));
+        models.push(json!({"name": large_name, "path": large_path}));
+        first_runs = s_runs;
+    }
+    let cloud = match (&a.cloud, a.cloud_pass_rate) {
+        (Some(id), Some(rate)) => {
+            let table = tokenfab::cost::prices::PriceTable::builtin();
+            let Some(row) = table.cloud_api.iter().find(|c| &c.id == id) else {
+                let ids: Vec<&str> = table.cloud_api.iter().map(|c| c.id.as_str()).collect();
+                bail!(
+                    "--cloud {id:?} is not in the price table: {}",
+                    ids.join(", ")
+                );
+            };
+            let usd = run::cloud_cost(&first_runs, row.usd_per_mtok_in, row.usd_per_mtok_out, rate);
+            Some(json!({"id": id, "pass_rate": rate, "usd_per_accepted": usd,
+                "usd_per_mtok_in": row.usd_per_mtok_in, "usd_per_mtok_out": row.usd_per_mtok_out,
+                "source": row.source, "as_of": row.as_of,
+                "note": "the suite's prompt and answer token counts measured here, at the row's prices, over problems × the given pass rate"}))
+        }
+        _ => None,
+    };
+    if let Some(dir) = &a.plot {
+        let extra: Vec<(String, f64, f64)> = cloud
+            .as_ref()
+            .and_then(|c| {
+                let usd = c["usd_per_accepted"].as_f64()?;
+                Some((
+                    format!("cloud {}", c["id"].as_str()?),
+                    usd,
+                    c["pass_rate"].as_f64()?,
+                ))
+            })
+            .into_iter()
+            .collect();
+        let title = format!(
+            "HumanEval: pass rate vs cost per accepted output ({} problems)",
+            problems.len()
+        );
+        for f in run::plot(dir, &title, &policies, &extra).map_err(anyhow::Error::msg)? {
+            eprintln!("tokenfab eval: wrote {}", f.display());
+        }
+    }
+    let rows: Vec<serde_json::Value> = policies
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["pass_rate"] = p.pass_rate().into();
+            v["usd_per_accepted"] = p.usd_per_accepted().into();
+            v["joules_per_accepted"] = p.joules_per_accepted().into();
+            v["usd_per_mtok"] = p.usd_per_mtok().into();
+            v
+        })
+        .collect();
+    let report = json!({
+        "suite": a.suite, "suite_file": file, "problems": problems.len(),
+        "sandbox": sandbox.describe(), "energy_source": energy_source,
+        "models": models, "policies": rows, "pass_at_k": pass_at, "cloud": cloud,
+        "runs": runs_json,
+    });
+    if a.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("| policy | pass rate | attempts | generated tokens | time s | J | USD | USD per accepted output | J per accepted output | USD per Mtok |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for p in &policies {
+        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".into(), f);
+        println!(
+            "| {} | {:.1} % ({}/{}) | {} | {} | {:.1} | {:.2} | {:.2e} | {} | {} | {:.3} |",
+            p.policy,
+            100.0 * p.pass_rate(),
+            p.passed,
+            p.problems,
+            p.attempts,
+            p.generated_tokens,
+            p.seconds,
+            p.joules,
+            p.usd,
+            opt(p.usd_per_accepted(), &|x| format!("{x:.2e}")),
+            opt(p.joules_per_accepted(), &|x| format!("{x:.2}")),
+            p.usd_per_mtok(),
+        );
+    }
+    if let Some(pk) = &report["pass_at_k"].as_object() {
+        println!(
+            "\npass@1 {:.3}, pass@{} {:.3}",
+            pk["pass_at_1"], pk["k"], pk["pass_at_k"]
+        );
+    }
+    if let Some(c) = &cloud {
+        println!(
+            "\ncloud {}: ${} per accepted output at a {:.0} % pass rate (${}/Mtok in, ${}/Mtok out; {}, {})",
+            c["id"].as_str().unwrap_or(""),
+            c["usd_per_accepted"].as_f64().map_or("-".into(), |x| format!("{x:.2e}")),
+            100.0 * c["pass_rate"].as_f64().unwrap_or(0.0),
+            c["usd_per_mtok_in"], c["usd_per_mtok_out"],
+            c["source"].as_str().unwrap_or(""), c["as_of"].as_str().unwrap_or(""),
+        );
+    }
+    println!(
+        "\n{} problems of {}; energy {}; sandbox: {}",
+        problems.len(),
+        file.display(),
+        energy_source,
+        sandbox.describe()
+    );
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! `tokenfab eval` end to end on the real 0.5B model: five HumanEval problems generated,
+//! extracted, run in the sandbox and priced; retries pay for their failed attempts; a
+//! cascade runs; bad flags are refused with the flag named.
+
+mod common;
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn eval(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenfab"))
+        .arg("eval")
+        .args(["-t", "2", "--backend", "cpu"])
+        .args(args)
+        .env(
+            "TOKENFAB_MODELS_DIR",
+            common::model(common::QWEN).parent().unwrap(),
+        )
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn five_problems_with_a_retry_are_generated_checked_and_priced() {
+    let qwen = common::model(common::QWEN);
+    let v = json(&eval(&[
+        "-m",
+        qwen.to_str().unwrap(),
+        "--limit",
+        "5",
+        "--retries",
+        "1",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(v["problems"], 5);
+    let single = &v["policies"][0];
+    let retries = &v["policies"][1];
+    assert!(
+        single["policy"].as_str().unwrap().ends_with("single"),
+        "{single}"
+    );
+    assert!(
+        retries["policy"].as_str().unwrap().ends_with("retries=1"),
+        "{retries}"
+    );
+    // measured 4 of 5 greedy (HumanEval/1 fails)
+    let passed = single["passed"].as_u64().unwrap();
+    assert!(passed >= 3, "{single}");
+    let usd = single["usd"].as_f64().unwrap();
+    assert!(usd > 0.0 && single["joules"].as_f64().unwrap() > 0.0);
+    let per = single["usd_per_accepted"].as_f64().unwrap();
+    assert!(
+        (per - usd / passed as f64).abs() <= 1e-12 * per.max(1.0),
+        "{single}"
+    );
+    // retries: at least as many solved, and every failed attempt is paid for
+    assert!(retries["passed"].as_u64().unwrap() >= passed);
+    assert!(retries["usd"].as_f64().unwrap() >= usd);
+    assert_eq!(
+        retries["attempts"].as_u64().unwrap(),
+        5 + (5 - passed),
+        "one retry per failed problem: {retries}"
+    );
+    let runs = v["runs"].as_object().unwrap().values().next().unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 5);
+    let first = &runs[0]["attempts"][0];
+    assert_eq!(runs[0]["task_id"], "HumanEval/0");
+    assert!(first["generated_tokens"].as_u64().unwrap() > 0);
+    assert!(first["mean_logprob"].as_f64().unwrap() <= 0.0);
+    assert!(v["sandbox"].as_str().unwrap().contains("rlimits"));
+}
+
+#[test]
+fn a_cascade_and_a_cloud_row() {
+    let qwen = common::model(common::QWEN);
+    let route = format!("{},{}", qwen.display(), qwen.display());
+    let v = json(&eval(&[
+        "--route",
+        &route,
+        "--route-by",
+        "logprob:-0.01",
+        "--large-all",
+        "--limit",
+        "2",
+        "--cloud",
+        "openai:gpt-4o-mini",
+        "--cloud-pass-rate",
+        "0.8",
+        "-o",
+        "json",
+    ]));
+    let names: Vec<&str> = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names[2].contains("escalate on failed tests"), "{names:?}");
+    assert!(names[3].contains("mean logprob < -0.01"), "{names:?}");
+    let c = &v["cloud"];
+    assert_eq!(c["id"], "openai:gpt-4o-mini");
+    assert!(c["usd_per_accepted"].as_f64().unwrap() > 0.0, "{c}");
+}
+
+#[test]
+fn bad_flags_are_refused_with_the_flag_named() {
+    let bad = |args: &[&str], want: &str| {
+        let o = eval(args);
+        assert!(!o.status.success(), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(want), "{args:?}: {e}");
+    };
+    let qwen = common::model(common::QWEN);
+    let m = qwen.to_str().unwrap();
+    bad(&["--suite", "mbpp", "-m", m], "--suite");
+    bad(&["--route", m, "--limit", "1"], "two models");
+    bad(&["-m", m, "--samples", "2"], "--samples");
+    bad(
+        &["--route", &format!("{m},{m}"), "--route-by", "entropy"],
+        "logprob:T",
+    );
+    bad(
+        &["-m", m, "--suite-file", "/nonexistent/he.jsonl"],
+        "fetch-models.sh humaneval",
+    );
+    bad(
+        &[
+            "-m",
+            m,
+            "--cloud",
+            "nope",
+            "--cloud-pass-rate",
+            "0.5",
+            "--limit",
+            "1",
+        ],
+        "price table",
+    );
+    bad(
+        &["-m", m, "--cloud", "x", "--cloud-pass-rate", "2"],
+        "--cloud-pass-rate",
+    );
+    bad(&["-m", m, "-o", "csv"], "-o");
+}
