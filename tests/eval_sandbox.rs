@@ -64,3 +64,34 @@ fn model_code_passes_fails_and_cannot_harm_the_machine() {
     let body = "    open('scratch.txt', 'w').write('ok')\n    return a + b\n";
     assert_eq!(check(&sb, body).0, Verdict::Passed);
 }
+
+/// Real answers (Qwen2.5-Coder-0.5B-Instruct, greedy, HumanEval/0-3, recorded in
+/// `tests/data/eval/answers_qwen0.5b.json` with the command that made them): the program taken
+/// out of each defines the entry point, and the sandbox gives each the verdict it got when
+/// recorded (3 passed, HumanEval/1 failed).
+#[test]
+fn recorded_answers_extract_and_check_as_recorded() {
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/eval/answers_qwen0.5b.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let models = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    let problems = tokenfab::eval::tasks::suite::load(&models.join("HumanEval.jsonl.gz")).unwrap();
+    assert_eq!(problems.len(), 164);
+    let sb = Sandbox::new().unwrap();
+    for a in rec["answers"].as_array().unwrap() {
+        let id = a["task_id"].as_str().unwrap();
+        let p = problems.iter().find(|p| p.task_id == id).unwrap();
+        let answer = a["answer"].as_str().unwrap();
+        assert!(answer.contains("```"), "{id}: a fenced answer");
+        let program = tokenfab::eval::tasks::extract::program(&p.prompt, &p.entry_point, answer);
+        assert!(program.contains(&format!("def {}", p.entry_point)), "{id}");
+        assert!(!program.contains("```"), "{id}: {program}");
+        let v = sb.check(&program, &p.test, &p.entry_point, Limits::default());
+        assert_eq!(v.passed(), a["passed"].as_bool().unwrap(), "{id}: {v:?}");
+    }
+}

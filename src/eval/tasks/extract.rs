@@ -76,7 +76,8 @@ mod tests {
 
     #[test]
     fn fenced_code_that_defines_the_function_wins() {
-        // recorded from Qwen2.5-Coder-0.5B-Instruct (greedy) on a HumanEval-style prompt
+        // the shape of an instruct model's answer (real recorded answers are checked in
+        // tests/eval_sandbox.rs)
         let answer = "Here is the function:\n\n```python\ndef add(xs: List[int]) -> int:\n    return sum(xs)\n```\n\nIt sums the list.\n\n```python\nprint(add([1, 2]))\n```";
         let p = program(PROMPT, "add", answer);
         assert_eq!(
