@@ -199,13 +199,7 @@ impl Engine {
     /// Loads the model at `path`: tokenizer and weights concurrently (the tokenizer build is
     /// the slow part; the weights are only mapped on the CPU).
     pub fn load(path: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
-        let shown = path.display().to_string();
-        let file = GgufFile::open(path).map_err(|e| EngineError::Open {
-            path: shown.clone(),
-            cause: Box::new(e),
-        })?;
-        let file = Arc::new(file);
-        file.prefetch();
+        let (shown, file) = open_gguf(path)?;
         let backend = opts.backend.open()?;
         let mut load = opts.load.clone();
         if let Some(d) = &opts.draft {
@@ -482,8 +476,8 @@ impl Engine {
     }
 }
 
-/// Loads a draft model on the target's backend kind, for at most the target's context.
-fn load_draft(path: &Path, opts: &EngineOptions, ctx: usize) -> Result<Model, EngineError> {
+/// Maps a model file (with a read-ahead hint); its path as shown in errors.
+fn open_gguf(path: &Path) -> Result<(String, Arc<GgufFile>), EngineError> {
     let shown = path.display().to_string();
     let file = GgufFile::open(path).map_err(|e| EngineError::Open {
         path: shown.clone(),
@@ -491,6 +485,12 @@ fn load_draft(path: &Path, opts: &EngineOptions, ctx: usize) -> Result<Model, En
     })?;
     let file = Arc::new(file);
     file.prefetch();
+    Ok((shown, file))
+}
+
+/// Loads a draft model on the target's backend kind, for at most the target's context.
+fn load_draft(path: &Path, opts: &EngineOptions, ctx: usize) -> Result<Model, EngineError> {
+    let (shown, file) = open_gguf(path)?;
     let load = LoadOptions {
         ctx,
         logit_rows: 1,

@@ -193,12 +193,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     match a.output.as_str() {
-        "json" => writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?,
-        "jsonl" => {
-            for r in &results {
-                writeln!(out, "{}", serde_json::to_string(r)?)?;
-            }
-        }
+        "json" | "jsonl" => write_json(&mut out, &a.output, &results)?,
         "csv" => write!(out, "{}", bench::to_csv(&results))?,
         _ => {
             write!(out, "{}", bench::to_markdown(&results))?;
@@ -219,6 +214,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 )?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Bench results as one JSON array (`json`) or one object per line (`jsonl`).
+fn write_json(out: &mut impl Write, format: &str, results: &[BenchResult]) -> Result<()> {
+    if format == "jsonl" {
+        for r in results {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        }
+    } else {
+        writeln!(out, "{}", serde_json::to_string_pretty(results)?)?;
     }
     Ok(())
 }
@@ -366,12 +373,7 @@ fn speculative(a: &BenchArgs, draft: tokenfab::engine::DraftSpec) -> Result<()> 
     let threads = a.threads.first().copied().unwrap_or(0);
     super::warn_oversubscribed(threads);
     let opts = tokenfab::engine::EngineOptions {
-        backend: BackendSpec {
-            kind: a.backend.parse()?,
-            threads,
-            profile: false,
-            gpu: super::gpu_options(),
-        },
+        backend: super::backend_spec(&a.backend, threads, false)?,
         load: LoadOptions {
             ctx: 2048,
             ..LoadOptions::default()
@@ -395,12 +397,7 @@ fn speculative(a: &BenchArgs, draft: tokenfab::engine::DraftSpec) -> Result<()> 
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     match a.output.as_str() {
-        "json" => writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?,
-        "jsonl" => {
-            for r in &results {
-                writeln!(out, "{}", serde_json::to_string(r)?)?;
-            }
-        }
+        "json" | "jsonl" => write_json(&mut out, &a.output, &results)?,
         "md" => {
             write!(out, "{}", spec_bench::to_markdown(&results))?;
             if let Some(r) = results.first() {

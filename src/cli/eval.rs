@@ -7,7 +7,6 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use tokenfab::backend::{BackendKind, BackendSpec};
 use tokenfab::engine::{Engine, EngineOptions};
 use tokenfab::eval::tasks::run::{self, Policy, PolicyCost, ProblemRun, RunOptions};
 use tokenfab::eval::tasks::sandbox::{Limits, Sandbox};
@@ -83,12 +82,7 @@ pub struct EvalArgs {
 
 fn engine(path: &std::path::Path, a: &EvalArgs) -> Result<Engine> {
     let opts = EngineOptions {
-        backend: BackendSpec {
-            kind: a.backend.parse::<BackendKind>()?,
-            threads: a.threads,
-            profile: false,
-            gpu: super::gpu_options(),
-        },
+        backend: super::backend_spec(&a.backend, a.threads, false)?,
         load: LoadOptions {
             ctx: 2048,
             ..LoadOptions::default()
@@ -339,10 +333,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
             p.passed,
             p.problems,
             p.attempts,
-            p.generated_tokens,
-            p.seconds,
-            p.joules,
-            p.usd,
+            p.work.generated_tokens,
+            p.work.seconds,
+            p.work.joules,
+            p.work.usd,
             opt(p.usd_per_accepted(), &|x| format!("{x:.2e}")),
             opt(p.joules_per_accepted(), &|x| format!("{x:.2}")),
             p.usd_per_mtok(),

@@ -142,6 +142,20 @@ pub fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
+/// `--backend NAME` with its threads (and `--profile`) as a backend spec.
+pub fn backend_spec(
+    name: &str,
+    threads: usize,
+    profile: bool,
+) -> Result<tokenfab::backend::BackendSpec> {
+    Ok(tokenfab::backend::BackendSpec {
+        kind: name.parse::<tokenfab::backend::BackendKind>()?,
+        threads,
+        profile,
+        gpu: gpu_options(),
+    })
+}
+
 /// The models directory: `models/` here if it exists, else the checkout's (`TOKENFAB_MODELS_DIR`
 /// first).
 pub fn models_dir() -> PathBuf {

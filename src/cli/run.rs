@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tokenfab::backend::{BackendKind, BackendSpec};
+use tokenfab::backend::BackendSpec;
 use tokenfab::engine::{Engine, EngineOptions};
 use tokenfab::generate::{GenerateOptions, StopReason};
 use tokenfab::model::{LoadOptions, Model};
@@ -166,12 +166,7 @@ impl RunConfig {
                 n_seq: 1,
             },
             threads: a.threads,
-            backend: BackendSpec {
-                kind: a.backend.parse::<BackendKind>()?,
-                threads: a.threads,
-                profile: a.profile,
-                gpu: super::gpu_options(),
-            },
+            backend: super::backend_spec(&a.backend, a.threads, a.profile)?,
             add_bos: !a.no_bos,
             chat,
             trace: a.trace,

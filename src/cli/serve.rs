@@ -4,7 +4,6 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
-use tokenfab::backend::{BackendKind, BackendSpec};
 use tokenfab::engine::{Engine, EngineOptions};
 use tokenfab::model::LoadOptions;
 use tokenfab::server::{serve, ServeOptions};
@@ -66,12 +65,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let path = super::resolve_model(a.model.as_deref())?;
     super::warn_oversubscribed(a.threads);
     let opts = EngineOptions {
-        backend: BackendSpec {
-            kind: a.backend.parse::<BackendKind>()?,
-            threads: a.threads,
-            profile: false,
-            gpu: super::gpu_options(),
-        },
+        backend: super::backend_spec(&a.backend, a.threads, false)?,
         load: LoadOptions {
             ctx: a.ctx_size,
             batch: a.batch_size,

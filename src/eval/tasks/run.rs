@@ -55,17 +55,35 @@ impl Default for RunOptions {
     }
 }
 
-/// One generated answer, checked and priced.
-#[derive(Clone, Debug, Serialize)]
-pub struct Attempt {
-    pub seed: u64,
-    pub temperature: f32,
+/// The work of one or more attempts: tokens, time, bytes moved, energy and dollars.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Work {
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
     pub seconds: f64,
     pub bytes: u64,
     pub joules: f64,
     pub usd: f64,
+}
+
+impl std::ops::AddAssign for Work {
+    fn add_assign(&mut self, o: Work) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.generated_tokens += o.generated_tokens;
+        self.seconds += o.seconds;
+        self.bytes += o.bytes;
+        self.joules += o.joules;
+        self.usd += o.usd;
+    }
+}
+
+/// One generated answer, checked and priced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    pub seed: u64,
+    pub temperature: f32,
+    #[serde(flatten)]
+    pub work: Work,
     /// Mean log-probability of the generated tokens under the model.
     pub mean_logprob: f64,
     pub passed: bool,
@@ -165,14 +183,15 @@ fn attempt(
         ..Default::default()
     };
     let pricer = e.pricer();
-    let (mut seconds, mut bytes, mut joules, mut usd, mut lp) = (0.0, 0u64, 0.0, 0.0, 0.0);
+    let mut work = Work::default();
+    let mut lp = 0.0;
     let mut text = String::new();
     let s = e.generate(prompt, &mut Sampler::new(params), &gen, &mut |ev| {
         let c = pricer.cost(ev);
-        seconds += ev.duration.as_secs_f64();
-        bytes += ev.traffic.bytes();
-        joules += c.joules;
-        usd += c.usd;
+        work.seconds += ev.duration.as_secs_f64();
+        work.bytes += ev.traffic.bytes();
+        work.joules += c.joules;
+        work.usd += c.usd;
         if ev.phase == Phase::Decode {
             text.push_str(ev.text);
             if let Some(l) = &ev.logprob {
@@ -183,15 +202,12 @@ fn attempt(
     })?;
     let program = extract::program(&p.prompt, &p.entry_point, &text);
     let verdict = sandbox.check(&program, &p.test, &p.entry_point, opts.limits);
+    work.prompt_tokens = s.n_prompt;
+    work.generated_tokens = s.n_generated;
     Ok(Attempt {
         seed,
         temperature,
-        prompt_tokens: s.n_prompt,
-        generated_tokens: s.n_generated,
-        seconds,
-        bytes,
-        joules,
-        usd,
+        work,
         mean_logprob: lp / s.n_generated.max(1) as f64,
         passed: verdict.passed(),
         error: match verdict {
@@ -241,12 +257,8 @@ pub struct PolicyCost {
     pub problems: usize,
     pub passed: usize,
     pub attempts: usize,
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
-    pub seconds: f64,
-    pub bytes: u64,
-    pub joules: f64,
-    pub usd: f64,
+    #[serde(flatten)]
+    pub work: Work,
 }
 
 impl PolicyCost {
@@ -256,26 +268,21 @@ impl PolicyCost {
 
     /// All the work's dollars ÷ problems solved (`None` when none was).
     pub fn usd_per_accepted(&self) -> Option<f64> {
-        (self.passed > 0).then(|| self.usd / self.passed as f64)
+        (self.passed > 0).then(|| self.work.usd / self.passed as f64)
     }
 
     pub fn joules_per_accepted(&self) -> Option<f64> {
-        (self.passed > 0).then(|| self.joules / self.passed as f64)
+        (self.passed > 0).then(|| self.work.joules / self.passed as f64)
     }
 
     /// Dollars per million generated tokens (the per-token view, for comparison).
     pub fn usd_per_mtok(&self) -> f64 {
-        self.usd / self.generated_tokens.max(1) as f64 * 1e6
+        self.work.usd / self.work.generated_tokens.max(1) as f64 * 1e6
     }
 
     fn add(&mut self, a: &Attempt) {
         self.attempts += 1;
-        self.prompt_tokens += a.prompt_tokens;
-        self.generated_tokens += a.generated_tokens;
-        self.seconds += a.seconds;
-        self.bytes += a.bytes;
-        self.joules += a.joules;
-        self.usd += a.usd;
+        self.work += a.work;
     }
 }
 
@@ -414,8 +421,8 @@ pub fn cloud_cost(
 ) -> Option<f64> {
     let (mut tin, mut tout) = (0usize, 0usize);
     for a in runs.iter().filter_map(|r| r.attempts.first()) {
-        tin += a.prompt_tokens;
-        tout += a.generated_tokens;
+        tin += a.work.prompt_tokens;
+        tout += a.work.generated_tokens;
     }
     let usd = tin as f64 * usd_per_mtok_in / 1e6 + tout as f64 * usd_per_mtok_out / 1e6;
     let accepted = runs.len() as f64 * pass_rate;
@@ -430,12 +437,14 @@ mod tests {
         Attempt {
             seed: 0,
             temperature: 0.0,
-            prompt_tokens: 100,
-            generated_tokens: 50,
-            seconds: 1.0,
-            bytes: 10,
-            joules: usd * 1000.0,
-            usd,
+            work: Work {
+                prompt_tokens: 100,
+                generated_tokens: 50,
+                seconds: 1.0,
+                bytes: 10,
+                joules: usd * 1000.0,
+                usd,
+            },
             mean_logprob: lp,
             passed,
             error: None,
@@ -467,11 +476,11 @@ mod tests {
         ];
         let single = cost_single(&runs, &Policy::Single);
         assert_eq!((single.passed, single.attempts), (1, 3));
-        assert_eq!(single.usd, 1.0 + 2.0 + 4.0);
+        assert_eq!(single.work.usd, 1.0 + 2.0 + 4.0);
         assert_eq!(single.usd_per_accepted(), Some(7.0));
         let r1 = cost_single(&runs, &Policy::Retries(1));
         assert_eq!((r1.passed, r1.attempts), (2, 5));
-        assert_eq!(r1.usd, 1.0 + 2.0 + 3.0 + 4.0 + 5.0);
+        assert_eq!(r1.work.usd, 1.0 + 2.0 + 3.0 + 4.0 + 5.0);
         assert_eq!(r1.usd_per_accepted(), Some(7.5));
         let r2 = cost_single(&runs, &Policy::Retries(2));
         assert_eq!((r2.passed, r2.attempts), (2, 6));
@@ -496,11 +505,11 @@ mod tests {
         ];
         let o = cost_cascade(&small, &large, &Policy::CascadeOracle).unwrap();
         // small everywhere (4), large on 2 and 4 (20): solved 1, 2, 3
-        assert_eq!((o.passed, o.attempts, o.usd), (3, 6, 24.0));
+        assert_eq!((o.passed, o.attempts, o.work.usd), (3, 6, 24.0));
         assert_eq!(o.usd_per_accepted(), Some(8.0));
         let l = cost_cascade(&small, &large, &Policy::CascadeLogprob(-0.5)).unwrap();
         // escalates 3 and 4 (20): solved 1 (small), 3 (large); 2 kept its failed answer
-        assert_eq!((l.passed, l.attempts, l.usd), (2, 6, 24.0));
+        assert_eq!((l.passed, l.attempts, l.work.usd), (2, 6, 24.0));
         assert_eq!(l.usd_per_accepted(), Some(12.0));
         // escalating where no large run exists is the caller's error
         let e = cost_cascade(&small, &[None, None, None, None], &Policy::CascadeOracle);
@@ -522,7 +531,7 @@ mod tests {
         let (p1, c) = cost_samples(&runs, 1);
         assert!((p1 - 0.25).abs() < 1e-12);
         // every sample is paid for; one passed
-        assert_eq!((c.passed, c.attempts, c.usd), (1, 4, 4.0));
+        assert_eq!((c.passed, c.attempts, c.work.usd), (1, 4, 4.0));
     }
 
     #[test]
