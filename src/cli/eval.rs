@@ -50,6 +50,13 @@ pub struct EvalArgs {
     /// reported too), not only where a cascade escalates.
     #[arg(long = "large-all", requires = "route")]
     pub large_all: bool,
+    /// Ask an OpenAI-compatible server (llama-server, tokenfab serve, a cloud API) instead of
+    /// a local model: the same prompts, greedy, checked the same way.
+    #[arg(long = "endpoint", conflicts_with_all = ["model", "route"])]
+    pub endpoint: Option<String>,
+    /// `model` field of --endpoint requests.
+    #[arg(long = "endpoint-model", requires = "endpoint")]
+    pub endpoint_model: Option<String>,
     /// Most tokens of an answer.
     #[arg(short = 'n', long = "n-predict", default_value_t = 512)]
     pub n_predict: usize,
@@ -167,7 +174,24 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let mut pass_at = None;
     let energy_source;
     let first_runs: Vec<ProblemRun>;
-    if a.route.is_empty() {
+    if let Some(url) = &a.endpoint {
+        let runs = run::run_endpoint(
+            url,
+            a.endpoint_model.as_deref(),
+            &sandbox,
+            &problems,
+            &opts,
+            &mut progress(url),
+        )
+        .map_err(anyhow::Error::msg)?;
+        energy_source = "from the server's usage.cost, if any".into();
+        let mut c = run::cost_single(&runs, &Policy::Single);
+        c.policy = format!("{url}: single");
+        policies.push(c);
+        runs_json.insert(url.clone(), serde_json::to_value(&runs)?);
+        models.push(json!({"endpoint": url}));
+        first_runs = runs;
+    } else if a.route.is_empty() {
         let path = super::resolve_model(a.model.as_deref())?;
         let mut e = engine(&path, &a)?;
         energy_source = e.energy_source().to_string();

@@ -35,8 +35,11 @@ pub fn fenced_blocks(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur: Option<String> = None;
     for line in text.lines() {
-        if line.trim_start().starts_with("```") {
+        let t = line.trim_start();
+        if let Some(tag) = t.strip_prefix("```") {
             match cur.take() {
+                // "```markdown" then "```python": the inner fence opens the block
+                Some(b) if b.is_empty() && !tag.trim().is_empty() => cur = Some(b),
                 Some(b) => out.push(b),
                 None => cur = Some(String::new()),
             }
@@ -103,5 +106,11 @@ mod tests {
         // an unclosed fence runs to the end
         assert_eq!(fenced_blocks("```py\nx = 1\ny = 2"), vec!["x = 1\ny = 2\n"]);
         assert!(fenced_blocks("no code").is_empty());
+        // a fence inside a fence (seen from the 0.5B model on HumanEval/10): the inner one
+        // opens the code
+        assert_eq!(
+            fenced_blocks("```markdown\n```python\ndef f():\n    pass\n```"),
+            vec!["def f():\n    pass\n"]
+        );
     }
 }

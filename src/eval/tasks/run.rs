@@ -149,6 +149,96 @@ pub fn run(
     Ok(out)
 }
 
+/// Runs `problems` against an OpenAI-compatible server (`endpoint`, e.g. llama-server or
+/// `tokenfab serve`): the same instruction as a chat message, greedy, `opts.max_tokens`; the
+/// answer checked as a local one. Token counts come from the response's `usage`; joules and
+/// dollars from `usage.cost` when the server reports them (tokenfab serve), else 0. First
+/// attempts only.
+pub fn run_endpoint(
+    endpoint: &str,
+    model: Option<&str>,
+    sandbox: &Sandbox,
+    problems: &[Problem],
+    opts: &RunOptions,
+    on_problem: &mut dyn FnMut(&ProblemRun),
+) -> Result<Vec<ProblemRun>, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(900)))
+        .build()
+        .into();
+    let url = format!("{}/v1/chat/completions", endpoint.trim_end_matches('/'));
+    let mut out = Vec::new();
+    for p in problems {
+        let text = format!("{INSTRUCTION}\n```\n{}\n```\n", p.prompt.trim_end());
+        let mut body = serde_json::json!({
+            "messages": [{"role": "user", "content": text}],
+            "temperature": 0, "max_tokens": opts.max_tokens,
+        });
+        if let Some(m) = model {
+            body["model"] = m.into();
+        }
+        let t0 = std::time::Instant::now();
+        let resp = agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let raw = resp
+            .into_body()
+            .read_to_string()
+            .map_err(|e| format!("{url}: {e}"))?;
+        if status != 200 {
+            return Err(format!(
+                "{url}: HTTP {status}: {}",
+                raw.chars().take(300).collect::<String>()
+            ));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&raw).map_err(|e| format!("{url}: not a JSON answer: {e}"))?;
+        let answer = v["choices"][0]["message"]["content"]
+            .as_str()
+            .ok_or_else(|| format!("{url}: no choices[0].message.content in {v}"))?
+            .to_string();
+        let u = &v["usage"];
+        let n = |k: &str| u[k].as_u64().unwrap_or(0) as usize;
+        let work = Work {
+            prompt_tokens: n("prompt_tokens"),
+            generated_tokens: n("completion_tokens"),
+            seconds: t0.elapsed().as_secs_f64(),
+            bytes: u["cost"]["bytes"].as_u64().unwrap_or(0),
+            joules: u["cost"]["joules"].as_f64().unwrap_or(0.0),
+            usd: u["cost"]["usd"].as_f64().unwrap_or(0.0),
+        };
+        let program = extract::program(&p.prompt, &p.entry_point, &answer);
+        let verdict = sandbox.check(&program, &p.test, &p.entry_point, opts.limits);
+        let r = ProblemRun {
+            task_id: p.task_id.clone(),
+            attempts: vec![Attempt {
+                seed: 0,
+                temperature: 0.0,
+                work,
+                mean_logprob: f64::NAN,
+                passed: verdict.passed(),
+                error: error_of(verdict),
+                answer,
+            }],
+        };
+        on_problem(&r);
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn error_of(v: Verdict) -> Option<String> {
+    match v {
+        Verdict::Passed => None,
+        Verdict::TimedOut => Some("timeout".into()),
+        Verdict::Failed(m) => Some(m),
+    }
+}
+
 /// The prompt's token ids: through the chat template with [`INSTRUCTION`], or raw.
 pub fn prompt_ids(e: &Engine, p: &Problem, chat: bool) -> Result<Vec<u32>, EngineError> {
     if chat {
@@ -210,11 +300,7 @@ fn attempt(
         work,
         mean_logprob: lp / s.n_generated.max(1) as f64,
         passed: verdict.passed(),
-        error: match verdict {
-            Verdict::Passed => None,
-            Verdict::TimedOut => Some("timeout".into()),
-            Verdict::Failed(m) => Some(m),
-        },
+        error: error_of(verdict),
         answer: text,
     })
 }
