@@ -149,3 +149,33 @@ fn bad_flags_are_refused_with_the_flag_named() {
     );
     bad(&["-m", m, "-o", "csv"], "-o");
 }
+
+/// `--rescore REPORT` checks a saved report's answers again: the same verdicts when nothing
+/// changed; a report without answers is refused.
+#[test]
+fn rescore_checks_saved_answers_again() {
+    let qwen = common::model(common::QWEN);
+    let out = eval(&["-m", qwen.to_str().unwrap(), "--limit", "2", "-o", "json"]);
+    let v = json(&out);
+    let passed = v["policies"][0]["passed"].as_u64().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    std::fs::write(&report, &out.stdout).unwrap();
+    let o = eval(&["--rescore", report.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!("2 answers, {passed} passed when recorded, {passed} pass now")),
+        "{text}"
+    );
+    let mut stripped = v.clone();
+    for r in stripped["runs"].as_object_mut().unwrap().values_mut() {
+        for p in r.as_array_mut().unwrap() {
+            p["attempts"][0].as_object_mut().unwrap().remove("answer");
+        }
+    }
+    std::fs::write(&report, stripped.to_string()).unwrap();
+    let o = eval(&["--rescore", report.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no saved answers"));
+}

@@ -54,6 +54,10 @@ pub struct EvalArgs {
     /// a local model: the same prompts, greedy, checked the same way.
     #[arg(long = "endpoint", conflicts_with_all = ["model", "route"])]
     pub endpoint: Option<String>,
+    /// Check the answers saved in an earlier `-o json` report again (the current extraction
+    /// and sandbox; no generation) and print the pass rate of each run in it.
+    #[arg(long = "rescore", conflicts_with_all = ["model", "route", "endpoint"])]
+    pub rescore: Option<PathBuf>,
     /// `model` field of --endpoint requests.
     #[arg(long = "endpoint-model", requires = "endpoint")]
     pub endpoint_model: Option<String>,
@@ -143,6 +147,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
         problems.truncate(n);
     }
     let sandbox = Sandbox::new().map_err(anyhow::Error::msg)?;
+    if let Some(report) = &a.rescore {
+        return rescore(report, &problems, &sandbox, a.timeout);
+    }
     let opts = RunOptions {
         max_tokens: a.n_predict,
         temperature: a.temp,
@@ -389,5 +396,59 @@ pub fn run(a: EvalArgs) -> Result<()> {
         energy_source,
         sandbox.describe()
     );
+    Ok(())
+}
+
+/// `--rescore REPORT`: every saved answer checked again; per run, passed then and now.
+fn rescore(
+    report: &std::path::Path,
+    problems: &[suite::Problem],
+    sandbox: &Sandbox,
+    timeout: u64,
+) -> Result<()> {
+    let text = std::fs::read_to_string(report)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", report.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a tokenfab eval -o json report: {e}",
+            report.display()
+        )
+    })?;
+    let Some(runs) = v["runs"].as_object() else {
+        bail!(
+            "{}: no \"runs\" (not a tokenfab eval -o json report)",
+            report.display()
+        );
+    };
+    let limits = Limits {
+        timeout: std::time::Duration::from_secs(timeout.max(1)),
+        ..Limits::default()
+    };
+    for (name, list) in runs {
+        let (mut n, mut before, mut now) = (0, 0, 0);
+        for r in list.as_array().into_iter().flatten() {
+            let Some(a) = r["attempts"].get(0) else {
+                continue;
+            };
+            let Some(answer) = a["answer"].as_str() else {
+                bail!(
+                    "{}: {name} has no saved answers (made before answers were saved)",
+                    report.display()
+                );
+            };
+            let id = r["task_id"].as_str().unwrap_or("");
+            let Some(p) = problems.iter().find(|p| p.task_id == id) else {
+                bail!("{}: {id} is not in the suite", report.display());
+            };
+            let program =
+                tokenfab::eval::tasks::extract::program(&p.prompt, &p.entry_point, answer);
+            n += 1;
+            before += a["passed"].as_bool().unwrap_or(false) as usize;
+            now += sandbox
+                .check(&program, &p.test, &p.entry_point, limits)
+                .passed() as usize;
+        }
+        println!("{name}: {n} answers, {before} passed when recorded, {now} pass now");
+    }
     Ok(())
 }

@@ -30,7 +30,8 @@ pub fn program(prompt: &str, entry_point: &str, answer: &str) -> String {
 }
 
 /// The contents of the Markdown code fences of `text`, in order (an unclosed last fence runs
-/// to the end).
+/// to the end). A first line that only names the language (the fence's tag written on the
+/// next line: "```" then "python", seen from the 0.5B model) is not code and is dropped.
 pub fn fenced_blocks(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur: Option<String> = None;
@@ -53,7 +54,18 @@ pub fn fenced_blocks(text: &str) -> Vec<String> {
             out.push(b);
         }
     }
-    out
+    out.into_iter().map(drop_language_line).collect()
+}
+
+fn drop_language_line(block: String) -> String {
+    let first = block.lines().next().unwrap_or("").trim();
+    if matches!(first, "python" | "python3" | "py" | "Python") {
+        block
+            .split_once('\n')
+            .map_or(String::new(), |(_, rest)| rest.to_string())
+    } else {
+        block
+    }
 }
 
 /// A base model's continuation of the function body, up to the first line that is not
@@ -106,6 +118,8 @@ mod tests {
         // an unclosed fence runs to the end
         assert_eq!(fenced_blocks("```py\nx = 1\ny = 2"), vec!["x = 1\ny = 2\n"]);
         assert!(fenced_blocks("no code").is_empty());
+        // the tag on its own line (the 0.5B model, through llama-server and ours)
+        assert_eq!(fenced_blocks("```\npython\nx = 1\n```"), vec!["x = 1\n"]);
         // a fence inside a fence (seen from the 0.5B model on HumanEval/10): the inner one
         // opens the code
         assert_eq!(
