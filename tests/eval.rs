@@ -80,7 +80,10 @@ fn five_problems_with_a_retry_are_generated_checked_and_priced() {
 fn a_cascade_and_a_cloud_row() {
     let qwen = common::model(common::QWEN);
     let route = format!("{},{}", qwen.display(), qwen.display());
+    let plots = tempfile::tempdir().unwrap();
     let v = json(&eval(&[
+        "--plot",
+        plots.path().to_str().unwrap(),
         "--route",
         &route,
         "--route-by",
@@ -95,6 +98,13 @@ fn a_cascade_and_a_cloud_row() {
         "-o",
         "json",
     ]));
+    let png = std::fs::read(plots.path().join("tokenfab-eval.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    assert!(plots.path().join("tokenfab-eval.svg").exists());
     let names: Vec<&str> = v["policies"]
         .as_array()
         .unwrap()
@@ -165,7 +175,9 @@ fn rescore_checks_saved_answers_again() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains(&format!("2 answers, {passed} passed when recorded, {passed} pass now")),
+        text.contains(&format!(
+            "2 answers, {passed} passed when recorded, {passed} pass now"
+        )),
         "{text}"
     );
     let mut stripped = v.clone();
