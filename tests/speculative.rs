@@ -430,7 +430,9 @@ fn the_speculative_benchmark_writes_bench_json_that_cost_reads() {
     assert_eq!(r["decode_j_per_token"], s["j_per_accepted_token"]);
     let bench = dir.join("bench.json");
     std::fs::write(&bench, &out.stdout).unwrap();
+    // in the temp dir: `cost` writes its plots to the working directory
     let cost = std::process::Command::new(tf)
+        .current_dir(&dir)
         .args(["cost", bench.to_str().unwrap()])
         .output()
         .unwrap();
