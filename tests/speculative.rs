@@ -11,7 +11,7 @@
 mod common;
 
 use tokenfab::engine::{DraftFrom, DraftSpec, Engine, EngineError, EngineOptions};
-use tokenfab::generate::{DraftOptions, GenerateOptions, Summary};
+use tokenfab::generate::{DraftOptions, GenerateOptions, Sequence, Summary, TokenLogprob};
 use tokenfab::model::LoadOptions;
 use tokenfab::sampling::{Sampler, SamplingParams};
 
@@ -51,6 +51,21 @@ fn greedy(e: &mut Engine, text: &str, n: usize) -> Summary {
     };
     e.generate(&prompt, &mut Sampler::greedy(), &opts, &mut |_| true)
         .unwrap()
+}
+
+/// Steps `seq` to its end; its generated tokens with their logprobs.
+fn to_end(e: &mut Engine, seq: &mut Sequence) -> Vec<(u32, TokenLogprob)> {
+    let mut out = Vec::new();
+    while seq.finished().is_none() {
+        e.step(&mut [&mut *seq], &mut |_, ev| {
+            if let Some(l) = &ev.logprob {
+                out.push((ev.token, l.clone()));
+            }
+            true
+        })
+        .unwrap();
+    }
+    out
 }
 
 #[test]
@@ -135,7 +150,6 @@ fn a_rewound_cache_holds_exactly_the_accepted_text() {
         logprobs: Some(3),
         ..opts
     };
-    let mut reused_logprobs = Vec::new();
     seq.restart(&text, Sampler::greedy(), more.clone()).unwrap();
     assert!(
         seq.reused_tokens() >= prompt.len() + 31,
@@ -143,28 +157,11 @@ fn a_rewound_cache_holds_exactly_the_accepted_text() {
         seq.reused_tokens()
     );
     e.set_drafter(None); // both continuations decode one token at a time
-    while seq.finished().is_none() {
-        e.step(&mut [&mut seq], &mut |_, ev| {
-            if let Some(l) = &ev.logprob {
-                reused_logprobs.push((ev.token, l.clone()));
-            }
-            true
-        })
-        .unwrap();
-    }
+    let reused_logprobs = to_end(&mut e, &mut seq);
     e.release(seq);
     let mut fresh = e.new_sequence(&text, Sampler::greedy(), more).unwrap();
     assert_eq!(fresh.reused_tokens(), 0);
-    let mut fresh_logprobs = Vec::new();
-    while fresh.finished().is_none() {
-        e.step(&mut [&mut fresh], &mut |_, ev| {
-            if let Some(l) = &ev.logprob {
-                fresh_logprobs.push((ev.token, l.clone()));
-            }
-            true
-        })
-        .unwrap();
-    }
+    let fresh_logprobs = to_end(&mut e, &mut fresh);
     assert_eq!(reused_logprobs.len(), 8);
     // bitwise: the same kernels ran on the same keys and values
     assert_eq!(reused_logprobs, fresh_logprobs);
