@@ -480,31 +480,8 @@ fn info_validate_finds_a_planted_nan_scale() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("decodes to finite numbers"), "{out}");
 
-    let f = tokenfab::gguf::GgufFile::open(&src).unwrap();
-    let t = f
-        .tensors()
-        .iter()
-        .find(|t| t.name == "blk.3.attn_q.weight")
-        .unwrap()
-        .clone();
-    let range = f.tensor_range(&t);
-    let dtype = t.dtype;
-    drop(f);
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.gguf");
-    let mut bytes = std::fs::read(&src).unwrap();
-    // row 1, block 2: every supported block type starts with an f16 scale (`d`), except
-    // the k-quants with a super-block layout, whose `d` is where the type puts it
-    let row_bytes = dtype.row_bytes(t.row_len()).unwrap() as usize;
-    let block_bytes = row_bytes / (t.row_len() as usize / dtype.block_size());
-    let d_at = match dtype {
-        tokenfab::gguf::GgmlType::Q4_K | tokenfab::gguf::GgmlType::Q5_K => 0,
-        tokenfab::gguf::GgmlType::Q6_K => block_bytes - 2,
-        _ => 0,
-    };
-    let at = range.start + row_bytes + 2 * block_bytes + d_at;
-    bytes[at..at + 2].copy_from_slice(&0x7e00u16.to_le_bytes()); // f16 NaN
-    std::fs::write(&bad, &bytes).unwrap();
+    let (bad, dtype) = common::plant_nan(&src, dir.path());
     let (code, _, err) = run(&["info", "--validate", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(
@@ -514,4 +491,84 @@ fn info_validate_finds_a_planted_nan_scale() {
             && err.contains("(block 2)"),
         "{dtype}: {err}"
     );
+}
+
+/// A NaN in a weight block must not turn into plausible text: the CPU's 8-bit activation
+/// quantization would make it an ordinary number (measured: the run printed ", there was a
+/// place called the" instead of ", there was a man who was a"). The run ends with an error
+/// naming the layer the NaN entered and the command that finds the block.
+#[test]
+fn a_nan_weight_block_ends_the_run_naming_the_layer() {
+    let src = common::model(common::GEMMA);
+    let dir = tempfile::tempdir().unwrap();
+    let (bad, _) = common::plant_nan(&src, dir.path());
+    let bad = bad.to_str().unwrap();
+    let args = [
+        "run",
+        "-m",
+        bad,
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+        "Once upon a time",
+    ];
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(
+            "non-finite value (NaN or infinity) in the input of a matrix product in layer 3"
+        ) && err.contains(&format!("tokenfab info --validate {bad}")),
+        "{err}"
+    );
+    assert!(out.is_empty(), "no token is printed: {out:?}");
+    // the sound file runs, so the check is not what failed
+    let (code, _, err) = run(&[
+        "run",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+        "Once upon a time",
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// A device lost in the middle of a run (`TOKENFAB_FAULT` destroys the wgpu device after N
+/// submits, as a driver reset would) ends the run with the reason, without hanging.
+#[test]
+fn a_lost_gpu_device_ends_the_run_with_the_reason() {
+    let t0 = std::time::Instant::now();
+    let out = tokenfab()
+        .args([
+            "run",
+            "--backend",
+            "wgpu",
+            "-n",
+            "6",
+            "--temp",
+            "0",
+            "Once upon a time",
+        ])
+        .env("TOKENFAB_FAULT", "wgpu-lose-device-after=3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the device was lost (Destroyed)") && err.contains("restarted"),
+        "{err}"
+    );
+    assert!(t0.elapsed().as_secs() < 120, "no hang");
+    let out = tokenfab()
+        .args(["run", "--backend", "wgpu", "-n", "1", "Once upon a time"])
+        .env("TOKENFAB_FAULT", "wgpu-lose-device-sometime")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected wgpu-lose-device-after=N"), "{err}");
 }

@@ -519,3 +519,63 @@ fn the_load_generator_measures_a_server() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did not answer"));
 }
+
+/// A model that fails in the middle of requests — a NaN planted in a weight block (CPU), a
+/// GPU device lost after a few submits (wgpu on lavapipe, `TOKENFAB_FAULT`) — ends the
+/// requests in flight with a 500 that says why; the server stays up, `/health` turns 503 with
+/// the reason, and later requests get the same clear error instead of a hang.
+#[test]
+fn a_failing_model_ends_requests_with_the_reason_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bad, _) = common::plant_nan(&common::model(common::GEMMA), dir.path());
+    let gemma = common::model(common::GEMMA);
+    type Case<'a> = (
+        &'a std::path::Path,
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        &'a str,
+    );
+    let cases: [Case; 2] = [
+        (
+            &bad,
+            &[],
+            &[],
+            "in the input of a matrix product in layer 3",
+        ),
+        (
+            &gemma,
+            &["--backend", "wgpu", "--parallel", "1"],
+            &[("TOKENFAB_FAULT", "wgpu-lose-device-after=4")],
+            "the device was lost",
+        ),
+    ];
+    for (model, extra, env, why) in cases {
+        let s = Server::start_with(model, extra, env);
+        let (code, body) = s.get("/health");
+        assert_eq!(code, 200, "{body}");
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            let (code, v) = s.post(
+                "/v1/completions",
+                &completion("Once upon a time", 8).to_string(),
+            );
+            assert_eq!(code, 500, "{v}");
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.contains(why), "{msg}");
+            let (code, body) = s.get("/health");
+            assert_eq!(code, 503, "{body}");
+            assert!(body.contains(why), "{body}");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no hang");
+        // a streaming client gets the error as its last event
+        let events = s.stream(
+            "/v1/chat/completions",
+            &json!({
+            "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": true}),
+        );
+        assert!(events.iter().any(|e| e.contains(why)), "{events:?}");
+        assert!(
+            s.metric("tokenfab_requests_total{endpoint=\"/v1/completions\",status=\"500\"}") >= 2.0
+        );
+    }
+}

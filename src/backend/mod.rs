@@ -167,6 +167,9 @@ pub enum BackendError {
     NotCompiled(String, String),
     #[error("invalid op: {0}")]
     Invalid(String),
+    /// A NaN or infinity where numbers must be finite (see [`Backend::first_non_finite`]).
+    #[error("non-finite value (NaN or infinity) in {place}, token row {row} of the pass")]
+    NonFinite { place: String, row: usize },
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -382,6 +385,14 @@ pub trait Backend: Send {
         let mut v = vec![0f32; len];
         self.read(src, off, &mut v)?;
         Ok(crate::sampling::top_k(&v, k))
+    }
+
+    /// Index of the first NaN or infinity among `x[..len]`, where the backend can tell
+    /// without a device round trip (it keeps activations in host memory). Device backends
+    /// answer `None`: a readback per layer would cost more than the step.
+    fn first_non_finite(&mut self, x: Buf, len: usize) -> Result<Option<usize>> {
+        let _ = (x, len);
+        Ok(None)
     }
 
     /// Waits until all submitted work has finished.

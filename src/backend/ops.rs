@@ -12,6 +12,8 @@ pub struct Ops {
     backend: Box<dyn Backend>,
     ledger: Ledger,
     timing: Option<SyncTiming>,
+    /// The layer the model is in ([`Ops::tag_layer`]), for errors.
+    layer: Option<usize>,
 }
 
 /// `--profile` for backends without GPU timestamps (cuda): the device is synchronized before
@@ -64,6 +66,7 @@ impl Ops {
             backend,
             ledger: Ledger::default(),
             timing: None,
+            layer: None,
         }
     }
 
@@ -112,6 +115,23 @@ impl Ops {
     /// whole batch (`None`): see [`Ledger::set_tag`].
     pub fn tag_sequence(&mut self, seq: Option<usize>) {
         self.ledger.set_tag(seq);
+    }
+
+    /// The layer the following ops belong to (`None`: outside the layers), named when an
+    /// input turns out not to be finite.
+    pub fn tag_layer(&mut self, layer: Option<usize>) {
+        self.layer = layer;
+    }
+
+    /// Every matrix product's input is checked before use: quantizing activations to 8 bits
+    /// (the CPU kernels) would turn a NaN into an ordinary number and hide a corrupted weight
+    /// block behind plausible text.
+    fn guard_input(&mut self, x: Buf, n: usize, cols: usize) -> Result<()> {
+        let layer = self.layer;
+        self.check_finite(x, n, cols, || match layer {
+            Some(l) => format!("the input of a matrix product in layer {l}"),
+            None => "the input of the output projection".into(),
+        })
     }
 
     /// Each sequence's own traffic since the last call (see [`Ledger::take_tagged`]).
@@ -191,6 +211,7 @@ impl Ops {
             )
         })?;
         check(x != out, || "matmul: input and output alias".into())?;
+        self.guard_input(x, n, w.cols)?;
         self.record_matmul(w, n);
         self.backend.matmul(w, x, out, n)
     }
@@ -237,6 +258,7 @@ impl Ops {
         n: usize,
     ) -> Result<()> {
         self.record_pre_norm(norm, x, w[0].cols, n)?;
+        self.guard_input(x, n, w[0].cols)?;
         for (w, o) in w.iter().zip(&out) {
             check(x.len >= n * w.cols && o.len >= n * w.rows, || {
                 format!("matmul_qkv: {n} x {} by [{} x {}]", x.len, w.rows, w.cols)
@@ -263,6 +285,7 @@ impl Ops {
         check(x != acc && x != tmp && tmp != acc, || {
             "matmul_add: buffers alias".into()
         })?;
+        self.guard_input(x, n, w.cols)?;
         // the ledger is the op sequence's, fused or not: the product, then the add
         self.record_matmul(w, n);
         self.record(OpName::Add, act(2 * rows, rows, rows));
@@ -284,6 +307,7 @@ impl Ops {
         n: usize,
     ) -> Result<()> {
         self.record_pre_norm(norm, x, gate.cols, n)?;
+        self.guard_input(x, n, gate.cols)?;
         let rows = n * gate.rows;
         check((gate.rows, gate.cols) == (up.rows, up.cols), || {
             "matmul_glu: gate and up differ in shape".into()
@@ -363,6 +387,29 @@ impl Ops {
         t.weight_bytes = bias.n_bytes();
         self.record(OpName::AddBias, t);
         self.backend.add_bias(x, bias, n)
+    }
+
+    /// Fails with [`BackendError::NonFinite`] when the first `rows` rows of `cols` elements of
+    /// `x` hold a NaN or an infinity, naming `place` (e.g. "the hidden state after layer 3").
+    /// A scan of host memory on the CPU; device backends do not look (see
+    /// [`Backend::first_non_finite`]). Not in the ledger: it is a guard, not the model's math.
+    pub fn check_finite(
+        &mut self,
+        x: Buf,
+        rows: usize,
+        cols: usize,
+        place: impl FnOnce() -> String,
+    ) -> Result<()> {
+        check(x.len >= rows * cols, || {
+            "check_finite: buffer too small".into()
+        })?;
+        match self.backend.first_non_finite(x, rows * cols)? {
+            None => Ok(()),
+            Some(i) => Err(BackendError::NonFinite {
+                place: place(),
+                row: i / cols.max(1),
+            }),
+        }
     }
 
     pub fn rms_norm(&mut self, x: Buf, w: &Weight, out: Buf, rows: usize, eps: f32) -> Result<()> {

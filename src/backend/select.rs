@@ -129,6 +129,8 @@ impl BackendSpec {
                     fast_kernels: g.fast_kernels,
                     tuning: Tuning::Auto,
                     adapter: g.adapter.clone(),
+                    lose_device_after: super::wgpu::fault_from_env()
+                        .map_err(BackendError::Invalid)?,
                 })?))
             }
             BackendKind::Cuda => Ok(Box::new(super::candle::CandleBackend::cuda_with(

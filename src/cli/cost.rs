@@ -82,17 +82,7 @@ pub struct CostArgs {
 fn read_bench(path: &PathBuf) -> Result<Vec<BenchResult>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read bench results {}", path.display()))?;
-    let trimmed = text.trim_start();
-    let parsed: Result<Vec<BenchResult>, _> = if trimmed.starts_with('[') {
-        serde_json::from_str(trimmed)
-    } else {
-        trimmed
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
-            .collect()
-    };
-    parsed.with_context(|| {
+    tokenfab::telemetry::bench::parse_results(&text).with_context(|| {
         format!(
             "{} is not `tokenfab bench -o json` output (schema_version 1)",
             path.display()

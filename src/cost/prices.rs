@@ -214,13 +214,18 @@ impl PriceTable {
             source: e,
         })?;
         let extra = Self::parse(&file, &text)?;
+        self.merge(&file, &extra)
+    }
+
+    /// Replaces or adds the rows of `extra` (parsed from `file`), then validates the result.
+    pub fn merge(&mut self, file: &str, extra: &PriceTable) -> Result<(), PriceError> {
         merge_rows(&mut self.cloud_api, &extra.cloud_api);
         merge_rows(&mut self.gpu_rental, &extra.gpu_rental);
         merge_rows(&mut self.edge_device, &extra.edge_device);
         merge_rows(&mut self.electricity, &extra.electricity);
         merge_rows(&mut self.pue, &extra.pue);
         merge_rows(&mut self.amortization, &extra.amortization);
-        self.check_links(&file)
+        self.check_links(file)
     }
 
     /// Cross-row checks.

@@ -97,6 +97,7 @@ impl Gemma3 {
         ops.scale(s.x, (d as f32).sqrt(), n * d)?;
 
         for (il, l) in self.layers.iter().enumerate() {
+            ops.tag_layer(Some(il));
             let swa = c.is_swa_layer(il);
             let rope = if swa {
                 &self.rope_local
@@ -148,6 +149,8 @@ impl Gemma3 {
             ops.add(s.x, s.xb, s.x, n * d)?;
         }
 
+        ops.tag_layer(None);
+
         // logits of the wanted rows only
         if !plan.logit_rows.is_empty() {
             self.head(c, ops, s, &plan.logit_rows)?;
@@ -171,6 +174,7 @@ impl Gemma3 {
         }
         ops.rms_norm(s.out, &self.output_norm, s.out, rows.len(), c.eps)?;
         ops.matmul(&self.output, s.out, s.logits, rows.len())?;
+        ops.check_finite(s.logits, rows.len(), c.n_vocab, || "the logits".into())?;
         Ok(())
     }
 }

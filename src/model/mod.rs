@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod describe;
 pub mod gemma3;
 pub mod qwen2;
 pub mod state;
@@ -48,6 +49,10 @@ pub enum ModelError {
     Options(String),
     #[error("invalid batch: {0}")]
     Batch(String),
+    /// NaN or infinity in the hidden state or the logits: a corrupted weight block (the
+    /// dequantized weights are finite in a sound file) or an overflow.
+    #[error("{file}: {what}; a corrupted weight block or an overflow (`tokenfab info --validate {file}` names corrupted blocks)")]
+    NonFinite { file: String, what: BackendError },
 }
 
 impl ModelError {
@@ -394,7 +399,13 @@ impl Model {
         };
         let mut result = Ok(());
         exec.install(&mut || result = f(&mut pass));
-        result
+        result.map_err(|e| match e {
+            ModelError::Backend(what @ BackendError::NonFinite { .. }) => ModelError::NonFinite {
+                file: self.file.path().display().to_string(),
+                what,
+            },
+            e => e,
+        })
     }
 
     /// Runs `tokens` of one sequence (at most one batch) at positions `pos0..`, filling

@@ -110,6 +110,7 @@ impl Qwen2 {
         ops.embed(&self.token_embd, tokens, s.x)?;
 
         for (il, l) in self.layers.iter().enumerate() {
+            ops.tag_layer(Some(il));
             // attention
             let norm = PreNorm {
                 weight: &l.attn_norm,
@@ -153,6 +154,8 @@ impl Qwen2 {
             ops.matmul_add(&l.ffn_down, s.hb, s.xb, s.x, n)?;
         }
 
+        ops.tag_layer(None);
+
         // logits of the wanted rows only
         if !plan.logit_rows.is_empty() {
             self.head(c, ops, s, &plan.logit_rows)?;
@@ -176,6 +179,7 @@ impl Qwen2 {
         }
         ops.rms_norm(s.out, &self.output_norm, s.out, rows.len(), c.eps)?;
         ops.matmul(&self.output, s.out, s.logits, rows.len())?;
+        ops.check_finite(s.logits, rows.len(), c.n_vocab, || "the logits".into())?;
         Ok(())
     }
 }

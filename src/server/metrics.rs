@@ -67,6 +67,9 @@ pub struct Metrics {
     /// Steps run and tokens in them (for the mean batch size).
     pub steps: u64,
     pub step_tokens: u64,
+    /// Why the last step failed (a lost device, non-finite numbers), until a step succeeds:
+    /// `/health` answers 503 with it.
+    pub fault: Option<String>,
 }
 
 impl Metrics {

@@ -260,8 +260,17 @@ async fn auth(State(st): State<Arc<AppState>>, req: HttpRequest, next: Next) -> 
     next.run(req).await
 }
 
-async fn health() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// 200 while steps succeed; 503 with the reason after a step failed (a lost device fails
+/// every request until the server is restarted), until one succeeds again.
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    match st.shared.metrics().fault.clone() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "error": e})),
+        )
+            .into_response(),
+    }
 }
 
 async fn models(State(st): State<Arc<AppState>>) -> Response {

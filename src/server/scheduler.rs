@@ -177,9 +177,11 @@ pub fn run(mut engine: Engine, rx: mpsc::Receiver<Job>, parallel: usize, shared:
                 let mut m = shared.metrics();
                 m.steps += 1;
                 m.step_tokens += r.tokens as u64;
+                m.fault = None;
             }
             Err(e) => {
                 // a device fault ends the requests in flight, not the server
+                shared.metrics().fault = Some(e.to_string());
                 for s in slots.iter_mut() {
                     if let (Some(seq), Some(run)) = (s.seq.as_mut(), s.run.take()) {
                         seq.cancel(StopReason::Cancelled);

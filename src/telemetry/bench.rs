@@ -479,6 +479,21 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 }
 
 /// A llama-bench-style Markdown table with tokenfab's extra columns.
+/// Reads `tokenfab bench -o json` output: a JSON array of results, or one result per line
+/// (`-o jsonl`, blank lines skipped). The input of `tokenfab cost`.
+pub fn parse_results(text: &str) -> Result<Vec<BenchResult>, serde_json::Error> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        serde_json::from_str(trimmed)
+    } else {
+        trimmed
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect()
+    }
+}
+
 pub fn to_markdown(results: &[BenchResult]) -> String {
     let mut s = String::from(
         "| model | size | params | backend | threads | test | t/s | ttft ms | itl p50/p99 ms | MB/tok | GB/s | MBU % | J/tok prefill | J/tok decode | energy | peak RSS MB |\n\

@@ -2,7 +2,7 @@
 //! oracle outputs (copied from ../shared/oracle into tests/data/oracle).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub mod ops;
 pub mod server;
@@ -72,4 +72,33 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .iter()
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
+}
+
+/// A copy of the model `src` in `dir` with one f16 NaN scale planted in row 1, block 2 of
+/// `blk.3.attn_q.weight`; returns its path and the tensor's type.
+pub fn plant_nan(src: &Path, dir: &Path) -> (PathBuf, tokenfab::gguf::GgmlType) {
+    let f = tokenfab::gguf::GgufFile::open(src).unwrap();
+    let t = f
+        .tensors()
+        .iter()
+        .find(|t| t.name == "blk.3.attn_q.weight")
+        .unwrap()
+        .clone();
+    let range = f.tensor_range(&t);
+    let dtype = t.dtype;
+    drop(f);
+    let bad = dir.join("bad.gguf");
+    let mut bytes = std::fs::read(src).unwrap();
+    // every supported block type starts with an f16 scale (`d`), except the k-quants with a
+    // super-block layout, whose `d` is where the type puts it
+    let row_bytes = dtype.row_bytes(t.row_len()).unwrap() as usize;
+    let block_bytes = row_bytes / (t.row_len() as usize / dtype.block_size());
+    let d_at = match dtype {
+        tokenfab::gguf::GgmlType::Q6_K => block_bytes - 2,
+        _ => 0,
+    };
+    let at = range.start + row_bytes + 2 * block_bytes + d_at;
+    bytes[at..at + 2].copy_from_slice(&0x7e00u16.to_le_bytes()); // f16 NaN
+    std::fs::write(&bad, &bytes).unwrap();
+    (bad, dtype)
 }

@@ -13,7 +13,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        let model = super::model(super::GEMMA);
+        Self::start_with(&super::model(super::GEMMA), extra, &[])
+    }
+
+    /// A server of `model` with `extra` arguments after `-c 512` (and `--backend cpu` unless
+    /// `extra` names a backend) and `env` variables set.
+    pub fn start_with(model: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tokenfab"))
             .args([
                 "serve",
@@ -24,8 +29,13 @@ impl Server {
                 "-t",
                 "2",
             ])
-            .args(["--backend", "cpu", "-c", "512"])
+            .args(["-c", "512"])
+            .args(match extra.contains(&"--backend") {
+                true => &[][..],
+                false => &["--backend", "cpu"][..],
+            })
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

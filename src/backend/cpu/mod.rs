@@ -437,6 +437,13 @@ impl Backend for CpuBackend {
         Ok(crate::sampling::argmax(&self.buf(src)[off..off + len]))
     }
 
+    fn first_non_finite(&mut self, x: Buf, len: usize) -> Result<Option<usize>> {
+        let v = &self.buf(x)[..len];
+        // one vectorized pass (x * 0 is NaN exactly for NaN and infinities), then the position
+        let any = v.iter().fold(0f32, |a, &x| a + x * 0.0);
+        Ok((!any.is_finite()).then(|| v.iter().position(|x| !x.is_finite()).unwrap_or(0)))
+    }
+
     fn sync(&mut self) -> Result<()> {
         Ok(())
     }

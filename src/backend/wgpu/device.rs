@@ -90,8 +90,10 @@ pub struct Gpu {
     pub summary: AdapterSummary,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    /// Errors raised by wgpu outside an error scope, and device loss; checked at each submit.
+    /// Errors raised by wgpu outside an error scope; checked (and cleared) at each submit.
     pub errors: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it is: every later operation fails with it.
+    pub lost: Arc<Mutex<Option<String>>>,
 }
 
 /// Opens the best adapter: discrete, then integrated, virtual, other, CPU (lavapipe);
@@ -146,10 +148,14 @@ pub fn open(adapter: Option<&str>) -> Result<Gpu, BackendError> {
             v.push(e.to_string());
         }
     }));
-    let sink = Arc::clone(&errors);
+    let lost = Arc::new(Mutex::new(None));
+    let sink = Arc::clone(&lost);
     device.set_device_lost_callback(move |reason, msg| {
         if let Ok(mut v) = sink.lock() {
-            v.push(format!("device lost ({reason:?}): {msg}"));
+            *v = Some(match msg.trim() {
+                "" => format!("{reason:?}"),
+                m => format!("{reason:?}: {m}"),
+            });
         }
     });
     Ok(Gpu {
@@ -159,5 +165,6 @@ pub fn open(adapter: Option<&str>) -> Result<Gpu, BackendError> {
         limits,
         features,
         errors,
+        lost,
     })
 }

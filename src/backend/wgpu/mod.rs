@@ -33,7 +33,7 @@ mod rope;
 
 pub use device::{has_discrete_gpu, list_adapters, AdapterSummary};
 pub use kernel_bench::KernelTiming;
-pub use options::{Counters, Tuning, WgpuOptions};
+pub use options::{fault_from_env, Counters, Tuning, WgpuOptions};
 
 use super::{
     AttnParams, Backend, BackendError, Buf, Glu, KernelTime, KvBuf, OpKind, PreNorm, Result, Rope,
@@ -102,6 +102,8 @@ pub struct WgpuBackend {
     counters: Arc<Counters>,
     max_part_bytes: u64,
     uploaded: u64,
+    /// See [`WgpuOptions::lose_device_after`].
+    lose_device_after: Option<u64>,
 }
 
 /// The buffers of a bind group (store ids in binding order, unused slots `u32::MAX`): a
@@ -192,6 +194,7 @@ impl WgpuBackend {
             counters: Arc::default(),
             max_part_bytes,
             uploaded: 0,
+            lose_device_after: opts.lose_device_after,
         };
         // argmax's token, then its first pass's (value, index) pairs
         b.result = b.buffer(8 + 8 * argmax::ARGMAX_GROUPS as u64, "result")?;
@@ -225,6 +228,19 @@ impl WgpuBackend {
     }
 
     fn check_errors(&self) -> Result<()> {
+        let lost = self
+            .gpu
+            .lost
+            .lock()
+            .map_err(|_| BackendError::Device("wgpu: error log poisoned".into()))?;
+        if let Some(why) = lost.as_ref() {
+            return Err(BackendError::Device(format!(
+                "wgpu ({}): the device was lost ({why}); nothing more can run on it until \
+                 tokenfab is restarted (the weights must be uploaded again)",
+                self.gpu.summary.name
+            )));
+        }
+        drop(lost);
         let mut errs = self
             .gpu
             .errors
@@ -348,7 +364,10 @@ impl WgpuBackend {
                 p.resolve(&mut enc);
             }
             self.gpu.queue.submit([enc.finish()]);
-            self.counters.submits.fetch_add(1, Ordering::Relaxed);
+            let n = self.counters.submits.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.lose_device_after == Some(n) {
+                self.gpu.device.destroy();
+            }
             self.params.clear();
             if let Some(p) = self.profiler.as_mut() {
                 p.collect(&self.gpu.device)?;

@@ -43,6 +43,22 @@ pub struct WgpuOptions {
     pub tuning: Tuning,
     /// Open the adapter whose name contains this (any case) instead of the best one.
     pub adapter: Option<String>,
+    /// Fault injection for tests: destroy the device after this many submits (the way a
+    /// driver reset or an unplugged eGPU ends it). From `TOKENFAB_FAULT=wgpu-lose-device-after=N`.
+    pub lose_device_after: Option<u64>,
+}
+
+/// Reads `TOKENFAB_FAULT` (fault injection for the tests of what a device loss does to a run
+/// and to the server): `wgpu-lose-device-after=N`. Anything else is refused, so a typo does
+/// not silently test nothing.
+pub fn fault_from_env() -> Result<Option<u64>, String> {
+    let Ok(v) = std::env::var("TOKENFAB_FAULT") else {
+        return Ok(None);
+    };
+    v.strip_prefix("wgpu-lose-device-after=")
+        .and_then(|n| n.parse().ok())
+        .map(Some)
+        .ok_or_else(|| format!("TOKENFAB_FAULT={v:?}: expected wgpu-lose-device-after=N"))
 }
 
 /// Kernel choices that depend on what runs the shaders. A GPU pays a few microseconds per
@@ -70,6 +86,7 @@ impl Default for WgpuOptions {
             fast_kernels: true,
             tuning: Tuning::Auto,
             adapter: None,
+            lose_device_after: None,
         }
     }
 }

@@ -1,0 +1,123 @@
+//! `tokenfab info`'s report: what a GGUF file holds (architecture, shape, attention, tokenizer,
+//! tensors by type, optionally every metadata key) and what running it reads per token. Pure
+//! text from a parsed file, so the CLI prints it and the fuzz target runs it on hostile files;
+//! `validate` (decoding every block) stays separate.
+
+use super::{kv_bytes_per_token, weight_bytes_per_token, Config};
+use crate::gguf::{GgmlType, GgufFile};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// The report for `f`, opened from `label` (a path as the user wrote it). `metadata`: also
+/// list every metadata key.
+pub fn describe(label: &str, f: &GgufFile, metadata: bool) -> String {
+    let mut s = String::new();
+    // writing into a String cannot fail
+    let _ = write_report(&mut s, label, f, metadata);
+    s
+}
+
+fn write_report(s: &mut String, label: &str, f: &GgufFile, metadata: bool) -> std::fmt::Result {
+    let md = f.metadata();
+    writeln!(
+        s,
+        "file          {label} ({}, GGUF v{}, {} tensors, {} metadata keys, alignment {})",
+        mb(f.file_size()),
+        f.version(),
+        f.tensors().len(),
+        md.len(),
+        f.alignment()
+    )?;
+    match Config::from_gguf(f) {
+        Ok(c) => {
+            writeln!(s, "architecture  {} ({})", c.arch.name(), c.name)?;
+            writeln!(
+                s,
+                "shape         {} layers, embedding {}, feed-forward {}, heads {} (KV {}), head dim {}, vocab {}",
+                c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.head_dim, c.n_vocab
+            )?;
+            let mut att = format!(
+                "context {} (trained), RoPE base {}, RMS eps {}",
+                c.ctx_train, c.rope_base, c.eps
+            );
+            if let Some(w) = c.sliding_window {
+                write!(
+                    att,
+                    ", sliding window {w} on {} of every {} layers (RoPE base {})",
+                    c.swa_pattern.saturating_sub(1),
+                    c.swa_pattern,
+                    c.rope_base_swa
+                )?;
+            }
+            writeln!(s, "attention     {att}")?;
+            writeln!(
+                s,
+                "per token     {} of weights read per decoded token; KV cache {:.1} KiB per token of context (f16)",
+                mb(weight_bytes_per_token(f)),
+                kv_bytes_per_token(&c) as f64 / 1024.0
+            )?;
+        }
+        Err(e) => writeln!(s, "architecture  not runnable by tokenfab: {e}")?,
+    }
+    if let Ok(model) = md.get_str("tokenizer.ggml.model") {
+        let n = md
+            .get_array("tokenizer.ggml.tokens")
+            .map(|a| a.len())
+            .unwrap_or(0);
+        let bos = md.opt_u64("tokenizer.ggml.bos_token_id").ok().flatten();
+        let add_bos = md.opt_bool("tokenizer.ggml.add_bos_token").ok().flatten();
+        writeln!(
+            s,
+            "tokenizer     {model} (pre: {}), {n} tokens, BOS {} ({}), EOS {}, chat template: {}",
+            md.opt_str("tokenizer.ggml.pre")
+                .ok()
+                .flatten()
+                .unwrap_or("-"),
+            bos.map_or("-".into(), |b| b.to_string()),
+            if add_bos.unwrap_or(model == "llama") {
+                "added"
+            } else {
+                "not added"
+            },
+            md.opt_u64("tokenizer.ggml.eos_token_id")
+                .ok()
+                .flatten()
+                .map_or("-".into(), |b| b.to_string()),
+            if md.get("tokenizer.chat_template").is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+        )?;
+    }
+    let mut by_type: BTreeMap<GgmlType, (usize, u64, u64)> = BTreeMap::new();
+    for t in f.tensors() {
+        let e = by_type.entry(t.dtype).or_default();
+        e.0 += 1;
+        e.1 = e.1.saturating_add(t.n_bytes);
+        e.2 = e.2.saturating_add(t.n_elements());
+    }
+    writeln!(s, "tensors       by type:")?;
+    for (t, (n, bytes, elems)) in &by_type {
+        writeln!(
+            s,
+            "  {:<6} {:>4} tensors  {:>10}  {:>12} weights  {:.2} bits/weight",
+            t.name(),
+            n,
+            mb(*bytes),
+            elems,
+            t.bits_per_weight()
+        )?;
+    }
+    if metadata {
+        writeln!(s, "metadata:")?;
+        for (k, v) in md.iter() {
+            writeln!(s, "  {k} = {v}")?;
+        }
+    }
+    Ok(())
+}
