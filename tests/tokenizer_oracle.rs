@@ -158,6 +158,33 @@ fn spm_model_should_match_the_derived_merges_bpe() {
     assert!(texts.len() > 50);
 }
 
+/// Found by `scripts/fuzz.sh run chat_template` (the fuzz target's input format: template,
+/// NUL, then role/content pairs split by \x01): minijinja's error excerpt underflowed on this
+/// template's error span and panicked — in builds with debug assertions (the fuzz build, a
+/// plain `cargo test`), where minijinja keeps excerpts. The error must come back as an error.
+#[test]
+fn fuzz_regression_template_error_span_is_an_error_not_a_panic() {
+    use tokenfab::tokenizer::chat::{render, Message};
+    let qwen = load("qwen");
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions/chat_template-span.txt"),
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let (source, rest) = text.split_once('\0').unwrap();
+    let parts: Vec<&str> = rest.split('\u{1}').collect();
+    let msgs: Vec<Message> = parts
+        .chunks(2)
+        .map(|c| Message::new(c[0], c.get(1).copied().unwrap_or("")))
+        .collect();
+    let e = render(source, &qwen, &msgs, true).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot unpack") && e.contains("(in chat:1)"),
+        "{e}"
+    );
+}
+
 /// Chat templates are untrusted code: a runaway loop ends on the fuel budget, a huge output on
 /// the output cap, both as errors and quickly; a long real conversation still renders.
 #[test]

@@ -100,6 +100,21 @@ impl std::io::Write for Capped {
     }
 }
 
+/// An error's message and its causes, on one line. Not minijinja's `{:#}` form: its source
+/// excerpt (minijinja 2.24 `debug.rs`) subtracts span columns unchecked, and a template whose
+/// error span ends before it starts (found by fuzzing: `fuzz/regressions/chat_template-span.txt`)
+/// made that an overflow panic in builds with debug assertions.
+fn template_error(e: &minijinja::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
 /// Renders a template `source` (exposed for tests).
 pub fn render(
     source: &str,
@@ -110,6 +125,9 @@ pub fn render(
     let mut env = minijinja::Environment::new();
     let fuel = FUEL_BASE.saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64));
     env.set_fuel(Some(fuel));
+    // minijinja keeps source excerpts for errors in builds with debug assertions only; off
+    // everywhere, so every build renders (and fails) the same way (see `template_error`)
+    env.set_debug(false);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function(
         "raise_exception",
@@ -120,7 +138,7 @@ pub fn render(
             ))
         },
     );
-    let terr = |e: minijinja::Error| TokenizerError::Template(format!("{e:#}"));
+    let terr = |e: minijinja::Error| TokenizerError::Template(template_error(&e));
     env.add_template("chat", source).map_err(terr)?;
     let piece = |id: Option<u32>| id.and_then(|i| tokenizer.piece(i)).unwrap_or_default();
     let ctx = minijinja::context! {
