@@ -26,8 +26,11 @@ setup() {
 run() {
   local target=$1 secs=$2
   mkdir -p "fuzz/work/$target"
+  # GGUF inputs up to 64 KiB (the seeds are at most ~60 KB: bigger ones mutate slowly)
+  local max_len=()
+  [ "$target" = gguf ] && max_len=(-max_len=65536)
   cargo +nightly fuzz run "$target" "fuzz/work/$target" "fuzz/corpus/$target" -- \
-    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${max_len[@]}" \
     2>&1 | tee "fuzz/work/$target.log" | grep -E '^(#[0-9]+.*(DONE|pulse)|INFO: (Running|Loaded|seed)|==[0-9]+==|stat::|SUMMARY|Done)' || true
   # libFuzzer's exit status is lost in the pipe: read the outcome from the log
   if grep -qE 'ERROR: libFuzzer|ERROR: AddressSanitizer|deadly signal|panicked at|Test unit written' "fuzz/work/$target.log"; then
