@@ -185,6 +185,26 @@ fn fuzz_regression_template_error_span_is_an_error_not_a_panic() {
     );
 }
 
+/// Found by `scripts/fuzz.sh run tokenize` (`fuzz/regressions/tokenize-nfc.bin`): Qwen's BPE
+/// pipeline normalizes to NFC (as its tokenizer.json says, ../shared/reference/TOKENIZERS.md),
+/// so combining marks out of canonical order (U+031A, class 232, before U+0B4D, class 9) come
+/// back reordered, and invalid UTF-8 as U+FFFD. Gemma's SentencePiece keeps the text as is.
+#[test]
+fn fuzz_regression_bpe_round_trips_to_nfc() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/tokenize-nfc.bin"),
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(text, "\u{fffd}\u{fffd}\u{31a}\u{b4d}\u{fffd}");
+    let qwen = load("qwen");
+    let back = qwen.decode(&qwen.encode(&text, false).unwrap()).unwrap();
+    assert_eq!(back, "\u{fffd}\u{fffd}\u{b4d}\u{31a}\u{fffd}");
+    let gemma = load("gemma");
+    let back = gemma.decode(&gemma.encode(&text, false).unwrap()).unwrap();
+    assert_eq!(back.trim_start_matches(' '), text);
+}
+
 /// Chat templates are untrusted code: a runaway loop ends on the fuel budget, a huge output on
 /// the output cap, both as errors and quickly; a long real conversation still renders.
 #[test]
