@@ -11,8 +11,34 @@ fn main() {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=TOKENFAB_GIT={hash}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs");
+    // rerun when the commit changes: HEAD and the refs where git keeps them (a worktree's
+    // `.git` is a file pointing elsewhere). A path that does not exist would make cargo rerun
+    // this script, and rebuild the crate, on every build (a source tarball, a worktree).
+    let git_path = |arg: &str| {
+        std::process::Command::new("git")
+            .args(["rev-parse", arg])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| std::path::PathBuf::from(s.trim()))
+    };
+    let mut watched = false;
+    if let (Some(dir), Some(common)) = (git_path("--git-dir"), git_path("--git-common-dir")) {
+        for p in [
+            dir.join("HEAD"),
+            common.join("refs"),
+            common.join("packed-refs"),
+        ] {
+            if p.exists() {
+                println!("cargo:rerun-if-changed={}", p.display());
+                watched = true;
+            }
+        }
+    }
+    if !watched {
+        println!("cargo:rerun-if-changed=build.rs");
+    }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         link_cudart_statically();
     }
