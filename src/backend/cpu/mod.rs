@@ -38,10 +38,7 @@ impl CpuWeight {
 }
 
 struct RopeTable {
-    head_dim: usize,
-    base: f32,
-    freq_scale: f32,
-    /// `(cos, sin)` per pair for positions `0..len / head_dim`, grown on demand.
+    /// `(cos, sin)` per pair for positions `0..len / head_dim`.
     cs: Vec<f32>,
 }
 
@@ -233,26 +230,13 @@ impl Backend for CpuBackend {
         2
     }
 
-    fn rope_table(
-        &mut self,
-        layout: RopeLayout,
-        head_dim: usize,
-        base: f32,
-        freq_scale: f32,
-        max_pos: usize,
-    ) -> Result<Rope> {
-        self.ropes.push(RopeTable {
-            head_dim,
-            base,
-            freq_scale,
-            cs: Vec::new(),
-        });
+    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope> {
+        let max_pos = table.len() / head_dim;
+        self.ropes.push(RopeTable { cs: table });
         Ok(Rope {
             id: (self.ropes.len() - 1) as u32,
             layout,
             head_dim,
-            base,
-            freq_scale,
             max_pos,
         })
     }
@@ -323,13 +307,6 @@ impl Backend for CpuBackend {
         heads: usize,
         pos0: usize,
     ) -> Result<()> {
-        let t = &mut self.ropes[rope.id as usize];
-        let have = t.cs.len() / t.head_dim;
-        if have < pos0 + n {
-            // grow in steps so decode does not extend the table every token
-            let want = (pos0 + n).max(2 * have).min(rope.max_pos.max(pos0 + n));
-            elementwise::rope_rows(t.head_dim, t.base, t.freq_scale, have, want, &mut t.cs);
-        }
         let mut xv = self.take(x);
         let cs = &self.ropes[rope.id as usize].cs;
         let rows = &mut xv[row0 * heads * rope.head_dim..];
@@ -439,9 +416,13 @@ impl Backend for CpuBackend {
 
     fn first_non_finite(&mut self, x: Buf, len: usize) -> Result<Option<usize>> {
         let v = &self.buf(x)[..len];
-        // one vectorized pass (x * 0 is NaN exactly for NaN and infinities), then the position
-        let any = v.iter().fold(0f32, |a, &x| a + x * 0.0);
-        Ok((!any.is_finite()).then(|| v.iter().position(|x| !x.is_finite()).unwrap_or(0)))
+        // counting all-ones exponents vectorizes (a float fold does not: its order is fixed);
+        // measured on 341k values, a decoded Gemma token's worth: 43 us against 325 us
+        let bad = |x: &f32| (x.to_bits() & 0x7f80_0000 == 0x7f80_0000) as u32;
+        let any = v
+            .chunks(1 << 20)
+            .any(|c| c.iter().map(bad).sum::<u32>() > 0);
+        Ok(any.then(|| v.iter().position(|x| !x.is_finite()).unwrap_or(0)))
     }
 
     fn sync(&mut self) -> Result<()> {
