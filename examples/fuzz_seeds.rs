@@ -108,7 +108,7 @@ fn main() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     for (tk_name, file, arches) in [
         ("gemma", &gemma, &["gemma3-270m", "llama-3.2-1b"][..]),
-        ("qwen", &qwen, &["qwen2.5-0.5b"][..]),
+        ("qwen", &qwen, &["qwen2.5-0.5b", "qwen3-0.6b"][..]),
     ] {
         let tk = small_tokenizer(file.metadata(), 300)?;
         let bytes = tk.to_bytes()?;
@@ -119,23 +119,22 @@ fn main() -> Result<()> {
         for name in arches {
             // rows of 64 (q8_0 blocks of 32); k-quant blocks are in the all-types fixture,
             // whole k-quant models (rows of 256) made inputs too big to mutate quickly
-            for (dtype, embd, hd) in [(GgmlType::Q8_0, 64, 32)] {
-                let mut p = *preset(name).context("preset")?;
-                (
-                    p.n_embd,
-                    p.n_layer,
-                    p.n_head,
-                    p.n_head_kv,
-                    p.head_dim,
-                    p.n_ff,
-                ) = (embd, 1, 2, 1, hd, embd);
-                let out = tmp.path().join("m.gguf");
-                write_with_tokenizer(&p, dtype, &out, 1, Some(tk_md.metadata()), &mut |_, _| {})?;
-                let b = std::fs::read(&out)?;
-                tokenfab::model::Config::from_gguf(&GgufFile::from_bytes("<seed>", b.clone())?)
-                    .with_context(|| format!("seed {name} {dtype} must configure"))?;
-                save(&dir, &format!("{name}-{dtype}-{tk_name}.gguf"), &b)?;
-            }
+            let dtype = GgmlType::Q8_0;
+            let mut p = *preset(name).context("preset")?;
+            (
+                p.n_embd,
+                p.n_layer,
+                p.n_head,
+                p.n_head_kv,
+                p.head_dim,
+                p.n_ff,
+            ) = (64, 1, 2, 1, 32, 64);
+            let out = tmp.path().join("m.gguf");
+            write_with_tokenizer(&p, dtype, &out, 1, Some(tk_md.metadata()), &mut |_, _| {})?;
+            let b = std::fs::read(&out)?;
+            tokenfab::model::Config::from_gguf(&GgufFile::from_bytes("<seed>", b.clone())?)
+                .with_context(|| format!("seed {name} {dtype} must configure"))?;
+            save(&dir, &format!("{name}-{dtype}-{tk_name}.gguf"), &b)?;
         }
     }
 

@@ -1,32 +1,54 @@
 #!/usr/bin/env bash
-# Records llama.cpp on a seeded synthetic Llama (`tokenfab synth --preset llama-3.2-1b --type q4_k
-# --seed 7 --tokenizer-from` the Qwen 0.5B file, so llama.cpp can tokenize), for tests/synth.rs:
-# the file's sha256 (the record applies to exactly those bytes), llama-perplexity's PPL on
-# tests/data/oracle/eval.txt (-c 128, 4 chunks) and llama-simple's greedy 12 tokens.
-# Writes tests/data/synth/llama_cpp.json. Needs llama.cpp's tools (../shared/reference/llama-cpp.sh).
+# Records llama.cpp on seeded synthetic models of the architectures no real test model has, for
+# tests/synth_llama_cpp.rs. Per preset: `tokenfab synth --preset P --type q8_0 --qk-gain 2
+# --seed 7 --tokenizer-from` the Qwen 0.5B file (so llama.cpp can tokenize; q8_0 because its
+# random blocks are zero-mean, which k-quant random blocks are not, and a Q/K gain of 2 so
+# attention is peaked and a RoPE or norm mistake changes the top token — see README "Models"),
+# then the file's sha256 (the record applies to exactly those bytes), llama-perplexity's PPL on
+# tests/data/oracle/eval.txt (-c 128, 4 chunks) with its distributions
+# (--kl-divergence-base, reduced to top-32 + rest by scripts/llama-kld-to-tfkld.py into
+# tests/data/synth/P.tfkld), and llama-simple's greedy 12 tokens.
+# Presets: llama-3.2-1b (Llama 3 RoPE divisors, rope_freqs.weight), qwen3-0.6b (per-head Q/K
+# norms). Writes tests/data/synth/llama_cpp.json. Needs llama.cpp's tools
+# (../shared/reference/llama-cpp.sh) and numpy.
 #
 #   scripts/record-synth-llama-oracle.sh [LLAMA_BIN_DIR]
 source "$(dirname "${BASH_SOURCE[0]}")/record-common.sh"
-"$tf" synth --preset llama-3.2-1b --type q4_k --seed 7 -o "$work/llama.gguf" \
-  --tokenizer-from models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 2>/dev/null
-"$bin/llama-perplexity" -m "$work/llama.gguf" -f tests/data/oracle/eval.txt -c 128 --chunks 4 -t 2 \
-  >"$work/ppl.txt" 2>&1
-"$bin/llama-simple" -m "$work/llama.gguf" -n 12 "The capital of France is" >"$work/simple.txt" 2>/dev/null
-python3 - "$work" <<'PY'
-import hashlib, json, re, sys
-work = sys.argv[1]
-ppl = open(f"{work}/ppl.txt").read()
-simple = open(f"{work}/simple.txt").read()
+presets=(llama-3.2-1b qwen3-0.6b)
+synth_args="--type q8_0 --qk-gain 2 --seed 7"
+for p in "${presets[@]}"; do
+  # shellcheck disable=SC2086
+  "$tf" synth --preset "$p" $synth_args -o "$work/$p.gguf" \
+    --tokenizer-from models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 2>/dev/null
+  "$bin/llama-perplexity" -m "$work/$p.gguf" -f tests/data/oracle/eval.txt -c 128 --chunks 4 -t 2 \
+    --kl-divergence-base "$work/$p.llkld" >"$work/$p.ppl.txt" 2>&1
+  python3 scripts/llama-kld-to-tfkld.py "$work/$p.llkld" "tests/data/synth/$p.tfkld" 32
+  "$bin/llama-simple" -m "$work/$p.gguf" -n 12 "The capital of France is" >"$work/$p.simple.txt" 2>/dev/null
+  sha256sum "$work/$p.gguf" | cut -d' ' -f1 >"$work/$p.sha"
+  rm "$work/$p.gguf" "$work/$p.llkld"
+done
+python3 - "$work" "$synth_args" "${presets[@]}" <<'PY'
+import json, re, sys
+work, synth_args, presets = sys.argv[1], sys.argv[2], sys.argv[3:]
 out = {
     "command": "scripts/record-synth-llama-oracle.sh (llama.cpp 0c1e570 from llama-cpp-python 0.3.36): "
-               "llama-perplexity -f tests/data/oracle/eval.txt -c 128 --chunks 4; llama-simple -n 12",
-    "synth": "tokenfab synth --preset llama-3.2-1b --type q4_k --seed 7 --tokenizer-from qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    "sha256": hashlib.sha256(open(f"{work}/llama.gguf", "rb").read()).hexdigest(),
-    "ppl": float(re.search(r"Final estimate: PPL = ([\d.]+)", ppl).group(1)),
-    "chunk_ppl": [float(x) for x in re.findall(r"\[\d+\]([\d.]+),", ppl)],
+               "llama-perplexity -f tests/data/oracle/eval.txt -c 128 --chunks 4 --kl-divergence-base "
+               "(-> synth/PRESET.tfkld); llama-simple -n 12",
     "prompt": "The capital of France is",
-    "llama_simple_greedy": simple.removeprefix("The capital of France is").rstrip("\n"),
+    "presets": {},
 }
+for p in presets:
+    ppl = open(f"{work}/{p}.ppl.txt").read()
+    # llama-simple prints token pieces: a multi-byte character split across tokens is
+    # invalid UTF-8 on its own (kept as U+FFFD; the test compares up to the first one)
+    simple = open(f"{work}/{p}.simple.txt", "rb").read().decode("utf-8", errors="replace")
+    out["presets"][p] = {
+        "synth": f"tokenfab synth --preset {p} {synth_args} --tokenizer-from qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "sha256": open(f"{work}/{p}.sha").read().strip(),
+        "ppl": float(re.search(r"Final estimate: PPL = ([\d.]+)", ppl).group(1)),
+        "chunk_ppl": [float(x) for x in re.findall(r"\[\d+\]([\d.]+),", ppl)],
+        "llama_simple_greedy": simple.removeprefix(out["prompt"]).rstrip("\n"),
+    }
 json.dump(out, open("tests/data/synth/llama_cpp.json", "w"), indent=1, ensure_ascii=False)
 print(json.dumps(out, indent=1, ensure_ascii=False))
 PY

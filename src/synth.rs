@@ -31,10 +31,17 @@ pub struct Preset {
     pub eps: f32,
     /// Output projection shares the embedding matrix.
     pub tied: bool,
+    /// Llama 3.1/3.2's RoPE scaling as the published files carry it: `rope_freqs.weight`,
+    /// one divisor per pair (see [`llama3_rope_divisors`]).
+    pub rope_freqs: bool,
+    /// Multiplies the scale of the Q and K projections (1 = the RMS of every matrix). Random
+    /// weights give nearly uniform attention, where positions barely matter; at a gain of 2
+    /// attention is peaked and a wrong RoPE shows in the logits (the llama.cpp checks use it).
+    pub qk_gain: f32,
 }
 
 /// Shapes from the models' published configs (Hugging Face config.json).
-pub const PRESETS: [Preset; 4] = [
+pub const PRESETS: [Preset; 5] = [
     Preset {
         name: "gemma3-270m",
         arch: "gemma3",
@@ -49,6 +56,8 @@ pub const PRESETS: [Preset; 4] = [
         rope_base: 1_000_000.0,
         eps: 1e-6,
         tied: true,
+        rope_freqs: false,
+        qk_gain: 1.0,
     },
     Preset {
         name: "qwen2.5-0.5b",
@@ -64,6 +73,8 @@ pub const PRESETS: [Preset; 4] = [
         rope_base: 1_000_000.0,
         eps: 1e-6,
         tied: true,
+        rope_freqs: false,
+        qk_gain: 1.0,
     },
     Preset {
         name: "llama-3.2-1b",
@@ -79,6 +90,8 @@ pub const PRESETS: [Preset; 4] = [
         rope_base: 500_000.0,
         eps: 1e-5,
         tied: true,
+        rope_freqs: true,
+        qk_gain: 1.0,
     },
     Preset {
         name: "llama-3.1-8b",
@@ -94,8 +107,51 @@ pub const PRESETS: [Preset; 4] = [
         rope_base: 500_000.0,
         eps: 1e-5,
         tied: false,
+        rope_freqs: true,
+        qk_gain: 1.0,
+    },
+    Preset {
+        name: "qwen3-0.6b",
+        arch: "qwen3",
+        n_embd: 1024,
+        n_layer: 28,
+        n_head: 16,
+        n_head_kv: 8,
+        head_dim: 128,
+        n_ff: 3072,
+        n_vocab: 151_936,
+        ctx: 40_960,
+        rope_base: 1_000_000.0,
+        eps: 1e-6,
+        tied: true,
+        rope_freqs: false,
+        qk_gain: 1.0,
     },
 ];
+
+/// Llama 3.1/3.2's frequency divisors for heads of `head_dim` at `base` (Hugging Face's
+/// `rope_type: llama3` with factor 32, low/high frequency factors 1 and 4 over 8192 original
+/// positions, as `convert_hf_to_gguf.py` turns it into `rope_freqs.weight`): long wavelengths
+/// are divided by 32, short ones kept, the band between blended.
+pub fn llama3_rope_divisors(head_dim: usize, base: f32) -> Vec<f32> {
+    let (factor, low, high, old_ctx) = (32.0f64, 1.0f64, 4.0f64, 8192.0f64);
+    let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = (base as f64).powf(-2.0 * i as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let d = if wavelen < high_wavelen {
+                1.0
+            } else if wavelen > low_wavelen {
+                factor
+            } else {
+                let smooth = (old_ctx / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            };
+            d as f32
+        })
+        .collect()
+}
 
 /// Finds a preset by name.
 pub fn preset(name: &str) -> Option<&'static Preset> {
@@ -180,9 +236,11 @@ fn tensors(p: &Preset) -> Vec<(String, Vec<u64>, bool)> {
             t("attn_k.bias", vec![kv]);
             t("attn_v.bias", vec![kv]);
         }
-        if p.arch == "gemma3" {
+        if p.arch == "gemma3" || p.arch == "qwen3" {
             t("attn_q_norm.weight", vec![hd]);
             t("attn_k_norm.weight", vec![hd]);
+        }
+        if p.arch == "gemma3" {
             t("post_attention_norm.weight", vec![d]);
             t("post_ffw_norm.weight", vec![d]);
         }
@@ -193,6 +251,9 @@ fn tensors(p: &Preset) -> Vec<(String, Vec<u64>, bool)> {
         t("ffn_down.weight", vec![ff, d]);
     }
     v.push(("output_norm.weight".to_string(), vec![d], false));
+    if p.rope_freqs {
+        v.push(("rope_freqs.weight".to_string(), vec![hd / 2], false));
+    }
     if !p.tied {
         v.push(("output.weight".to_string(), vec![d, p.n_vocab as u64], true));
     }
@@ -218,8 +279,14 @@ fn scale_fields(t: GgmlType) -> &'static [(usize, f32)] {
 }
 
 /// Random bytes for `rows` rows of `cols` elements of type `t`.
-fn random_rows(t: GgmlType, rows: usize, cols: usize, rng: &mut impl RngCore) -> Vec<u8> {
-    let rms = 1.0 / (cols as f32).sqrt();
+fn random_rows(
+    t: GgmlType,
+    rows: usize,
+    cols: usize,
+    gain: f32,
+    rng: &mut impl RngCore,
+) -> Vec<u8> {
+    let rms = gain / (cols as f32).sqrt();
     let n = rows * cols;
     match t {
         GgmlType::F32 => (0..n)
@@ -385,10 +452,16 @@ pub fn write_with_tokenizer(
         let rows: usize = dims.iter().skip(1).product::<u64>() as usize;
         let bytes = if dims.len() == 1 {
             // norms 1, biases 0 (Gemma stores norm weights with the +1 applied)
-            let v = if name.ends_with(".bias") { 0f32 } else { 1f32 };
-            (0..cols).flat_map(|_| v.to_le_bytes()).collect()
+            let v: Vec<f32> = match name.as_str() {
+                "rope_freqs.weight" => llama3_rope_divisors(p.head_dim, p.rope_base),
+                n if n.ends_with(".bias") => vec![0.0; cols],
+                _ => vec![1.0; cols],
+            };
+            v.iter().flat_map(|x| x.to_le_bytes()).collect()
         } else {
-            random_rows(types[i], rows, cols, &mut rng)
+            let qk = name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight");
+            let gain = if qk { p.qk_gain } else { 1.0 };
+            random_rows(types[i], rows, cols, gain, &mut rng)
         };
         if bytes.len() as u64 != sizes[i] {
             return Err(GgufErrorKind::Write(format!(
@@ -427,7 +500,7 @@ mod tests {
         let (rows, cols) = (16, 1024);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
         for t in crate::backend::wgpu::GPU_TYPES {
-            let bytes = random_rows(t, rows, cols, &mut rng);
+            let bytes = random_rows(t, rows, cols, 1.0, &mut rng);
             assert_eq!(
                 bytes.len() as u64,
                 t.row_bytes(cols as u64).unwrap() * rows as u64
@@ -474,16 +547,31 @@ mod tests {
                 .sum::<u64>() as f64
                 / 1e9
         };
-        // Hugging Face model cards: 268 M, 494 M, 1.24 B, 8.03 B
+        // Hugging Face model cards: 268 M, 494 M, 1.24 B, 8.03 B, 0.6 B (596 M with the
+        // embedding, which Qwen3-0.6B ties)
         for (name, want) in [
             ("gemma3-270m", 0.268),
             ("qwen2.5-0.5b", 0.494),
             ("llama-3.2-1b", 1.236),
             ("llama-3.1-8b", 8.030),
+            ("qwen3-0.6b", 0.596),
         ] {
             let got = params(name);
             assert!((got - want).abs() / want < 0.01, "{name}: {got} B");
         }
         assert!(preset("nope").is_none());
+    }
+
+    /// Llama 3.2 1B's divisors (64-dim heads, base 500000), computed by hand from the formula
+    /// (Python, f64): 15 pairs kept, three blended, the 14 longest wavelengths divided by 32.
+    #[test]
+    fn llama3_divisors_blend_between_1_and_32() {
+        let d = llama3_rope_divisors(64, 500_000.0);
+        assert_eq!(d.len(), 32);
+        assert!(d[..15].iter().all(|&x| x == 1.0), "{d:?}");
+        assert!(d[18..].iter().all(|&x| x == 32.0), "{d:?}");
+        for (got, want) in d[15..18].iter().zip([1.651_329_2, 3.292_262, 9.666_729]) {
+            assert!((got - want).abs() < 1e-5, "{d:?}");
+        }
     }
 }

@@ -21,7 +21,9 @@ fn ops_should_run_several_sequences_in_one_batch() {
     for (name, mut ops) in backends() {
         eprintln!("  backend {name}");
         for layout in [RopeLayout::Neox, RopeLayout::Norm] {
-            let rope = ops.rope_table(layout, hd, 10000.0, 1.0, 64).unwrap();
+            let rope = ops
+                .rope_table(layout, hd, rope_spec(hd, 10000.0, 1.0).table(64))
+                .unwrap();
             let q = rand_vec(n_all * qd, 71, 1.0);
             let k = rand_vec(n_all * kvd, 72, 1.0);
             let v = rand_vec(n_all * kvd, 73, 1.0);

@@ -273,7 +273,9 @@ fn rope_store_kv_should_equal_rope_then_store() {
         for layout in [RopeLayout::Neox, RopeLayout::Norm] {
             let (hd, nh, nkv, n, pos0) = (16, 4, 2, 3, 5);
             let ctx = pos0 + n;
-            let rope = ops.rope_table(layout, hd, 10000.0, 1.0, 64).unwrap();
+            let rope = ops
+                .rope_table(layout, hd, rope_spec(hd, 10000.0, 1.0).table(64))
+                .unwrap();
             let q = rand_vec(n * nh * hd, 31, 1.0);
             let k = rand_vec(n * nkv * hd, 32, 1.0);
             let v = rand_vec(n * nkv * hd, 33, 1.0);
@@ -500,7 +502,9 @@ fn rope_should_rotate_neox_and_adjacent_pairs() {
         eprintln!("  backend {name}");
         for layout in [RopeLayout::Neox, RopeLayout::Norm] {
             let (hd, heads, n, pos0) = (8, 3, 4, 5);
-            let rope = ops.rope_table(layout, hd, 10000.0, 0.5, 64).unwrap();
+            let rope = ops
+                .rope_table(layout, hd, rope_spec(hd, 10000.0, 0.5).table(64))
+                .unwrap();
             let x = rand_vec(n * heads * hd, 11, 1.0);
             let b = put(&mut ops, &x);
             ops.rope(b, &rope, 0, n, heads, pos0).unwrap();

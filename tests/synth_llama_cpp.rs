@@ -1,30 +1,43 @@
-//! Llama — the architecture no real test model has — against llama.cpp itself, on a seeded
-//! synthetic Llama 3.2 1B (Q4_K, random weights) that carries the Qwen file's tokenizer so
-//! llama.cpp can tokenize for it (`tokenfab synth --tokenizer-from`). Recorded by
-//! `scripts/record-synth-llama-oracle.sh` in `tests/data/synth/llama_cpp.json`: the file is
-//! byte-identical to the one llama.cpp ran (sha256), its perplexity on eval.txt (-c 128, 4
-//! chunks) is llama-perplexity's to within 1e-4 (measured 7.1e-6 relative: 588 881 509 vs
-//! 588 877 330; the mean log-probability per token differs by 7e-6 nats), every chunk's too,
-//! and greedy decoding gives llama-simple's text.
+//! The architectures no real test model has, against llama.cpp itself, on seeded synthetic
+//! files with the real shapes (Q8_0 random weights, Q/K at 4x scale so attention is peaked)
+//! that carry the Qwen file's tokenizer so llama.cpp can tokenize for them (`tokenfab synth
+//! --tokenizer-from`): Llama 3.2 1B with its RoPE divisors (`rope_freqs.weight`) and Qwen3
+//! 0.6B (per-head Q/K norms). Recorded by `scripts/record-synth-llama-oracle.sh` in
+//! `tests/data/synth/`: each file is byte-identical to the one llama.cpp ran (sha256); over
+//! eval.txt's 4 chunks of 128 tokens (252 positions) our distributions are llama-perplexity's
+//! to a mean KL below 3e-4 (measured 9.2e-5 and 1.4e-6), the perplexity within 1 %, and
+//! greedy decoding gives llama-simple's text.
+//!
+//! Why these files and bounds. Random k-quant blocks are not zero-mean, and such files repeat
+//! their input token with probability ~1 (PPL ~6e8), where nothing else shows: Q8_0 blocks are
+//! zero-mean. At the Q/K gain of 1 attention is nearly uniform and position encoding hardly
+//! matters (the Llama file with its RoPE divisors set to 1 moved the KL by 2e-6); at a gain of 2
+//! the same mistake gives a mean KL of 8.7e-4, ten times ours, and at 3 and more the model is
+//! chaotic (ours vs llama.cpp 2.4e-3). llama.cpp's own attention paths (-fa on vs off) differ by
+//! a mean KL of 3.3e-2 on this file. The top token: see the bound below.
 
 mod common;
 use std::sync::Arc;
 use tokenfab::backend::cpu::CpuBackend;
+use tokenfab::eval::kld::KldCompare;
 use tokenfab::eval::perplexity::{perplexity, KldMode, PerplexityOptions};
 use tokenfab::gguf::{GgmlType, GgufFile};
 use tokenfab::model::{LoadOptions, Model};
 use tokenfab::tokenizer::Tokenizer;
 
-#[test]
-fn synthetic_llama_should_match_llama_cpp() {
-    let rec = common::recorded("synth/llama_cpp.json");
+/// `greedy`: also compare 12 free-running greedy tokens with llama-simple's (only meaningful
+/// where the top token agrees nearly everywhere; see the bound on `same_top_pct`).
+fn check(preset: &str, greedy: bool) {
+    let all = common::recorded("synth/llama_cpp.json");
+    let rec = &all["presets"][preset];
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("llama.gguf");
+    let path = dir.path().join("model.gguf");
     let qwen = GgufFile::open(common::model(common::QWEN)).unwrap();
-    let p = tokenfab::synth::preset("llama-3.2-1b").unwrap();
+    let mut p = *tokenfab::synth::preset(preset).unwrap();
+    p.qk_gain = 2.0;
     tokenfab::synth::write_with_tokenizer(
-        p,
-        GgmlType::Q4_K,
+        &p,
+        GgmlType::Q8_0,
         &path,
         7,
         Some(qwen.metadata()),
@@ -33,7 +46,10 @@ fn synthetic_llama_should_match_llama_cpp() {
     .unwrap();
     drop(qwen);
     let sha = common::sha256(&path);
-    assert_eq!(sha, rec["sha256"], "not the file llama.cpp was recorded on");
+    assert_eq!(
+        sha, rec["sha256"],
+        "{preset}: not the file llama.cpp was recorded on"
+    );
 
     let f = Arc::new(GgufFile::open(&path).unwrap());
     let tk = Tokenizer::from_metadata(f.metadata()).unwrap();
@@ -50,30 +66,52 @@ fn synthetic_llama_should_match_llama_cpp() {
         max_chunks: Some(4),
     };
     let mut chunks = Vec::new();
-    let r = perplexity(&mut m, &tk, &text, &opts, KldMode::None, &mut |i, ppl| {
-        chunks.push((i, ppl))
-    })
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/data/synth/{preset}.tfkld"));
+    let mut cmp = KldCompare::open(&base).unwrap();
+    let r = perplexity(
+        &mut m,
+        &tk,
+        &text,
+        &opts,
+        KldMode::Compare(&mut cmp),
+        &mut |i, ppl| chunks.push((i, ppl)),
+    )
     .unwrap();
+    let k = cmp.finish().unwrap();
+    eprintln!(
+        "{preset}: KL vs llama.cpp mean {:.2e} median {:.2e} max {:.2e}, same top {:.2} % of {}",
+        k.mean_kld, k.median_kld, k.max_kld, k.same_top_pct, k.positions
+    );
+    assert_eq!(k.positions, 4 * 63);
+    // measured: Llama 9.2e-5 (its RoPE divisors set to 1: 8.7e-4), Qwen3 1.4e-6; llama.cpp's
+    // own two attention paths (-fa on / off) on the Llama file: 3.3e-2
+    assert!(k.mean_kld < 3e-4, "{preset}: mean KL {}", k.mean_kld);
+    // random weights spread the probability over the whole vocabulary (PPL ~ 2x its size), so
+    // the top token is a near-tie at most positions: measured Llama 67 % (divisors at 1: 32 %),
+    // Qwen3 97 %; llama.cpp -fa on vs off on the Llama file: 56 %
+    assert!(
+        k.same_top_pct >= 60.0,
+        "{preset}: same top {} %",
+        k.same_top_pct
+    );
     let want = rec["ppl"].as_f64().unwrap();
     let rel = (r.ppl - want).abs() / want;
-    eprintln!("PPL {} vs llama.cpp {want}: {rel:.2e} relative", r.ppl);
-    assert!(rel < 1e-4, "PPL {} vs llama.cpp {want}", r.ppl);
-    let theirs: Vec<f64> = rec["chunk_ppl"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(chunks.len(), theirs.len());
-    for ((_, ours), want) in chunks.iter().zip(&theirs) {
-        assert!(
-            (ours - want).abs() / want < 1e-4,
-            "chunk PPL {ours} vs {want}"
-        );
-    }
+    eprintln!(
+        "{preset}: PPL {} vs llama.cpp {want}: {rel:.2e} relative",
+        r.ppl
+    );
+    // measured: Llama 6.8e-3, Qwen3 8.4e-4 (first order in the log-probabilities, where the KL
+    // above is second order)
+    assert!(rel < 1e-2, "{preset}: PPL {} vs llama.cpp {want}", r.ppl);
+    // per chunk (63 positions) the PPL moves by up to 4 %: the KL above is the check
+    assert_eq!(chunks.len(), rec["chunk_ppl"].as_array().unwrap().len());
 
+    if !greedy {
+        return;
+    }
     // greedy, through the public API
-    let prompt = tk.encode(rec["prompt"].as_str().unwrap(), true).unwrap();
+    let prompt = tk.encode(all["prompt"].as_str().unwrap(), true).unwrap();
     let mut out = String::new();
     let gen = tokenfab::generate::GenerateOptions {
         max_tokens: 12,
@@ -92,5 +130,29 @@ fn synthetic_llama_should_match_llama_cpp() {
         },
     )
     .unwrap();
-    assert_eq!(out, rec["llama_simple_greedy"].as_str().unwrap());
+    // llama-simple's pieces are not always whole characters: compare up to its first U+FFFD
+    let theirs = rec["llama_simple_greedy"].as_str().unwrap();
+    let valid = theirs.split('\u{fffd}').next().unwrap_or("");
+    assert!(
+        valid.chars().count() >= 8,
+        "{preset}: too little to compare: {theirs:?}"
+    );
+    assert!(
+        out.starts_with(valid),
+        "{preset}: greedy {out:?} vs llama-simple {theirs:?}"
+    );
+}
+
+/// Llama 3.2 1B shapes with Llama 3's RoPE divisors. No greedy comparison: the top token agrees
+/// at 67 % of positions (a near-tie at the first step already), as llama.cpp's two attention
+/// paths agree with each other at 56 %.
+#[test]
+fn synthetic_llama_should_match_llama_cpp() {
+    check("llama-3.2-1b", false);
+}
+
+/// Qwen3 0.6B shapes: no biases, RMS norms over each head of Q and K.
+#[test]
+fn synthetic_qwen3_should_match_llama_cpp() {
+    check("qwen3-0.6b", true);
 }

@@ -30,6 +30,8 @@ const TINY: Preset = Preset {
     rope_base: 500000.0,
     eps: 1e-5,
     tied: true,
+    rope_freqs: true,
+    qk_gain: 1.0,
 };
 
 /// (dispatches, passes, submits, host waits) per decoded token, and the greedy tokens.

@@ -72,8 +72,6 @@ pub struct Rope {
     pub(crate) id: u32,
     pub layout: RopeLayout,
     pub head_dim: usize,
-    pub base: f32,
-    pub freq_scale: f32,
     pub max_pos: usize,
 }
 
@@ -226,16 +224,9 @@ pub trait Backend: Send {
     /// Bytes of one KV-cache element (2 for f16).
     fn kv_elem_bytes(&self) -> usize;
 
-    /// A RoPE table: pair `i` of a head (see [`RopeLayout`]) turns by `pos * freq_scale *
-    /// base^(-2i/head_dim)` for `pos < max_pos`.
-    fn rope_table(
-        &mut self,
-        layout: RopeLayout,
-        head_dim: usize,
-        base: f32,
-        freq_scale: f32,
-        max_pos: usize,
-    ) -> Result<Rope>;
+    /// Takes a RoPE table built on the host (`model::rope`): `(cos, sin)` per pair of a head of
+    /// `head_dim` for positions `0..table.len() / head_dim`. Backends store or upload it.
+    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope>;
 
     /// `out[i] = table[ids[i]]` (rows dequantized to f32).
     fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()>;

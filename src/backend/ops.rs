@@ -172,19 +172,23 @@ impl Ops {
         self.backend.alloc_kv(len)
     }
 
+    /// Hands the backend a RoPE table built on the host (see [`Backend::rope_table`]).
     pub fn rope_table(
         &mut self,
         layout: RopeLayout,
         head_dim: usize,
-        base: f32,
-        freq_scale: f32,
-        max_pos: usize,
+        table: Vec<f32>,
     ) -> Result<Rope> {
-        check(head_dim % 2 == 0, || {
+        check(head_dim % 2 == 0 && head_dim > 0, || {
             format!("rope: odd head_dim {head_dim}")
         })?;
-        self.backend
-            .rope_table(layout, head_dim, base, freq_scale, max_pos)
+        check(table.len() % head_dim == 0, || {
+            format!(
+                "rope: a table of {} values is not whole rows of {head_dim}",
+                table.len()
+            )
+        })?;
+        self.backend.rope_table(layout, head_dim, table)
     }
 
     pub fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

@@ -10,7 +10,7 @@ use tokenfab::synth::{self, PRESETS};
 
 #[derive(Args, Debug)]
 pub struct SynthArgs {
-    /// Shape preset: gemma3-270m, qwen2.5-0.5b, llama-3.2-1b, llama-3.1-8b.
+    /// Shape preset: gemma3-270m, qwen2.5-0.5b, qwen3-0.6b, llama-3.2-1b, llama-3.1-8b.
     #[arg(long)]
     pub preset: String,
     /// Type of the matrices (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k … q6_k);
@@ -30,13 +30,22 @@ pub struct SynthArgs {
     /// tokenize for the file; the vocabulary size becomes that tokenizer's.
     #[arg(long = "tokenizer-from")]
     pub tokenizer_from: Option<PathBuf>,
+    /// Multiply the scale of the Q and K projections: peaked attention, so position encoding
+    /// shows in the logits (1 = every matrix at the same RMS; the llama.cpp checks use 2).
+    #[arg(long = "qk-gain", default_value_t = 1.0)]
+    pub qk_gain: f32,
 }
 
 pub fn run(a: SynthArgs) -> Result<()> {
-    let p = synth::preset(&a.preset).with_context(|| {
+    let mut p = *synth::preset(&a.preset).with_context(|| {
         let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
         format!("--preset {:?} is not one of {}", a.preset, names.join(", "))
     })?;
+    if !(a.qk_gain.is_finite() && a.qk_gain > 0.0 && a.qk_gain <= 64.0) {
+        bail!("--qk-gain must be in (0, 64] (got {})", a.qk_gain);
+    }
+    p.qk_gain = a.qk_gain;
+    let p = &p;
     let t = GgmlType::from_name(&a.dtype)
         .with_context(|| format!("--type: unknown type {:?}", a.dtype))?;
     if a.output.exists() && !a.force {

@@ -1,6 +1,7 @@
 //! Hyper-parameters of a model, read only from GGUF metadata (`{arch}.*` keys) and tensor
 //! shapes, with errors that name the key or tensor at fault.
 
+use super::rope::Scaling;
 use super::ModelError;
 use crate::gguf::GgufFile;
 
@@ -11,6 +12,8 @@ pub enum Arch {
     Qwen2,
     /// Llama 2/3 shapes (the Qwen2 decoder without QKV biases, RoPE on adjacent pairs).
     Llama,
+    /// Qwen3: the Qwen2 decoder without QKV biases, with an RMS norm per head on Q and K.
+    Qwen3,
 }
 
 impl Arch {
@@ -19,6 +22,7 @@ impl Arch {
             "gemma3" => Some(Arch::Gemma3),
             "qwen2" => Some(Arch::Qwen2),
             "llama" => Some(Arch::Llama),
+            "qwen3" => Some(Arch::Qwen3),
             _ => None,
         }
     }
@@ -28,6 +32,7 @@ impl Arch {
             Arch::Gemma3 => "gemma3",
             Arch::Qwen2 => "qwen2",
             Arch::Llama => "llama",
+            Arch::Qwen3 => "qwen3",
         }
     }
 }
@@ -48,8 +53,8 @@ pub struct Config {
     pub eps: f32,
     /// RoPE base of full-attention layers.
     pub rope_base: f32,
-    /// RoPE frequency scale (1 / linear scaling factor) of full-attention layers.
-    pub rope_freq_scale: f32,
+    /// RoPE scaling of full-attention layers (`{arch}.rope.scaling.*`).
+    pub rope_scaling: Scaling,
     /// RoPE base of sliding-window layers (Gemma 3: 10000).
     pub rope_base_swa: f32,
     /// Sliding-window size, for architectures that interleave windowed layers.
@@ -67,7 +72,7 @@ impl Config {
         let arch_name = md.get_str("general.architecture").map_err(merr)?;
         let arch = Arch::from_name(arch_name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "{}: architecture {arch_name:?} is not supported (supported: gemma3, qwen2, llama)",
+                "{}: architecture {arch_name:?} is not supported (supported: gemma3, qwen2, qwen3, llama)",
                 f.path().display()
             ))
         })?;
@@ -108,26 +113,9 @@ impl Config {
             .opt_f32(&key("rope.freq_base"))
             .map_err(merr)?
             .unwrap_or(10_000.0);
-        let rope_freq_scale = match md.opt_str(&key("rope.scaling.type")).map_err(merr)? {
-            None | Some("none") => 1.0,
-            Some("linear") => {
-                let factor = md
-                    .opt_f32(&key("rope.scaling.factor"))
-                    .map_err(merr)?
-                    .unwrap_or(1.0);
-                if factor > 0.0 {
-                    1.0 / factor
-                } else {
-                    1.0
-                }
-            }
-            Some(other) => {
-                return Err(ModelError::Unsupported(format!(
-                    "{}: rope scaling {other:?} is not supported (only linear)",
-                    f.path().display()
-                )))
-            }
-        };
+        let ctx_train = get("context_length", 1)?;
+        let rope_scaling = Scaling::from_metadata(md, arch_name, ctx_train)
+            .map_err(|e| ModelError::Unsupported(format!("{}: {e}", f.path().display())))?;
         let (sliding_window, swa_pattern, rope_base_swa, attn_scale) = match arch {
             // llama.cpp: 5 sliding-window layers then one global, local RoPE base 10000,
             // queries scaled by 1/sqrt(head_dim).
@@ -137,7 +125,9 @@ impl Config {
                 10_000.0,
                 1.0 / (head_dim as f32).sqrt(),
             ),
-            Arch::Qwen2 | Arch::Llama => (None, 0, rope_base, 1.0 / (head_dim as f32).sqrt()),
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Llama => {
+                (None, 0, rope_base, 1.0 / (head_dim as f32).sqrt())
+            }
         };
         Ok(Config {
             arch,
@@ -153,10 +143,10 @@ impl Config {
             n_head_kv,
             head_dim,
             n_vocab,
-            ctx_train: get("context_length", 1)?,
+            ctx_train,
             eps,
             rope_base,
-            rope_freq_scale,
+            rope_scaling,
             rope_base_swa,
             sliding_window,
             swa_pattern,

@@ -3,6 +3,7 @@
 //! text from a parsed file, so the CLI prints it and the fuzz target runs it on hostile files;
 //! `validate` (decoding every block) stays separate.
 
+use super::rope::Scaling;
 use super::{kv_bytes_per_token, weight_bytes_per_token, Config};
 use crate::gguf::{GgmlType, GgufFile};
 use std::collections::BTreeMap;
@@ -40,8 +41,23 @@ fn write_report(s: &mut String, label: &str, f: &GgufFile, metadata: bool) -> st
                 "shape         {} layers, embedding {}, feed-forward {}, heads {} (KV {}), head dim {}, vocab {}",
                 c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.head_dim, c.n_vocab
             )?;
+            let scaling = match &c.rope_scaling {
+                Scaling::None => String::new(),
+                Scaling::Linear { freq_scale } => {
+                    format!(" (linear scaling x{})", 1.0 / freq_scale)
+                }
+                Scaling::Yarn { freq_scale, yarn } => format!(
+                    " (YaRN x{} from {} positions)",
+                    1.0 / freq_scale,
+                    yarn.n_ctx_orig
+                ),
+            };
+            let divisors = match f.tensor_info("rope_freqs.weight") {
+                Some(_) => ", per-pair divisors (rope_freqs)",
+                None => "",
+            };
             let mut att = format!(
-                "context {} (trained), RoPE base {}, RMS eps {}",
+                "context {} (trained), RoPE base {}{scaling}{divisors}, RMS eps {}",
                 c.ctx_train, c.rope_base, c.eps
             );
             if let Some(w) = c.sliding_window {

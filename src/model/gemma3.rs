@@ -9,6 +9,7 @@
 //! include Gemma's `1 +`.)
 
 use super::batch::{runs, Plan};
+use super::rope::RopeSpec;
 use super::{Config, KvCache, Loader, ModelError, Scratch};
 use crate::backend::{AttnParams, Glu, Ops, PreNorm, Rope, RopeLayout, Weight};
 
@@ -64,12 +65,16 @@ impl Gemma3 {
         let output = l
             .opt("output.weight", &[d, c.n_vocab])?
             .unwrap_or(token_embd);
-        let rope_local = l
-            .ops
-            .rope_table(RopeLayout::Neox, hd, c.rope_base_swa, 1.0, ctx)?;
-        let rope_global =
-            l.ops
-                .rope_table(RopeLayout::Neox, hd, c.rope_base, c.rope_freq_scale, ctx)?;
+        let rope_local = l.ops.rope_table(
+            RopeLayout::Neox,
+            hd,
+            RopeSpec::new(hd, c.rope_base_swa).table(ctx),
+        )?;
+        let rope_global = l.ops.rope_table(
+            RopeLayout::Neox,
+            hd,
+            c.rope_scaling.spec(hd, c.rope_base).table(ctx),
+        )?;
         Ok(Gemma3 {
             token_embd,
             layers,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod describe;
 pub mod gemma3;
 pub mod qwen2;
+pub mod rope;
 pub mod state;
 pub mod validate;
 
@@ -108,24 +109,8 @@ pub(crate) struct Loader<'a> {
 impl Loader<'_> {
     /// Tensor `name` with GGML dims `dims` (`[cols, rows]`, `[len]` for vectors).
     pub fn get(&mut self, name: &str, dims: &[usize]) -> Result<Weight, ModelError> {
-        let info = self.file.require_tensor(name)?;
-        let want: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
-        let found: Vec<u64> = {
-            // GGUF may store trailing unit dims; compare without them
-            let mut d = info.dims.clone();
-            while d.len() > want.len() && d.last() == Some(&1) {
-                d.pop();
-            }
-            d
-        };
-        if found != want {
-            return Err(ModelError::Shape {
-                file: self.file.path().display().to_string(),
-                tensor: name.into(),
-                expected: want,
-                found: info.dims.clone(),
-            });
-        }
+        let file = self.file;
+        let info = checked(file, name, dims)?;
         let backend = self.ops.backend_mut();
         if dims.len() > 1 && !backend.supports(OpKind::MatMul, info.dtype) {
             return Err(BackendError::UnsupportedType {
@@ -138,6 +123,35 @@ impl Loader<'_> {
         Ok(backend.upload(self.file, info)?)
     }
 
+    /// The values of vector `name` of `len` elements on the host (not uploaded), if the file
+    /// has it; each must be finite and positive (`what` says what it is, for the error).
+    pub fn host_positive(
+        &mut self,
+        name: &str,
+        len: usize,
+        what: &str,
+    ) -> Result<Option<Vec<f32>>, ModelError> {
+        if self.file.tensor_info(name).is_none() {
+            return Ok(None);
+        }
+        let info = checked(self.file, name, &[len])?;
+        let mut v = vec![0f32; len];
+        if !crate::quant::dequantize(info.dtype, self.file.tensor_data(info), &mut v) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: {name} has type {}, which cannot be read as numbers",
+                self.file.path().display(),
+                info.dtype
+            )));
+        }
+        if let Some(bad) = v.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: {name} ({what}) holds {bad}; every value must be finite and positive",
+                self.file.path().display()
+            )));
+        }
+        Ok(Some(v))
+    }
+
     /// Like [`Self::get`], but `None` when the tensor is absent.
     pub fn opt(&mut self, name: &str, dims: &[usize]) -> Result<Option<Weight>, ModelError> {
         if self.file.tensor_info(name).is_none() {
@@ -145,6 +159,33 @@ impl Loader<'_> {
         }
         self.get(name, dims).map(Some)
     }
+}
+
+/// The info of tensor `name`, whose shape must be `dims`.
+fn checked<'f>(
+    file: &'f GgufFile,
+    name: &str,
+    dims: &[usize],
+) -> Result<&'f crate::gguf::TensorInfo, ModelError> {
+    let info = file.require_tensor(name)?;
+    let want: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+    let found: Vec<u64> = {
+        // GGUF may store trailing unit dims; compare without them
+        let mut d = info.dims.clone();
+        while d.len() > want.len() && d.last() == Some(&1) {
+            d.pop();
+        }
+        d
+    };
+    if found != want {
+        return Err(ModelError::Shape {
+            file: file.path().display().to_string(),
+            tensor: name.into(),
+            expected: want,
+            found: info.dims.clone(),
+        });
+    }
+    Ok(info)
 }
 
 /// The weights of one architecture.
@@ -234,7 +275,9 @@ impl Model {
         };
         let net = match config.arch {
             Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&config, &mut loader, ctx)?),
-            Arch::Qwen2 | Arch::Llama => Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?),
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Llama => {
+                Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?)
+            }
         };
         let scratch = Scratch::new(&mut ops, &config, opts.batch, opts.logit_rows)?;
         Ok(Model {

@@ -1,29 +1,33 @@
-//! Qwen2 and Llama: the forward pass, top to bottom.
+//! Qwen2, Qwen3 and Llama: the forward pass, top to bottom.
 //!
-//! The two are one decoder: Qwen2 has Q/K/V biases and rotates NEOX pairs, Llama has no
-//! biases and rotates adjacent pairs. Llama 3's `rope_freqs` frequency factors are refused.
+//! The three are one decoder: Qwen2 has Q/K/V biases and rotates NEOX pairs; Qwen3 has no
+//! biases, an RMS norm over each head of Q and K, and NEOX pairs; Llama has neither and
+//! rotates adjacent pairs, with Llama 3's per-pair frequency divisors (`rope_freqs.weight`)
+//! when the file has them.
 //!
-//! Per layer: RMS-normed input → Q, K, V projections (+ biases) → RoPE →
-//! grouped-query attention → output projection → residual; then the SiLU-gated feed-forward
-//! → residual. A separate output matrix unless the file ties it to the embeddings.
+//! Per layer: RMS-normed input → Q, K, V projections (+ biases) (→ per-head Q/K norms) →
+//! RoPE → grouped-query attention → output projection → residual; then the SiLU-gated
+//! feed-forward → residual. A separate output matrix unless the file ties it to the embeddings.
 
 use super::batch::{runs, Plan};
 use super::{Arch, Config, KvCache, Loader, ModelError, Scratch};
 use crate::backend::{AttnParams, Glu, Ops, PreNorm, Rope, RopeLayout, Weight};
 
 struct Layer {
-    attn_norm: Weight,  // (n_embd)
-    wq: Weight,         // (n_head * head_dim, n_embd)
-    bq: Option<Weight>, // (n_head * head_dim), Qwen2 only
-    wk: Weight,         // (n_head_kv * head_dim, n_embd)
-    bk: Option<Weight>, // (n_head_kv * head_dim)
-    wv: Weight,         // (n_head_kv * head_dim, n_embd)
-    bv: Option<Weight>, // (n_head_kv * head_dim)
-    wo: Weight,         // (n_embd, n_head * head_dim)
-    ffn_norm: Weight,   // (n_embd)
-    ffn_gate: Weight,   // (n_ff, n_embd)
-    ffn_up: Weight,     // (n_ff, n_embd)
-    ffn_down: Weight,   // (n_embd, n_ff)
+    attn_norm: Weight,      // (n_embd)
+    wq: Weight,             // (n_head * head_dim, n_embd)
+    bq: Option<Weight>,     // (n_head * head_dim), Qwen2 only
+    wk: Weight,             // (n_head_kv * head_dim, n_embd)
+    bk: Option<Weight>,     // (n_head_kv * head_dim)
+    wv: Weight,             // (n_head_kv * head_dim, n_embd)
+    bv: Option<Weight>,     // (n_head_kv * head_dim)
+    q_norm: Option<Weight>, // (head_dim), Qwen3 only
+    k_norm: Option<Weight>, // (head_dim)
+    wo: Weight,             // (n_embd, n_head * head_dim)
+    ffn_norm: Weight,       // (n_embd)
+    ffn_gate: Weight,       // (n_ff, n_embd)
+    ffn_up: Weight,         // (n_ff, n_embd)
+    ffn_down: Weight,       // (n_embd, n_ff)
 }
 
 pub struct Qwen2 {
@@ -38,23 +42,20 @@ impl Qwen2 {
     pub(super) fn load(c: &Config, l: &mut Loader, ctx: usize) -> Result<Self, ModelError> {
         let (d, ff) = (c.n_embd, c.n_ff);
         let token_embd = l.get("token_embd.weight", &[d, c.n_vocab])?;
-        if l.opt("rope_freqs.weight", &[c.head_dim / 2])?.is_some() {
-            return Err(ModelError::Unsupported(
-                "Llama 3 RoPE frequency factors (rope_freqs.weight) are not supported yet".into(),
-            ));
-        }
-        let qwen = c.arch == Arch::Qwen2;
+        let (qwen2, qwen3) = (c.arch == Arch::Qwen2, c.arch == Arch::Qwen3);
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
-            let mut b = |name: &str, dims: &[usize]| match qwen {
+            let mut only = |yes: bool, name: &str, dims: &[usize]| match yes {
                 true => l.get(&format!("blk.{i}.{name}"), dims).map(Some),
                 false => Ok(None),
             };
             let (bq, bk, bv) = (
-                b("attn_q.bias", &[c.q_dim()])?,
-                b("attn_k.bias", &[c.kv_dim()])?,
-                b("attn_v.bias", &[c.kv_dim()])?,
+                only(qwen2, "attn_q.bias", &[c.q_dim()])?,
+                only(qwen2, "attn_k.bias", &[c.kv_dim()])?,
+                only(qwen2, "attn_v.bias", &[c.kv_dim()])?,
             );
+            let q_norm = only(qwen3, "attn_q_norm.weight", &[c.head_dim])?;
+            let k_norm = only(qwen3, "attn_k_norm.weight", &[c.head_dim])?;
             let mut w = |name: &str, dims: &[usize]| l.get(&format!("blk.{i}.{name}"), dims);
             layers.push(Layer {
                 attn_norm: w("attn_norm.weight", &[d])?,
@@ -62,6 +63,8 @@ impl Qwen2 {
                 bq,
                 bk,
                 bv,
+                q_norm,
+                k_norm,
                 wk: w("attn_k.weight", &[d, c.kv_dim()])?,
                 wv: w("attn_v.weight", &[d, c.kv_dim()])?,
                 wo: w("attn_output.weight", &[c.q_dim(), d])?,
@@ -75,17 +78,13 @@ impl Qwen2 {
         let output = l
             .opt("output.weight", &[d, c.n_vocab])?
             .unwrap_or(token_embd);
-        let rope = l.ops.rope_table(
-            if qwen {
-                RopeLayout::Neox
-            } else {
-                RopeLayout::Norm
-            },
-            c.head_dim,
-            c.rope_base,
-            c.rope_freq_scale,
-            ctx,
-        )?;
+        let mut spec = c.rope_scaling.spec(c.head_dim, c.rope_base);
+        spec.factors = l.host_positive("rope_freqs.weight", c.head_dim / 2, "RoPE divisors")?;
+        let layout = match c.arch {
+            Arch::Llama => RopeLayout::Norm,
+            _ => RopeLayout::Neox,
+        };
+        let rope = l.ops.rope_table(layout, c.head_dim, spec.table(ctx))?;
         Ok(Qwen2 {
             token_embd,
             layers,
@@ -122,6 +121,10 @@ impl Qwen2 {
                 if let Some(b) = b {
                     ops.add_bias(out, b, n)?;
                 }
+            }
+            if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+                ops.rms_norm(s.q, qn, s.q, n * c.n_head, eps)?;
+                ops.rms_norm(s.k, kn, s.k, n * c.n_head_kv, eps)?;
             }
             // each sequence's tokens against its own cache
             for seg in &plan.segments {

@@ -157,3 +157,10 @@ pub fn backends() -> Vec<(&'static str, Ops)> {
     v.push(("wgpu split", Ops::new(Box::new(split))));
     v
 }
+
+/// RoPE at `base`, linearly scaled by `freq_scale`, as the models build it.
+pub fn rope_spec(head_dim: usize, base: f32, freq_scale: f32) -> tokenfab::model::rope::RopeSpec {
+    let mut s = tokenfab::model::rope::RopeSpec::new(head_dim, base);
+    s.freq_scale = freq_scale;
+    s
+}

@@ -262,17 +262,9 @@ impl Backend for CandleBackend {
         2
     }
 
-    fn rope_table(
-        &mut self,
-        layout: RopeLayout,
-        head_dim: usize,
-        base: f32,
-        freq_scale: f32,
-        max_pos: usize,
-    ) -> Result<Rope> {
-        let mut cs = Vec::with_capacity(max_pos * head_dim);
-        super::cpu::elementwise::rope_rows(head_dim, base, freq_scale, 0, max_pos, &mut cs);
-        let (cos, sin): (Vec<f32>, Vec<f32>) = cs.chunks(2).map(|p| (p[0], p[1])).unzip();
+    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope> {
+        let max_pos = table.len() / head_dim;
+        let (cos, sin): (Vec<f32>, Vec<f32>) = table.chunks(2).map(|p| (p[0], p[1])).unzip();
         let shape = (max_pos, head_dim / 2);
         self.ropes.push(RopeTables {
             cos: Tensor::from_vec(cos, shape, &self.device).map_err(err)?,
@@ -282,8 +274,6 @@ impl Backend for CandleBackend {
             id: (self.ropes.len() - 1) as u32,
             layout,
             head_dim,
-            base,
-            freq_scale,
             max_pos,
         })
     }

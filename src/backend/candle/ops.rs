@@ -33,13 +33,7 @@ impl CandleBackend {
         heads: usize,
         pos0: usize,
     ) -> Result<()> {
-        if pos0 + n > rope.max_pos {
-            return Err(BackendError::Invalid(format!(
-                "rope: position {} beyond the table's {}",
-                pos0 + n,
-                rope.max_pos
-            )));
-        }
+        // positions were checked by `Ops`
         let hd = rope.head_dim;
         let t = &self.ropes[rope.id as usize];
         let cos = t.cos.narrow(0, pos0, n).map_err(err)?;

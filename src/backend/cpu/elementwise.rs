@@ -56,29 +56,6 @@ pub fn rope(
     }
 }
 
-/// `(cos, sin)` pairs for positions `from..to`, computed like ggml's rope cache: the angle of
-/// pair i is `pos * freq_scale * theta_scale^i`, with the power built by repeated f32
-/// multiplication (this keeps our rotations bit-compatible with llama.cpp's).
-pub fn rope_rows(
-    hd: usize,
-    base: f32,
-    freq_scale: f32,
-    from: usize,
-    to: usize,
-    out: &mut Vec<f32>,
-) {
-    let theta_scale = base.powf(-2.0 / hd as f32);
-    for pos in from..to {
-        let mut theta = pos as f32;
-        for _ in 0..hd / 2 {
-            let t = freq_scale * theta;
-            out.push(t.cos());
-            out.push(t.sin());
-            theta *= theta_scale;
-        }
-    }
-}
-
 fn gelu(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     const C: f32 = 0.044_715;

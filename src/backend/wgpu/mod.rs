@@ -509,15 +509,8 @@ impl Backend for WgpuBackend {
         }
     }
 
-    fn rope_table(
-        &mut self,
-        layout: RopeLayout,
-        head_dim: usize,
-        base: f32,
-        freq_scale: f32,
-        max_pos: usize,
-    ) -> Result<Rope> {
-        self.rope_table_impl(layout, head_dim, base, freq_scale, max_pos)
+    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope> {
+        self.rope_table_impl(layout, head_dim, table)
     }
 
     fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

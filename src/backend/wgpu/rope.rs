@@ -1,31 +1,24 @@
 //! Dispatch of `shaders/rope.wgsl` and `shaders/rope_kv.wgsl` (RoPE fused with the KV-cache
-//! writes), and their (cos, sin) table: computed once on the host by the CPU backend's
-//! routine for every position up to the context size, then uploaded.
+//! writes), and their (cos, sin) table: built on the host (`model::rope`), uploaded once.
 
 use super::{fold, kernels::Kernel, WgpuBackend};
-use crate::backend::cpu::elementwise::rope_rows;
-use crate::backend::{BackendError, Buf, Result, Rope, RopeKv, RopeLayout};
+use crate::backend::{Buf, Result, Rope, RopeKv, RopeLayout};
 
 impl WgpuBackend {
     pub(super) fn rope_table_impl(
         &mut self,
         layout: RopeLayout,
         head_dim: usize,
-        base: f32,
-        freq_scale: f32,
-        max_pos: usize,
+        table: Vec<f32>,
     ) -> Result<Rope> {
-        let mut cs = Vec::with_capacity(max_pos * head_dim);
-        rope_rows(head_dim, base, freq_scale, 0, max_pos, &mut cs);
-        let buf = self.buffer_init(cs.len() as u64 * 4, "rope table", bytemuck::cast_slice(&cs))?;
+        let bytes = table.len() as u64 * 4;
+        let buf = self.buffer_init(bytes, "rope table", bytemuck::cast_slice(&table))?;
         self.ropes.push(buf);
         Ok(Rope {
             id: (self.ropes.len() - 1) as u32,
             layout,
             head_dim,
-            base,
-            freq_scale,
-            max_pos,
+            max_pos: table.len() / head_dim,
         })
     }
 
@@ -38,13 +31,7 @@ impl WgpuBackend {
         heads: usize,
         pos0: usize,
     ) -> Result<()> {
-        if pos0 + n > rope.max_pos {
-            return Err(BackendError::Invalid(format!(
-                "rope: position {} beyond the table's {}",
-                pos0 + n,
-                rope.max_pos
-            )));
-        }
+        // positions and sizes were checked by `Ops`
         let table = self.ropes[rope.id as usize];
         let mode = match rope.layout {
             RopeLayout::Neox => 0,
@@ -71,15 +58,7 @@ impl WgpuBackend {
         p: &RopeKv,
     ) -> Result<()> {
         let hd = rope.head_dim;
-        let kv_row = p.n_head_kv * hd;
-        if p.pos0 + p.n > rope.max_pos || (p.pos0 + p.n) * kv_row > p.k_cache.len.min(p.v_cache.len)
-        {
-            return Err(BackendError::Invalid(format!(
-                "rope_store_kv: positions {}..{} beyond the table or the cache",
-                p.pos0,
-                p.pos0 + p.n
-            )));
-        }
+        // positions, the table and the cache were checked by `Ops`
         let table = self.ropes[rope.id as usize];
         let mode = match rope.layout {
             RopeLayout::Neox => 0,
