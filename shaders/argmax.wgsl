@@ -5,7 +5,8 @@
 //      (value bits, index) goes to R[r0 + 2 + 2g], R[r0 + 3 + 2g];
 //   1: one workgroup reduces the G pairs the same way into R[r0].
 // One workgroup alone over a 128k vocabulary is latency-bound on one compute unit (265 us on
-// an H100); G of them take a few microseconds.
+// an H100); G of them take a few microseconds. A NaN or an infinity wins as the index BAD, so
+// the token read back says the logits were not finite (a corrupted weight block) at no cost.
 //
 // Params P: 0 len, 1 off, 2 G, 3 r0: this row's words of R start at r0 (several rows' argmaxes
 // are dispatched together, each into its own words, and read back at once).
@@ -13,6 +14,7 @@
 
 const WG: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
+const BAD: u32 = 0xfffffffeu;
 
 override PHASE: u32 = 0u;
 
@@ -23,8 +25,15 @@ override PHASE: u32 = 0u;
 var<workgroup> bv: array<f32, WG>;
 var<workgroup> bi: array<u32, WG>;
 
-// Whether (ov, oi) beats (v, i): larger, or equal with a lower index; NONE never wins.
+// Whether (ov, oi) beats (v, i): BAD always wins, NONE never does; else larger, or equal with
+// a lower index.
 fn better(ov: f32, oi: u32, v: f32, i: u32) -> bool {
+    if (i == BAD) {
+        return false;
+    }
+    if (oi == BAD) {
+        return true;
+    }
     return oi != NONE && (i == NONE || ov > v || (ov == v && oi < i));
 }
 
@@ -37,6 +46,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (PHASE == 0u) {
         for (var i = wid.x * WG + lid; i < len; i += groups * WG) {
             let x = X[P[1] + i];
+            if ((bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u) {
+                idx = BAD;
+                break;
+            }
             if (x > v || idx == NONE) {
                 v = x;
                 idx = i;

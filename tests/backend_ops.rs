@@ -479,6 +479,30 @@ fn row_ops_should_match_reference() {
             "{name} argmax_rows"
         );
         assert!(ops.argmax_rows(b, &[150_003], 49_998).is_err(), "{name}");
+        // a NaN or an infinity in a row: device backends say so through the token they read
+        // back (the CPU checks its logits where the model makes them, `Ops::check_finite`)
+        if !name.starts_with("cpu") {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut row = vocab.clone();
+                row[123_456] = bad;
+                let r = put(&mut ops, &row);
+                let e = ops.argmax(r, 0, 200_000).unwrap_err().to_string();
+                assert!(
+                    e.contains("non-finite value (NaN or infinity) in the logits"),
+                    "{name}: {e}"
+                );
+                let e = ops
+                    .argmax_rows(r, &[0, 123_000], 49_998)
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("token row 1"), "{name}: {e}");
+            }
+            assert_eq!(
+                ops.argmax(b, 0, 200_000).unwrap(),
+                150_001,
+                "{name}: still fine"
+            );
+        }
         // top-k: several device slices, ties, k past the device limit and past the length
         let mut logits = rand_vec(10_000, 9, 4.0);
         logits[9_999] = logits[3];

@@ -524,6 +524,25 @@ fn a_nan_weight_block_ends_the_run_naming_the_layer() {
         "{err}"
     );
     assert!(out.is_empty(), "no token is printed: {out:?}");
+    // wgpu does not look inside the layers; its argmax reports the logits the NaN reached
+    let args = [
+        "run",
+        "-m",
+        bad,
+        "-n",
+        "2",
+        "--temp",
+        "0",
+        "--backend",
+        "wgpu",
+        "Once upon a time",
+    ];
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("non-finite value (NaN or infinity) in the logits"),
+        "{err}"
+    );
     // the sound file runs, so the check is not what failed
     let (code, _, err) = run(&[
         "run",

@@ -356,7 +356,10 @@ pub trait Backend: Send {
     /// Reads `out.len()` elements from `src[off..]` to the host (waits for pending work).
     fn read(&mut self, src: Buf, off: usize, out: &mut [f32]) -> Result<()>;
 
-    /// Index of the largest of `len` elements at `src[off..]` (first one on ties).
+    /// Index of the largest of `len` elements at `src[off..]` (first one on ties). Backends
+    /// whose logits are not checked on the host (wgpu, candle) answer a row holding a NaN or an
+    /// infinity with [`BackendError::NonFinite`]; the CPU checks its logits where the model
+    /// makes them ([`Ops::check_finite`]).
     fn argmax(&mut self, src: Buf, off: usize, len: usize) -> Result<u32> {
         let mut v = vec![0f32; len];
         self.read(src, off, &mut v)?;
@@ -367,7 +370,15 @@ pub trait Backend: Send {
     /// sequence of a batch), one result per row. GPU backends find them all before one read
     /// back.
     fn argmax_rows(&mut self, src: Buf, offs: &[usize], len: usize) -> Result<Vec<u32>> {
-        offs.iter().map(|&o| self.argmax(src, o, len)).collect()
+        let row = |i: usize| {
+            move |e| match e {
+                BackendError::NonFinite { place, .. } => BackendError::NonFinite { place, row: i },
+                e => e,
+            }
+        };
+        (offs.iter().enumerate())
+            .map(|(i, &o)| self.argmax(src, o, len).map_err(row(i)))
+            .collect()
     }
 
     /// The `k` largest of `len` elements at `src[off..]` as (index, value), largest first,

@@ -416,8 +416,20 @@ impl Backend for CandleBackend {
         // one pass: rows reduced in parallel, then the best row, was not faster on the H100
         // (447 us with the device synchronized, vs 358 us in another run) and returned the later
         // of two tied maxima
-        self.view(src, off, len)?
-            .argmax(0)
+        let row = self.view(src, off, len)?;
+        // x * 0 sums to 0 unless some x is a NaN or an infinity (a corrupted weight block)
+        let poisoned = row
+            .affine(0.0, 0.0)
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.to_scalar::<f32>())
+            .map_err(err)?;
+        if !poisoned.is_finite() {
+            return Err(BackendError::NonFinite {
+                place: "the logits".into(),
+                row: 0,
+            });
+        }
+        row.argmax(0)
             .and_then(|t| t.to_scalar::<u32>())
             .map_err(err)
     }

@@ -14,6 +14,20 @@ const MAX_K: usize = 128;
 /// Elements per workgroup (`SLICE` in the shader).
 const SLICE: usize = 4096;
 
+/// The index `argmax.wgsl` reports for a row holding a NaN or an infinity.
+const BAD: u32 = 0xffff_fffe;
+
+/// A row's token, or the error its logits deserve.
+fn token(word: u32, row: usize) -> Result<u32> {
+    match word {
+        BAD => Err(BackendError::NonFinite {
+            place: "the logits".into(),
+            row,
+        }),
+        t => Ok(t),
+    }
+}
+
 impl WgpuBackend {
     pub(super) fn argmax_impl(&mut self, src: Buf, off: usize, len: usize) -> Result<u32> {
         if len == 0 || off + len > src.len {
@@ -25,7 +39,7 @@ impl WgpuBackend {
         // then one workgroup over them
         self.dispatch_argmax(src, off, len, self.result, 0)?;
         let b = self.read_bytes(self.result, 0, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        token(u32::from_le_bytes([b[0], b[1], b[2], b[3]]), 0)
     }
 
     /// The two passes of one row's argmax into `out` at word `r0` (ARGMAX_WORDS words).
@@ -70,7 +84,9 @@ impl WgpuBackend {
         }
         let b = self.read_bytes(out, 0, bytes)?;
         let words: Vec<u32> = bytemuck::pod_collect_to_vec(&b);
-        Ok((0..offs.len()).map(|i| words[i * ARGMAX_WORDS]).collect())
+        (0..offs.len())
+            .map(|i| token(words[i * ARGMAX_WORDS], i))
+            .collect()
     }
 
     pub(super) fn top_k_impl(
