@@ -1,6 +1,7 @@
 //! `tokenfab synth`: synthetic models of real shapes are valid GGUF for another reader
-//! (candle-core's), load and run in tokenfab on the CPU, and the Llama shape (the one
-//! architecture no real test model has) gives the same logits on wgpu as on the CPU — and, in a
+//! (candle-core's), load and run in tokenfab on the CPU, and the Llama and Qwen3 shapes (the
+//! architectures no real test model has; their CPU forward is checked against llama.cpp in
+//! `tests/synth_llama_cpp.rs`) give the same logits on wgpu as on the CPU — and, in a
 //! `--features cuda` build (run on an NVIDIA machine: it fails without one), on CUDA, where
 //! greedy decoding (argmax on the device, token by token) must also follow the CPU's.
 
@@ -53,7 +54,7 @@ fn logits(model: &mut Model, tokens: &[u32], rows: usize) -> Vec<f32> {
 #[test]
 fn synthetic_presets_should_be_valid_gguf_and_run() {
     let dir = tempfile::tempdir().unwrap();
-    for preset in ["gemma3-270m", "qwen2.5-0.5b", "llama-3.2-1b"] {
+    for preset in ["gemma3-270m", "qwen2.5-0.5b", "llama-3.2-1b", "qwen3-0.6b"] {
         let path = write(dir.path(), preset);
         // another reader: candle-core's GGUF parser sees the same tensors and shapes
         let mut f = std::fs::File::open(&path).unwrap();
@@ -116,14 +117,14 @@ fn greedy(model: &mut Model, prompt: &[u32], n: usize, gaps: bool) -> (Vec<u32>,
 /// top-2 gap is below this fraction of the logits' RMS.
 const NEAR_TIE: f32 = 0.05;
 
-/// `other` against the CPU on the synthetic Llama 3.2 1B: logits of a few rows (nmse), and
+/// `other` against the CPU on a synthetic `preset`: logits of a few rows (nmse), and
 /// with `steps` > 0: a varied token sequence teacher-forced through both, where `other`'s
 /// argmax must be the CPU's except at near-ties; then `other`'s own greedy decoding (argmax on
 /// the device, token by token) must repeat the CPU's up to the CPU's first near-tie.
-fn check_llama(other: Box<dyn Backend>, steps: usize) {
-    let name = other.name().to_string();
+fn check(preset: &str, other: Box<dyn Backend>, steps: usize) {
+    let name = format!("{preset} on {}", other.name());
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "llama-3.2-1b");
+    let path = write(dir.path(), preset);
     let tokens = [1u32, 500, 7000, 42, 9, 100_000, 3, 77];
     let mut cpu = load(&path, Box::new(CpuBackend::new(0).unwrap()));
     let mut gpu = load(&path, other);
@@ -180,7 +181,19 @@ fn synthetic_llama_should_match_cpu_on_wgpu() {
     } else {
         0
     };
-    check_llama(Box::new(gpu), steps);
+    check("llama-3.2-1b", Box::new(gpu), steps);
+}
+
+#[test]
+fn synthetic_qwen3_should_match_cpu_on_wgpu() {
+    let gpu = WgpuBackend::new(false)
+        .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)");
+    let steps = if tokenfab::backend::wgpu::has_discrete_gpu() {
+        24
+    } else {
+        0
+    };
+    check("qwen3-0.6b", Box::new(gpu), steps);
 }
 
 /// Only in a `--features cuda` build, which must then run where there is an NVIDIA GPU.
@@ -188,5 +201,13 @@ fn synthetic_llama_should_match_cpu_on_wgpu() {
 #[test]
 fn synthetic_llama_should_match_cpu_on_cuda() {
     let gpu = tokenfab::backend::candle::CandleBackend::cuda().expect("an NVIDIA GPU");
-    check_llama(Box::new(gpu), 24);
+    check("llama-3.2-1b", Box::new(gpu), 24);
+}
+
+/// Only in a `--features cuda` build, which must then run where there is an NVIDIA GPU.
+#[cfg(feature = "cuda")]
+#[test]
+fn synthetic_qwen3_should_match_cpu_on_cuda() {
+    let gpu = tokenfab::backend::candle::CandleBackend::cuda().expect("an NVIDIA GPU");
+    check("qwen3-0.6b", Box::new(gpu), 24);
 }
