@@ -104,7 +104,26 @@ fn main() -> Result<()> {
 
     // gguf: the fixture, each real tokenizer alone, tiny synthetic models carrying one
     let dir = corpus.join("gguf");
-    save(&dir, "all-types.gguf", &all_types()?)?;
+    let fixture = all_types()?;
+    save(&dir, "all-types.gguf", &fixture)?;
+    // the reader tests' failure modes (src/gguf/tests.rs), on the fixture: header fields
+    // (magic, version, tensor and key counts), the first key's length, truncations
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut b = fixture.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        b
+    };
+    for (name, b) in [
+        ("bad-magic", patched(0, b"GGUX")),
+        ("version-1", patched(4, &1u32.to_le_bytes())),
+        ("tensors-max", patched(8, &u64::MAX.to_le_bytes())),
+        ("keys-2e40", patched(16, &(1u64 << 40).to_le_bytes())),
+        ("key-length-max", patched(24, &u64::MAX.to_le_bytes())),
+        ("header-only", fixture[..24].to_vec()),
+        ("half", fixture[..fixture.len() / 2].to_vec()),
+    ] {
+        save(&dir, &format!("malformed-{name}.gguf"), &b)?;
+    }
     let tmp = tempfile::tempdir()?;
     for (tk_name, file, arches) in [
         ("gemma", &gemma, &["gemma3-270m", "llama-3.2-1b"][..]),
