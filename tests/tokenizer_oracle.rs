@@ -5,6 +5,21 @@ mod common;
 use tokenfab::gguf::GgufFile;
 use tokenfab::tokenizer::Tokenizer;
 
+/// A chat_template fuzz input (template, NUL, role/content pairs split by \x01).
+fn fuzz_input(name: &str) -> (String, Vec<tokenfab::tokenizer::chat::Message>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(name);
+    let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+    let (source, rest) = text.split_once('\0').unwrap_or((&text, "user\u{1}hello"));
+    let parts: Vec<&str> = rest.split('\u{1}').collect();
+    let msgs = parts
+        .chunks(2)
+        .map(|c| tokenfab::tokenizer::chat::Message::new(c[0], c.get(1).copied().unwrap_or("")))
+        .collect();
+    (source.to_string(), msgs)
+}
+
 fn load(key: &str) -> Tokenizer {
     let f = GgufFile::open(common::model_for(key)).unwrap();
     Tokenizer::from_metadata(f.metadata()).unwrap()
@@ -164,25 +179,32 @@ fn spm_model_should_match_the_derived_merges_bpe() {
 /// plain `cargo test`), where minijinja keeps excerpts. The error must come back as an error.
 #[test]
 fn fuzz_regression_template_error_span_is_an_error_not_a_panic() {
-    use tokenfab::tokenizer::chat::{render, Message};
+    use tokenfab::tokenizer::chat::render;
     let qwen = load("qwen");
-    let bytes = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/regressions/chat_template-span.txt"),
-    )
-    .unwrap();
-    let text = String::from_utf8_lossy(&bytes);
-    let (source, rest) = text.split_once('\0').unwrap();
-    let parts: Vec<&str> = rest.split('\u{1}').collect();
-    let msgs: Vec<Message> = parts
-        .chunks(2)
-        .map(|c| Message::new(c[0], c.get(1).copied().unwrap_or("")))
-        .collect();
-    let e = render(source, &qwen, &msgs, true).unwrap_err().to_string();
+    let (source, msgs) = fuzz_input("chat_template-span.txt");
+    let e = render(&source, &qwen, &msgs, true).unwrap_err().to_string();
     assert!(
         e.contains("cannot unpack") && e.contains("(in chat:1)"),
         "{e}"
     );
+}
+
+/// Found by `scripts/fuzz.sh run chat_template` as a timeout (over 10 s under the fuzzer):
+/// recursive macros whose every call renders text. It must end, as an error or a result,
+/// within the fuel budget's time.
+#[test]
+fn fuzz_regression_slow_recursive_macro_ends_quickly() {
+    use tokenfab::tokenizer::chat::render;
+    let qwen = load("qwen");
+    let (source, msgs) = fuzz_input("chat_template-slow-macro.txt");
+    let t0 = std::time::Instant::now();
+    let r = render(&source, &qwen, &msgs, true);
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("{secs:.2} s: {:?}", r.as_ref().map(|s| s.len()));
+    assert!(secs < 2.0, "{secs} s");
+    // it rendered 6 MB under the old flat 16 MB cap; now the cap is 1 MB past its messages
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("the rendered prompt exceeds"), "{e}");
 }
 
 /// Found by `scripts/fuzz.sh run tokenize` (`fuzz/regressions/tokenize-nfc.bin`): Qwen's BPE
@@ -218,7 +240,8 @@ fn hostile_chat_templates_end_with_an_error_not_a_hang() {
     assert!(e.contains("fuel"), "{e}");
     let flood = "{% for i in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}";
     let e = render(flood, &qwen, &msgs, true).unwrap_err().to_string();
-    assert!(e.contains("exceeds 16 MB"), "{e}");
+    // 1 MB plus twice "user" + "hi"
+    assert!(e.contains("exceeds 1048588 bytes"), "{e}");
     let deep = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
     let e = render(deep, &qwen, &msgs, true).unwrap_err().to_string();
     assert!(e.contains("recursion"), "{e}");
@@ -307,7 +330,7 @@ fn random_chat_templates_render_or_fail_cleanly() {
             .collect();
         match render(&src, &qwen, &msgs, true) {
             Ok(out) => {
-                assert!(out.len() <= tokenfab::tokenizer::chat::MAX_OUTPUT);
+                assert!(out.len() <= tokenfab::tokenizer::chat::output_cap(&msgs));
                 ok += 1;
             }
             Err(e) => {

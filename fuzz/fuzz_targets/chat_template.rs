@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     let tk = &common::tokenizers()[(data.first().copied().unwrap_or(0) & 1) as usize];
     for gen in [false, true] {
         if let Ok(out) = render(source, tk, &messages, gen) {
-            assert!(out.len() <= 16 << 20, "the output cap holds");
+            assert!(
+                out.len() <= tokenfab::tokenizer::chat::output_cap(&messages),
+                "the output cap holds"
+            );
         }
     }
 });

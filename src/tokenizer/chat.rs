@@ -6,7 +6,8 @@
 //! functions are added), its own caps (recursion depth 500, `range` ≤ 100 000 items, a
 //! repeated string ≤ 100 MB), and here a fuel budget ([`FUEL_BASE`] + [`FUEL_PER_MESSAGE`]
 //! per message: a loop that runs away ends with an error, not a hang) and an output cap
-//! ([`MAX_OUTPUT`]). A template that fails or exceeds a limit is an error.
+//! ([`output_cap`]: what the messages bring, twice, plus 1 MB). A template that fails or exceeds
+//! a limit is an error.
 
 use super::{Tokenizer, TokenizerError};
 use serde::Serialize;
@@ -76,19 +77,32 @@ pub fn apply(
 /// message: the real templates spend a few hundred per message.
 pub const FUEL_BASE: u64 = 1_000_000;
 pub const FUEL_PER_MESSAGE: u64 = 10_000;
-/// Most bytes a rendered prompt may have (far beyond any context: 128k tokens are ~0.5 MB).
-pub const MAX_OUTPUT: usize = 16 << 20;
+/// What a template may add to its messages: 1 MB (a real template adds a few dozen bytes per
+/// message; 128k tokens of context are ~0.5 MB of text).
+pub const OUTPUT_BASE: usize = 1 << 20;
 
-/// A writer that refuses to grow past [`MAX_OUTPUT`] (and remembers that it did).
-#[derive(Default)]
+/// Most bytes a rendered prompt of `messages` may have: [`OUTPUT_BASE`] plus twice the bytes
+/// of their roles and contents. Fuzzing found recursive macros that rendered 6 MB from four
+/// short messages: quick here (0.03 s), but over 10 s under the fuzzer's sanitizer, with the
+/// old flat 16 MB cap.
+pub fn output_cap(messages: &[Message]) -> usize {
+    let text: usize = messages
+        .iter()
+        .map(|m| m.role.len() + m.content.len())
+        .sum();
+    OUTPUT_BASE.saturating_add(text.saturating_mul(2))
+}
+
+/// A writer that refuses to grow past `cap` bytes (and remembers that it did).
 struct Capped {
     out: Vec<u8>,
+    cap: usize,
     over: bool,
 }
 
 impl std::io::Write for Capped {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if self.out.len() + b.len() > MAX_OUTPUT {
+        if self.out.len() + b.len() > self.cap {
             self.over = true;
             return Err(std::io::Error::other("output cap"));
         }
@@ -148,14 +162,18 @@ pub fn render(
         eos_token => piece(tokenizer.eos()),
         tools => minijinja::Value::UNDEFINED,
     };
-    let mut out = Capped::default();
+    let mut out = Capped {
+        out: Vec::new(),
+        cap: output_cap(messages),
+        over: false,
+    };
     let r = env
         .get_template("chat")
         .and_then(|t| t.render_captured_to(ctx, &mut out).map(drop));
     if out.over {
         return Err(TokenizerError::Template(format!(
-            "the rendered prompt exceeds {} MB",
-            MAX_OUTPUT >> 20
+            "the rendered prompt exceeds {} bytes (1 MB more than twice its messages)",
+            out.cap
         )));
     }
     r.map_err(terr)?;
