@@ -11,6 +11,7 @@
 //! `softmax(q·kᵀ·scale + mask)·v` with grouped heads expanded and a causal/window mask built
 //! per call. Greedy tokens come from `argmax` on the device (4 bytes back).
 
+mod memory;
 mod ops;
 
 use super::{
@@ -432,6 +433,22 @@ impl Backend for CandleBackend {
         row.argmax(0)
             .and_then(|t| t.to_scalar::<u32>())
             .map_err(err)
+    }
+
+    /// On CUDA: the model against the free device memory (see [`memory`]).
+    fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Ok(d) = self.device.as_cuda_device() {
+            let stream = d.cuda_stream();
+            let ctx = stream.context();
+            let (free, total) = ctx.mem_get_info().map_err(|e| {
+                BackendError::Device(format!("cuda: cannot read the free GPU memory: {e}"))
+            })?;
+            let name = format!("cuda ({})", ctx.name().unwrap_or_default());
+            return memory::fits(&name, weights, other, free as u64, total as u64);
+        }
+        let _ = (weights, other);
+        Ok(())
     }
 
     /// The GPU's name on CUDA (the same string wgpu reports, so `tokenfab probe`'s measured
