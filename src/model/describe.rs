@@ -129,6 +129,20 @@ fn write_report(s: &mut String, label: &str, f: &GgufFile, metadata: bool) -> st
             t.bits_per_weight()
         )?;
     }
+    let unsupported: Vec<&str> = by_type
+        .keys()
+        .filter(|t| !crate::quant::CPU_TYPES.contains(t))
+        .map(|t| t.name())
+        .collect();
+    if !unsupported.is_empty() {
+        let names: Vec<&str> = crate::quant::CPU_TYPES.iter().map(|t| t.name()).collect();
+        writeln!(
+            s,
+            "unsupported   tensor type(s) {}: tokenfab cannot compute with them (it can: {})",
+            unsupported.join(", "),
+            names.join(", ")
+        )?;
+    }
     if metadata {
         writeln!(s, "metadata:")?;
         for (k, v) in md.iter() {
@@ -136,4 +150,65 @@ fn write_report(s: &mut String, label: &str, f: &GgufFile, metadata: bool) -> st
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::{GgufWriter, Value};
+
+    /// What `tokenfab info` says about a file it cannot run: the architecture, the RoPE
+    /// scaling and the tensor types, each by name.
+    #[test]
+    fn names_what_is_unsupported() {
+        let file = |arch: &str, rope: Option<&str>, t: GgmlType| {
+            let mut w = GgufWriter::new();
+            w.set("general.architecture", Value::String(arch.into()));
+            for (k, v) in [
+                ("context_length", 64u32),
+                ("embedding_length", 256),
+                ("block_count", 1),
+                ("feed_forward_length", 256),
+                ("attention.head_count", 2),
+            ] {
+                w.set(&format!("{arch}.{k}"), Value::U32(v));
+            }
+            w.set(
+                &format!("{arch}.attention.layer_norm_rms_epsilon"),
+                Value::F32(1e-6),
+            );
+            if let Some(r) = rope {
+                w.set(
+                    &format!("{arch}.rope.scaling.type"),
+                    Value::String(r.into()),
+                );
+            }
+            let bytes = t.row_bytes(256).unwrap() as usize * 4;
+            w.add_tensor("token_embd.weight", t, &[256, 4], vec![0; bytes])
+                .unwrap();
+            GgufFile::from_bytes("<t>", w.to_bytes().unwrap()).unwrap()
+        };
+        let d = describe("phi.gguf", &file("phi3", None, GgmlType::Q8_0), false);
+        assert!(d.contains("architecture  not runnable by tokenfab:"), "{d}");
+        assert!(d.contains("architecture \"phi3\" is not supported"), "{d}");
+        let d = describe(
+            "l.gguf",
+            &file("llama", Some("longrope"), GgmlType::Q8_0),
+            false,
+        );
+        assert!(
+            d.contains("RoPE scaling type \"longrope\" is not supported"),
+            "{d}"
+        );
+        let d = describe("iq.gguf", &file("llama", None, GgmlType::IQ2_XS), false);
+        assert!(
+            d.contains("unsupported   tensor type(s) iq2_xs: tokenfab cannot compute with them"),
+            "{d}"
+        );
+        let d = describe("ok.gguf", &file("llama", None, GgmlType::Q8_0), false);
+        assert!(
+            !d.contains("unsupported") && d.contains("architecture  llama"),
+            "{d}"
+        );
+    }
 }
