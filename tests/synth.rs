@@ -171,29 +171,27 @@ fn check(preset: &str, other: Box<dyn Backend>, steps: usize) {
     assert_eq!(got[..first_tie], want[..first_tie], "{name}: free-running");
 }
 
-#[test]
-fn synthetic_llama_should_match_cpu_on_wgpu() {
+/// `preset` on wgpu against the CPU; greedy decoding on real GPUs only (lavapipe, in CI,
+/// decodes a 1B model at seconds per token).
+fn check_wgpu(preset: &str) {
     let gpu = WgpuBackend::new(false)
         .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)");
-    // lavapipe (CI) decodes a 1B model at seconds per token: greedy runs on real GPUs only
     let steps = if tokenfab::backend::wgpu::has_discrete_gpu() {
         24
     } else {
         0
     };
-    check("llama-3.2-1b", Box::new(gpu), steps);
+    check(preset, Box::new(gpu), steps);
+}
+
+#[test]
+fn synthetic_llama_should_match_cpu_on_wgpu() {
+    check_wgpu("llama-3.2-1b");
 }
 
 #[test]
 fn synthetic_qwen3_should_match_cpu_on_wgpu() {
-    let gpu = WgpuBackend::new(false)
-        .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)");
-    let steps = if tokenfab::backend::wgpu::has_discrete_gpu() {
-        24
-    } else {
-        0
-    };
-    check("qwen3-0.6b", Box::new(gpu), steps);
+    check_wgpu("qwen3-0.6b");
 }
 
 /// Only in a `--features cuda` build, which must then run where there is an NVIDIA GPU.
