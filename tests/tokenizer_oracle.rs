@@ -213,6 +213,31 @@ fn fuzz_regression_slow_recursive_macro_ends_quickly() {
     }
 }
 
+/// Found by `scripts/fuzz.sh run chat_template` as a stack overflow (an abort: the server
+/// would die): `{% set ns.x = ns %}{{ ns.x }}` — minijinja prints a namespace that contains
+/// itself forever. Templates that could build one are refused; real ones still render.
+#[test]
+fn fuzz_regression_self_containing_namespace_is_refused() {
+    use tokenfab::tokenizer::chat::{render, Message};
+    let qwen = load("qwen");
+    let (source, msgs) = fuzz_input("chat_template-self-namespace.txt");
+    let e = render(&source, &qwen, &msgs, true).unwrap_err().to_string();
+    assert!(e.contains("the namespace `ns` is used as a value"), "{e}");
+    let msgs = [Message::new("user", "hi")];
+    for bad in [
+        "{% set ns = namespace() %}{% set ns.x = [ns] %}{{ ns.x }}",
+        "{% set l = [namespace()] %}{% for n in l %}{% set n.x = l %}{% endfor %}{{ l }}",
+        "{% set a = namespace() %}{% set b = a %}{% set a.x = b %}{{ a.x }}",
+        "{% macro f(n) %}{% set n.x = n %}{% endmacro %}{% set ns = namespace() %}{{ f(ns) }}",
+    ] {
+        let e = render(bad, &qwen, &msgs, true).unwrap_err().to_string();
+        assert!(e.contains("NAME.attribute"), "{bad}: {e}");
+    }
+    let ok = "{% set ns = namespace(x=0) %}{% for i in range(3) %}{% set ns.x = ns.x + i %}\
+              {% endfor %}{{ ns.x }}";
+    assert_eq!(render(ok, &qwen, &msgs, true).unwrap(), "3");
+}
+
 /// Found by `scripts/fuzz.sh run tokenize` (`fuzz/regressions/tokenize-nfc.bin`): Qwen's BPE
 /// pipeline normalizes to NFC (as its tokenizer.json says, ../shared/reference/TOKENIZERS.md),
 /// so combining marks out of canonical order (U+031A, class 232, before U+0B4D, class 9) come

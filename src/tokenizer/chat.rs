@@ -131,6 +131,51 @@ fn template_error(e: &minijinja::Error) -> String {
     msg
 }
 
+/// Refuses templates that could store a namespace inside a namespace. minijinja's namespaces
+/// are its only mutable values, and one that contains itself (`{% set ns.x = ns %}`, found by
+/// fuzzing) makes minijinja recurse until the stack overflows when it is printed, compared or
+/// serialized — an abort, not an error. The rule is textual and conservative: every
+/// `namespace(...)` call must be the whole value of a `set NAME = ...`, and each such NAME may
+/// only appear followed by `.` (reading or setting an attribute). Real templates use namespaces
+/// exactly that way (`ns.found = true`, `ns.last_query_index`).
+fn check_namespaces(source: &str) -> Result<(), TokenizerError> {
+    use std::sync::OnceLock;
+    static DECL: OnceLock<regex::Regex> = OnceLock::new();
+    static CALL: OnceLock<regex::Regex> = OnceLock::new();
+    let decl = DECL.get_or_init(|| {
+        regex::Regex::new(r"set\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*namespace\s*\(")
+            .expect("a valid regex")
+    });
+    let call = CALL.get_or_init(|| regex::Regex::new(r"\bnamespace\s*\(").expect("a valid regex"));
+    let refuse = |what: String| {
+        Err(TokenizerError::Template(format!(
+            "{what}: tokenfab only runs templates that use a namespace as NAME.attribute \
+             (a namespace stored into itself makes the template engine recurse without end)"
+        )))
+    };
+    let decls: Vec<(usize, &str)> = decl
+        .captures_iter(source)
+        .filter_map(|c| c.get(1).map(|m| (m.start(), m.as_str())))
+        .collect();
+    if call.find_iter(source).count() != decls.len() {
+        return refuse(
+            "`namespace(...)` used other than as `{% set NAME = namespace(...) %}`".into(),
+        );
+    }
+    for &(_, name) in &decls {
+        let uses = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name)))
+            .map_err(|e| TokenizerError::Template(e.to_string()))?;
+        for m in uses.find_iter(source) {
+            let declared_here = decls.iter().any(|&(at, n)| at == m.start() && n == name);
+            let attribute = source[m.end()..].trim_start().starts_with('.');
+            if !declared_here && !attribute {
+                return refuse(format!("the namespace `{name}` is used as a value"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Renders a template `source` (exposed for tests).
 pub fn render(
     source: &str,
@@ -155,6 +200,7 @@ pub fn render(
         },
     );
     let terr = |e: minijinja::Error| TokenizerError::Template(template_error(&e));
+    check_namespaces(source)?;
     env.add_template("chat", source).map_err(terr)?;
     let piece = |id: Option<u32>| id.and_then(|i| tokenizer.piece(i)).unwrap_or_default();
     let ctx = minijinja::context! {
