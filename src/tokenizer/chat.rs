@@ -6,8 +6,9 @@
 //! functions are added), its own caps (recursion depth 500, `range` ≤ 100 000 items, a
 //! repeated string ≤ 100 MB), and here a fuel budget ([`FUEL_BASE`] + [`FUEL_PER_MESSAGE`]
 //! per message: a loop that runs away ends with an error, not a hang) and an output cap
-//! ([`output_cap`]: what the messages bring, twice, plus 1 MB). A template that fails or exceeds
-//! a limit is an error.
+//! ([`output_cap`]: what the messages bring, twice, plus 1 MB), and templates that could store
+//! a namespace inside a namespace are refused before they run (`check_namespaces`). A template
+//! that fails or exceeds a limit is an error.
 
 use super::{Tokenizer, TokenizerError};
 use serde::Serialize;
