@@ -163,12 +163,18 @@ fn check_namespaces(source: &str) -> Result<(), TokenizerError> {
             "`namespace(...)` used other than as `{% set NAME = namespace(...) %}`".into(),
         );
     }
+    // every whole-word occurrence of a namespace's name (no regex compiled per request)
+    let word = |c: char| c.is_alphanumeric() || c == '_';
     for &(_, name) in &decls {
-        let uses = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name)))
-            .map_err(|e| TokenizerError::Template(e.to_string()))?;
-        for m in uses.find_iter(source) {
-            let declared_here = decls.iter().any(|&(at, n)| at == m.start() && n == name);
-            let attribute = source[m.end()..].trim_start().starts_with('.');
+        for (at, _) in source.match_indices(name) {
+            let end = at + name.len();
+            let whole = !source[..at].chars().next_back().is_some_and(word)
+                && !source[end..].chars().next().is_some_and(word);
+            if !whole {
+                continue;
+            }
+            let declared_here = decls.iter().any(|&(d, n)| d == at && n == name);
+            let attribute = source[end..].trim_start().starts_with('.');
             if !declared_here && !attribute {
                 return refuse(format!("the namespace `{name}` is used as a value"));
             }
