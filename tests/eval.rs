@@ -117,6 +117,11 @@ fn a_cascade_and_a_cloud_row() {
     let c = &v["cloud"];
     assert_eq!(c["id"], "openai:gpt-4o-mini");
     assert!(c["usd_per_accepted"].as_f64().unwrap() > 0.0, "{c}");
+    // with --large-all the router is swept: escalating nothing costs the small model alone
+    let points = v["route_sweep"]["points"].as_array().unwrap();
+    assert!(!points.is_empty() && points.len() <= 3, "{points:?}");
+    assert_eq!(points[0]["escalated"], 0);
+    assert_eq!(points[0]["cost"]["usd"], v["policies"][0]["usd"]);
 }
 
 #[test]
@@ -158,6 +163,8 @@ fn bad_flags_are_refused_with_the_flag_named() {
         "--cloud-pass-rate",
     );
     bad(&["-m", m, "-o", "csv"], "-o");
+    bad(&["--route-by", "logprob:-1"], "--route-by needs");
+    bad(&["--from-reports", "/nonexistent/a.json"], "two reports");
 }
 
 /// `--rescore REPORT` checks a saved report's answers again: the same verdicts when nothing
@@ -190,4 +197,103 @@ fn rescore_checks_saved_answers_again() {
     let o = eval(&["--rescore", report.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no saved answers"));
+}
+
+/// `--from-reports SMALL,LARGE` costs the cascade from two saved single-model reports (no
+/// generation) and sweeps the log-probability router over every threshold — numbers by hand.
+#[test]
+fn from_reports_costs_the_cascade_and_sweeps_the_router() {
+    let attempt = |passed: bool, usd: f64, lp: f64| {
+        serde_json::json!({"seed": 0, "temperature": 0.0, "prompt_tokens": 100,
+            "generated_tokens": 10, "seconds": 1.0, "bytes": 1, "joules": usd * 100.0,
+            "usd": usd, "mean_logprob": lp, "passed": passed, "error": null, "answer": "x"})
+    };
+    let report = |name: &str, runs: Vec<(bool, f64, f64)>| {
+        let runs: Vec<Value> = runs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, u, l))| {
+                serde_json::json!({"task_id": format!("HumanEval/{i}"),
+                    "attempts": [attempt(p, u, l)]})
+            })
+            .collect();
+        serde_json::json!({"energy_source": "estimated:model", "runs": {name: runs}})
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (s, l) = (dir.path().join("s.json"), dir.path().join("l.json"));
+    // small: passes 0 (sure), fails 1 (unsure) and 2; large: fails 0, passes 1 and 2
+    let small = report(
+        "small",
+        vec![(true, 1.0, -0.1), (false, 1.0, -0.5), (false, 1.0, -0.2)],
+    );
+    let large = report(
+        "large",
+        vec![(false, 10.0, -0.1), (true, 10.0, -0.1), (true, 10.0, -0.1)],
+    );
+    std::fs::write(&s, small.to_string()).unwrap();
+    std::fs::write(&l, large.to_string()).unwrap();
+    let both = format!("{},{}", s.display(), l.display());
+    let v = json(&eval(&[
+        "--from-reports",
+        &both,
+        "--limit",
+        "3",
+        "-o",
+        "json",
+    ]));
+    let p: Vec<(String, u64, f64)> = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let name = p["policy"].as_str().unwrap().to_string();
+            (
+                name,
+                p["passed"].as_u64().unwrap(),
+                p["usd"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert_eq!((p[0].1, p[0].2), (1, 3.0), "small alone: {p:?}");
+    assert_eq!((p[1].1, p[1].2), (2, 30.0), "large alone: {p:?}");
+    // oracle: small everywhere (3) + large on 1 and 2 (20): solves all three
+    assert_eq!((p[2].1, p[2].2), (3, 23.0), "oracle: {p:?}");
+    let sw = &v["route_sweep"];
+    assert_eq!(sw["auroc"], 1.0);
+    assert_eq!(sw["oracle_escalations"], 2);
+    let pts: Vec<(u64, u64, f64, bool)> = sw["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["escalated"].as_u64().unwrap(),
+                x["cost"]["passed"].as_u64().unwrap(),
+                x["cost"]["usd"].as_f64().unwrap(),
+                x["front"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // thresholds -0.5 (none), -0.2 (escalate 1), -0.1 (1 and 2), ∞ (all: 0 is lost)
+    assert_eq!(
+        pts,
+        vec![
+            (0, 1, 3.0, true),
+            (1, 2, 13.0, true),
+            (2, 3, 23.0, true),
+            (3, 2, 33.0, false)
+        ]
+    );
+    assert_eq!(sw["at_oracle_budget"]["escalated"], 2);
+    // the markdown report names the sweep; a report of two runs is refused
+    let md = eval(&["--from-reports", &both, "--limit", "3"]);
+    let text = String::from_utf8_lossy(&md.stdout);
+    assert!(text.contains("AUROC 1.000"), "{text}");
+    let mut two = small.clone();
+    two["runs"]["other"] = two["runs"]["small"].clone();
+    std::fs::write(&s, two.to_string()).unwrap();
+    let o = eval(&["--from-reports", &both, "--limit", "3"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("one model each"));
 }

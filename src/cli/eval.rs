@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use tokenfab::engine::{Engine, EngineOptions};
+use tokenfab::eval::tasks::route;
 use tokenfab::eval::tasks::run::{self, Policy, PolicyCost, ProblemRun, RunOptions};
 use tokenfab::eval::tasks::sandbox::{Limits, Sandbox};
 use tokenfab::eval::tasks::suite;
@@ -43,8 +44,9 @@ pub struct EvalArgs {
     #[arg(long = "route", value_delimiter = ',', conflicts_with = "model")]
     pub route: Vec<PathBuf>,
     /// The signal of the non-oracle cascade: `logprob:T` escalates when the small answer's
-    /// mean token log-probability is below T.
-    #[arg(long = "route-by", requires = "route")]
+    /// mean token log-probability is below T. With --large-all every threshold is costed too
+    /// (the report's router sweep).
+    #[arg(long = "route-by")]
     pub route_by: Option<String>,
     /// With --route: run the large model on every problem (its own pass rate and cost are
     /// reported too), not only where a cascade escalates.
@@ -58,6 +60,12 @@ pub struct EvalArgs {
     /// and sandbox; no generation) and print the pass rate of each run in it.
     #[arg(long = "rescore", conflicts_with_all = ["model", "route", "endpoint"])]
     pub rescore: Option<PathBuf>,
+    /// Cost the cascade from two saved `-o json` reports instead of generating: SMALL,LARGE,
+    /// each holding one model's run of the same problems (the large one's of every problem,
+    /// for the router sweep). Prints what `--route SMALL,LARGE --large-all` would.
+    #[arg(long = "from-reports", value_delimiter = ',',
+          conflicts_with_all = ["model", "route", "endpoint", "rescore"])]
+    pub from_reports: Vec<PathBuf>,
     /// `model` field of --endpoint requests.
     #[arg(long = "endpoint-model", requires = "endpoint")]
     pub endpoint_model: Option<String>,
@@ -115,6 +123,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if !a.route.is_empty() && a.route.len() != 2 {
         bail!("--route takes two models, SMALL,LARGE");
     }
+    if !a.from_reports.is_empty() && a.from_reports.len() != 2 {
+        bail!("--from-reports takes two reports, SMALL,LARGE");
+    }
+    if a.route_by.is_some() && a.route.is_empty() && a.from_reports.is_empty() {
+        bail!("--route-by needs --route SMALL,LARGE or --from-reports SMALL,LARGE");
+    }
     for m in &a.route {
         if !m.exists() {
             bail!("model file {} does not exist", m.display());
@@ -162,23 +176,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
             ..Limits::default()
         },
     };
-    let progress = |name: &str| {
-        let name = name.to_string();
-        move |r: &ProblemRun| {
-            let ok = r.attempts.iter().any(|x| x.passed);
-            eprintln!(
-                "tokenfab eval: {name} {} {} ({} attempt{})",
-                r.task_id,
-                if ok { "passed" } else { "failed" },
-                r.attempts.len(),
-                if r.attempts.len() == 1 { "" } else { "s" }
-            );
-        }
-    };
     let mut policies: Vec<PolicyCost> = Vec::new();
     let mut runs_json = serde_json::Map::new();
     let mut models = Vec::new();
     let mut pass_at = None;
+    let mut sweep = None;
     let energy_source;
     let first_runs: Vec<ProblemRun>;
     if let Some(url) = &a.endpoint {
@@ -198,7 +200,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         runs_json.insert(url.clone(), serde_json::to_value(&runs)?);
         models.push(json!({"endpoint": url}));
         first_runs = runs;
-    } else if a.route.is_empty() {
+    } else if a.route.is_empty() && a.from_reports.is_empty() {
         let path = super::resolve_model(a.model.as_deref())?;
         let mut e = engine(&path, &a)?;
         energy_source = e.energy_source().to_string();
@@ -222,76 +224,56 @@ pub fn run(a: EvalArgs) -> Result<()> {
         models.push(json!({"name": name, "path": path}));
         first_runs = runs;
     } else {
-        let (small_path, large_path) = (&a.route[0], &a.route[1]);
-        let mut small = engine(small_path, &a)?;
-        energy_source = small.energy_source().to_string();
-        let small_name = small.name();
-        let s_runs = run::run(
-            &mut small,
-            &sandbox,
-            &problems,
-            &opts,
-            &mut progress(&small_name),
-        )?;
-        drop(small);
-        // the large model only where a cascade escalates
-        let escalate: Vec<bool> = s_runs
-            .iter()
-            .map(|r| {
-                let f = r.attempts.first();
-                !f.is_some_and(|x| x.passed)
-                    || route_by.is_some_and(|t| f.is_some_and(|x| x.mean_logprob < t))
-            })
-            .collect();
-        let mut large = engine(large_path, &a)?;
-        let large_name = large.name();
-        let mut l_runs = Vec::new();
-        for (p, esc) in problems.iter().zip(&escalate) {
-            l_runs.push(if *esc || a.large_all {
-                let r = run::run(
-                    &mut large,
-                    &sandbox,
-                    std::slice::from_ref(p),
-                    &RunOptions {
-                        retries: 0,
-                        ..opts.clone()
-                    },
-                    &mut progress(&large_name),
-                )?;
-                r.into_iter().next()
-            } else {
-                None
-            });
-        }
+        let c = if a.from_reports.is_empty() {
+            run_cascade(&a, &sandbox, &problems, &opts, route_by)?
+        } else {
+            cascade_from_reports(&a.from_reports, &problems)?
+        };
+        energy_source = c.energy_source;
         policies.push(PolicyCost {
-            policy: format!("{small_name}: single"),
-            ..run::cost_single(&s_runs, &Policy::Single)
+            policy: format!("{}: single", c.small_name),
+            ..run::cost_single(&c.small, &Policy::Single)
         });
-        if a.large_all {
-            let all: Vec<ProblemRun> = l_runs.iter().flatten().cloned().collect();
+        let large_all = c.large.iter().all(Option::is_some);
+        if large_all {
+            let all: Vec<ProblemRun> = c.large.iter().flatten().cloned().collect();
             policies.push(PolicyCost {
-                policy: format!("{large_name}: single"),
+                policy: format!("{}: single", c.large_name),
                 ..run::cost_single(&all, &Policy::Single)
             });
         }
-        let mut oracle = run::cost_cascade(&s_runs, &l_runs, &Policy::CascadeOracle)
+        let pair = format!("{} → {}", c.small_name, c.large_name);
+        let mut oracle = run::cost_cascade(&c.small, &c.large, &Policy::CascadeOracle)
             .map_err(anyhow::Error::msg)?;
-        oracle.policy = format!("{small_name} → {large_name}: {}", oracle.policy);
+        oracle.policy = format!("{pair}: {}", oracle.policy);
+        let oracle_escalations = c.small.iter().filter(|r| !r.first_passed()).count();
         policies.push(oracle);
         if let Some(t) = route_by {
-            let mut c = run::cost_cascade(&s_runs, &l_runs, &Policy::CascadeLogprob(t))
+            let mut p = run::cost_cascade(&c.small, &c.large, &Policy::CascadeLogprob(t))
                 .map_err(anyhow::Error::msg)?;
-            c.policy = format!("{small_name} → {large_name}: {}", c.policy);
-            policies.push(c);
+            p.policy = format!("{pair}: {}", p.policy);
+            policies.push(p);
         }
-        runs_json.insert(small_name.clone(), serde_json::to_value(&s_runs)?);
+        if large_all {
+            let points = route::logprob_sweep(&c.small, &c.large).map_err(anyhow::Error::msg)?;
+            let best = route::at_oracle_budget(&points, oracle_escalations).cloned();
+            sweep = Some(json!({
+                "signal": "mean token log-probability of the small model's answer",
+                "auroc": route::logprob_auroc(&c.small),
+                "oracle_escalations": oracle_escalations,
+                "at_oracle_budget": best,
+                "points": points,
+            }));
+        }
+        let small_key = c.small_name.clone();
+        runs_json.insert(small_key, serde_json::to_value(&c.small)?);
         runs_json.insert(
-            format!("{large_name} (escalations)"),
-            serde_json::to_value(&l_runs)?,
+            format!("{} (escalations)", c.large_name),
+            serde_json::to_value(&c.large)?,
         );
-        models.push(json!({"name": small_name, "path": small_path}));
-        models.push(json!({"name": large_name, "path": large_path}));
-        first_runs = s_runs;
+        models.push(json!({"name": c.small_name, "path": c.small_path}));
+        models.push(json!({"name": c.large_name, "path": c.large_path}));
+        first_runs = c.small;
     }
     let cloud = match (&a.cloud, a.cloud_pass_rate) {
         (Some(id), Some(rate)) => {
@@ -312,7 +294,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         _ => None,
     };
     if let Some(dir) = &a.plot {
-        let extra: Vec<(String, f64, f64)> = cloud
+        let mut extra: Vec<(String, f64, f64)> = cloud
             .as_ref()
             .and_then(|c| {
                 let usd = c["usd_per_accepted"].as_f64()?;
@@ -324,6 +306,21 @@ pub fn run(a: EvalArgs) -> Result<()> {
             })
             .into_iter()
             .collect();
+        if let Some(points) = sweep.as_ref().and_then(|s| s["points"].as_array()) {
+            for p in points.iter().filter(|p| p["front"] == true) {
+                let (Some(t), Some(usd), Some(rate)) = (
+                    p["threshold"].as_f64(),
+                    p["cost"]["usd"].as_f64(),
+                    p["cost"]["passed"].as_f64(),
+                ) else {
+                    continue;
+                };
+                if rate > 0.0 {
+                    let n = problems.len() as f64;
+                    extra.push((format!("router logprob < {t:.3}"), usd / rate, rate / n));
+                }
+            }
+        }
         let title = format!(
             "HumanEval: pass rate vs cost per accepted output ({} problems)",
             problems.len()
@@ -347,6 +344,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         "suite": a.suite, "suite_file": file, "problems": problems.len(),
         "sandbox": sandbox.describe(), "energy_source": energy_source,
         "models": models, "policies": rows, "pass_at_k": pass_at, "cloud": cloud,
+        "route_sweep": sweep,
         "runs": runs_json,
     });
     if a.output == "json" {
@@ -373,6 +371,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
             p.usd_per_mtok(),
         );
     }
+    if let Some(sw) = &sweep {
+        print_sweep(sw);
+    }
     if let Some(pk) = &report["pass_at_k"].as_object() {
         println!(
             "\npass@1 {:.3}, pass@{} {:.3}",
@@ -397,6 +398,183 @@ pub fn run(a: EvalArgs) -> Result<()> {
         sandbox.describe()
     );
     Ok(())
+}
+
+/// The router sweep in the markdown report: the signal's AUROC, the router at the oracle's
+/// escalation budget, and the thresholds on the sweep's Pareto front.
+fn print_sweep(sw: &serde_json::Value) {
+    let pct = |p: &serde_json::Value| {
+        let passed = p["cost"]["passed"].as_f64().unwrap_or(0.0);
+        let n = p["cost"]["problems"].as_f64().unwrap_or(1.0).max(1.0);
+        format!("{:.1} % ({passed}/{n})", 100.0 * passed / n)
+    };
+    let usd_acc = |p: &serde_json::Value| {
+        let passed = p["cost"]["passed"].as_f64().unwrap_or(0.0);
+        match p["cost"]["usd"].as_f64() {
+            Some(u) if passed > 0.0 => format!("{:.2e}", u / passed),
+            _ => "-".into(),
+        }
+    };
+    println!(
+        "\nrouter sweep (escalate when the small answer's mean token log-probability < T): AUROC {} (0.5 = no signal)",
+        sw["auroc"].as_f64().map_or("-".into(), |x| format!("{x:.3}"))
+    );
+    let b = &sw["at_oracle_budget"];
+    if b.is_object() {
+        println!(
+            "at the oracle's budget ({} escalations) the router escalates {} and solves {}",
+            sw["oracle_escalations"],
+            b["escalated"],
+            pct(b)
+        );
+    }
+    println!("\n| T | escalated | pass rate | USD per accepted output |\n|---|---|---|---|");
+    for p in sw["points"].as_array().into_iter().flatten() {
+        if p["front"] == true {
+            let t = p["threshold"]
+                .as_f64()
+                .map_or("∞".into(), |t| format!("{t:.4}"));
+            println!("| {t} | {} | {} | {} |", p["escalated"], pct(p), usd_acc(p));
+        }
+    }
+}
+
+/// One line per problem on stderr as a run goes.
+fn progress(name: &str) -> Box<dyn FnMut(&ProblemRun)> {
+    let name = name.to_string();
+    Box::new(move |r: &ProblemRun| {
+        let ok = r.attempts.iter().any(|x| x.passed);
+        eprintln!(
+            "tokenfab eval: {name} {} {} ({} attempt{})",
+            r.task_id,
+            if ok { "passed" } else { "failed" },
+            r.attempts.len(),
+            if r.attempts.len() == 1 { "" } else { "s" }
+        );
+    })
+}
+
+/// Both models' runs of a cascade, generated or read back.
+struct Cascade {
+    small_name: String,
+    small_path: PathBuf,
+    small: Vec<ProblemRun>,
+    large_name: String,
+    large_path: PathBuf,
+    /// The large model's run of each problem where it ran (all with --large-all).
+    large: Vec<Option<ProblemRun>>,
+    energy_source: String,
+}
+
+/// `--route SMALL,LARGE`: the small model on every problem, then the large one where a
+/// cascade escalates (its tests failed, or its mean log-probability is below `route_by`) or
+/// everywhere with --large-all.
+fn run_cascade(
+    a: &EvalArgs,
+    sandbox: &Sandbox,
+    problems: &[suite::Problem],
+    opts: &RunOptions,
+    route_by: Option<f64>,
+) -> Result<Cascade> {
+    let (small_path, large_path) = (a.route[0].clone(), a.route[1].clone());
+    let mut small = engine(&small_path, a)?;
+    let energy_source = small.energy_source().to_string();
+    let small_name = small.name();
+    let s_runs = run::run(
+        &mut small,
+        sandbox,
+        problems,
+        opts,
+        &mut progress(&small_name),
+    )?;
+    drop(small);
+    let mut large = engine(&large_path, a)?;
+    let large_name = large.name();
+    let mut l_runs = Vec::new();
+    for (p, r) in problems.iter().zip(&s_runs) {
+        let f = r.attempts.first();
+        let escalate = !f.is_some_and(|x| x.passed)
+            || route_by.is_some_and(|t| f.is_some_and(|x| x.mean_logprob < t));
+        l_runs.push(if escalate || a.large_all {
+            let once = RunOptions {
+                retries: 0,
+                ..opts.clone()
+            };
+            let r = run::run(
+                &mut large,
+                sandbox,
+                std::slice::from_ref(p),
+                &once,
+                &mut progress(&large_name),
+            )?;
+            r.into_iter().next()
+        } else {
+            None
+        });
+    }
+    Ok(Cascade {
+        small_name,
+        small_path,
+        small: s_runs,
+        large_name,
+        large_path,
+        large: l_runs,
+        energy_source,
+    })
+}
+
+/// `--from-reports SMALL,LARGE`: each report's one run, matched to the suite's problems by
+/// task id (the large report may lack problems: then no sweep).
+fn cascade_from_reports(paths: &[PathBuf], problems: &[suite::Problem]) -> Result<Cascade> {
+    let read = |path: &PathBuf| -> Result<(String, Vec<ProblemRun>, String)> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a tokenfab eval -o json report: {e}",
+                path.display()
+            )
+        })?;
+        let Some(runs) = v["runs"].as_object() else {
+            bail!(
+                "{}: no \"runs\" (not a tokenfab eval -o json report)",
+                path.display()
+            );
+        };
+        if runs.len() != 1 {
+            let names: Vec<&String> = runs.keys().collect();
+            bail!(
+                "{}: holds {} runs ({names:?}); --from-reports takes reports of one model each",
+                path.display(),
+                runs.len()
+            );
+        }
+        let (name, list) = runs.iter().next().expect("one run");
+        let list: Vec<ProblemRun> = serde_json::from_value(list.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {name}: unreadable runs: {e}", path.display()))?;
+        let energy = v["energy_source"].as_str().unwrap_or("unknown").to_string();
+        Ok((name.clone(), list, energy))
+    };
+    let (small_name, small_all, energy_source) = read(&paths[0])?;
+    let (large_name, large_all, _) = read(&paths[1])?;
+    let mut small = Vec::new();
+    let mut large = Vec::new();
+    for p in problems {
+        let Some(s) = small_all.iter().find(|r| r.task_id == p.task_id) else {
+            bail!("{}: no run of {}", paths[0].display(), p.task_id);
+        };
+        small.push(s.clone());
+        large.push(large_all.iter().find(|r| r.task_id == p.task_id).cloned());
+    }
+    Ok(Cascade {
+        small_name,
+        small_path: paths[0].clone(),
+        small,
+        large_name,
+        large_path: paths[1].clone(),
+        large,
+        energy_source,
+    })
 }
 
 /// `--rescore REPORT`: every saved answer checked again; per run, passed then and now.

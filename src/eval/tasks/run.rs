@@ -15,7 +15,7 @@ use crate::engine::{Engine, EngineError};
 use crate::generate::{GenerateOptions, Phase};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::chat::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The instruction instruct models get (EvalPlus's, which the Qwen2.5-Coder report's
 /// evaluation uses): the problem in a code block, a self-contained script asked for.
@@ -56,7 +56,7 @@ impl Default for RunOptions {
 }
 
 /// The work of one or more attempts: tokens, time, bytes moved, energy and dollars.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Work {
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
@@ -77,8 +77,8 @@ impl std::ops::AddAssign for Work {
     }
 }
 
-/// One generated answer, checked and priced.
-#[derive(Clone, Debug, Serialize)]
+/// One generated answer, checked and priced (read back from `-o json` reports too).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Attempt {
     pub seed: u64,
     pub temperature: f32,
@@ -89,12 +89,13 @@ pub struct Attempt {
     pub passed: bool,
     /// Why it failed (`timeout`, or the last line of the error), when it did.
     pub error: Option<String>,
-    /// The model's answer as generated.
+    /// The model's answer as generated (empty in reports made before answers were kept).
+    #[serde(default)]
     pub answer: String,
 }
 
 /// One model's attempts at one problem: the first, then the retries while they fail.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProblemRun {
     pub task_id: String,
     pub attempts: Vec<Attempt>,
