@@ -297,3 +297,54 @@ fn from_reports_costs_the_cascade_and_sweeps_the_router() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("one model each"));
 }
+
+/// `tokenfab tradeoff --humaneval N` adds pass@1 and USD per accepted output per type: the
+/// source and a requantized mix each solve HumanEval/0 (the 0.5B's greedy answer passes here
+/// and through llama-server on the same file; docs/eval), priced like `tokenfab eval`.
+#[test]
+fn tradeoff_adds_pass_at_1_per_type() {
+    let qwen = common::model(common::QWEN);
+    let text = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oracle/eval.txt");
+    let o = Command::new(env!("CARGO_BIN_EXE_tokenfab"))
+        .args(["tradeoff", "-m", qwen.to_str().unwrap(), "-f"])
+        .arg(&text)
+        .args([
+            "-c",
+            "128",
+            "--chunks",
+            "1",
+            "--types",
+            "q8_0",
+            "--bench-gen",
+            "8",
+        ])
+        .args(["-t", "2", "--humaneval", "1", "--no-plots", "-o", "json"])
+        .env(
+            "TOKENFAB_MODELS_DIR",
+            common::model(common::QWEN).parent().unwrap(),
+        )
+        .output()
+        .unwrap();
+    let v = json(&o);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let t = &r["task"];
+        assert_eq!(
+            (t["suite"].as_str(), t["problems"].as_u64()),
+            (Some("humaneval"), Some(1))
+        );
+        assert_eq!(t["passed"], 1, "{}: {t}", r["kind"]);
+        assert_eq!(t["pass_at_1"], 1.0);
+        let n = t["generated_tokens"].as_u64().unwrap();
+        assert!((1..=512).contains(&n), "{t}");
+        // one problem solved: its answer's whole cost, energy at this machine's estimate
+        let usd = t["usd_per_accepted"].as_f64().unwrap();
+        assert!(usd > 0.0 && usd < 1e-4, "{t}");
+    }
+    assert!(v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("HumanEval problems, greedy")));
+}

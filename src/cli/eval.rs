@@ -100,14 +100,26 @@ pub struct EvalArgs {
 }
 
 fn engine(path: &std::path::Path, a: &EvalArgs) -> Result<Engine> {
+    let backend = super::backend_spec(&a.backend, a.threads, false)?;
+    task_engine(path, backend, a.threads, &a.energy)
+}
+
+/// An engine for task suites: a 2048-token context (a HumanEval prompt and a 512-token
+/// answer fit) and the chosen energy source. `tokenfab tradeoff --humaneval` uses it too.
+pub(super) fn task_engine(
+    path: &std::path::Path,
+    backend: tokenfab::backend::BackendSpec,
+    threads: usize,
+    energy: &super::energy::EnergyArgs,
+) -> Result<Engine> {
     let opts = EngineOptions {
-        backend: super::backend_spec(&a.backend, a.threads, false)?,
+        backend,
         load: LoadOptions {
             ctx: 2048,
             ..LoadOptions::default()
         },
-        energy: a.energy.options()?,
-        threads: a.threads,
+        energy: energy.options()?,
+        threads,
         ..EngineOptions::default()
     };
     Ok(Engine::load(path, &opts)?)

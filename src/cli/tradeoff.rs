@@ -1,6 +1,7 @@
 //! `tokenfab tradeoff`: quantize a model to several mixes (in a temp dir), then for each report
 //! size, bits/weight, perplexity, KL divergence against the source, decode speed, J/token and
-//! $/Mtok — as a table and a Pareto plot.
+//! $/Mtok (and with `--humaneval N` pass@1 and USD per accepted output) — as a table and a
+//! Pareto plot.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -12,7 +13,10 @@ use tokenfab::cost::prices::PriceTable;
 use tokenfab::cost::report::{build, CostOptions};
 use tokenfab::eval::kld::{KldBase, KldCompare};
 use tokenfab::eval::perplexity::{perplexity, KldMode, PerplexityOptions};
-use tokenfab::eval::tradeoff::{Tradeoff, TradeoffRow};
+use tokenfab::eval::tasks::run::{self, Policy, RunOptions};
+use tokenfab::eval::tasks::sandbox::Sandbox;
+use tokenfab::eval::tasks::suite;
+use tokenfab::eval::tradeoff::{TaskScore, Tradeoff, TradeoffRow};
 use tokenfab::gguf::GgufFile;
 use tokenfab::model::LoadOptions;
 use tokenfab::quantize::{quantize_file, Mix, PlanOptions};
@@ -62,6 +66,14 @@ pub struct TradeoffArgs {
     pub plot_dir: PathBuf,
     #[arg(long = "no-plots")]
     pub no_plots: bool,
+    /// Also solve the first N HumanEval problems with every type (greedy, one attempt, the
+    /// chat template; models/HumanEval.jsonl.gz from `scripts/fetch-models.sh humaneval`):
+    /// pass@1 and USD per accepted output as quality columns, as `tokenfab eval` measures.
+    #[arg(long = "humaneval")]
+    pub humaneval: Option<usize>,
+    /// Most tokens of a HumanEval answer.
+    #[arg(long = "humaneval-tokens", default_value_t = 512)]
+    pub humaneval_tokens: usize,
     #[command(flatten)]
     pub energy: super::energy::EnergyArgs,
 }
@@ -81,6 +93,17 @@ pub fn run(a: TradeoffArgs) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let src_path = super::resolve_model(a.model.as_deref())?;
+    let tasks = match a.humaneval {
+        Some(0) => bail!("--humaneval takes a number of problems, at least 1"),
+        Some(n) => {
+            let file = super::models_dir().join("HumanEval.jsonl.gz");
+            let mut problems = suite::load(&file).map_err(anyhow::Error::msg)?;
+            problems.truncate(n);
+            let sandbox = Sandbox::new().map_err(anyhow::Error::msg)?;
+            Some((problems, sandbox))
+        }
+        None => None,
+    };
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("cannot read text file {}", a.file.display()))?;
     let threads = if a.threads == 0 {
@@ -200,6 +223,24 @@ pub fn run(a: TradeoffArgs) -> Result<()> {
                 ..Default::default()
             },
         )?;
+        let task = match &tasks {
+            Some((problems, sandbox)) => {
+                eprintln!(
+                    "tokenfab tradeoff: {} HumanEval problems with {kind}",
+                    problems.len()
+                );
+                let backend = BackendSpec::cpu(threads);
+                let mut e = super::eval::task_engine(path, backend, threads, &a.energy)?;
+                let opts = RunOptions {
+                    max_tokens: a.humaneval_tokens,
+                    ..RunOptions::default()
+                };
+                let runs = run::run(&mut e, sandbox, problems, &opts, &mut |_| {})?;
+                let c = run::cost_single(&runs, &Policy::Single);
+                Some(TaskScore::from_cost("humaneval", &c))
+            }
+            None => None,
+        };
         let base_ppl = *src_ppl.get_or_insert(report.ppl);
         let dec = bench.iter().find(|b| b.decode_tok_s.is_some());
         let pre = bench.iter().find(|b| b.prefill_tok_s.is_some());
@@ -216,7 +257,16 @@ pub fn run(a: TradeoffArgs) -> Result<()> {
             decode_j_per_token: dec.and_then(|b| b.decode_j_per_token).unwrap_or(0.0),
             usd_per_mtok: cost.edge_per_accepted.total(),
             energy_source: dec.map_or(String::new(), |b| b.energy_source.clone()),
+            task,
         });
+    }
+    if let Some((problems, sandbox)) = &tasks {
+        notes.push(format!(
+            "pass@1: the first {} HumanEval problems, greedy, at most {} tokens, EvalPlus's instruction through the chat template, tests in the sandbox ({}); USD per accepted output = all answers' USD / problems solved",
+            problems.len(),
+            a.humaneval_tokens,
+            sandbox.describe()
+        ));
     }
     if a.device.is_none() {
         notes.push("USD/Mtok is energy only (no --device given to price the hardware)".into());
