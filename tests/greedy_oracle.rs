@@ -1,11 +1,14 @@
 //! Greedy decoding on both real models against llama.cpp's oracle.
 //!
-//! Quantized inference is noisy at the level of a few tenths of a logit: against an f64 numpy
-//! forward pass of the same weights, llama.cpp's own logits (relative to its top-1) are up to
-//! 0.35 / 0.87 / 0.41 off on Gemma's three oracle prompts, ours up to 0.34 / 1.15 / 0.50, and
-//! a 1e-6 relative perturbation of one RMS norm moves ours by ~0.3. Where llama.cpp's top-2
-//! gap is smaller than that noise (`NEAR_TIE`), even exact arithmetic can pick the other token
-//! (it does at Gemma "The capital…" step 15 and "Once upon a time" step 30). So: at every
+//! Quantized inference is noisy at the level of a few tenths of a logit: against exact
+//! arithmetic on the same weights (the f64 reference backend, `backend/reference.rs`),
+//! llama.cpp's own logits (relative to its top-1, on its top-5) are up to 0.353 / 0.866 / 0.406
+//! off on Gemma's three oracle prompts, ours up to 0.597 / 0.713 / 0.435 (Qwen: llama.cpp
+//! 0.197 / 0.222 / 0.285, ours 0.161 / 0.254 / 0.261), and a 1e-6 relative perturbation of one
+//! RMS norm moves ours by ~0.3. Where llama.cpp's top-2 gap is smaller than that noise
+//! (`NEAR_TIE`), even exact arithmetic can pick the other token (it picks ours at Gemma "The
+//! capital…" step 15: gap 0.012). `near_tie_is_what_llama_cpp_itself_misses_exact_arithmetic_by`
+//! measures all this on every run. So: at every
 //! step with a clear winner our argmax must equal llama.cpp's; at near-ties our pick must be
 //! within `NEAR_TIE` of llama.cpp's choice in its logits and in ours, and the test prints them.
 
@@ -18,15 +21,19 @@ use tokenfab::model::{LoadOptions, Logits, Model};
 use tokenfab::sampling::{argmax, Sampler, SamplingParams};
 use tokenfab::tokenizer::Tokenizer;
 
-/// A top-2 gap (in logits) below which a step is a near-tie.
+/// A top-2 gap (in logits) below which a step is a near-tie: under what llama.cpp's own logits
+/// miss exact arithmetic by (measured: Gemma 0.866, Qwen 0.285; see the test below).
 const NEAR_TIE: f32 = 0.3;
 /// Largest allowed difference of (logit − top-1 logit) on llama.cpp's top-5.
 const MAX_DRIFT: f32 = 1.25;
 
 fn load(key: &str) -> (Model, Tokenizer) {
+    load_on(key, Box::new(CpuBackend::new(0).unwrap()))
+}
+
+fn load_on(key: &str, backend: Box<dyn tokenfab::backend::Backend>) -> (Model, Tokenizer) {
     let f = Arc::new(GgufFile::open(common::model_for(key)).unwrap());
     let tk = Tokenizer::from_metadata(f.metadata()).unwrap();
-    let backend = Box::new(CpuBackend::new(0).unwrap());
     let m = Model::load(
         f,
         backend,
@@ -185,4 +192,90 @@ fn gemma_greedy_should_match_llama_cpp() {
 #[test]
 fn qwen_greedy_should_match_llama_cpp() {
     check("qwen");
+}
+
+/// The logits of each of a case's 32 steps, teacher-forced on llama.cpp's tokens.
+fn forced_logits(model: &mut Model, case: &serde_json::Value) -> Vec<Vec<f32>> {
+    let prompt = common::ids(&case["prompt_ids"]);
+    let cache = model.new_cache(0).unwrap();
+    let mut buf = model.forward(&cache, &prompt, 0, Logits::Last).unwrap();
+    let mut out = Vec::new();
+    for (i, st) in steps(case).iter().enumerate() {
+        let mut l = vec![0f32; model.config.n_vocab];
+        model.ops().read(buf, 0, &mut l).unwrap();
+        out.push(l);
+        buf = model
+            .forward(&cache, &[st.id], prompt.len() + i, Logits::Last)
+            .unwrap();
+    }
+    out
+}
+
+/// The evidence behind `NEAR_TIE`: the same steps through the exact-arithmetic reference
+/// backend (f64, activations unquantized; `backend/reference.rs`). llama.cpp's own logits are
+/// that far from exact arithmetic — so a top-2 gap below it can go either way — and every step
+/// where our pick differs from llama.cpp's is a near-tie in exact arithmetic too.
+fn exact_reference_check(key: &str) -> (f32, f32) {
+    let oracle = common::oracle("greedy_public.json");
+    let (mut exact, _) = load_on(
+        key,
+        Box::new(tokenfab::backend::reference::ReferenceBackend::new(0).unwrap()),
+    );
+    let (mut cpu, _) = load(key);
+    let (mut theirs_max, mut ours_max) = (0f32, 0f32);
+    for case in oracle[key].as_array().unwrap() {
+        let ex = forced_logits(&mut exact, case);
+        let ours = forced_logits(&mut cpu, case);
+        let (mut theirs_d, mut ours_d) = (0f32, 0f32);
+        for (i, st) in steps(case).iter().enumerate() {
+            let top = st.top5[0].0 as usize;
+            let rel = |l: &[f32], id: u32| l[id as usize] - l[top];
+            for &(id, l) in &st.top5 {
+                let e = rel(&ex[i], id);
+                theirs_d = theirs_d.max(((l - st.top5[0].1) - e).abs());
+                ours_d = ours_d.max((rel(&ours[i], id) - e).abs());
+            }
+            let pick = argmax(&ours[i]);
+            if pick != st.id {
+                let exact_gap = (ex[i][pick as usize] - ex[i][st.id as usize]).abs();
+                eprintln!(
+                    "{key} {:?} step {i}: ours {pick}, llama.cpp {}, exact arithmetic's gap between them {exact_gap:.3} (exact picks {})",
+                    case["prompt"], st.id, argmax(&ex[i])
+                );
+                assert!(
+                    exact_gap < NEAR_TIE,
+                    "{key} step {i}: exact arithmetic separates our pick from llama.cpp's by {exact_gap}"
+                );
+            }
+        }
+        eprintln!(
+            "{key} {:?}: max |Δ(logit − top-1)| from exact arithmetic on llama.cpp's top-5: llama.cpp {theirs_d:.3}, ours {ours_d:.3}",
+            case["prompt"]
+        );
+        theirs_max = theirs_max.max(theirs_d);
+        ours_max = ours_max.max(ours_d);
+    }
+    (theirs_max, ours_max)
+}
+
+#[test]
+fn near_tie_is_what_llama_cpp_itself_misses_exact_arithmetic_by() {
+    let mut theirs_all = 0f32;
+    for key in ["gemma", "qwen"] {
+        let (theirs, ours) = exact_reference_check(key);
+        eprintln!("{key}: llama.cpp up to {theirs:.3} from exact arithmetic, ours up to {ours:.3}");
+        // ours no further from exact arithmetic than llama.cpp's (measured: 0.82× on Gemma,
+        // 0.92× on Qwen; 1.25× allows another CPU's rounding)
+        assert!(
+            ours <= 1.25 * theirs,
+            "{key}: ours {ours} vs llama.cpp {theirs}"
+        );
+        assert!(ours < MAX_DRIFT, "{key}: {ours}");
+        theirs_all = theirs_all.max(theirs);
+    }
+    // the near-tie tolerance is within llama.cpp's own distance from exact arithmetic
+    assert!(
+        NEAR_TIE < theirs_all,
+        "NEAR_TIE {NEAR_TIE} vs llama.cpp's {theirs_all}"
+    );
 }

@@ -1,7 +1,8 @@
 //! The one seam between models and compute: an op-level [`Backend`] trait.
 //!
 //! Models (`crate::model`) are written once against [`Ops`], which forwards every op to a
-//! backend — CPU ([`cpu`]) now; wgpu and CUDA implement the same trait — and is the single
+//! backend — CPU ([`cpu`]), wgpu, CUDA, and the f64 [`reference`] that the others are measured
+//! against — and is the single
 //! place where ops are dispatched, so cross-cutting accounting (the memory-traffic ledger)
 //! lives there and every backend and architecture gets it for free.
 //!
@@ -11,6 +12,7 @@
 pub mod candle;
 pub mod cpu;
 mod ops;
+pub mod reference;
 mod select;
 pub mod wgpu;
 

@@ -1,4 +1,4 @@
-//! Choosing a backend by name (`--backend auto|cpu|wgpu|cuda`), the one place the CLI and
+//! Choosing a backend by name (`--backend auto|cpu|wgpu|cuda|reference`), the one place the CLI and
 //! the benches turn a flag into a [`Backend`].
 
 use super::cpu::CpuBackend;
@@ -13,6 +13,8 @@ pub enum BackendKind {
     Cpu,
     Wgpu,
     Cuda,
+    /// Exact arithmetic (f64) on the CPU, for measuring the others ([`super::reference`]).
+    Reference,
 }
 
 impl std::str::FromStr for BackendKind {
@@ -23,8 +25,9 @@ impl std::str::FromStr for BackendKind {
             "cpu" => Ok(BackendKind::Cpu),
             "wgpu" => Ok(BackendKind::Wgpu),
             "cuda" => Ok(BackendKind::Cuda),
+            "reference" => Ok(BackendKind::Reference),
             other => Err(BackendError::Invalid(format!(
-                "unknown backend {other:?} (expected auto, cpu, wgpu or cuda)"
+                "unknown backend {other:?} (expected auto, cpu, wgpu, cuda or reference)"
             ))),
         }
     }
@@ -65,7 +68,7 @@ impl Default for GpuOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendSpec {
     pub kind: BackendKind,
-    /// CPU threads (0 = all cores); the CPU backend only.
+    /// CPU threads (0 = all cores); the CPU and reference backends only.
     pub threads: usize,
     /// Per-kernel GPU timestamps; GPU backends only.
     pub profile: bool,
@@ -135,6 +138,9 @@ impl BackendSpec {
             }
             BackendKind::Cuda => Ok(Box::new(super::candle::CandleBackend::cuda_with(
                 self.gpu.cuda_events,
+            )?)),
+            BackendKind::Reference => Ok(Box::new(super::reference::ReferenceBackend::new(
+                self.threads,
             )?)),
         }
     }

@@ -48,7 +48,8 @@ pub struct BenchArgs {
     /// Thread counts (default: all cores).
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,
-    /// Backend: auto (wgpu on a discrete GPU, else cpu), cpu, wgpu or cuda.
+    /// Backend: auto (wgpu on a discrete GPU, else cpu), cpu, wgpu, cuda, or reference (exact
+    /// f64 arithmetic, slow: for measuring the others).
     #[arg(long = "backend", default_value = "auto")]
     pub backend: String,
     /// Output format: md, json, csv or jsonl.

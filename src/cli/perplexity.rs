@@ -5,7 +5,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
-use tokenfab::backend::BackendSpec;
 use tokenfab::eval::kld::{KldBase, KldCompare};
 use tokenfab::eval::perplexity::{perplexity, KldMode, PerplexityOptions};
 use tokenfab::model::LoadOptions;
@@ -27,6 +26,11 @@ pub struct PerplexityArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
+    /// Backend: cpu, wgpu, cuda, or reference (exact f64 arithmetic, ~10× slower than cpu:
+    /// save its distributions with --kl-divergence-base to measure another backend against
+    /// the model's exact numbers).
+    #[arg(long = "backend", default_value = "cpu")]
+    pub backend: String,
     /// Save this model's token distributions (top-K + rest) as the KL-divergence reference.
     #[arg(long = "kl-divergence-base", conflicts_with = "kld")]
     pub kld_base: Option<PathBuf>,
@@ -50,7 +54,7 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
     }
     let (tk, mut model) = super::run::load(
         &path,
-        &BackendSpec::cpu(a.threads),
+        &super::backend_spec(&a.backend, a.threads, false)?,
         &LoadOptions {
             ctx: a.ctx,
             batch: a.ctx,

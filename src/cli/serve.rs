@@ -42,7 +42,8 @@ pub struct ServeArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
-    /// Backend: auto (wgpu on a discrete GPU, else cpu), cpu, wgpu or cuda.
+    /// Backend: auto (wgpu on a discrete GPU, else cpu), cpu, wgpu, cuda, or reference (exact
+    /// f64 arithmetic, slow: for measuring the others).
     #[arg(long = "backend", default_value = "auto")]
     pub backend: String,
     #[command(flatten)]
