@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use tokenfab::backend::candle::CandleBackend;
 use tokenfab::backend::cpu::CpuBackend;
+use tokenfab::backend::reference::ReferenceBackend;
 use tokenfab::backend::wgpu::{Tuning, WgpuBackend, WgpuOptions};
 use tokenfab::backend::{Ops, Weight};
 use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
@@ -110,6 +111,11 @@ pub fn backends() -> Vec<(&'static str, Ops)> {
     v.push((
         "candle cpu",
         Ops::new(Box::new(CandleBackend::new(candle_core::Device::Cpu))),
+    ));
+    // the exact-arithmetic reference the whole-model checks measure the others against
+    v.push((
+        "reference f64",
+        Ops::new(Box::new(ReferenceBackend::new(2).unwrap())),
     ));
     // a `--features cuda` build runs every op on the GPU too (and fails without one)
     #[cfg(feature = "cuda")]
