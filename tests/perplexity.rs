@@ -281,8 +281,9 @@ fn cpu_is_no_further_from_exact_arithmetic_than_llama_cpp() {
 /// only rounding separates them — Gemma, eval.txt -c 128, 2 chunks (the recorded reference
 /// `tests/data/exact/gemma-c128.tfkld`, `tokenfab perplexity --backend reference -c 128
 /// --chunks 2 --kl-divergence-base`). Measured: mean KLD 5.5e-7, max 6.0e-6, same top 100 %
-/// (the CPU: ~4e-3, its 8-bit activations). The device check runs CUDA and wgpu on a GPU
-/// against the 512-token references.
+/// (the CPU: ~4e-3, its 8-bit activations). Any backend is measured the same way by
+/// `tokenfab perplexity --backend B -c 512 --chunks 4 --kl-divergence tests/data/exact/gemma.tfkld`
+/// (not on the lent GPU yet: the real models do not travel there).
 #[test]
 fn wgpu_is_within_rounding_of_exact_arithmetic() {
     let path = common::model_for("gemma");
