@@ -11,8 +11,8 @@
 //! with), and logits are read back as f32. Sums run in f64 with four interleaved
 //! accumulators (relative error ~1e-16·√n).
 //!
-//! Slow by design (~10× the CPU backend): rows are dequantized on every matmul and nothing
-//! is fused. Tests and recorded references only.
+//! Slow by design (perplexity takes ~4× the CPU backend's time): rows are dequantized on
+//! every matmul and nothing is fused. Tests and recorded references only.
 
 use super::*;
 use crate::gguf::GgmlType;

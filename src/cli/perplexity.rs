@@ -26,7 +26,7 @@ pub struct PerplexityArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
-    /// Backend: cpu, wgpu, cuda, or reference (exact f64 arithmetic, ~10× slower than cpu:
+    /// Backend: cpu, wgpu, cuda, or reference (exact f64 arithmetic, ~4× slower than cpu:
     /// save its distributions with --kl-divergence-base to measure another backend against
     /// the model's exact numbers).
     #[arg(long = "backend", default_value = "cpu")]
