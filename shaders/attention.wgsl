@@ -10,7 +10,8 @@
 //
 // Params P: 0 n tokens, 1 pos0, 2 n_head, 3 n_head_kv, 4 head_dim (<= MAX_HD), 5 window
 // (0 = none: query p sees keys > p - window), 6 scale (f32 bits), 7 row0 (the first of the n
-// rows of Q and O: one sequence's tokens in a batch).
+// rows of Q and O: one sequence's tokens in a batch), 8 soft cap (f32 bits; 0 = none: scores
+// become cap * tanh(score / cap)).
 // Q, O: [row0 + n, n_head * head_dim]; K, V: [pos, n_head_kv * head_dim] (that sequence's
 // caches). Dispatch: (n_head, n, 1).
 
@@ -42,6 +43,7 @@ fn main(
     let hd = P[4];
     let window = P[5];
     let scale = bitcast<f32>(P[6]);
+    let cap = bitcast<f32>(P[8]);
     let kvh = h / (n_head / P[3]);
     let kvrow = P[3] * hd;
     let qoff = (P[7] + t) * n_head * hd + h * hd;
@@ -77,6 +79,9 @@ fn main(
                 s += qs[e] * f32(K[kb + e]);
             }
             s *= scale;
+            if (cap > 0.0) {
+                s = cap * tanh(clamp(s / cap, -15.0, 15.0));
+            }
             sc[j] = s;
             lmax = max(lmax, s);
         }

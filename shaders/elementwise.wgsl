@@ -5,6 +5,7 @@
 //   3 scale:       A[a + i] *= s
 //   4 copy:        O[o + i] = A[a + i]                     (O may alias A, disjoint ranges)
 //   5 bias:        A[i] += B[i % cols]
+//   6 soft cap:    A[a + i] = s * tanh(A[a + i] / s)
 // Params P: 0 len, 1 a, 2 b, 3 o (element offsets), 4 s (f32 bits), 5 cols.
 // Dispatch: 1-D over len, folded into (x, y) by WG * 32768.
 
@@ -48,6 +49,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         case 5u {
             A[a] = A[a] + B[i % P[5]];
+        }
+        case 6u {
+            let s = bitcast<f32>(P[4]);
+            A[a] = s * tanh(clamp(A[a] / s, -15.0, 15.0));
         }
         default {}
     }

@@ -76,6 +76,7 @@ fn ops_should_run_several_sequences_in_one_batch() {
                     head_dim: hd,
                     window: None,
                     scale: 0.25,
+                    softcap: None,
                 };
                 ops.attention(qb, kc, vc, att, &a).unwrap();
                 alone.extend(read(&mut ops, att, n * qd));
@@ -115,6 +116,7 @@ fn ops_should_run_several_sequences_in_one_batch() {
                         head_dim: hd,
                         window: None,
                         scale: 0.25,
+                        softcap: None,
                     };
                     ops.attention(qb, kc, vc, att, &a).unwrap();
                     row0 += n;

@@ -319,6 +319,7 @@ fn rope_store_kv_should_equal_rope_then_store() {
                     head_dim: hd,
                     window: None,
                     scale: 0.25,
+                    softcap: None,
                 };
                 ops.attention(qb, kc, vc, att, &p).unwrap();
                 outs.push([
@@ -400,6 +401,16 @@ fn row_ops_should_match_reference() {
             nmse(&read(&mut ops, a, 3 * 64), &want) < 1e-14,
             "{name} add/scale"
         );
+        // soft cap (Gemma 2's logits): cap · tanh(x / cap), values well past the cap too
+        let big: Vec<f32> = x.iter().map(|v| v * 40.0).collect();
+        let c = put(&mut ops, &big);
+        ops.softcap(c, 30.0, 3 * 64).unwrap();
+        let want: Vec<f64> = big
+            .iter()
+            .map(|v| 30.0 * (*v as f64 / 30.0).tanh())
+            .collect();
+        let e = nmse(&read(&mut ops, c, 3 * 64), &want);
+        assert!(e < 1e-12, "{name} softcap: nmse {e}");
         // glu: gelu (on the CPU through ggml's f16 table) and silu
         for kind in [Glu::Gelu, Glu::Silu] {
             let g = put(&mut ops, &x);
@@ -582,6 +593,10 @@ fn attention_ref(q: &[f32], k: &[f32], v: &[f32], p: &AttnParams) -> Vec<f64> {
                         .sum::<f64>()
                         * p.scale as f64
                 })
+                .map(|x| match p.softcap {
+                    Some(c) => c as f64 * (x / c as f64).tanh(),
+                    None => x,
+                })
                 .collect();
             let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
@@ -598,22 +613,24 @@ fn attention_ref(q: &[f32], k: &[f32], v: &[f32], p: &AttnParams) -> Vec<f64> {
 
 #[test]
 fn attention_should_match_reference() {
-    // (n_tokens, pos0, heads, kv heads, head_dim, window): prefill, decode at long context
-    // (split-K across threads), GQA, sliding window
+    // (n_tokens, pos0, heads, kv heads, head_dim, window, soft cap): prefill, decode at long
+    // context (split-K across threads), GQA, sliding window, Gemma 2's soft-capped scores
     let cases = [
-        (5, 0, 4, 1, 16, None),
-        (1, 300, 4, 1, 16, None),
-        (1, 300, 4, 2, 16, Some(64)),
-        (6, 90, 6, 2, 8, Some(32)),
-        (3, 10, 2, 2, 32, Some(4)),
+        (5, 0, 4, 1, 16, None, None),
+        (1, 300, 4, 1, 16, None, None),
+        (1, 300, 4, 2, 16, Some(64), None),
+        (6, 90, 6, 2, 8, Some(32), None),
+        (3, 10, 2, 2, 32, Some(4), None),
         // Llama's head size (wgpu: two key groups per dimension) and one that does not
         // divide the workgroup (96: 64 invocations idle in the weighted sum)
-        (1, 300, 4, 2, 128, None),
-        (2, 40, 2, 1, 96, None),
+        (1, 300, 4, 2, 128, None, None),
+        (2, 40, 2, 1, 96, None, None),
+        (4, 20, 4, 2, 16, Some(8), Some(1.5)),
+        (1, 300, 4, 2, 16, None, Some(2.0)),
     ];
     for (name, mut ops) in backends() {
         eprintln!("  backend {name}");
-        for (i, &(n, pos0, nh, nkv, hd, window)) in cases.iter().enumerate() {
+        for (i, &(n, pos0, nh, nkv, hd, window, softcap)) in cases.iter().enumerate() {
             let p = AttnParams {
                 row0: 0,
                 n_tokens: n,
@@ -623,6 +640,7 @@ fn attention_should_match_reference() {
                 head_dim: hd,
                 window,
                 scale: 0.3,
+                softcap,
             };
             let ctx = pos0 + n + 2;
             let kvd = nkv * hd;

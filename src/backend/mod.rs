@@ -127,6 +127,8 @@ pub struct AttnParams {
     pub window: Option<usize>,
     /// Multiplier of q·k (applied before softmax).
     pub scale: f32,
+    /// Scores become `cap · tanh(score / cap)` after the scale (Gemma 2); `None`: as they are.
+    pub softcap: Option<f32>,
 }
 
 /// GPU time of one kernel over a run (`--profile`), with the ledger's op kind it belongs to.
@@ -341,6 +343,9 @@ pub trait Backend: Send {
 
     /// `x[i] *= s` for `i < len`.
     fn scale(&mut self, x: Buf, s: f32, len: usize) -> Result<()>;
+
+    /// `x[i] = cap · tanh(x[i] / cap)` for `i < len` (`cap > 0`).
+    fn softcap(&mut self, x: Buf, cap: f32, len: usize) -> Result<()>;
 
     /// Copies `len` elements from `src[src_off..]` to `dst[dst_off..]`.
     fn copy(

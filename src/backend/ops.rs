@@ -526,6 +526,16 @@ impl Ops {
         self.backend.scale(x, s, len)
     }
 
+    /// `x[i] = cap · tanh(x[i] / cap)` for `i < len` (Gemma 2's logits).
+    pub fn softcap(&mut self, x: Buf, cap: f32, len: usize) -> Result<()> {
+        check(x.len >= len, || "softcap: too small".into())?;
+        check(cap > 0.0 && cap.is_finite(), || {
+            format!("softcap: cap {cap}")
+        })?;
+        self.record(OpName::Softcap, act(len, len, 3 * len));
+        self.backend.softcap(x, cap, len)
+    }
+
     pub fn copy(
         &mut self,
         src: Buf,

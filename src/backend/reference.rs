@@ -349,6 +349,10 @@ impl Backend for ReferenceBackend {
                 let qv = &qs[(p.row0 + t) * qw + h * hd..][..hd];
                 let scores: Vec<f64> = (first..=pos)
                     .map(|j| dot(qv, &kc[j * kw + kvh * hd..][..hd]) * p.scale as f64)
+                    .map(|s| match p.softcap {
+                        Some(c) => c as f64 * (s / c as f64).tanh(),
+                        None => s,
+                    })
                     .collect();
                 let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
@@ -397,6 +401,15 @@ impl Backend for ReferenceBackend {
         self.check(x, len, "scale")?;
         for v in &mut self.bufs[x.id as usize][..len] {
             *v *= s as f64;
+        }
+        Ok(())
+    }
+
+    fn softcap(&mut self, x: Buf, cap: f32, len: usize) -> Result<()> {
+        self.check(x, len, "softcap")?;
+        let c = cap as f64;
+        for v in &mut self.bufs[x.id as usize][..len] {
+            *v = c * (*v / c).tanh();
         }
         Ok(())
     }

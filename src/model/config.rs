@@ -14,6 +14,9 @@ pub enum Arch {
     Llama,
     /// Qwen3: the Qwen2 decoder without QKV biases, with an RMS norm per head on Q and K.
     Qwen3,
+    /// Gemma 2: Gemma 3 without per-head Q/K norms, with soft-capped attention scores and
+    /// logits, and sliding-window layers alternating with global ones.
+    Gemma2,
 }
 
 impl Arch {
@@ -23,6 +26,7 @@ impl Arch {
             "qwen2" => Some(Arch::Qwen2),
             "llama" => Some(Arch::Llama),
             "qwen3" => Some(Arch::Qwen3),
+            "gemma2" => Some(Arch::Gemma2),
             _ => None,
         }
     }
@@ -33,8 +37,27 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Llama => "llama",
             Arch::Qwen3 => "qwen3",
+            Arch::Gemma2 => "gemma2",
         }
     }
+}
+
+/// Which RoPE table a layer rotates with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeKind {
+    /// The file's base and scaling (`rope.freq_base`, `rope.scaling.*`).
+    Global,
+    /// The sliding-window layers' own base (`rope_base_swa`, unscaled).
+    Local,
+}
+
+/// What kind of attention a layer has: every per-layer decision a forward pass makes comes
+/// from here, not from a pattern in the model's code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerKind {
+    /// Sliding window: a query at position p sees keys at positions > p - window.
+    pub window: Option<usize>,
+    pub rope: RopeKind,
 }
 
 /// Everything the forward pass needs to know about a model's shape.
@@ -55,14 +78,16 @@ pub struct Config {
     pub rope_base: f32,
     /// RoPE scaling of full-attention layers (`{arch}.rope.scaling.*`).
     pub rope_scaling: Scaling,
-    /// RoPE base of sliding-window layers (Gemma 3: 10000).
+    /// RoPE base of [`RopeKind::Local`] layers (Gemma 3: 10000).
     pub rope_base_swa: f32,
-    /// Sliding-window size, for architectures that interleave windowed layers.
-    pub sliding_window: Option<usize>,
-    /// Every `swa_pattern`-th layer (the last of each group) uses full attention; 0 = none.
-    pub swa_pattern: usize,
+    /// Each layer's attention, `n_layer` of them.
+    pub layers: Vec<LayerKind>,
     /// Multiplier of q·k.
     pub attn_scale: f32,
+    /// Attention scores become `cap·tanh(score/cap)` before the softmax (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    /// Logits become `cap·tanh(logit/cap)` (Gemma 2).
+    pub final_softcap: Option<f32>,
 }
 
 impl Config {
@@ -72,7 +97,7 @@ impl Config {
         let arch_name = md.get_str("general.architecture").map_err(merr)?;
         let arch = Arch::from_name(arch_name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "{}: architecture {arch_name:?} is not supported (supported: gemma3, qwen2, qwen3, llama)",
+                "{}: architecture {arch_name:?} is not supported (supported: gemma3, gemma2, qwen2, qwen3, llama)",
                 f.path().display()
             ))
         })?;
@@ -116,18 +141,68 @@ impl Config {
         let ctx_train = get("context_length", 1)?;
         let rope_scaling = Scaling::from_metadata(md, arch_name, ctx_train)
             .map_err(|e| ModelError::Unsupported(format!("{}: {e}", f.path().display())))?;
-        let (sliding_window, swa_pattern, rope_base_swa, attn_scale) = match arch {
+        let n_layer = get("block_count", 1)?;
+        let head_scale = 1.0 / (head_dim as f32).sqrt();
+        let opt_f32 = |k: &str| md.opt_f32(&key(k)).map_err(merr);
+        let window = match md.opt_u64(&key("attention.sliding_window")).map_err(merr)? {
+            Some(_) => Some(get("attention.sliding_window", 1)?),
+            None => None,
+        };
+        let global = LayerKind {
+            window: None,
+            rope: RopeKind::Global,
+        };
+        // windowed layers in a repeating group of `every`, the group's last one global
+        let pattern = |w: usize, every: usize, rope: RopeKind| -> Vec<LayerKind> {
+            (0..n_layer)
+                .map(|il| match il % every < every - 1 {
+                    true => LayerKind {
+                        window: Some(w),
+                        rope,
+                    },
+                    false => global,
+                })
+                .collect()
+        };
+        let (layers, rope_base_swa, attn_scale, attn_softcap, final_softcap) = match arch {
             // llama.cpp: 5 sliding-window layers then one global, local RoPE base 10000,
             // queries scaled by 1/sqrt(head_dim).
-            Arch::Gemma3 => (
-                Some(get("attention.sliding_window", 1)?),
-                6,
-                10_000.0,
-                1.0 / (head_dim as f32).sqrt(),
-            ),
-            Arch::Qwen2 | Arch::Qwen3 | Arch::Llama => {
-                (None, 0, rope_base, 1.0 / (head_dim as f32).sqrt())
+            Arch::Gemma3 => {
+                let w = get("attention.sliding_window", 1)?;
+                (
+                    pattern(w, 6, RopeKind::Local),
+                    10_000.0,
+                    head_scale,
+                    None,
+                    None,
+                )
             }
+            // llama.cpp: even layers windowed (4096 unless the file says), one RoPE base,
+            // queries scaled by 1/sqrt(head_dim) — 1/sqrt(n_embd/n_head) for the 27B (46
+            // layers) — and both soft caps from the file when present
+            Arch::Gemma2 => {
+                let scale = match n_layer {
+                    46 => 1.0 / ((n_embd / n_head) as f32).sqrt(),
+                    _ => head_scale,
+                };
+                (
+                    pattern(window.unwrap_or(4096), 2, RopeKind::Global),
+                    rope_base,
+                    scale,
+                    opt_f32("attn_logit_softcapping")?.filter(|c| *c > 0.0),
+                    opt_f32("final_logit_softcapping")?.filter(|c| *c > 0.0),
+                )
+            }
+            // Mistral-style files (arch llama) may declare one window for every layer; llama.cpp
+            // ignores it for this arch (the same results up to the window's length)
+            Arch::Llama => {
+                let kind = LayerKind {
+                    window,
+                    rope: RopeKind::Global,
+                };
+                (vec![kind; n_layer], rope_base, head_scale, None, None)
+            }
+            Arch::Qwen2 | Arch::Qwen3 => (vec![global; n_layer], rope_base, head_scale, None, None),
         };
         Ok(Config {
             arch,
@@ -136,7 +211,7 @@ impl Config {
                 .map_err(merr)?
                 .unwrap_or(arch_name)
                 .to_string(),
-            n_layer: get("block_count", 1)?,
+            n_layer,
             n_embd,
             n_ff: get("feed_forward_length", 1)?,
             n_head,
@@ -148,15 +223,16 @@ impl Config {
             rope_base,
             rope_scaling,
             rope_base_swa,
-            sliding_window,
-            swa_pattern,
+            layers,
             attn_scale,
+            attn_softcap,
+            final_softcap,
         })
     }
 
-    /// Whether layer `il` attends through the sliding window.
-    pub fn is_swa_layer(&self, il: usize) -> bool {
-        self.swa_pattern > 0 && il % self.swa_pattern < self.swa_pattern - 1
+    /// Layer `il`'s attention window (`None`: the whole context).
+    pub fn window(&self, il: usize) -> Option<usize> {
+        self.layers.get(il).and_then(|l| l.window)
     }
 
     pub fn q_dim(&self) -> usize {

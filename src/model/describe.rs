@@ -60,14 +60,26 @@ fn write_report(s: &mut String, label: &str, f: &GgufFile, metadata: bool) -> st
                 "context {} (trained), RoPE base {}{scaling}{divisors}, RMS eps {}",
                 c.ctx_train, c.rope_base, c.eps
             );
-            if let Some(w) = c.sliding_window {
+            let windowed: Vec<usize> = c.layers.iter().filter_map(|l| l.window).collect();
+            if let Some(w) = windowed.first() {
                 write!(
                     att,
-                    ", sliding window {w} on {} of every {} layers (RoPE base {})",
-                    c.swa_pattern.saturating_sub(1),
-                    c.swa_pattern,
-                    c.rope_base_swa
+                    ", sliding window {w} on {} of {} layers",
+                    windowed.len(),
+                    c.n_layer
                 )?;
+                if c.layers
+                    .iter()
+                    .any(|l| l.rope == crate::model::RopeKind::Local)
+                {
+                    write!(att, " (RoPE base {})", c.rope_base_swa)?;
+                }
+            }
+            if let Some(cap) = c.attn_softcap {
+                write!(att, ", scores soft-capped at {cap}")?;
+            }
+            if let Some(cap) = c.final_softcap {
+                write!(att, ", logits soft-capped at {cap}")?;
             }
             writeln!(s, "attention     {att}")?;
             writeln!(

@@ -1,32 +1,32 @@
-//! Gemma 3: the forward pass, top to bottom.
+//! Gemma 3 and Gemma 2: the forward pass, top to bottom.
 //!
-//! Per layer: RMS-normed input → Q, K, V projections → per-head RMS norms of Q and K → RoPE
-//! (base 10000 on sliding-window layers, the file's base on every sixth, global layer) →
-//! attention (window from metadata on 5 of every 6 layers) → output projection →
-//! post-attention norm → residual; then the GELU-gated feed-forward between `ffn_norm` and
-//! `post_ffw_norm` → residual. Embeddings are scaled by √n_embd; the output projection is tied
-//! to the embedding table unless the file has `output.weight`. (Norm weights in GGUF already
-//! include Gemma's `1 +`.)
+//! Per layer: RMS-normed input → Q, K, V projections → per-head RMS norms of Q and K (Gemma 3)
+//! → RoPE (the table each layer's [`LayerKind`](super::LayerKind) names: Gemma 3's
+//! sliding-window layers use base 10000, its every sixth, global layer the file's base) →
+//! attention (each layer's window from `Config::layers`; Gemma 2 soft-caps the scores) →
+//! output projection → post-attention norm → residual; then the GELU-gated feed-forward
+//! between `ffn_norm` and `post_ffw_norm` → residual. Embeddings are scaled by √n_embd; the
+//! output projection is tied to the embedding table unless the file has `output.weight`;
+//! Gemma 2 soft-caps the logits. (Norm weights in GGUF already include Gemma's `1 +`.)
 
 use super::batch::{runs, Plan};
 use super::rope::RopeSpec;
-use super::{Config, KvCache, Loader, ModelError, Scratch};
+use super::{Arch, Config, KvCache, Loader, ModelError, RopeKind, Scratch};
 use crate::backend::{AttnParams, Glu, Ops, PreNorm, Rope, RopeLayout, Weight};
 
 struct Layer {
-    attn_norm: Weight,      // (n_embd)
-    wq: Weight,             // (n_head * head_dim, n_embd)
-    wk: Weight,             // (n_head_kv * head_dim, n_embd)
-    wv: Weight,             // (n_head_kv * head_dim, n_embd)
-    q_norm: Weight,         // (head_dim)
-    k_norm: Weight,         // (head_dim)
-    wo: Weight,             // (n_embd, n_head * head_dim)
-    post_attn_norm: Weight, // (n_embd)
-    ffn_norm: Weight,       // (n_embd)
-    ffn_gate: Weight,       // (n_ff, n_embd)
-    ffn_up: Weight,         // (n_ff, n_embd)
-    ffn_down: Weight,       // (n_embd, n_ff)
-    post_ffw_norm: Weight,  // (n_embd)
+    attn_norm: Weight,                 // (n_embd)
+    wq: Weight,                        // (n_head * head_dim, n_embd)
+    wk: Weight,                        // (n_head_kv * head_dim, n_embd)
+    wv: Weight,                        // (n_head_kv * head_dim, n_embd)
+    qk_norm: Option<(Weight, Weight)>, // (head_dim) each, Gemma 3 only
+    wo: Weight,                        // (n_embd, n_head * head_dim)
+    post_attn_norm: Weight,            // (n_embd)
+    ffn_norm: Weight,                  // (n_embd)
+    ffn_gate: Weight,                  // (n_ff, n_embd)
+    ffn_up: Weight,                    // (n_ff, n_embd)
+    ffn_down: Weight,                  // (n_embd, n_ff)
+    post_ffw_norm: Weight,             // (n_embd)
 }
 
 pub struct Gemma3 {
@@ -50,8 +50,10 @@ impl Gemma3 {
                 wq: w("attn_q", &[d, c.q_dim()])?,
                 wk: w("attn_k", &[d, c.kv_dim()])?,
                 wv: w("attn_v", &[d, c.kv_dim()])?,
-                q_norm: w("attn_q_norm", &[hd])?,
-                k_norm: w("attn_k_norm", &[hd])?,
+                qk_norm: match c.arch {
+                    Arch::Gemma2 => None,
+                    _ => Some((w("attn_q_norm", &[hd])?, w("attn_k_norm", &[hd])?)),
+                },
                 wo: w("attn_output", &[c.q_dim(), d])?,
                 post_attn_norm: w("post_attention_norm", &[d])?,
                 ffn_norm: w("ffn_norm", &[d])?,
@@ -103,11 +105,10 @@ impl Gemma3 {
 
         for (il, l) in self.layers.iter().enumerate() {
             ops.tag_layer(Some(il));
-            let swa = c.is_swa_layer(il);
-            let rope = if swa {
-                &self.rope_local
-            } else {
-                &self.rope_global
+            let kind = c.layers[il];
+            let rope = match kind.rope {
+                RopeKind::Local => &self.rope_local,
+                RopeKind::Global => &self.rope_global,
             };
 
             // attention
@@ -117,8 +118,10 @@ impl Gemma3 {
                 out: s.xb,
             };
             ops.matmul_qkv(Some(norm), [&l.wq, &l.wk, &l.wv], s.x, [s.q, s.k, s.v], n)?;
-            ops.rms_norm(s.q, &l.q_norm, s.q, n * c.n_head, eps)?;
-            ops.rms_norm(s.k, &l.k_norm, s.k, n * c.n_head_kv, eps)?;
+            if let Some((q_norm, k_norm)) = &l.qk_norm {
+                ops.rms_norm(s.q, q_norm, s.q, n * c.n_head, eps)?;
+                ops.rms_norm(s.k, k_norm, s.k, n * c.n_head_kv, eps)?;
+            }
             // each sequence's tokens against its own cache
             for seg in &plan.segments {
                 let kv = kvs[seg.seq];
@@ -131,8 +134,9 @@ impl Gemma3 {
                     n_head: c.n_head,
                     n_head_kv: c.n_head_kv,
                     head_dim: c.head_dim,
-                    window: if swa { c.sliding_window } else { None },
+                    window: kind.window,
                     scale: c.attn_scale,
+                    softcap: c.attn_softcap,
                 };
                 ops.attention(s.q, kv.k[il], kv.v[il], s.att, &p)?;
             }
@@ -179,6 +183,9 @@ impl Gemma3 {
         }
         ops.rms_norm(s.out, &self.output_norm, s.out, rows.len(), c.eps)?;
         ops.matmul(&self.output, s.out, s.logits, rows.len())?;
+        if let Some(cap) = c.final_softcap {
+            ops.softcap(s.logits, cap, rows.len() * c.n_vocab)?;
+        }
         ops.check_finite(s.logits, rows.len(), c.n_vocab, || "the logits".into())?;
         Ok(())
     }

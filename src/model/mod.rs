@@ -14,7 +14,7 @@ pub mod state;
 pub mod validate;
 
 pub use batch::Batch;
-pub use config::{Arch, Config};
+pub use config::{Arch, Config, LayerKind, RopeKind};
 pub use state::{KvCache, Scratch};
 
 use crate::backend::{Backend, BackendError, Buf, OpKind, Ops, Weight};
@@ -274,7 +274,9 @@ impl Model {
             ops: &mut ops,
         };
         let net = match config.arch {
-            Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&config, &mut loader, ctx)?),
+            Arch::Gemma3 | Arch::Gemma2 => {
+                Net::Gemma3(gemma3::Gemma3::load(&config, &mut loader, ctx)?)
+            }
             Arch::Qwen2 | Arch::Qwen3 | Arch::Llama => {
                 Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?)
             }

@@ -6,7 +6,8 @@
 //! when the file has them.
 //!
 //! Per layer: RMS-normed input → Q, K, V projections (+ biases) (→ per-head Q/K norms) →
-//! RoPE → grouped-query attention → output projection → residual; then the SiLU-gated
+//! RoPE → grouped-query attention (windowed where `Config::layers` says: Mistral-style Llama
+//! files) → output projection → residual; then the SiLU-gated
 //! feed-forward → residual. A separate output matrix unless the file ties it to the embeddings.
 
 use super::batch::{runs, Plan};
@@ -138,8 +139,9 @@ impl Qwen2 {
                     n_head: c.n_head,
                     n_head_kv: c.n_head_kv,
                     head_dim: c.head_dim,
-                    window: None,
+                    window: c.window(il),
                     scale: c.attn_scale,
+                    softcap: c.attn_softcap,
                 };
                 ops.attention(s.q, kv.k[il], kv.v[il], s.att, &p)?;
             }

@@ -91,6 +91,7 @@ pub enum OpName {
     Glu,
     Add,
     Scale,
+    Softcap,
     Copy,
     Read,
     Write,
@@ -98,7 +99,7 @@ pub enum OpName {
 }
 
 impl OpName {
-    pub const ALL: [OpName; 14] = [
+    pub const ALL: [OpName; 15] = [
         OpName::Embed,
         OpName::MatMul,
         OpName::AddBias,
@@ -109,6 +110,7 @@ impl OpName {
         OpName::Glu,
         OpName::Add,
         OpName::Scale,
+        OpName::Softcap,
         OpName::Copy,
         OpName::Read,
         OpName::Write,
@@ -127,6 +129,7 @@ impl OpName {
             OpName::Glu => "glu",
             OpName::Add => "add",
             OpName::Scale => "scale",
+            OpName::Softcap => "softcap",
             OpName::Copy => "copy",
             OpName::Read => "read",
             OpName::Write => "write",
@@ -140,7 +143,7 @@ impl OpName {
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
     total: Traffic,
-    by_op: [(Traffic, u64); 14],
+    by_op: [(Traffic, u64); OpName::ALL.len()],
     tag: Option<usize>,
     by_tag: Vec<Traffic>,
 }

@@ -386,6 +386,16 @@ impl Backend for CandleBackend {
         self.store(x, 0, &y)
     }
 
+    fn softcap(&mut self, x: Buf, cap: f32, len: usize) -> Result<()> {
+        let c = cap as f64;
+        let y = (self.view(x, 0, len)?)
+            .affine(1.0 / c, 0.0)
+            .and_then(|t| t.tanh())
+            .and_then(|t| t.affine(c, 0.0))
+            .map_err(err)?;
+        self.store(x, 0, &y)
+    }
+
     fn copy(
         &mut self,
         src: Buf,

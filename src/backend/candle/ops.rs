@@ -115,6 +115,14 @@ impl CandleBackend {
             .matmul(&keys.t().map_err(err)?)
             .and_then(|s| s.affine(p.scale as f64, 0.0))
             .map_err(err)?;
+        if let Some(c) = p.softcap {
+            let c = c as f64;
+            scores = scores
+                .affine(1.0 / c, 0.0)
+                .and_then(|t| t.tanh())
+                .and_then(|t| t.affine(c, 0.0))
+                .map_err(err)?;
+        }
         // one token sees every key from `lo` on; a batch needs the causal + window mask
         if n > 1 {
             let mask: Vec<f32> = (0..n)

@@ -63,6 +63,11 @@ pub fn attention(
                     for (j, sj) in (c0..c1).zip(s.iter_mut()) {
                         *sj = p.scale * dot_f16(&k[j * kv_row + g * hd..][..hd], qh);
                     }
+                    if let Some(c) = p.softcap {
+                        for sj in s.iter_mut() {
+                            *sj = c * (*sj / c).tanh();
+                        }
+                    }
                     let m = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                     let mut sum = 0f32;
                     for sj in s.iter_mut() {

@@ -382,6 +382,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn softcap(&mut self, x: Buf, cap: f32, len: usize) -> Result<()> {
+        for v in self.bufs[x.id as usize][..len].iter_mut() {
+            *v = cap * (*v / cap).tanh();
+        }
+        Ok(())
+    }
+
     fn copy(
         &mut self,
         src: Buf,

@@ -35,6 +35,7 @@ impl WgpuBackend {
             p.window.unwrap_or(0) as u32,
             p.scale.to_bits(),
             p.row0 as u32,
+            p.softcap.unwrap_or(0.0).to_bits(),
         ];
         let groups = [p.n_head as u32, p.n_tokens as u32, 1];
         self.dispatch(

@@ -21,6 +21,7 @@ pub enum EwOp {
     Scale = 3,
     Copy = 4,
     Bias = 5,
+    Softcap = 6,
 }
 
 /// What `shaders/matvec.wgsl` does with a row's result (its `EPI` override constant).

@@ -634,6 +634,18 @@ impl Backend for WgpuBackend {
         )
     }
 
+    fn softcap(&mut self, x: Buf, cap: f32, len: usize) -> Result<()> {
+        self.elementwise(
+            kernels::EwOp::Softcap,
+            x.id,
+            self.dummy,
+            self.dummy,
+            [len, 0, 0, 0],
+            cap,
+            0,
+        )
+    }
+
     fn copy(
         &mut self,
         src: Buf,

@@ -36,6 +36,7 @@ pub fn op_of(k: Kernel) -> OpName {
             EwOp::Scale => OpName::Scale,
             EwOp::Copy => OpName::Copy,
             EwOp::Bias => OpName::AddBias,
+            EwOp::Softcap => OpName::Softcap,
         },
     }
 }
