@@ -9,16 +9,19 @@
 # (--kl-divergence-base, reduced to top-32 + rest by scripts/llama-kld-to-tfkld.py into
 # tests/data/synth/P.tfkld), and llama-simple's greedy 12 tokens.
 # Presets: llama-3.2-1b (Llama 3 RoPE divisors, rope_freqs.weight), qwen3-0.6b (per-head Q/K
-# norms). Writes tests/data/synth/llama_cpp.json. Needs llama.cpp's tools
+# norms), gemma-2-2b with 4 of its 26 layers and a 32-token window so the windowed layers
+# differ within a chunk (soft-capped scores and logits, alternating windows). Writes
+# tests/data/synth/llama_cpp.json. Needs llama.cpp's tools
 # (../shared/reference/llama-cpp.sh) and numpy.
 #
 #   scripts/record-synth-llama-oracle.sh [LLAMA_BIN_DIR]
 source "$(dirname "${BASH_SOURCE[0]}")/record-common.sh"
-presets=(llama-3.2-1b qwen3-0.6b)
+presets=(llama-3.2-1b qwen3-0.6b gemma-2-2b)
 synth_args="--type q8_0 --qk-gain 2 --seed 7"
+declare -A extra=([gemma-2-2b]="--layers 4 --sliding-window 32")
 for p in "${presets[@]}"; do
   # shellcheck disable=SC2086
-  "$tf" synth --preset "$p" $synth_args -o "$work/$p.gguf" \
+  "$tf" synth --preset "$p" $synth_args ${extra[$p]:-} -o "$work/$p.gguf" \
     --tokenizer-from models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 2>/dev/null
   "$bin/llama-perplexity" -m "$work/$p.gguf" -f tests/data/oracle/eval.txt -c 128 --chunks 4 -t 2 \
     --kl-divergence-base "$work/$p.llkld" >"$work/$p.ppl.txt" 2>&1
@@ -27,6 +30,7 @@ for p in "${presets[@]}"; do
   sha256sum "$work/$p.gguf" | cut -d' ' -f1 >"$work/$p.sha"
   rm "$work/$p.gguf" "$work/$p.llkld"
 done
+for p in "${presets[@]}"; do echo "${extra[$p]:-}" >"$work/$p.extra"; done
 python3 - "$work" "$synth_args" "${presets[@]}" <<'PY'
 import json, re, sys
 work, synth_args, presets = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -43,7 +47,8 @@ for p in presets:
     # invalid UTF-8 on its own (kept as U+FFFD; the test compares up to the first one)
     simple = open(f"{work}/{p}.simple.txt", "rb").read().decode("utf-8", errors="replace")
     out["presets"][p] = {
-        "synth": f"tokenfab synth --preset {p} {synth_args} --tokenizer-from qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "synth": " ".join(f"tokenfab synth --preset {p} {synth_args} {open(f'{work}/{p}.extra').read().strip()} "
+                          "--tokenizer-from qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".split()),
         "sha256": open(f"{work}/{p}.sha").read().strip(),
         "ppl": float(re.search(r"Final estimate: PPL = ([\d.]+)", ppl).group(1)),
         "chunk_ppl": [float(x) for x in re.findall(r"\[\d+\]([\d.]+),", ppl)],

@@ -38,10 +38,15 @@ pub struct Preset {
     /// weights give nearly uniform attention, where positions barely matter; at a gain of 2
     /// attention is peaked and a wrong RoPE shows in the logits (the llama.cpp checks use it).
     pub qk_gain: f32,
+    /// The attention window of windowed layers (`{arch}.attention.sliding_window`): Gemma 3
+    /// and 2 window some layers, a Mistral-style Llama every layer.
+    pub sliding_window: Option<usize>,
+    /// Gemma 2's soft caps of attention scores and of logits.
+    pub softcap: Option<(f32, f32)>,
 }
 
 /// Shapes from the models' published configs (Hugging Face config.json).
-pub const PRESETS: [Preset; 5] = [
+pub const PRESETS: [Preset; 7] = [
     Preset {
         name: "gemma3-270m",
         arch: "gemma3",
@@ -58,6 +63,8 @@ pub const PRESETS: [Preset; 5] = [
         tied: true,
         rope_freqs: false,
         qk_gain: 1.0,
+        sliding_window: Some(512),
+        softcap: None,
     },
     Preset {
         name: "qwen2.5-0.5b",
@@ -75,6 +82,8 @@ pub const PRESETS: [Preset; 5] = [
         tied: true,
         rope_freqs: false,
         qk_gain: 1.0,
+        sliding_window: None,
+        softcap: None,
     },
     Preset {
         name: "llama-3.2-1b",
@@ -92,6 +101,8 @@ pub const PRESETS: [Preset; 5] = [
         tied: true,
         rope_freqs: true,
         qk_gain: 1.0,
+        sliding_window: None,
+        softcap: None,
     },
     Preset {
         name: "llama-3.1-8b",
@@ -109,6 +120,8 @@ pub const PRESETS: [Preset; 5] = [
         tied: false,
         rope_freqs: true,
         qk_gain: 1.0,
+        sliding_window: None,
+        softcap: None,
     },
     Preset {
         name: "qwen3-0.6b",
@@ -126,6 +139,46 @@ pub const PRESETS: [Preset; 5] = [
         tied: true,
         rope_freqs: false,
         qk_gain: 1.0,
+        sliding_window: None,
+        softcap: None,
+    },
+    Preset {
+        name: "gemma-2-2b",
+        arch: "gemma2",
+        n_embd: 2304,
+        n_layer: 26,
+        n_head: 8,
+        n_head_kv: 4,
+        head_dim: 256,
+        n_ff: 9216,
+        n_vocab: 256_000,
+        ctx: 8192,
+        rope_base: 10_000.0,
+        eps: 1e-6,
+        tied: true,
+        rope_freqs: false,
+        qk_gain: 1.0,
+        sliding_window: Some(4096),
+        softcap: Some((50.0, 30.0)),
+    },
+    Preset {
+        name: "mistral-7b",
+        arch: "llama",
+        n_embd: 4096,
+        n_layer: 32,
+        n_head: 32,
+        n_head_kv: 8,
+        head_dim: 128,
+        n_ff: 14_336,
+        n_vocab: 32_000,
+        ctx: 32_768,
+        rope_base: 10_000.0,
+        eps: 1e-5,
+        tied: false,
+        rope_freqs: false,
+        qk_gain: 1.0,
+        sliding_window: Some(4096),
+        softcap: None,
     },
 ];
 
@@ -240,7 +293,7 @@ fn tensors(p: &Preset) -> Vec<(String, Vec<u64>, bool)> {
             t("attn_q_norm.weight", vec![hd]);
             t("attn_k_norm.weight", vec![hd]);
         }
-        if p.arch == "gemma3" {
+        if p.arch == "gemma3" || p.arch == "gemma2" {
             t("post_attention_norm.weight", vec![d]);
             t("post_ffw_norm.weight", vec![d]);
         }
@@ -415,8 +468,12 @@ pub fn write_with_tokenizer(
     );
     w.set(&format!("{a}.rope.freq_base"), Value::F32(p.rope_base));
     w.set(&format!("{a}.vocab_size"), u(p.n_vocab));
-    if a == "gemma3" {
-        w.set(&format!("{a}.attention.sliding_window"), u(512));
+    if let Some(win) = p.sliding_window {
+        w.set(&format!("{a}.attention.sliding_window"), u(win));
+    }
+    if let Some((attn, logits)) = p.softcap {
+        w.set(&format!("{a}.attn_logit_softcapping"), Value::F32(attn));
+        w.set(&format!("{a}.final_logit_softcapping"), Value::F32(logits));
     }
     match tokenizer {
         Some(md) => {

@@ -1,7 +1,8 @@
 //! `tokenfab synth`: synthetic models of real shapes are valid GGUF for another reader
-//! (candle-core's), load and run in tokenfab on the CPU, and the Llama and Qwen3 shapes (the
-//! architectures no real test model has; their CPU forward is checked against llama.cpp in
-//! `tests/synth_llama_cpp.rs`) give the same logits on wgpu as on the CPU — and, in a
+//! (candle-core's), load and run in tokenfab on the CPU, and the Llama, Qwen3 and Gemma 2
+//! shapes (the architectures no real test model has; their CPU forward is checked against
+//! llama.cpp in `tests/synth_llama_cpp.rs`) give the same logits on wgpu as on the CPU; a
+//! Mistral-style file's sliding window is applied (on the exact reference) — and, in a
 //! `--features cuda` build (run on an NVIDIA machine: it fails without one), on CUDA, where
 //! greedy decoding (argmax on the device, token by token) must also follow the CPU's.
 
@@ -14,10 +15,25 @@ use tokenfab::model::Logits;
 use tokenfab::model::{LoadOptions, Model};
 use tokenfab::synth;
 
+/// A preset as these tests write it: the two large ones cut to a few layers (Gemma 2 with a
+/// 4-token window, so that its windowed layers differ from the global ones on 8 tokens).
+fn reduced(preset: &str) -> synth::Preset {
+    let mut p = *synth::preset(preset).unwrap();
+    match preset {
+        "gemma-2-2b" => {
+            p.n_layer = 4;
+            p.sliding_window = Some(4);
+        }
+        "mistral-7b" => p.n_layer = 2,
+        _ => {}
+    }
+    p
+}
+
 fn write(dir: &std::path::Path, preset: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{preset}.gguf"));
-    let p = synth::preset(preset).unwrap();
-    let s = synth::write(p, GgmlType::Q4_K, &path, 7, &mut |_, _| {}).unwrap();
+    let p = reduced(preset);
+    let s = synth::write(&p, GgmlType::Q4_K, &path, 7, &mut |_, _| {}).unwrap();
     assert!(std::fs::metadata(&path).unwrap().len() > s.bytes);
     path
 }
@@ -54,7 +70,14 @@ fn logits(model: &mut Model, tokens: &[u32], rows: usize) -> Vec<f32> {
 #[test]
 fn synthetic_presets_should_be_valid_gguf_and_run() {
     let dir = tempfile::tempdir().unwrap();
-    for preset in ["gemma3-270m", "qwen2.5-0.5b", "llama-3.2-1b", "qwen3-0.6b"] {
+    for preset in [
+        "gemma3-270m",
+        "qwen2.5-0.5b",
+        "llama-3.2-1b",
+        "qwen3-0.6b",
+        "gemma-2-2b",
+        "mistral-7b",
+    ] {
         let path = write(dir.path(), preset);
         // another reader: candle-core's GGUF parser sees the same tensors and shapes
         let mut f = std::fs::File::open(&path).unwrap();
@@ -192,6 +215,46 @@ fn synthetic_llama_should_match_cpu_on_wgpu() {
 #[test]
 fn synthetic_qwen3_should_match_cpu_on_wgpu() {
     check_wgpu("qwen3-0.6b");
+}
+
+/// Gemma 2's soft caps and alternating windows on wgpu (4 layers, a 4-token window).
+#[test]
+fn synthetic_gemma2_should_match_cpu_on_wgpu() {
+    check_wgpu("gemma-2-2b");
+}
+
+/// A Mistral-style Llama file's sliding window (from its metadata) is applied: with one layer
+/// and a window of 4, the last of 8 tokens sees only the last 4, so its logits equal those of
+/// the 4 tokens alone (RoPE makes attention depend on relative positions only); without the
+/// window they do not. On the exact-arithmetic reference backend, so that only the window can
+/// make a difference (the CPU's f16 cache of keys rotated to other angles: nmse 1e-4).
+#[test]
+fn mistral_sliding_window_comes_from_the_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = [1u32, 500, 7000, 42, 9, 10_000, 3, 77];
+    let last = |window: Option<usize>| {
+        let mut p = *synth::preset("mistral-7b").unwrap();
+        p.n_layer = 1;
+        p.qk_gain = 2.0;
+        p.sliding_window = window;
+        let path = dir.path().join("mistral.gguf");
+        synth::write(&p, GgmlType::Q8_0, &path, 7, &mut |_, _| {}).unwrap();
+        let exact = tokenfab::backend::reference::ReferenceBackend::new(0).unwrap();
+        let mut m = load(&path, Box::new(exact));
+        assert_eq!(m.config.window(0), window);
+        (logits(&mut m, &tokens, 1), logits(&mut m, &tokens[4..], 1))
+    };
+    let nmse = |a: &[f32], b: &[f32]| {
+        let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+        num / a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>()
+    };
+    let (all, tail) = last(Some(4));
+    let windowed = nmse(&all, &tail);
+    let (all, tail) = last(None);
+    let full = nmse(&all, &tail);
+    eprintln!("last-token logits, 8 tokens vs their last 4: window 4 nmse {windowed:.2e}, no window {full:.2e}");
+    assert!(windowed < 1e-9, "{windowed}");
+    assert!(full > 1e3 * windowed.max(1e-9), "{full}");
 }
 
 /// Only in a `--features cuda` build, which must then run where there is an NVIDIA GPU.

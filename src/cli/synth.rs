@@ -34,6 +34,13 @@ pub struct SynthArgs {
     /// shows in the logits (1 = every matrix at the same RMS; the llama.cpp checks use 2).
     #[arg(long = "qk-gain", default_value_t = 1.0)]
     pub qk_gain: f32,
+    /// Fewer layers than the preset's (the same shapes; a smaller file for checks).
+    #[arg(long = "layers")]
+    pub layers: Option<usize>,
+    /// The attention window of the preset's windowed layers (Gemma 3/2: some layers,
+    /// Mistral: all), e.g. smaller than a test's context so the window matters.
+    #[arg(long = "sliding-window")]
+    pub sliding_window: Option<usize>,
 }
 
 pub fn run(a: SynthArgs) -> Result<()> {
@@ -45,6 +52,25 @@ pub fn run(a: SynthArgs) -> Result<()> {
         bail!("--qk-gain must be in (0, 64] (got {})", a.qk_gain);
     }
     p.qk_gain = a.qk_gain;
+    if let Some(n) = a.layers {
+        if n == 0 || n > p.n_layer {
+            bail!(
+                "--layers must be in 1..={} for {} (got {n})",
+                p.n_layer,
+                p.name
+            );
+        }
+        p.n_layer = n;
+    }
+    if let Some(w) = a.sliding_window {
+        if p.sliding_window.is_none() {
+            bail!("--sliding-window: {} has no windowed layers", p.name);
+        }
+        if w == 0 {
+            bail!("--sliding-window must be at least 1");
+        }
+        p.sliding_window = Some(w);
+    }
     let p = &p;
     let t = GgmlType::from_name(&a.dtype)
         .with_context(|| format!("--type: unknown type {:?}", a.dtype))?;
