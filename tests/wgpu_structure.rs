@@ -32,6 +32,8 @@ const TINY: Preset = Preset {
     tied: true,
     rope_freqs: true,
     qk_gain: 1.0,
+    sliding_window: None,
+    softcap: None,
 };
 
 /// (dispatches, passes, submits, host waits) per decoded token, and the greedy tokens.
