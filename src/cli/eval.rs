@@ -318,18 +318,25 @@ pub fn run(a: EvalArgs) -> Result<()> {
             })
             .into_iter()
             .collect();
-        if let Some(points) = sweep.as_ref().and_then(|s| s["points"].as_array()) {
-            for p in points.iter().filter(|p| p["front"] == true) {
-                let (Some(t), Some(usd), Some(rate)) = (
-                    p["threshold"].as_f64(),
-                    p["cost"]["usd"].as_f64(),
-                    p["cost"]["passed"].as_f64(),
-                ) else {
+        // the router's thresholds on its own front, unlabelled but the one at the oracle's
+        // escalation budget
+        if let Some(sw) = &sweep {
+            let at = sw["at_oracle_budget"]["threshold"].as_f64();
+            for p in sw["points"].as_array().into_iter().flatten() {
+                let (Some(usd), Some(passed)) =
+                    (p["cost"]["usd"].as_f64(), p["cost"]["passed"].as_f64())
+                else {
                     continue;
                 };
-                if rate > 0.0 {
-                    let n = problems.len() as f64;
-                    extra.push((format!("router logprob < {t:.3}"), usd / rate, rate / n));
+                let t = p["threshold"].as_f64();
+                if passed > 0.0 && (p["front"] == true || t == at) {
+                    let label = match t {
+                        Some(t) if Some(t) == at => {
+                            format!("router (mean logprob < {t:.3}) at the oracle's budget")
+                        }
+                        _ => String::new(),
+                    };
+                    extra.push((label, usd / passed, passed / problems.len() as f64));
                 }
             }
         }
