@@ -213,6 +213,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     r.build.profile,
                     r.peak_gb_s.map_or("an unknown".into(), |p| format!("{p:.1}")),
                 )?;
+                let fastest = results.iter().map(|r| r.gb_s).fold(0.0, f64::max);
+                if let Some(note) = r
+                    .peak_gb_s
+                    .and_then(|p| tokenfab::telemetry::probe::impossible_peak(fastest, p))
+                {
+                    writeln!(out, "{note}")?;
+                    eprintln!("tokenfab bench: {note}");
+                }
             }
         }
     }

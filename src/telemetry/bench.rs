@@ -459,7 +459,7 @@ pub fn summarize(
         bytes_per_token: bytes / tokens.max(1.0),
         gb_s,
         peak_gb_s,
-        mbu_pct: peak_gb_s.filter(|p| *p > 0.0).map(|p| 100.0 * gb_s / p),
+        mbu_pct: peak_gb_s.and_then(|p| super::probe::utilization(gb_s, p)),
         prefill_j_per_token: jpt(&pre),
         decode_j_per_token: jpt(&dec),
         energy_source: energy.label().to_string(),

@@ -126,8 +126,24 @@ impl ProbeCache {
     }
 }
 
-/// The CPU's peak read bandwidth for `threads`: from the cache, or measured now (and cached)
-/// when `measure` is set. Returns (GB/s, a label saying where it came from).
+/// Memory-bandwidth utilization in % of `peak_gb_s`, or `None` when it cannot be true: no
+/// peak, or a run that read faster than the "peak" (more than 5 % above: a cached peak
+/// measured while the machine was busy — one such run printed "MBU 532 %"). Callers say why
+/// with [`impossible_peak`].
+pub fn utilization(achieved_gb_s: f64, peak_gb_s: f64) -> Option<f64> {
+    (peak_gb_s > 0.0 && achieved_gb_s <= 1.05 * peak_gb_s)
+        .then(|| 100.0 * achieved_gb_s / peak_gb_s)
+}
+
+/// The note for a run faster than its peak (see [`utilization`]), `None` otherwise.
+pub fn impossible_peak(achieved_gb_s: f64, peak_gb_s: f64) -> Option<String> {
+    (peak_gb_s > 0.0 && achieved_gb_s > 1.05 * peak_gb_s).then(|| {
+        format!(
+            "MBU not shown: this run read {achieved_gb_s:.1} GB/s, above the cached peak of {peak_gb_s:.1} GB/s, which must have been measured while the machine was busy; re-measure with `tokenfab probe`"
+        )
+    })
+}
+
 /// When to measure a peak bandwidth rather than take the cached one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Measure {
@@ -203,6 +219,18 @@ pub fn measure_cpu(threads: usize, info: &CpuInfo) -> Bandwidth {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn utilization_above_the_peak_is_not_a_number_to_print() {
+        assert_eq!(utilization(11.0, 22.0), Some(50.0));
+        // within 5 % of the peak: measurement noise, shown
+        assert!((utilization(22.5, 22.0).unwrap() - 102.27).abs() < 0.01);
+        // the "MBU 532 %" run: 12.2 GB/s read against a peak cached at 2.3 GB/s
+        assert_eq!(utilization(12.2, 2.3), None);
+        assert!(impossible_peak(12.2, 2.3).unwrap().contains("re-measure"));
+        assert_eq!(impossible_peak(11.0, 22.0), None);
+        assert_eq!(utilization(1.0, 0.0), None);
+    }
+
     use super::*;
 
     #[test]

@@ -430,7 +430,7 @@ impl Report {
             peak_gb_s,
             peak_source,
             mbu_pct: match (decode_gb_s, peak_gb_s) {
-                (Some(g), Some(p)) if p > 0.0 => Some(100.0 * g / p),
+                (Some(g), Some(p)) => super::probe::utilization(g, p),
                 _ => None,
             },
             energy: EnergyReport {
@@ -463,8 +463,14 @@ impl Report {
             f(self.decode_bytes_per_token.map(|b| b / 1e6), " MB", 1),
             f(self.decode_gb_s, " GB/s", 1),
             f(self.mbu_pct, " %", 0),
-            match (&self.peak_gb_s, &self.peak_source) {
-                (Some(p), Some(s)) => format!(" of {p:.1} GB/s ({s})"),
+            match (&self.peak_gb_s, &self.peak_source, self.decode_gb_s) {
+                (Some(p), _, Some(g)) if super::probe::impossible_peak(g, *p).is_some() => {
+                    format!(
+                        " ({})",
+                        super::probe::impossible_peak(g, *p).unwrap_or_default()
+                    )
+                }
+                (Some(p), Some(s), _) => format!(" of {p:.1} GB/s ({s})"),
                 _ => " (peak unknown: run `tokenfab probe`)".to_string(),
             }
         ));
@@ -573,7 +579,16 @@ mod tests {
         // one decode step (the second generated token) of 60 ms moving 1000 bytes
         assert_eq!(report.itl.p50_ms, Some(60.0));
         assert!((report.decode_gb_s.unwrap() - 1000.0 / 0.06 / 1e9).abs() < 1e-12);
-        assert!(report.mbu_pct.is_some());
+        // 1.67e-5 GB/s of a 10 GB/s peak
+        assert!((report.mbu_pct.unwrap() - 100.0 * (1000.0 / 0.06 / 1e9) / 10.0).abs() < 1e-9);
+        // a cached peak below what the run achieved is refused, and the summary says why
+        let mut impossible = report.clone();
+        impossible.peak_gb_s = Some(1e-6);
+        let line = impossible.summary_lines().join("\n");
+        assert!(
+            line.contains("above the cached peak") && line.contains("tokenfab probe"),
+            "{line}"
+        );
         // no idle measurement was taken: above-idle energy is unknown, not zero
         assert!(report.energy.decode.above_idle_j_per_token.is_none());
     }
