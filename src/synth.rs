@@ -46,7 +46,7 @@ pub struct Preset {
 }
 
 /// Shapes from the models' published configs (Hugging Face config.json).
-pub const PRESETS: [Preset; 7] = [
+pub const PRESETS: [Preset; 8] = [
     Preset {
         name: "gemma3-270m",
         arch: "gemma3",
@@ -180,7 +180,38 @@ pub const PRESETS: [Preset; 7] = [
         sliding_window: Some(4096),
         softcap: None,
     },
+    // fused Q‖K‖V and gate‖up, LongRoPE (short/long divisors, magnitude factor) from 4096
+    // original positions
+    Preset {
+        name: "phi-3.5-mini",
+        arch: "phi3",
+        n_embd: 3072,
+        n_layer: 32,
+        n_head: 32,
+        n_head_kv: 32,
+        head_dim: 96,
+        n_ff: 8192,
+        n_vocab: 32_064,
+        ctx: 131_072,
+        rope_base: 10_000.0,
+        eps: 1e-5,
+        tied: false,
+        rope_freqs: false,
+        qk_gain: 1.0,
+        sliding_window: None,
+        softcap: None,
+    },
 ];
+
+/// Phi-3.5's original context (LongRoPE's short divisors up to it, the long ones beyond).
+pub const PHI3_ORIGINAL_CTX: usize = 4096;
+
+/// LongRoPE's magnitude factor for a context `ctx` stretched from `orig` (Phi-3's
+/// `sqrt(1 + ln(ctx / orig) / ln(orig))`, as the conversion writes `rope.scaling.attn_factor`).
+pub fn longrope_attn_factor(ctx: usize, orig: usize) -> f32 {
+    let (c, o) = (ctx as f64, orig as f64);
+    (1.0 + (c / o).ln() / o.ln()).sqrt() as f32
+}
 
 /// Llama 3.1/3.2's frequency divisors for heads of `head_dim` at `base` (Hugging Face's
 /// `rope_type: llama3` with factor 32, low/high frequency factors 1 and 4 over 8192 original
@@ -275,15 +306,20 @@ fn tensors(p: &Preset) -> Vec<(String, Vec<u64>, bool)> {
         vec![d, p.n_vocab as u64],
         true,
     )];
+    let phi3 = p.arch == "phi3";
     for i in 0..p.n_layer {
         let mut t = |name: &str, dims: Vec<u64>| {
             let m = dims.len() == 2;
             v.push((format!("blk.{i}.{name}"), dims, m))
         };
         t("attn_norm.weight", vec![d]);
-        t("attn_q.weight", vec![d, q]);
-        t("attn_k.weight", vec![d, kv]);
-        t("attn_v.weight", vec![d, kv]);
+        if phi3 {
+            t("attn_qkv.weight", vec![d, q + 2 * kv]);
+        } else {
+            t("attn_q.weight", vec![d, q]);
+            t("attn_k.weight", vec![d, kv]);
+            t("attn_v.weight", vec![d, kv]);
+        }
         if p.arch == "qwen2" {
             t("attn_q.bias", vec![q]);
             t("attn_k.bias", vec![kv]);
@@ -299,9 +335,17 @@ fn tensors(p: &Preset) -> Vec<(String, Vec<u64>, bool)> {
         }
         t("attn_output.weight", vec![q, d]);
         t("ffn_norm.weight", vec![d]);
-        t("ffn_gate.weight", vec![d, ff]);
-        t("ffn_up.weight", vec![d, ff]);
+        if phi3 {
+            t("ffn_up.weight", vec![d, 2 * ff]);
+        } else {
+            t("ffn_gate.weight", vec![d, ff]);
+            t("ffn_up.weight", vec![d, ff]);
+        }
         t("ffn_down.weight", vec![ff, d]);
+    }
+    if phi3 {
+        v.push(("rope_factors_long.weight".to_string(), vec![hd / 2], false));
+        v.push(("rope_factors_short.weight".to_string(), vec![hd / 2], false));
     }
     v.push(("output_norm.weight".to_string(), vec![d], false));
     if p.rope_freqs {
@@ -471,6 +515,18 @@ pub fn write_with_tokenizer(
     if let Some(win) = p.sliding_window {
         w.set(&format!("{a}.attention.sliding_window"), u(win));
     }
+    if a == "phi3" {
+        let orig = PHI3_ORIGINAL_CTX;
+        w.set(&format!("{a}.rope.dimension_count"), u(p.head_dim));
+        w.set(
+            &format!("{a}.rope.scaling.attn_factor"),
+            Value::F32(longrope_attn_factor(p.ctx, orig)),
+        );
+        w.set(
+            &format!("{a}.rope.scaling.original_context_length"),
+            u(orig),
+        );
+    }
     if let Some((attn, logits)) = p.softcap {
         w.set(&format!("{a}.attn_logit_softcapping"), Value::F32(attn));
         w.set(&format!("{a}.final_logit_softcapping"), Value::F32(logits));
@@ -511,6 +567,11 @@ pub fn write_with_tokenizer(
             // norms 1, biases 0 (Gemma stores norm weights with the +1 applied)
             let v: Vec<f32> = match name.as_str() {
                 "rope_freqs.weight" => llama3_rope_divisors(p.head_dim, p.rope_base),
+                // LongRoPE's shapes: long divisors like Llama 3's (1 to 32), short ones mild
+                "rope_factors_long.weight" => llama3_rope_divisors(p.head_dim, p.rope_base),
+                "rope_factors_short.weight" => (0..cols)
+                    .map(|i| 1.0 + 0.5 * i as f32 / cols as f32)
+                    .collect(),
                 n if n.ends_with(".bias") => vec![0.0; cols],
                 _ => vec![1.0; cols],
             };
@@ -518,7 +579,15 @@ pub fn write_with_tokenizer(
         } else {
             let qk = name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight");
             let gain = if qk { p.qk_gain } else { 1.0 };
-            random_rows(types[i], rows, cols, gain, &mut rng)
+            if name.ends_with("attn_qkv.weight") {
+                // Phi-3's fused Q‖K‖V: the gain on the Q and K rows
+                let qk_rows = (p.n_head + p.n_head_kv) * p.head_dim;
+                let mut b = random_rows(types[i], qk_rows, cols, p.qk_gain, &mut rng);
+                b.extend(random_rows(types[i], rows - qk_rows, cols, 1.0, &mut rng));
+                b
+            } else {
+                random_rows(types[i], rows, cols, gain, &mut rng)
+            }
         };
         if bytes.len() as u64 != sizes[i] {
             return Err(GgufErrorKind::Write(format!(

@@ -24,7 +24,7 @@ fn reduced(preset: &str) -> synth::Preset {
             p.n_layer = 4;
             p.sliding_window = Some(4);
         }
-        "mistral-7b" => p.n_layer = 2,
+        "mistral-7b" | "phi-3.5-mini" => p.n_layer = 2,
         _ => {}
     }
     p
@@ -77,6 +77,7 @@ fn synthetic_presets_should_be_valid_gguf_and_run() {
         "qwen3-0.6b",
         "gemma-2-2b",
         "mistral-7b",
+        "phi-3.5-mini",
     ] {
         let path = write(dir.path(), preset);
         // another reader: candle-core's GGUF parser sees the same tensors and shapes
@@ -148,9 +149,11 @@ fn check(preset: &str, other: Box<dyn Backend>, steps: usize) {
     let name = format!("{preset} on {}", other.name());
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), preset);
-    let tokens = [1u32, 500, 7000, 42, 9, 100_000, 3, 77];
     let mut cpu = load(&path, Box::new(CpuBackend::new(0).unwrap()));
     let mut gpu = load(&path, other);
+    // (the same ids on every preset whose vocabulary has them: Phi-3's has 32 064)
+    let n_vocab = cpu.config.n_vocab as u32;
+    let tokens = [1u32, 500, 7000, 42, 9, 100_000, 3, 77].map(|t| t % n_vocab);
     let (c, g) = (logits(&mut cpu, &tokens, 4), logits(&mut gpu, &tokens, 4));
     let num: f64 = c
         .iter()
@@ -221,6 +224,45 @@ fn synthetic_qwen3_should_match_cpu_on_wgpu() {
 #[test]
 fn synthetic_gemma2_should_match_cpu_on_wgpu() {
     check_wgpu("gemma-2-2b");
+}
+
+/// Phi-3's fused weights read as row ranges, and LongRoPE, on wgpu (2 layers).
+#[test]
+fn synthetic_phi3_should_match_cpu_on_wgpu() {
+    check_wgpu("phi-3.5-mini");
+}
+
+/// LongRoPE picks its divisors by the context a model is loaded for: the short ones up to the
+/// original 4096 positions, the long ones beyond (llama.cpp's `get_rope_factors`). The same
+/// 8 tokens give other logits at a context of 8192 than at 64; at 4096 the same as at 64.
+#[test]
+fn phi3_longrope_uses_the_long_divisors_past_the_original_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "phi-3.5-mini");
+    let tokens = [1u32, 500, 7000, 42, 9, 10_000, 3, 77];
+    let at = |ctx: usize| {
+        let f = Arc::new(GgufFile::open(&path).unwrap());
+        let opts = LoadOptions {
+            ctx,
+            batch: 8,
+            logit_rows: 1,
+            n_seq: 1,
+        };
+        let mut m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &opts).unwrap();
+        assert_eq!(m.config.ctx_orig, synth::PHI3_ORIGINAL_CTX);
+        logits(&mut m, &tokens, 1)
+    };
+    let (short, edge, long) = (at(64), at(synth::PHI3_ORIGINAL_CTX), at(8192));
+    assert_eq!(
+        short, edge,
+        "up to the original context: the short divisors"
+    );
+    let moved = short.iter().zip(&long).filter(|(a, b)| a != b).count();
+    assert!(
+        moved > short.len() / 2,
+        "{moved} of {} logits moved",
+        short.len()
+    );
 }
 
 /// A Mistral-style Llama file's sliding window (from its metadata) is applied: with one layer

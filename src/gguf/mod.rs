@@ -52,6 +52,23 @@ impl TensorInfo {
     pub fn n_rows(&self) -> u64 {
         self.dims.iter().skip(1).product()
     }
+
+    /// Rows `rows` of a matrix as a tensor of its own: the same bytes at an offset (rows are
+    /// contiguous), for the parts of a fused weight (Phi-3's QKV, gate‖up). `None` when this
+    /// is not a matrix or the range is not inside it.
+    pub fn row_view(&self, rows: std::ops::Range<u64>) -> Option<TensorInfo> {
+        if self.dims.len() != 2 || rows.start >= rows.end || rows.end > self.dims[1] {
+            return None;
+        }
+        let rb = self.dtype.row_bytes(self.dims[0])?;
+        Some(TensorInfo {
+            name: format!("{}[rows {}..{}]", self.name, rows.start, rows.end),
+            dtype: self.dtype,
+            dims: vec![self.dims[0], rows.end - rows.start],
+            offset: self.offset + rows.start * rb,
+            n_bytes: (rows.end - rows.start) * rb,
+        })
+    }
 }
 
 /// An open GGUF file: parsed header plus the mapped bytes.

@@ -17,6 +17,9 @@ pub enum Arch {
     /// Gemma 2: Gemma 3 without per-head Q/K norms, with soft-capped attention scores and
     /// logits, and sliding-window layers alternating with global ones.
     Gemma2,
+    /// Phi-3 / Phi-3.5 / Phi-4-mini: the Llama decoder with fused Q‖K‖V and gate‖up weights,
+    /// NEOX pairs, and LongRoPE (short/long per-pair factors, a magnitude factor).
+    Phi3,
 }
 
 impl Arch {
@@ -27,6 +30,7 @@ impl Arch {
             "llama" => Some(Arch::Llama),
             "qwen3" => Some(Arch::Qwen3),
             "gemma2" => Some(Arch::Gemma2),
+            "phi3" => Some(Arch::Phi3),
             _ => None,
         }
     }
@@ -38,6 +42,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma2 => "gemma2",
+            Arch::Phi3 => "phi3",
         }
     }
 }
@@ -78,6 +83,12 @@ pub struct Config {
     pub rope_base: f32,
     /// RoPE scaling of full-attention layers (`{arch}.rope.scaling.*`).
     pub rope_scaling: Scaling,
+    /// Multiplier of RoPE's cos and sin outside YaRN (`rope.scaling.attn_factor`; 1 if absent).
+    pub rope_attn_factor: f32,
+    /// The context the model was trained on before RoPE scaling
+    /// (`rope.scaling.original_context_length`, else `context_length`): Phi-3 uses its long
+    /// LongRoPE factors for contexts beyond it.
+    pub ctx_orig: usize,
     /// RoPE base of [`RopeKind::Local`] layers (Gemma 3: 10000).
     pub rope_base_swa: f32,
     /// Each layer's attention, `n_layer` of them.
@@ -97,7 +108,7 @@ impl Config {
         let arch_name = md.get_str("general.architecture").map_err(merr)?;
         let arch = Arch::from_name(arch_name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "{}: architecture {arch_name:?} is not supported (supported: gemma3, gemma2, qwen2, qwen3, llama)",
+                "{}: architecture {arch_name:?} is not supported (supported: gemma3, gemma2, qwen2, qwen3, llama, phi3)",
                 f.path().display()
             ))
         })?;
@@ -139,8 +150,32 @@ impl Config {
             .map_err(merr)?
             .unwrap_or(10_000.0);
         let ctx_train = get("context_length", 1)?;
-        let rope_scaling = Scaling::from_metadata(md, arch_name, ctx_train)
-            .map_err(|e| ModelError::Unsupported(format!("{}: {e}", f.path().display())))?;
+        let unsupported =
+            |e: String| ModelError::Unsupported(format!("{}: {e}", f.path().display()));
+        let rope_scaling = Scaling::from_metadata(md, arch_name, ctx_train).map_err(unsupported)?;
+        let rope_attn_factor =
+            Scaling::plain_attn_factor(md, arch_name, &rope_scaling).map_err(unsupported)?;
+        let ctx_orig = match md
+            .opt_u64(&key("rope.scaling.original_context_length"))
+            .map_err(merr)?
+        {
+            Some(_) => get("rope.scaling.original_context_length", 1)?,
+            None => ctx_train,
+        };
+        // RoPE over part of each head (Phi-4-mini rotates 96 of 128) is not implemented
+        if md
+            .opt_u64(&key("rope.dimension_count"))
+            .map_err(merr)?
+            .is_some()
+        {
+            let n_rot = get("rope.dimension_count", 1)?;
+            if n_rot != head_dim {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: RoPE over {n_rot} of each head's {head_dim} dimensions (partial rotary) is not supported",
+                    f.path().display()
+                )));
+            }
+        }
         let n_layer = get("block_count", 1)?;
         let head_scale = 1.0 / (head_dim as f32).sqrt();
         let opt_f32 = |k: &str| md.opt_f32(&key(k)).map_err(merr);
@@ -202,7 +237,10 @@ impl Config {
                 };
                 (vec![kind; n_layer], rope_base, head_scale, None, None)
             }
-            Arch::Qwen2 | Arch::Qwen3 => (vec![global; n_layer], rope_base, head_scale, None, None),
+            // llama.cpp turns Phi-3's sliding window off (its files declare it inconsistently)
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => {
+                (vec![global; n_layer], rope_base, head_scale, None, None)
+            }
         };
         Ok(Config {
             arch,
@@ -222,6 +260,8 @@ impl Config {
             eps,
             rope_base,
             rope_scaling,
+            rope_attn_factor,
+            ctx_orig,
             rope_base_swa,
             layers,
             attn_scale,

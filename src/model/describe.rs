@@ -52,9 +52,19 @@ fn write_report(s: &mut String, label: &str, f: &GgufFile, metadata: bool) -> st
                     yarn.n_ctx_orig
                 ),
             };
-            let divisors = match f.tensor_info("rope_freqs.weight") {
-                Some(_) => ", per-pair divisors (rope_freqs)",
-                None => "",
+            let divisors = match (
+                f.tensor_info("rope_freqs.weight"),
+                f.tensor_info("rope_factors_long.weight"),
+            ) {
+                (Some(_), _) => ", per-pair divisors (rope_freqs)".to_string(),
+                (None, Some(_)) => format!(
+                    ", LongRoPE (short divisors up to {} positions, long beyond; magnitude x{})",
+                    c.ctx_orig, c.rope_attn_factor
+                ),
+                (None, None) if c.rope_attn_factor != 1.0 => {
+                    format!(", magnitude x{}", c.rope_attn_factor)
+                }
+                (None, None) => String::new(),
             };
             let mut att = format!(
                 "context {} (trained), RoPE base {}{scaling}{divisors}, RMS eps {}",
@@ -200,9 +210,33 @@ mod tests {
                 .unwrap();
             GgufFile::from_bytes("<t>", w.to_bytes().unwrap()).unwrap()
         };
-        let d = describe("phi.gguf", &file("phi3", None, GgmlType::Q8_0), false);
+        let d = describe("f.gguf", &file("falcon", None, GgmlType::Q8_0), false);
         assert!(d.contains("architecture  not runnable by tokenfab:"), "{d}");
-        assert!(d.contains("architecture \"phi3\" is not supported"), "{d}");
+        assert!(
+            d.contains("architecture \"falcon\" is not supported"),
+            "{d}"
+        );
+        // Phi-4-mini's partial rotary: RoPE over 64 of a head's 128 dimensions
+        let mut partial = GgufWriter::new();
+        for (k, v) in file("phi3", None, GgmlType::Q8_0).metadata().iter() {
+            partial.set(k, v.clone());
+        }
+        partial.set("phi3.rope.dimension_count", Value::U32(64));
+        let bytes = GgmlType::Q8_0.row_bytes(256).unwrap() as usize * 4;
+        partial
+            .add_tensor(
+                "token_embd.weight",
+                GgmlType::Q8_0,
+                &[256, 4],
+                vec![0; bytes],
+            )
+            .unwrap();
+        let f = GgufFile::from_bytes("<t>", partial.to_bytes().unwrap()).unwrap();
+        let d = describe("p.gguf", &f, false);
+        assert!(
+            d.contains("RoPE over 64 of each head's 128 dimensions"),
+            "{d}"
+        );
         let d = describe(
             "l.gguf",
             &file("llama", Some("longrope"), GgmlType::Q8_0),

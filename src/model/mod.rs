@@ -123,6 +123,35 @@ impl Loader<'_> {
         Ok(backend.upload(self.file, info)?)
     }
 
+    /// Rows `rows` of matrix `name` (of shape `dims`) as a weight of its own, read in place: a
+    /// part of a fused weight (Phi-3's `attn_qkv`, its `ffn_up` = gate‖up).
+    pub fn get_rows(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        rows: std::ops::Range<usize>,
+    ) -> Result<Weight, ModelError> {
+        let info = checked(self.file, name, dims)?;
+        let view = info
+            .row_view(rows.start as u64..rows.end as u64)
+            .ok_or_else(|| {
+                ModelError::Unsupported(format!(
+                    "{}: {name}: rows {rows:?} are not a part of it",
+                    self.file.path().display()
+                ))
+            })?;
+        let backend = self.ops.backend_mut();
+        if !backend.supports(OpKind::MatMul, view.dtype) {
+            return Err(BackendError::UnsupportedType {
+                backend: backend.name(),
+                tensor: name.into(),
+                dtype: view.dtype,
+            }
+            .into());
+        }
+        Ok(backend.upload(self.file, &view)?)
+    }
+
     /// The values of vector `name` of `len` elements on the host (not uploaded), if the file
     /// has it; each must be finite and positive (`what` says what it is, for the error).
     pub fn host_positive(
@@ -277,7 +306,7 @@ impl Model {
             Arch::Gemma3 | Arch::Gemma2 => {
                 Net::Gemma3(gemma3::Gemma3::load(&config, &mut loader, ctx)?)
             }
-            Arch::Qwen2 | Arch::Qwen3 | Arch::Llama => {
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Llama | Arch::Phi3 => {
                 Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?)
             }
         };

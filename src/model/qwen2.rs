@@ -1,9 +1,11 @@
-//! Qwen2, Qwen3 and Llama: the forward pass, top to bottom.
+//! Qwen2, Qwen3, Llama and Phi-3: the forward pass, top to bottom.
 //!
-//! The three are one decoder: Qwen2 has Q/K/V biases and rotates NEOX pairs; Qwen3 has no
+//! The four are one decoder: Qwen2 has Q/K/V biases and rotates NEOX pairs; Qwen3 has no
 //! biases, an RMS norm over each head of Q and K, and NEOX pairs; Llama has neither and
 //! rotates adjacent pairs, with Llama 3's per-pair frequency divisors (`rope_freqs.weight`)
-//! when the file has them.
+//! when the file has them; Phi-3 stores Q‖K‖V and gate‖up each as one matrix — read here as
+//! row ranges of it, in place — and rotates NEOX pairs with LongRoPE's divisors (the short
+//! ones up to the original context, the long ones beyond) and magnitude factor.
 //!
 //! Per layer: RMS-normed input → Q, K, V projections (+ biases) (→ per-head Q/K norms) →
 //! RoPE → grouped-query attention (windowed where `Config::layers` says: Mistral-style Llama
@@ -57,22 +59,45 @@ impl Qwen2 {
             );
             let q_norm = only(qwen3, "attn_q_norm.weight", &[c.head_dim])?;
             let k_norm = only(qwen3, "attn_k_norm.weight", &[c.head_dim])?;
-            let mut w = |name: &str, dims: &[usize]| l.get(&format!("blk.{i}.{name}"), dims);
+            let name = |n: &str| format!("blk.{i}.{n}.weight");
+            let (q, kv) = (c.q_dim(), c.kv_dim());
+            // Q, K, V: three matrices, or rows of Phi-3's fused one
+            let [wq, wk, wv] = match l.file.tensor_info(&name("attn_qkv")) {
+                Some(_) => {
+                    let qkv = [d, q + 2 * kv];
+                    [0..q, q..q + kv, q + kv..q + 2 * kv]
+                        .map(|r| l.get_rows(&name("attn_qkv"), &qkv, r))
+                }
+                None => [("attn_q", q), ("attn_k", kv), ("attn_v", kv)]
+                    .map(|(n, rows)| l.get(&name(n), &[d, rows])),
+            };
+            // gate and up: two matrices, or Phi-3's gate‖up in `ffn_up`
+            let (ffn_gate, ffn_up) = match c.arch {
+                Arch::Phi3 => (
+                    l.get_rows(&name("ffn_up"), &[d, 2 * ff], 0..ff)?,
+                    l.get_rows(&name("ffn_up"), &[d, 2 * ff], ff..2 * ff)?,
+                ),
+                _ => (
+                    l.get(&name("ffn_gate"), &[d, ff])?,
+                    l.get(&name("ffn_up"), &[d, ff])?,
+                ),
+            };
+            let mut w = |n: &str, dims: &[usize]| l.get(&name(n), dims);
             layers.push(Layer {
-                attn_norm: w("attn_norm.weight", &[d])?,
-                wq: w("attn_q.weight", &[d, c.q_dim()])?,
+                attn_norm: w("attn_norm", &[d])?,
+                wq: wq?,
                 bq,
                 bk,
                 bv,
                 q_norm,
                 k_norm,
-                wk: w("attn_k.weight", &[d, c.kv_dim()])?,
-                wv: w("attn_v.weight", &[d, c.kv_dim()])?,
-                wo: w("attn_output.weight", &[c.q_dim(), d])?,
-                ffn_norm: w("ffn_norm.weight", &[d])?,
-                ffn_gate: w("ffn_gate.weight", &[d, ff])?,
-                ffn_up: w("ffn_up.weight", &[d, ff])?,
-                ffn_down: w("ffn_down.weight", &[ff, d])?,
+                wk: wk?,
+                wv: wv?,
+                wo: w("attn_output", &[q, d])?,
+                ffn_norm: w("ffn_norm", &[d])?,
+                ffn_gate,
+                ffn_up,
+                ffn_down: w("ffn_down", &[ff, d])?,
             });
         }
         let output_norm = l.get("output_norm.weight", &[d])?;
@@ -80,7 +105,15 @@ impl Qwen2 {
             .opt("output.weight", &[d, c.n_vocab])?
             .unwrap_or(token_embd);
         let mut spec = c.rope_scaling.spec(c.head_dim, c.rope_base);
-        spec.factors = l.host_positive("rope_freqs.weight", c.head_dim / 2, "RoPE divisors")?;
+        spec.attn_factor = c.rope_attn_factor;
+        // LongRoPE (llama.cpp's `get_rope_factors`): the long divisors for a context past the
+        // original one, else the short
+        let divisors = match ctx > c.ctx_orig {
+            _ if l.file.tensor_info("rope_freqs.weight").is_some() => "rope_freqs.weight",
+            true => "rope_factors_long.weight",
+            false => "rope_factors_short.weight",
+        };
+        spec.factors = l.host_positive(divisors, c.head_dim / 2, "RoPE divisors")?;
         let layout = match c.arch {
             Arch::Llama => RopeLayout::Norm,
             _ => RopeLayout::Neox,

@@ -30,9 +30,13 @@ pub struct RopeSpec {
     pub base: f32,
     /// 1 / the scaling factor (1 = none).
     pub freq_scale: f32,
-    /// One divisor per pair (`head_dim / 2`), from `rope_freqs.weight`.
+    /// One divisor per pair (`head_dim / 2`), from `rope_freqs.weight` (Llama 3) or
+    /// `rope_factors_{short,long}.weight` (Phi-3's LongRoPE).
     pub factors: Option<Vec<f32>>,
     pub yarn: Option<Yarn>,
+    /// Multiplies cos and sin (`rope.scaling.attn_factor` outside YaRN, which folds it into its
+    /// own: Phi-3's LongRoPE magnitude, as llama.cpp's `yarn_attn_factor` applies it).
+    pub attn_factor: f32,
 }
 
 /// How a file scales RoPE.
@@ -83,6 +87,24 @@ impl Scaling {
         }
     }
 
+    /// `{arch}.rope.scaling.attn_factor` where it multiplies the table directly: outside YaRN
+    /// (which folds it into its own magnitude). 1 when absent.
+    pub fn plain_attn_factor(md: &Metadata, arch: &str, s: &Scaling) -> Result<f32, String> {
+        if matches!(s, Scaling::Yarn { .. }) {
+            return Ok(1.0);
+        }
+        let f = md
+            .opt_f32(&format!("{arch}.rope.scaling.attn_factor"))
+            .map_err(|e| e.to_string())?
+            .unwrap_or(1.0);
+        if !(f.is_finite() && f > 0.0) {
+            return Err(format!(
+                "{arch}.rope.scaling.attn_factor is {f}, not a positive number"
+            ));
+        }
+        Ok(f)
+    }
+
     /// The spec for heads of `head_dim` at `base`.
     pub fn spec(&self, head_dim: usize, base: f32) -> RopeSpec {
         let mut s = RopeSpec::new(head_dim, base);
@@ -120,6 +142,7 @@ impl RopeSpec {
             freq_scale: 1.0,
             factors: None,
             yarn: None,
+            attn_factor: 1.0,
         }
     }
 
@@ -147,6 +170,7 @@ impl RopeSpec {
         if ext_factor != 0.0 {
             mscale *= 1.0 + 0.1 * (1.0 / self.freq_scale).ln();
         }
+        mscale *= self.attn_factor;
         let mut out = Vec::with_capacity(max_pos * self.head_dim);
         for pos in 0..max_pos {
             let mut theta = pos as f32;
