@@ -68,4 +68,5 @@ def main():
     print(f"{out}: {len(rows)} positions, top-{k}, vocab {n_vocab}, n_ctx {n_ctx}, {n_chunk} chunks")
 
 
-main()
+if __name__ == "__main__":
+    main()

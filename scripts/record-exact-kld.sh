@@ -26,18 +26,14 @@ done
   -f tests/data/oracle/eval.txt -c 128 --chunks 2 -t 2 \
   --kl-divergence-base tests/data/exact/gemma-c128.tfkld >/dev/null
 python3 - "$work" <<'PY'
-import json, re, struct, sys
+import importlib.util, json, re, struct, sys
 import numpy as np
-sys.path.insert(0, "scripts")
 work = sys.argv[1]
-
-
-def fnv(tokens):
-    h = 0xCBF29CE484222325
-    for b in np.asarray(tokens, dtype="<u4").tobytes():
-        h ^= b
-        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
+# the token hash tokenfab's reference files carry, from the converter of llama.cpp's files
+spec = importlib.util.spec_from_file_location("kldconv", "scripts/llama-kld-to-tfkld.py")
+kldconv = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(kldconv)
+fnv = kldconv.fnv
 
 
 def tfkld(path):
