@@ -104,29 +104,10 @@ pub fn at_oracle_budget(sweep: &[SweepPoint], oracle_escalations: usize) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::tasks::run::{Attempt, Work};
+    use crate::eval::tasks::run::tests::a;
 
-    fn a(passed: bool, usd: f64, lp: f64) -> Attempt {
-        Attempt {
-            seed: 0,
-            temperature: 0.0,
-            work: Work {
-                usd,
-                generated_tokens: 10,
-                ..Work::default()
-            },
-            mean_logprob: lp,
-            passed,
-            error: None,
-            answer: String::new(),
-        }
-    }
-
-    fn run(id: &str, x: Attempt) -> ProblemRun {
-        ProblemRun {
-            task_id: id.into(),
-            attempts: vec![x],
-        }
+    fn run(id: &str, x: crate::eval::tasks::run::Attempt) -> ProblemRun {
+        crate::eval::tasks::run::tests::run(id, vec![x])
     }
 
     #[test]

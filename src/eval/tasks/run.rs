@@ -517,10 +517,11 @@ pub fn cloud_cost(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn a(passed: bool, usd: f64, lp: f64) -> Attempt {
+    /// An attempt with hand-set outcome, dollars (joules: 1000 per dollar) and log-probability.
+    pub(crate) fn a(passed: bool, usd: f64, lp: f64) -> Attempt {
         Attempt {
             seed: 0,
             temperature: 0.0,
@@ -539,7 +540,7 @@ mod tests {
         }
     }
 
-    fn run(id: &str, attempts: Vec<Attempt>) -> ProblemRun {
+    pub(crate) fn run(id: &str, attempts: Vec<Attempt>) -> ProblemRun {
         ProblemRun {
             task_id: id.into(),
             attempts,
