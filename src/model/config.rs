@@ -177,6 +177,16 @@ impl Config {
             }
         }
         let n_layer = get("block_count", 1)?;
+        // every layer has tensors: a larger count is a corrupt file (and must not size the
+        // per-layer description below)
+        if n_layer > f.tensors().len() {
+            return Err(ModelError::Unsupported(format!(
+                "{}: {} is {n_layer}, but the file has only {} tensors",
+                f.path().display(),
+                key("block_count"),
+                f.tensors().len()
+            )));
+        }
         let head_scale = 1.0 / (head_dim as f32).sqrt();
         let opt_f32 = |k: &str| md.opt_f32(&key(k)).map_err(merr);
         let window = match md.opt_u64(&key("attention.sliding_window")).map_err(merr)? {

@@ -237,6 +237,25 @@ mod tests {
             d.contains("RoPE over 64 of each head's 128 dimensions"),
             "{d}"
         );
+        // a block count no file could hold is refused before anything is sized by it
+        let mut huge = GgufWriter::new();
+        for (k, v) in file("llama", None, GgmlType::Q8_0).metadata().iter() {
+            huge.set(k, v.clone());
+        }
+        huge.set("llama.block_count", Value::U64(1 << 40));
+        huge.add_tensor(
+            "token_embd.weight",
+            GgmlType::Q8_0,
+            &[256, 4],
+            vec![0; bytes],
+        )
+        .unwrap();
+        let f = GgufFile::from_bytes("<t>", huge.to_bytes().unwrap()).unwrap();
+        let d = describe("h.gguf", &f, false);
+        assert!(
+            d.contains("llama.block_count is 1099511627776, but the file has only 1 tensors"),
+            "{d}"
+        );
         let d = describe(
             "l.gguf",
             &file("llama", Some("longrope"), GgmlType::Q8_0),
