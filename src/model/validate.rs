@@ -46,6 +46,11 @@ pub fn validate(file: &GgufFile) -> Vec<BadTensor> {
             let cols = t.row_len() as usize;
             let row_bytes = t.dtype.row_bytes(cols as u64)? as usize;
             let data = file.tensor_data(t);
+            // no whole row, nothing to decode: and a tensor of 0 rows may declare any row
+            // length (fuzzing found 1.6e18 columns, which sized the row buffer)
+            if row_bytes == 0 || data.len() < row_bytes {
+                return None;
+            }
             let mut row = vec![0f32; cols];
             let mut first = None;
             let mut count = 0u64;
@@ -82,4 +87,24 @@ pub fn validate(file: &GgufFile) -> Vec<BadTensor> {
         .collect();
     bad.sort_by_key(|(i, _)| *i);
     bad.into_iter().map(|(_, b)| b).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzzing, gguf target): a tensor of 0 rows declaring 1.6e18 columns passed
+    /// the reader (0 bytes) and made `--validate` allocate a row of that length.
+    #[test]
+    fn a_tensor_without_rows_is_not_decoded() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions/gguf-validate-zero-rows-huge-cols.gguf");
+        let f = GgufFile::open(&path).unwrap();
+        let t = f.tensor_info("blk.0.attn_v.weight").unwrap();
+        assert_eq!((t.n_rows(), t.n_bytes), (0, 0));
+        assert!(t.row_len() > 1 << 60);
+        // (other tensors of the fuzzed file may hold non-finite values; this one has none)
+        let bad = validate(&f);
+        assert!(!bad.iter().any(|b| b.tensor == t.name), "{bad:?}");
+    }
 }
