@@ -278,14 +278,8 @@ impl Backend for ReferenceBackend {
         heads: usize,
         pos0: usize,
     ) -> Result<()> {
+        // `Ops::rope` has checked the positions against the table
         let hd = rope.head_dim;
-        if pos0 + n > rope.max_pos {
-            return Err(BackendError::Invalid(format!(
-                "rope: position {} past the table's {}",
-                pos0 + n,
-                rope.max_pos
-            )));
-        }
         self.check(x, (row0 + n) * heads * hd, "rope")?;
         let cs = &self.ropes[rope.id as usize];
         let xs = &mut self.bufs[x.id as usize];

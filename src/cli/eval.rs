@@ -546,29 +546,16 @@ fn run_cascade(
 /// task id (the large report may lack problems: then no sweep).
 fn cascade_from_reports(paths: &[PathBuf], problems: &[suite::Problem]) -> Result<Cascade> {
     let read = |path: &PathBuf| -> Result<(String, Vec<ProblemRun>, String)> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a tokenfab eval -o json report: {e}",
-                path.display()
-            )
-        })?;
-        let Some(runs) = v["runs"].as_object() else {
-            bail!(
-                "{}: no \"runs\" (not a tokenfab eval -o json report)",
-                path.display()
-            );
-        };
-        if runs.len() != 1 {
+        let v = read_report(path)?;
+        let runs = report_runs(&v, path)?;
+        let (Some((name, list)), 1) = (runs.iter().next(), runs.len()) else {
             let names: Vec<&String> = runs.keys().collect();
             bail!(
                 "{}: holds {} runs ({names:?}); --from-reports takes reports of one model each",
                 path.display(),
                 runs.len()
             );
-        }
-        let (name, list) = runs.iter().next().expect("one run");
+        };
         let list: Vec<ProblemRun> = serde_json::from_value(list.clone())
             .map_err(|e| anyhow::anyhow!("{}: {name}: unreadable runs: {e}", path.display()))?;
         let energy = v["energy_source"].as_str().unwrap_or("unknown").to_string();
@@ -596,6 +583,31 @@ fn cascade_from_reports(paths: &[PathBuf], problems: &[suite::Problem]) -> Resul
     })
 }
 
+/// A saved `tokenfab eval -o json` report.
+fn read_report(path: &std::path::Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a tokenfab eval -o json report: {e}",
+            path.display()
+        )
+    })
+}
+
+/// A report's runs by name.
+fn report_runs<'a>(
+    v: &'a serde_json::Value,
+    path: &std::path::Path,
+) -> Result<&'a serde_json::Map<String, serde_json::Value>> {
+    v["runs"].as_object().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no \"runs\" (not a tokenfab eval -o json report)",
+            path.display()
+        )
+    })
+}
+
 /// `--rescore REPORT`: every saved answer checked again; per run, passed then and now.
 fn rescore(
     report: &std::path::Path,
@@ -603,20 +615,8 @@ fn rescore(
     sandbox: &Sandbox,
     timeout: u64,
 ) -> Result<()> {
-    let text = std::fs::read_to_string(report)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", report.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a tokenfab eval -o json report: {e}",
-            report.display()
-        )
-    })?;
-    let Some(runs) = v["runs"].as_object() else {
-        bail!(
-            "{}: no \"runs\" (not a tokenfab eval -o json report)",
-            report.display()
-        );
-    };
+    let v = read_report(report)?;
+    let runs = report_runs(&v, report)?;
     let limits = Limits {
         timeout: std::time::Duration::from_secs(timeout.max(1)),
         ..Limits::default()

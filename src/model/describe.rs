@@ -216,41 +216,32 @@ mod tests {
             d.contains("architecture \"falcon\" is not supported"),
             "{d}"
         );
-        // Phi-4-mini's partial rotary: RoPE over 64 of a head's 128 dimensions
-        let mut partial = GgufWriter::new();
-        for (k, v) in file("phi3", None, GgmlType::Q8_0).metadata().iter() {
-            partial.set(k, v.clone());
-        }
-        partial.set("phi3.rope.dimension_count", Value::U32(64));
-        let bytes = GgmlType::Q8_0.row_bytes(256).unwrap() as usize * 4;
-        partial
-            .add_tensor(
+        // a sound file of `arch` with one key changed
+        let with = |arch: &str, key: &str, value: Value| {
+            let mut w = GgufWriter::new();
+            for (k, v) in file(arch, None, GgmlType::Q8_0).metadata().iter() {
+                w.set(k, v.clone());
+            }
+            w.set(key, value);
+            let bytes = GgmlType::Q8_0.row_bytes(256).unwrap() as usize * 4;
+            w.add_tensor(
                 "token_embd.weight",
                 GgmlType::Q8_0,
                 &[256, 4],
                 vec![0; bytes],
             )
             .unwrap();
-        let f = GgufFile::from_bytes("<t>", partial.to_bytes().unwrap()).unwrap();
+            GgufFile::from_bytes("<t>", w.to_bytes().unwrap()).unwrap()
+        };
+        // Phi-4-mini's partial rotary: RoPE over 64 of a head's 128 dimensions
+        let f = with("phi3", "phi3.rope.dimension_count", Value::U32(64));
         let d = describe("p.gguf", &f, false);
         assert!(
             d.contains("RoPE over 64 of each head's 128 dimensions"),
             "{d}"
         );
         // a block count no file could hold is refused before anything is sized by it
-        let mut huge = GgufWriter::new();
-        for (k, v) in file("llama", None, GgmlType::Q8_0).metadata().iter() {
-            huge.set(k, v.clone());
-        }
-        huge.set("llama.block_count", Value::U64(1 << 40));
-        huge.add_tensor(
-            "token_embd.weight",
-            GgmlType::Q8_0,
-            &[256, 4],
-            vec![0; bytes],
-        )
-        .unwrap();
-        let f = GgufFile::from_bytes("<t>", huge.to_bytes().unwrap()).unwrap();
+        let f = with("llama", "llama.block_count", Value::U64(1 << 40));
         let d = describe("h.gguf", &f, false);
         assert!(
             d.contains("llama.block_count is 1099511627776, but the file has only 1 tensors"),
