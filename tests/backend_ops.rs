@@ -65,8 +65,10 @@ fn matmul_should_match_reference_for_every_type_and_batch() {
         eprintln!("  backend {name}");
         for (i, &(wname, _, _, _)) in spec_refs.iter().enumerate() {
             let w = upload(&mut ops, &f, wname);
-            // 1: decode (wgpu: matvec.wgsl on Q4_K), 7: matmul.wgsl, 20: gemm.wgsl
-            for n in [1usize, 7, 20] {
+            // 1: decode (wgpu: matvec.wgsl on Q4_K), 7: matmul.wgsl, 20: gemm.wgsl; CPU: 4
+            // and 7 the row kernels, 20 and 32 the tiled GEMM (one tile of four tokens and
+            // one token more)
+            for n in [1usize, 4, 7, 20, 32] {
                 check_matmul(&mut ops, name, &w, &deq[i], n);
             }
         }
@@ -76,7 +78,8 @@ fn matmul_should_match_reference_for_every_type_and_batch() {
 /// Shapes that reach every path of the wgpu kernels: the decode matvec over more
 /// super-blocks than a workgroup covers in one step (4608 columns = 18) with a row count
 /// that is not a multiple of its 4 rows, and the tiled GEMM with partial 64 x 64 tiles in
-/// both directions and several K steps.
+/// both directions and several K steps; on the CPU, the tiled GEMM with a partial last tile
+/// of rows, several column chunks, and a prefill-sized batch.
 #[test]
 fn matmul_kernels_should_match_reference_on_odd_shapes() {
     let specs = [
@@ -87,12 +90,13 @@ fn matmul_kernels_should_match_reference_on_odd_shapes() {
     let (f, deq) = fixture(&specs);
     for (name, mut ops) in backends() {
         eprintln!("  backend {name}");
-        if !name.starts_with("wgpu") && name != "cpu scalar" {
+        if !name.starts_with("wgpu") && !name.starts_with("cpu") {
             continue;
         }
         for (i, &(wname, _, _, _)) in specs.iter().enumerate() {
             let w = upload(&mut ops, &f, wname);
-            for n in [1usize, 9, 70] {
+            let prefill = if name.starts_with("cpu avx") { 512 } else { 70 };
+            for n in [1usize, 9, 70, prefill] {
                 check_matmul(&mut ops, name, &w, &deq[i], n);
             }
         }

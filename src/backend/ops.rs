@@ -179,10 +179,10 @@ impl Ops {
         head_dim: usize,
         table: Vec<f32>,
     ) -> Result<Rope> {
-        check(head_dim % 2 == 0 && head_dim > 0, || {
+        check(head_dim.is_multiple_of(2) && head_dim > 0, || {
             format!("rope: odd head_dim {head_dim}")
         })?;
-        check(table.len() % head_dim == 0, || {
+        check(table.len().is_multiple_of(head_dim), || {
             format!(
                 "rope: a table of {} values is not whole rows of {head_dim}",
                 table.len()
@@ -481,12 +481,15 @@ impl Ops {
     ) -> Result<()> {
         let q_row = p.n_head * p.head_dim;
         let kv_row = p.n_head_kv * p.head_dim;
-        check(p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0, || {
-            format!(
-                "attention: {} heads over {} KV heads",
-                p.n_head, p.n_head_kv
-            )
-        })?;
+        check(
+            p.n_head_kv > 0 && p.n_head.is_multiple_of(p.n_head_kv),
+            || {
+                format!(
+                    "attention: {} heads over {} KV heads",
+                    p.n_head, p.n_head_kv
+                )
+            },
+        )?;
         check(
             q.len >= (p.row0 + p.n_tokens) * q_row && out.len >= (p.row0 + p.n_tokens) * q_row,
             || "attention: q/out too small".into(),

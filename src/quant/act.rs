@@ -60,7 +60,7 @@ impl ActType {
     pub fn quantize(self, x: &[f32], out: &mut [u8]) {
         debug_assert_eq!(out.len(), self.row_bytes(x.len()));
         #[cfg(target_arch = "x86_64")]
-        if super::Isa::detect() == super::Isa::Avx2 {
+        if super::Isa::detect().avx2() {
             // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
             unsafe { quantize_avx2(self, x, out) };
             return;

@@ -1,7 +1,14 @@
-//! Selecting the dot-product kernel for a weight type on this CPU: AVX2 when the CPU has it
-//! (checked once, at run time), the portable scalar code otherwise.
+//! Selecting the kernels for a weight type on this CPU: the row dot products (AVX2 when the
+//! CPU has it, the portable scalar code otherwise) and, for prefill, the tiled GEMM
+//! (`super::gemm_x86`: AVX-512 VNNI, AVX-VNNI or AVX2). The instruction set is detected once,
+//! at run time; `TOKENFAB_ISA` caps it (for measuring the narrower paths on a wide CPU).
 
+use super::tile::{ActTile, WeightTile};
 use super::{dot_scalar as scalar, ActType};
+
+/// One weight tile against tokens `t0..t0 + acc.len() / lanes` over groups `gs`,
+/// accumulated into `acc` (`[token][lane]`); see `super::gemm_x86`.
+pub type TileFn = fn(&WeightTile, &ActTile, usize, std::ops::Range<usize>, usize, &mut [f32]);
 use crate::gguf::GgmlType;
 
 /// Dot product of one weight row (raw GGUF block bytes) with one activation row (bytes in the
@@ -21,35 +28,86 @@ pub struct RowKernel {
     pub dot4: Option<Dot4Fn>,
     /// Whether `dot` is a SIMD kernel.
     pub simd: bool,
+    /// The tiled GEMM for batches of tokens, where this CPU and type have one.
+    pub tile: Option<TileKernel>,
 }
 
-/// Which instruction set the kernels use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The tiled GEMM of one weight type: tiles of `lanes` rows, scale groups of `group`.
+#[derive(Clone, Copy)]
+pub struct TileKernel {
+    pub dtype: GgmlType,
+    pub lanes: usize,
+    pub group: usize,
+    pub run: TileFn,
+}
+
+/// Which instruction set the kernels use, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     Scalar,
+    /// AVX2 + FMA + F16C.
     Avx2,
+    /// AVX2 with the 256-bit VNNI dot products (AVX-VNNI).
+    Avx2Vnni,
+    /// AVX-512 F/BW with VNNI (and everything AVX2 has).
+    Avx512,
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports.
+    /// Every level, narrowest first.
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni, Isa::Avx512];
+
+    /// The best instruction set this CPU supports, capped by `TOKENFAB_ISA` (`scalar`, `avx2`,
+    /// `avx2+vnni`, `avx512`) when that is set. Detected once per process.
     pub fn detect() -> Self {
+        static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let cpu = Self::cpu();
+            match std::env::var("TOKENFAB_ISA")
+                .ok()
+                .and_then(|s| Self::parse(&s))
+            {
+                Some(cap) => cpu.min(cap),
+                None => cpu,
+            }
+        })
+    }
+
+    /// The best instruction set this CPU supports.
+    pub fn cpu() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+                    return Isa::Avx512;
+                }
+                if has!("avxvnni") {
+                    return Isa::Avx2Vnni;
+                }
                 return Isa::Avx2;
             }
         }
         Isa::Scalar
     }
 
+    /// A level by its [`Isa::name`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.name() == s.trim())
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx2Vnni => "avx2+vnni",
+            Isa::Avx512 => "avx512",
         }
+    }
+
+    /// Whether the AVX2 row kernels run.
+    pub fn avx2(self) -> bool {
+        self >= Isa::Avx2
     }
 }
 
@@ -57,7 +115,7 @@ impl Isa {
 /// cannot compute with that type.
 pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
     let act = ActType::for_weight(dtype)?;
-    if isa == Isa::Avx2 {
+    if isa.avx2() {
         #[cfg(target_arch = "x86_64")]
         if let Some(dot) = avx2::kernel(dtype) {
             return Some(RowKernel {
@@ -65,6 +123,7 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
                 dot,
                 dot4: avx2::kernel4(dtype),
                 simd: true,
+                tile: tile_kernel(dtype, isa),
             });
         }
     }
@@ -90,7 +149,39 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
         dot,
         dot4: None,
         simd: false,
+        tile: None,
     })
+}
+
+/// The tiled GEMM for `dtype` on `isa`, or `None`.
+pub fn tile_kernel(dtype: GgmlType, isa: Isa) -> Option<TileKernel> {
+    let group = super::tile::group_size(dtype)?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::gemm_x86 as g;
+        let (lanes, run): (usize, g::TileFn) = match (isa, group) {
+            (Isa::Avx512, 32) => (16, g::tile_avx512_g32),
+            (Isa::Avx512, _) => (16, g::tile_avx512_g16),
+            (Isa::Avx2Vnni, 32) => (8, g::tile_vnni_g32),
+            (Isa::Avx2Vnni, _) => (8, g::tile_vnni_g16),
+            // 16-bit pair sums: exact for values below 64 only
+            (Isa::Avx2, _) if super::tile::max_value(dtype) >= 64 => return None,
+            (Isa::Avx2, 32) => (8, g::tile_avx2_g32),
+            (Isa::Avx2, _) => (8, g::tile_avx2_g16),
+            (Isa::Scalar, _) => return None,
+        };
+        Some(TileKernel {
+            dtype,
+            lanes,
+            group,
+            run,
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (group, isa);
+        None
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

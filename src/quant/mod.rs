@@ -14,11 +14,14 @@ pub mod dequant;
 #[cfg(target_arch = "x86_64")]
 pub mod dot_avx2;
 pub mod dot_scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod gemm_x86;
 pub mod kernels;
+pub mod tile;
 
 pub use act::ActType;
 pub use dequant::dequantize;
-pub use kernels::{row_kernel, Isa, RowKernel};
+pub use kernels::{row_kernel, tile_kernel, Isa, RowKernel, TileKernel};
 
 use crate::gguf::GgmlType;
 

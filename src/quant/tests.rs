@@ -30,7 +30,12 @@ fn random_f32(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Quantizes `rows x cols` random values with candle; returns (block bytes, candle's dequant).
-fn candle_quantized(t: GgmlType, rows: usize, cols: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+pub(super) fn candle_quantized(
+    t: GgmlType,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+) -> (Vec<u8>, Vec<f32>) {
     let data = random_f32(rows * cols, seed);
     let x = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
     let q = QTensor::quantize(&x, candle_dtype(t)).unwrap();

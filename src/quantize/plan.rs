@@ -77,7 +77,7 @@ fn fallback(t: &TensorInfo, ty: GgmlType) -> GgmlType {
 
 /// llama.cpp's substitute for `ty` when rows of `cols` are not whole blocks of it.
 pub fn fallback_for_cols(cols: u64, ty: GgmlType) -> GgmlType {
-    if cols % ty.block_size() as u64 == 0 {
+    if cols.is_multiple_of(ty.block_size() as u64) {
         return ty;
     }
     let f = match ty {
@@ -87,7 +87,7 @@ pub fn fallback_for_cols(cols: u64, ty: GgmlType) -> GgmlType {
         GgmlType::Q6_K => GgmlType::Q8_0,
         other => other,
     };
-    if cols % f.block_size() as u64 == 0 {
+    if cols.is_multiple_of(f.block_size() as u64) {
         f
     } else {
         GgmlType::F16
@@ -194,7 +194,7 @@ fn rules(
         if let Some(o) = opts.output_type {
             return o;
         }
-        if t.row_len() % ty.block_size() as u64 != 0 {
+        if !t.row_len().is_multiple_of(ty.block_size() as u64) {
             return Q8_0;
         }
         return if ty != Q8_0 { Q6_K } else { ty };

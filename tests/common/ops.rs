@@ -101,11 +101,18 @@ pub fn backends() -> Vec<(&'static str, Ops)> {
         "cpu scalar",
         Ops::new(Box::new(CpuBackend::with_isa(2, Isa::Scalar).unwrap())),
     )];
-    if Isa::detect() == Isa::Avx2 {
-        v.push((
-            "cpu avx2",
-            Ops::new(Box::new(CpuBackend::with_isa(2, Isa::Avx2).unwrap())),
-        ));
+    // every SIMD level this CPU has (row kernels and, for batches, the tiled GEMM of each)
+    for (name, isa) in [
+        ("cpu avx2", Isa::Avx2),
+        ("cpu avx2+vnni", Isa::Avx2Vnni),
+        ("cpu avx512", Isa::Avx512),
+    ] {
+        if isa <= Isa::detect() {
+            v.push((
+                name,
+                Ops::new(Box::new(CpuBackend::with_isa(2, isa).unwrap())),
+            ));
+        }
     }
     // the candle backend (what `--backend cuda` runs) on candle's CPU device
     v.push((

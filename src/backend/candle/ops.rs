@@ -72,7 +72,7 @@ impl CandleBackend {
         out: Buf,
         p: &AttnParams,
     ) -> Result<()> {
-        if p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 {
+        if p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
             return Err(BackendError::Invalid(format!(
                 "attention: {} heads over {} KV heads",
                 p.n_head, p.n_head_kv

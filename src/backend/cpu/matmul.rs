@@ -1,16 +1,36 @@
 //! Quantized matrix products on the CPU, on weights borrowed from the memory map.
 //!
 //! Activations are quantized once per call into the weight type's activation format
-//! (`crate::quant::act`); then every output is one row-kernel dot product. Decode (one
-//! token) splits the weight rows across threads; prefill (many tokens) works on tiles of
-//! weight rows × tokens so a weight row is reused from L1 for a block of tokens.
+//! (`crate::quant::act`). Decode (one token) is one row-kernel dot product per output, the
+//! weight rows split across threads. Prefill (at least [`TILE_MIN_TOKENS`] tokens, on a CPU
+//! and type with a tiled kernel) is a tiled integer GEMM: each task unpacks a tile of weight
+//! rows once (`crate::quant::tile`) and runs it against every token, a chunk of columns at a
+//! time so the tile stays in L1 (`crate::quant::gemm_x86`). Small batches, and types or CPUs
+//! without a tiled kernel, run the row kernels on tiles of weight rows × tokens, four tokens
+//! per weight row pass.
 
-use crate::quant::RowKernel;
+use crate::quant::tile::{ActTile, WeightTile};
+use crate::quant::{RowKernel, TileKernel};
 use rayon::prelude::*;
 
-/// Rows of weights one task handles in prefill; tokens per inner block.
+/// Rows of weights one task handles in the row-kernel prefill; tokens per inner block.
 const ROW_TILE: usize = 16;
 const TOKEN_TILE: usize = 64;
+
+/// Fewest tokens for which unpacking a weight tile pays (below, the row kernels run).
+pub const TILE_MIN_TOKENS: usize = 16;
+
+/// Columns of a weight tile one pass over the tokens covers (16 rows: 16 KiB of unpacked
+/// weights, which stay in L1 while every token streams past).
+const TILE_COLS: usize = 1024;
+
+/// Buffers a matrix product reuses between calls.
+#[derive(Default)]
+pub struct Scratch {
+    act: Vec<u8>,
+    tmp: Vec<f32>,
+    tile: ActTile,
+}
 
 /// `out[t * rows + r] = dot(w[r], x[t])` for `t < n`.
 #[allow(clippy::too_many_arguments)]
@@ -23,9 +43,13 @@ pub fn matmul(
     x: &[f32],
     n: usize,
     out: &mut [f32],
-    act_buf: &mut Vec<u8>,
-    tmp: &mut Vec<f32>,
+    scratch: &mut Scratch,
 ) {
+    let Scratch {
+        act: act_buf,
+        tmp,
+        tile,
+    } = scratch;
     let w_row = w.len() / rows;
     let a_row = kernel.act.row_bytes(cols);
     act_buf.resize(n * a_row, 0);
@@ -53,6 +77,11 @@ pub fn matmul(
                         *y = dot(&w[r * w_row..(r + 1) * w_row], &xq[..a_row]);
                     }
                 });
+            return;
+        }
+        if let Some(tk) = kernel.tile.filter(|_| n >= TILE_MIN_TOKENS) {
+            tile.fill(kernel.act, &xq[..n * a_row], n, cols, tk.group);
+            tiled(tk, w, w_row, rows, cols, n, tile, out, tmp);
             return;
         }
         // Prefill: results land transposed in `tmp` ([rows][n]) so each task writes one
@@ -94,4 +123,46 @@ pub fn matmul(
                 }
             });
     });
+}
+
+/// The tiled GEMM: one task per tile of `tk.lanes` weight rows, its results in `tmp` as
+/// `[tile][token][lane]`, then copied into `out` (`[token][row]`).
+#[allow(clippy::too_many_arguments)]
+fn tiled(
+    tk: TileKernel,
+    w: &[u8],
+    w_row: usize,
+    rows: usize,
+    cols: usize,
+    n: usize,
+    act: &ActTile,
+    out: &mut [f32],
+    tmp: &mut Vec<f32>,
+) {
+    let lanes = tk.lanes;
+    let tiles = rows.div_ceil(lanes);
+    let groups = cols / tk.group;
+    let chunk = (TILE_COLS / tk.group).max(1);
+    tmp.clear();
+    tmp.resize(tiles * n * lanes, 0.0);
+    tmp.par_chunks_mut(n * lanes).enumerate().for_each_init(
+        WeightTile::default,
+        |wt, (ti, acc)| {
+            let r0 = ti * lanes;
+            let r1 = (r0 + lanes).min(rows);
+            wt.fill(tk.dtype, &w[r0 * w_row..r1 * w_row], w_row, cols, lanes);
+            for g0 in (0..groups).step_by(chunk) {
+                (tk.run)(wt, act, cols, g0..(g0 + chunk).min(groups), 0, acc);
+            }
+        },
+    );
+    let tmp: &[f32] = tmp;
+    out[..n * rows]
+        .par_chunks_mut(rows)
+        .enumerate()
+        .for_each(|(t, o)| {
+            for (r, y) in o.iter_mut().enumerate() {
+                *y = tmp[(r / lanes) * n * lanes + t * lanes + r % lanes];
+            }
+        });
 }

@@ -51,8 +51,7 @@ pub struct CpuBackend {
     bufs: Vec<Vec<f32>>,
     kv: Vec<Vec<f16>>,
     ropes: Vec<RopeTable>,
-    act_scratch: Vec<u8>,
-    tmp_scratch: Vec<f32>,
+    matmul_scratch: matmul::Scratch,
     attn_scratch: Vec<f32>,
 }
 
@@ -84,8 +83,7 @@ impl CpuBackend {
             bufs: Vec::new(),
             kv: Vec::new(),
             ropes: Vec::new(),
-            act_scratch: Vec::new(),
-            tmp_scratch: Vec::new(),
+            matmul_scratch: matmul::Scratch::default(),
             attn_scratch: Vec::new(),
         })
     }
@@ -268,8 +266,7 @@ impl Backend for CpuBackend {
             &self.bufs[x.id as usize],
             n,
             &mut o,
-            &mut self.act_scratch,
-            &mut self.tmp_scratch,
+            &mut self.matmul_scratch,
         );
         self.put(out, o);
         Ok(())

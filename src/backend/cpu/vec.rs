@@ -8,7 +8,7 @@ use half::f16;
 fn has_avx2() -> bool {
     use std::sync::OnceLock;
     static AVX2: OnceLock<bool> = OnceLock::new();
-    *AVX2.get_or_init(|| crate::quant::Isa::detect() == crate::quant::Isa::Avx2)
+    *AVX2.get_or_init(|| crate::quant::Isa::detect().avx2())
 }
 
 /// Σ a[i] * b[i].

@@ -15,7 +15,7 @@ impl WgpuBackend {
         out: Buf,
         p: &AttnParams,
     ) -> Result<()> {
-        if p.head_dim > MAX_HD || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 {
+        if p.head_dim > MAX_HD || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
             return Err(BackendError::Invalid(format!(
                 "attention: head_dim {} (max {MAX_HD}), {} heads over {} KV heads",
                 p.head_dim, p.n_head, p.n_head_kv

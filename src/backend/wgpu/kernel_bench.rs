@@ -62,7 +62,7 @@ impl WgpuBackend {
         tokens: usize,
         reps: usize,
     ) -> Result<KernelTiming> {
-        if cols % dtype.block_size() != 0 || rows == 0 || tokens == 0 || reps == 0 {
+        if !cols.is_multiple_of(dtype.block_size()) || rows == 0 || tokens == 0 || reps == 0 {
             return Err(BackendError::Invalid(format!(
                 "time_matmul: {rows} x {cols} {dtype}, {tokens} tokens, {reps} reps"
             )));

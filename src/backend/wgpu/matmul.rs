@@ -25,7 +25,7 @@ const MAX_GROUPS: usize = 65535;
 
 /// Whether `matvec.wgsl` computes one token against a weight of `dtype` with `cols` columns.
 fn matvec_fits(dtype: GgmlType, cols: usize) -> bool {
-    dtype == GgmlType::Q4_K && cols % 256 == 0
+    dtype == GgmlType::Q4_K && cols.is_multiple_of(256)
 }
 
 impl WgpuBackend {

@@ -1,0 +1,303 @@
+//! The tiled integer GEMM of prefill on x86: one weight tile (`L` rows unpacked and
+//! interleaved, `super::tile`) against a few tokens at a time, every product summed in 32-bit
+//! integers per group and scaled once per group.
+//!
+//! For each group of `G` elements and each of `NT` tokens the kernel runs `G / 4` steps of
+//! "one register of weights (four bytes of each of `L` rows) times one broadcast four-byte
+//! word of the token": `vpdpbusd` on AVX-512 VNNI (`L` = 16) and AVX-VNNI (`L` = 8), or
+//! `vpmaddubsw` + `vpmaddwd` on plain AVX2 (`L` = 8; sums of two products in 16 bits, exact
+//! only for weight values below 64, so Q8_0 is not offered there). Then, per lane,
+//! `acc += scale · (d · isum) + min · (d · Σq)`. One register of weights serves `NT` tokens
+//! and one broadcast serves `L` rows, where the row kernels (`super::dot_avx2`) spend a
+//! horizontal sum and a scalar scale product on every block of every row.
+//!
+//! The functions here are only handed out by [`super::kernels`] for an [`super::Isa`] that
+//! `Isa::detect` confirmed; that check is what makes the `unsafe` calls sound. The safe
+//! entry points check every index the loops make against the buffers' lengths first.
+
+#![allow(clippy::needless_range_loop)]
+
+use super::tile::{ActTile, WeightTile};
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+/// Tokens one kernel call keeps in registers.
+const NT: usize = 4;
+
+/// The operations the kernel body needs from one register width and dot instruction.
+trait Vector {
+    type I: Copy;
+    type F: Copy;
+    /// Lanes (rows) per register.
+    const L: usize;
+    unsafe fn zero_i() -> Self::I;
+    unsafe fn load_i(p: *const u8) -> Self::I;
+    /// `acc + Σ over 4 bytes of w (unsigned) × x (signed)`, per lane.
+    unsafe fn dot(acc: Self::I, w: Self::I, x: i32) -> Self::I;
+    unsafe fn load_f(p: *const f32) -> Self::F;
+    unsafe fn store_f(p: *mut f32, v: Self::F);
+    unsafe fn set1_f(v: f32) -> Self::F;
+    /// `a · (b as f32 · s) + c`.
+    unsafe fn scale_add(a: Self::F, b: Self::I, s: f32, c: Self::F) -> Self::F;
+    /// `a · s + c`.
+    unsafe fn fmadd_s(a: Self::F, s: f32, c: Self::F) -> Self::F;
+}
+
+struct Avx512;
+struct Avx2Vnni;
+struct Avx2;
+
+impl Vector for Avx512 {
+    type I = __m512i;
+    type F = __m512;
+    const L: usize = 16;
+    #[inline(always)]
+    unsafe fn zero_i() -> __m512i {
+        _mm512_setzero_si512()
+    }
+    #[inline(always)]
+    unsafe fn load_i(p: *const u8) -> __m512i {
+        unsafe { _mm512_loadu_si512(p as *const _) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: __m512i, w: __m512i, x: i32) -> __m512i {
+        _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(x))
+    }
+    #[inline(always)]
+    unsafe fn load_f(p: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store_f(p: *mut f32, v: __m512) {
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn set1_f(v: f32) -> __m512 {
+        _mm512_set1_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn scale_add(a: __m512, b: __m512i, s: f32, c: __m512) -> __m512 {
+        let f = _mm512_mul_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(s));
+        _mm512_fmadd_ps(a, f, c)
+    }
+    #[inline(always)]
+    unsafe fn fmadd_s(a: __m512, s: f32, c: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, _mm512_set1_ps(s), c)
+    }
+}
+
+macro_rules! vector256 {
+    ($name:ident, $dot:expr) => {
+        impl Vector for $name {
+            type I = __m256i;
+            type F = __m256;
+            const L: usize = 8;
+            #[inline(always)]
+            unsafe fn zero_i() -> __m256i {
+                _mm256_setzero_si256()
+            }
+            #[inline(always)]
+            unsafe fn load_i(p: *const u8) -> __m256i {
+                unsafe { _mm256_loadu_si256(p as *const __m256i) }
+            }
+            #[inline(always)]
+            unsafe fn dot(acc: __m256i, w: __m256i, x: i32) -> __m256i {
+                unsafe { $dot(acc, w, _mm256_set1_epi32(x)) }
+            }
+            #[inline(always)]
+            unsafe fn load_f(p: *const f32) -> __m256 {
+                unsafe { _mm256_loadu_ps(p) }
+            }
+            #[inline(always)]
+            unsafe fn store_f(p: *mut f32, v: __m256) {
+                unsafe { _mm256_storeu_ps(p, v) }
+            }
+            #[inline(always)]
+            unsafe fn set1_f(v: f32) -> __m256 {
+                _mm256_set1_ps(v)
+            }
+            #[inline(always)]
+            unsafe fn scale_add(a: __m256, b: __m256i, s: f32, c: __m256) -> __m256 {
+                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(b), _mm256_set1_ps(s));
+                _mm256_fmadd_ps(a, f, c)
+            }
+            #[inline(always)]
+            unsafe fn fmadd_s(a: __m256, s: f32, c: __m256) -> __m256 {
+                _mm256_fmadd_ps(a, _mm256_set1_ps(s), c)
+            }
+        }
+    };
+}
+
+#[inline(always)]
+unsafe fn dot_vnni256(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(acc, w, x)
+}
+
+#[inline(always)]
+unsafe fn dot_maddubs(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(w, x);
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+vector256!(Avx2Vnni, dot_vnni256);
+vector256!(Avx2, dot_maddubs);
+
+/// `nt` (≤ `NT`) tokens from `t0`, groups `gs`, into `acc` (`[token][lane]`).
+#[inline(always)]
+unsafe fn tokens<V: Vector, const G: usize, const N: usize>(
+    w: &WeightTile,
+    a: &ActTile,
+    cols: usize,
+    gs: Range<usize>,
+    t0: usize,
+    acc: *mut f32,
+) {
+    let groups = cols / G;
+    let (wq, aq) = (w.q.as_ptr(), a.q.as_ptr());
+    unsafe {
+        let mut accf = [V::set1_f(0.0); N];
+        for t in 0..N {
+            accf[t] = V::load_f(acc.add(t * V::L));
+        }
+        for g in gs {
+            let mut ai = [V::zero_i(); N];
+            for c in 0..G / 4 {
+                let wv = V::load_i(wq.add((g * G / 4 + c) * V::L * 4));
+                for t in 0..N {
+                    let x = aq.add((t0 + t) * cols + g * G + 4 * c) as *const i32;
+                    ai[t] = V::dot(ai[t], wv, x.read_unaligned());
+                }
+            }
+            let sc = V::load_f(w.scale.as_ptr().add(g * V::L));
+            let mn = V::load_f(w.min.as_ptr().add(g * V::L));
+            for t in 0..N {
+                let k = (t0 + t) * groups + g;
+                accf[t] = V::scale_add(sc, ai[t], *a.d.get_unchecked(k), accf[t]);
+                accf[t] = V::fmadd_s(mn, *a.sum.get_unchecked(k), accf[t]);
+            }
+        }
+        for t in 0..N {
+            V::store_f(acc.add(t * V::L), accf[t]);
+        }
+    }
+}
+
+/// Every token of `acc` (`[token][lane]`, from `t0`), `NT` at a time.
+#[inline(always)]
+unsafe fn run<V: Vector, const G: usize>(
+    w: &WeightTile,
+    a: &ActTile,
+    cols: usize,
+    gs: Range<usize>,
+    t0: usize,
+    acc: &mut [f32],
+) {
+    let nt = acc.len() / V::L;
+    let p = acc.as_mut_ptr();
+    let mut t = 0;
+    unsafe {
+        while t + NT <= nt {
+            tokens::<V, G, NT>(w, a, cols, gs.clone(), t0 + t, p.add(t * V::L));
+            t += NT;
+        }
+        while t < nt {
+            tokens::<V, G, 1>(w, a, cols, gs.clone(), t0 + t, p.add(t * V::L));
+            t += 1;
+        }
+    }
+}
+
+pub use super::kernels::TileFn;
+
+/// Panics unless every index `run` makes lies inside the buffers.
+fn check(
+    w: &WeightTile,
+    a: &ActTile,
+    cols: usize,
+    gs: &Range<usize>,
+    t0: usize,
+    acc: &[f32],
+    (lanes, group): (usize, usize),
+) {
+    let groups = cols / group;
+    let nt = acc.len() / lanes;
+    assert!(
+        cols.is_multiple_of(group) && gs.start <= gs.end && gs.end <= groups,
+        "tile: groups out of range"
+    );
+    assert!(
+        acc.len().is_multiple_of(lanes),
+        "tile: accumulator not whole tokens"
+    );
+    assert!(
+        w.q.len() >= cols * lanes
+            && w.scale.len() >= groups * lanes
+            && w.min.len() >= groups * lanes,
+        "tile: weight tile too short"
+    );
+    assert!(
+        a.q.len() >= (t0 + nt) * cols
+            && a.d.len() >= (t0 + nt) * groups
+            && a.sum.len() >= (t0 + nt) * groups,
+        "tile: activations too short"
+    );
+}
+
+macro_rules! entry {
+    ($name:ident, $v:ty, $g:literal, $features:literal) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            w: &WeightTile,
+            a: &ActTile,
+            cols: usize,
+            gs: Range<usize>,
+            t0: usize,
+            acc: &mut [f32],
+        ) {
+            unsafe { run::<$v, $g>(w, a, cols, gs, t0, acc) }
+        }
+    };
+}
+
+entry!(
+    avx512_g32,
+    Avx512,
+    32,
+    "avx512f,avx512bw,avx512vnni,avx2,fma"
+);
+entry!(
+    avx512_g16,
+    Avx512,
+    16,
+    "avx512f,avx512bw,avx512vnni,avx2,fma"
+);
+entry!(vnni_g32, Avx2Vnni, 32, "avxvnni,avx2,fma");
+entry!(vnni_g16, Avx2Vnni, 16, "avxvnni,avx2,fma");
+entry!(avx2_g32, Avx2, 32, "avx2,fma");
+entry!(avx2_g16, Avx2, 16, "avx2,fma");
+
+macro_rules! safe {
+    ($name:ident, $inner:ident, $lanes:literal, $g:literal) => {
+        pub fn $name(
+            w: &WeightTile,
+            a: &ActTile,
+            cols: usize,
+            gs: Range<usize>,
+            t0: usize,
+            acc: &mut [f32],
+        ) {
+            check(w, a, cols, &gs, t0, acc, ($lanes, $g));
+            // SAFETY: handed out by `kernels::tile_kernel` only for an `Isa` that
+            // `Isa::detect` found on this CPU; `check` bounds every pointer the loops form.
+            unsafe { $inner(w, a, cols, gs, t0, acc) }
+        }
+    };
+}
+
+safe!(tile_avx512_g32, avx512_g32, 16, 32);
+safe!(tile_avx512_g16, avx512_g16, 16, 16);
+safe!(tile_vnni_g32, vnni_g32, 8, 32);
+safe!(tile_vnni_g16, vnni_g16, 8, 16);
+safe!(tile_avx2_g32, avx2_g32, 8, 32);
+safe!(tile_avx2_g16, avx2_g16, 8, 16);
