@@ -247,12 +247,15 @@ impl WeightTile {
         let groups = cols / group;
         let rows = w.len() / w_row;
         debug_assert!(rows <= lanes && cols.is_multiple_of(group));
-        self.q.clear();
         self.q.resize(cols * lanes, 0);
-        self.scale.clear();
         self.scale.resize(groups * lanes, 0.0);
-        self.min.clear();
         self.min.resize(groups * lanes, 0.0);
+        if rows < lanes {
+            // lanes past the last row: zero weights and scales
+            self.q.fill(0);
+            self.scale.fill(0.0);
+            self.min.fill(0.0);
+        }
         self.vals.resize(cols, 0);
         self.row_scale.resize(groups, 0.0);
         self.row_min.resize(groups, 0.0);
@@ -287,7 +290,7 @@ pub struct ActTile {
 
 impl ActTile {
     /// Lays out `n` rows of activations quantized as `act` (`act.row_bytes(cols)` bytes each)
-    /// for groups of `group` elements.
+    /// for groups of `group` elements, tokens in parallel (on the calling thread's rayon pool).
     pub fn fill(&mut self, act: ActType, xq: &[u8], n: usize, cols: usize, group: usize) {
         let groups = cols / group;
         self.q.resize(n * cols, 0);
@@ -303,21 +306,28 @@ impl ActTile {
             ActType::Q8K => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             ActType::F32 => unreachable!("float weights have no tile layout"),
         };
-        for t in 0..n {
+        use rayon::prelude::*;
+        type Rows<'a> = ((&'a mut [i8], &'a mut [f32]), &'a mut [f32]);
+        let fill = |(t, ((q, d), sum)): (usize, Rows)| {
             let row = &xq[t * a_row..(t + 1) * a_row];
-            let q = &mut self.q[t * cols..(t + 1) * cols];
             for (b, block) in row.chunks_exact(ts).enumerate() {
                 let qs: &[i8] = cast_slice(&block[qs_at..qs_at + bs]);
                 q[b * bs..(b + 1) * bs].copy_from_slice(qs);
-                let d = d_of(block);
+                let db = d_of(block);
                 for (k, gq) in qs.chunks_exact(group).enumerate() {
-                    let g = t * groups + (b * bs) / group + k;
+                    let g = (b * bs) / group + k;
                     let s: i32 = gq.iter().map(|&v| v as i32).sum();
-                    self.d[g] = d;
-                    self.sum[g] = d * s as f32;
+                    d[g] = db;
+                    sum[g] = db * s as f32;
                 }
             }
-        }
+        };
+        self.q[..n * cols]
+            .par_chunks_mut(cols)
+            .zip(self.d[..n * groups].par_chunks_mut(groups))
+            .zip(self.sum[..n * groups].par_chunks_mut(groups))
+            .enumerate()
+            .for_each(fill);
     }
 }
 

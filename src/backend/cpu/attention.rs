@@ -5,7 +5,7 @@
 //! query token and often a single KV head, so keys are split into chunks across threads and
 //! the partial softmax results (max, sum, weighted values) are merged, as in flash-decoding.
 
-use super::vec::{axpy_f16, dot_f16};
+use super::vec::{axpy_f16_heads, dot_f16_heads, exp_sub_sum};
 use crate::backend::AttnParams;
 use half::f16;
 use rayon::prelude::*;
@@ -46,45 +46,45 @@ pub fn attention(
         partials[..units * n_chunks * part_len]
             .par_chunks_mut(part_len)
             .enumerate()
-            .for_each_init(Vec::new, |scores, (i, part)| {
-                let (unit, chunk) = (i / n_chunks, i % n_chunks);
-                let (t, g) = (unit / p.n_head_kv, unit % p.n_head_kv);
-                let keys = key_range(p, t);
-                let len = keys.len();
-                let c0 = keys.start + len * chunk / n_chunks;
-                let c1 = keys.start + len * (chunk + 1) / n_chunks;
-                let (stats, acc) = part.split_at_mut(2 * n_rep);
-                acc.fill(0.0);
-                scores.resize(n_rep * (c1 - c0), 0.0);
-                for r in 0..n_rep {
-                    let h = g * n_rep + r;
-                    let qh = &q[t * q_row + h * hd..t * q_row + (h + 1) * hd];
-                    let s = &mut scores[r * (c1 - c0)..(r + 1) * (c1 - c0)];
-                    for (j, sj) in (c0..c1).zip(s.iter_mut()) {
-                        *sj = p.scale * dot_f16(&k[j * kv_row + g * hd..][..hd], qh);
+            .for_each_init(
+                || (Vec::new(), vec![0f32; n_rep]),
+                |(scores, col), (i, part)| {
+                    let (unit, chunk) = (i / n_chunks, i % n_chunks);
+                    let (t, g) = (unit / p.n_head_kv, unit % p.n_head_kv);
+                    let keys = key_range(p, t);
+                    let len = keys.len();
+                    let c0 = keys.start + len * chunk / n_chunks;
+                    let c1 = keys.start + len * (chunk + 1) / n_chunks;
+                    let len = c1 - c0;
+                    let (stats, acc) = part.split_at_mut(2 * n_rep);
+                    // the group's query heads, contiguous: [n_rep][hd]
+                    let qg = &q[t * q_row + g * n_rep * hd..t * q_row + (g + 1) * n_rep * hd];
+                    // scores: [head][key]
+                    scores.resize(n_rep * len, 0.0);
+                    for (jj, j) in (c0..c1).enumerate() {
+                        dot_f16_heads(&k[j * kv_row + g * hd..][..hd], qg, col);
+                        for (r, c) in col.iter().enumerate() {
+                            scores[r * len + jj] = p.scale * c;
+                        }
                     }
                     if let Some(c) = p.softcap {
-                        for sj in s.iter_mut() {
+                        for sj in scores.iter_mut() {
                             *sj = c * (*sj / c).tanh();
                         }
                     }
-                    let m = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                    let mut sum = 0f32;
-                    for sj in s.iter_mut() {
-                        *sj = (*sj - m).exp();
-                        sum += *sj;
-                    }
-                    stats[2 * r] = m;
-                    stats[2 * r + 1] = sum;
-                }
-                for (jj, j) in (c0..c1).enumerate() {
-                    let vj = &v[j * kv_row + g * hd..][..hd];
                     for r in 0..n_rep {
-                        let w = scores[r * (c1 - c0) + jj];
-                        axpy_f16(&mut acc[r * hd..(r + 1) * hd], w, vj);
+                        let s = &mut scores[r * len..(r + 1) * len];
+                        let m = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                        stats[2 * r] = m;
+                        stats[2 * r + 1] = exp_sub_sum(s, m);
                     }
-                }
-            });
+                    acc.fill(0.0);
+                    for (jj, j) in (c0..c1).enumerate() {
+                        let vj = &v[j * kv_row + g * hd..][..hd];
+                        axpy_f16_heads(acc, &scores[jj..], len, vj);
+                    }
+                },
+            );
 
         // merge the chunks of each unit into the output rows
         let partials: &[f32] = partials;

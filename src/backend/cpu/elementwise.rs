@@ -81,20 +81,15 @@ fn gelu_table(x: f32) -> f32 {
     t[f16::from_f32(x).to_bits() as usize]
 }
 
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
 /// `gate[i] = act(gate[i]) * up[i]`.
 pub fn glu(pool: &rayon::ThreadPool, kind: Glu, gate: &mut [f32], up: &[f32]) {
-    let f = match kind {
-        Glu::Gelu => gelu_table,
-        Glu::Silu => silu,
-    };
-    let run = |(g, u): (&mut [f32], &[f32])| {
-        for (g, u) in g.iter_mut().zip(u) {
-            *g = f(*g) * u;
+    let run = |(g, u): (&mut [f32], &[f32])| match kind {
+        Glu::Gelu => {
+            for (g, u) in g.iter_mut().zip(u) {
+                *g = gelu_table(*g) * u;
+            }
         }
+        Glu::Silu => super::vec::silu_mul(g, u),
     };
     const CHUNK: usize = 16 * 1024;
     if gate.len() >= 4 * CHUNK {

@@ -161,8 +161,9 @@ fn tiled(
         .par_chunks_mut(rows)
         .enumerate()
         .for_each(|(t, o)| {
-            for (r, y) in o.iter_mut().enumerate() {
-                *y = tmp[(r / lanes) * n * lanes + t * lanes + r % lanes];
+            for (ti, o) in o.chunks_mut(lanes).enumerate() {
+                let at = ti * n * lanes + t * lanes;
+                o.copy_from_slice(&tmp[at..at + o.len()]);
             }
         });
 }
