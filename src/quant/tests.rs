@@ -269,3 +269,25 @@ fn simd_dots_should_match_scalar() {
         }
     }
 }
+
+/// The AVX2 activation quantizers give the portable ones' bytes exactly, on rows with
+/// outliers, ties of the largest magnitude (Q8_K takes the first one's sign) and zero blocks.
+#[test]
+fn simd_activation_quantizers_should_equal_portable() {
+    if !Isa::detect().avx2() {
+        return;
+    }
+    let mut x = random_f32(1024, 11);
+    x[300] = 9.0;
+    x[301] = -9.0; // a tie of magnitudes in one Q8_K block
+    x[600..632].fill(0.0);
+    x[768..1024].fill(0.0);
+    x[5] = 0.5 / 127.0 * 3.0; // a value that lands on .5 steps in its block
+    for act in [ActType::Q8_0, ActType::Q8_0S, ActType::Q8_1, ActType::Q8K] {
+        let mut simd = vec![0u8; act.row_bytes(1024)];
+        let mut portable = simd.clone();
+        act.quantize(&x, &mut simd);
+        act::quantize_portable(act, &x, &mut portable);
+        assert!(simd == portable, "{act:?}: AVX2 and portable bytes differ");
+    }
+}

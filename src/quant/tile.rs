@@ -289,45 +289,20 @@ pub struct ActTile {
 }
 
 impl ActTile {
-    /// Lays out `n` rows of activations quantized as `act` (`act.row_bytes(cols)` bytes each)
-    /// for groups of `group` elements, tokens in parallel (on the calling thread's rayon pool).
-    pub fn fill(&mut self, act: ActType, xq: &[u8], n: usize, cols: usize, group: usize) {
+    /// Quantizes `n` rows of `x` (`cols` each) as `act` into this layout, groups of `group`
+    /// elements, tokens in parallel (on the calling thread's rayon pool).
+    pub fn fill(&mut self, act: ActType, x: &[f32], n: usize, cols: usize, group: usize) {
+        use rayon::prelude::*;
         let groups = cols / group;
         self.q.resize(n * cols, 0);
         self.d.resize(n * groups, 0.0);
         self.sum.resize(n * groups, 0.0);
-        let a_row = act.row_bytes(cols);
-        let (bs, ts) = (act.block_size(), act.type_size());
-        // byte offsets of the scale and of the values inside one activation block
-        let (qs_at, d_of): (usize, fn(&[u8]) -> f32) = match act {
-            ActType::Q8_0 => (2, |b| f16_at([b[0], b[1]])),
-            ActType::Q8_0S => (6, |b| f16_at([b[0], b[1]])),
-            ActType::Q8_1 => (4, |b| f16_at([b[0], b[1]])),
-            ActType::Q8K => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            ActType::F32 => unreachable!("float weights have no tile layout"),
-        };
-        use rayon::prelude::*;
-        type Rows<'a> = ((&'a mut [i8], &'a mut [f32]), &'a mut [f32]);
-        let fill = |(t, ((q, d), sum)): (usize, Rows)| {
-            let row = &xq[t * a_row..(t + 1) * a_row];
-            for (b, block) in row.chunks_exact(ts).enumerate() {
-                let qs: &[i8] = cast_slice(&block[qs_at..qs_at + bs]);
-                q[b * bs..(b + 1) * bs].copy_from_slice(qs);
-                let db = d_of(block);
-                for (k, gq) in qs.chunks_exact(group).enumerate() {
-                    let g = (b * bs) / group + k;
-                    let s: i32 = gq.iter().map(|&v| v as i32).sum();
-                    d[g] = db;
-                    sum[g] = db * s as f32;
-                }
-            }
-        };
         self.q[..n * cols]
             .par_chunks_mut(cols)
             .zip(self.d[..n * groups].par_chunks_mut(groups))
             .zip(self.sum[..n * groups].par_chunks_mut(groups))
-            .enumerate()
-            .for_each(fill);
+            .zip(x[..n * cols].par_chunks(cols))
+            .for_each(|(((q, d), sum), x)| act.quantize_split(x, q, d, sum, group));
     }
 }
 
@@ -396,31 +371,52 @@ mod tests {
         }
     }
 
-    /// The activation layout keeps the quantized values and gives each group `d` and `d·Σq`.
+    /// The activation layout holds exactly the values and scales of the block format
+    /// (`ActType::quantize`), and gives each group `d · Σq`.
     #[test]
-    fn act_tile_should_give_each_group_its_scale_and_sum() {
+    fn act_tile_should_hold_the_block_formats_values() {
         let x: Vec<f32> = (0..512)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0 + if i % 61 == 0 { 30.0 } else { 0.0 })
             .collect();
-        for (act, group) in [(ActType::Q8_0S, 32), (ActType::Q8K, 32), (ActType::Q8K, 16)] {
-            let mut xq = vec![0u8; 2 * act.row_bytes(256)];
-            act.quantize(&x[..256], &mut xq[..act.row_bytes(256)]);
-            act.quantize(&x[256..], &mut xq[act.row_bytes(256)..]);
+        for (act, group) in [
+            (ActType::Q8_0, 32),
+            (ActType::Q8_0S, 32),
+            (ActType::Q8_1, 32),
+            (ActType::Q8K, 32),
+            (ActType::Q8K, 16),
+        ] {
+            let rb = act.row_bytes(256);
+            let mut xq = vec![0u8; 2 * rb];
+            act.quantize(&x[..256], &mut xq[..rb]);
+            act.quantize(&x[256..], &mut xq[rb..]);
             let mut a = ActTile::default();
-            a.fill(act, &xq, 2, 256, group);
+            a.fill(act, &x, 2, 256, group);
+            let (bs, ts) = (act.block_size(), act.type_size());
+            let qs_at = match act {
+                ActType::Q8_0 => 2,
+                ActType::Q8_0S => 6,
+                _ => 4,
+            };
             for t in 0..2 {
-                for g in 0..256 / group {
-                    let k = t * (256 / group) + g;
-                    let qs = &a.q[t * 256 + g * group..t * 256 + (g + 1) * group];
-                    let s: i32 = qs.iter().map(|&v| v as i32).sum();
-                    assert_eq!(a.sum[k], a.d[k] * s as f32);
-                    // within half a step, plus (Q8_0S) the f16 rounding of d: 127 · 2^-11 d
-                    for (e, &q) in qs.iter().enumerate() {
-                        let xv = x[t * 256 + g * group + e];
-                        assert!(
-                            (q as f32 * a.d[k] - xv).abs() <= a.d[k] * 0.57 + 1e-6,
-                            "{act:?}"
-                        );
+                for b in 0..256 / bs {
+                    let block = &xq[t * rb + b * ts..t * rb + (b + 1) * ts];
+                    let qs: &[i8] = cast_slice(&block[qs_at..qs_at + bs]);
+                    assert_eq!(
+                        &a.q[t * 256 + b * bs..t * 256 + (b + 1) * bs],
+                        qs,
+                        "{act:?}"
+                    );
+                    let d = match act {
+                        ActType::Q8K => {
+                            f32::from_le_bytes([block[0], block[1], block[2], block[3]])
+                        }
+                        _ => f16_at([block[0], block[1]]),
+                    };
+                    for g in b * bs / group..(b + 1) * bs / group {
+                        let k = t * (256 / group) + g;
+                        let gq = &a.q[t * 256 + g * group..t * 256 + (g + 1) * group];
+                        let s: i32 = gq.iter().map(|&v| v as i32).sum();
+                        assert_eq!((a.d[k], a.sum[k]), (d, d * s as f32), "{act:?} group {g}");
                     }
                 }
             }

@@ -52,9 +52,14 @@ pub fn matmul(
     } = scratch;
     let w_row = w.len() / rows;
     let a_row = kernel.act.row_bytes(cols);
-    act_buf.resize(n * a_row, 0);
     let dot = kernel.dot;
     pool.install(|| {
+        if let Some(tk) = kernel.tile.filter(|_| n >= TILE_MIN_TOKENS) {
+            tile.fill(kernel.act, &x[..n * cols], n, cols, tk.group);
+            tiled(tk, w, w_row, rows, cols, n, tile, out, tmp);
+            return;
+        }
+        act_buf.resize(n * a_row, 0);
         if n == 1 {
             kernel.act.quantize(&x[..cols], &mut act_buf[..a_row]);
         } else {
@@ -77,11 +82,6 @@ pub fn matmul(
                         *y = dot(&w[r * w_row..(r + 1) * w_row], &xq[..a_row]);
                     }
                 });
-            return;
-        }
-        if let Some(tk) = kernel.tile.filter(|_| n >= TILE_MIN_TOKENS) {
-            tile.fill(kernel.act, &xq[..n * a_row], n, cols, tk.group);
-            tiled(tk, w, w_row, rows, cols, n, tile, out, tmp);
             return;
         }
         // Prefill: results land transposed in `tmp` ([rows][n]) so each task writes one
