@@ -79,13 +79,16 @@ fn matmul_should_match_reference_for_every_type_and_batch() {
 /// super-blocks than a workgroup covers in one step (4608 columns = 18) with a row count
 /// that is not a multiple of its 4 rows, and the tiled GEMM with partial 64 x 64 tiles in
 /// both directions and several K steps; on the CPU, the tiled GEMM with a partial last tile
-/// of rows, several column chunks, and a prefill-sized batch.
+/// of rows, several column chunks, and a prefill-sized batch; `q4_0_bands` is larger than
+/// one band of unpacked weights (2 MiB: 512 rows of 4096 columns), ending in a partial band
+/// and a partial tile.
 #[test]
 fn matmul_kernels_should_match_reference_on_odd_shapes() {
     let specs = [
         ("q4k_long", GgmlType::Q4_K, 70, 4608),
         ("q6k", GgmlType::Q6_K, 130, 256),
         ("q5_0", GgmlType::Q5_0, 67, 96),
+        ("q4_0_bands", GgmlType::Q4_0, 1000, 4096),
     ];
     let (f, deq) = fixture(&specs);
     for (name, mut ops) in backends() {
@@ -94,9 +97,17 @@ fn matmul_kernels_should_match_reference_on_odd_shapes() {
             continue;
         }
         for (i, &(wname, _, _, _)) in specs.iter().enumerate() {
+            if wname == "q4_0_bands" && !name.starts_with("cpu avx") {
+                continue;
+            }
             let w = upload(&mut ops, &f, wname);
             let prefill = if name.starts_with("cpu avx") { 512 } else { 70 };
-            for n in [1usize, 9, 70, prefill] {
+            let batches = if wname == "q4_0_bands" {
+                vec![20]
+            } else {
+                vec![1, 9, 70, prefill]
+            };
+            for n in batches {
                 check_matmul(&mut ops, name, &w, &deq[i], n);
             }
         }

@@ -143,7 +143,7 @@ unsafe fn dot_maddubs(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
 vector256!(Avx2Vnni, dot_vnni256);
 vector256!(Avx2, dot_maddubs);
 
-/// `nt` (≤ `NT`) tokens from `t0`, groups `gs`, into `acc` (`[token][lane]`).
+/// `N` tokens from `t0`, groups `gs`, into `acc` (token `t`'s lanes from `acc + t · stride`).
 #[inline(always)]
 unsafe fn tokens<V: Vector, const G: usize, const N: usize>(
     w: &WeightTile,
@@ -152,13 +152,14 @@ unsafe fn tokens<V: Vector, const G: usize, const N: usize>(
     gs: Range<usize>,
     t0: usize,
     acc: *mut f32,
+    stride: usize,
 ) {
     let groups = cols / G;
     let (wq, aq) = (w.q.as_ptr(), a.q.as_ptr());
     unsafe {
         let mut accf = [V::set1_f(0.0); N];
         for t in 0..N {
-            accf[t] = V::load_f(acc.add(t * V::L));
+            accf[t] = V::load_f(acc.add(t * stride));
         }
         for g in gs {
             let mut ai = [V::zero_i(); N];
@@ -178,12 +179,12 @@ unsafe fn tokens<V: Vector, const G: usize, const N: usize>(
             }
         }
         for t in 0..N {
-            V::store_f(acc.add(t * V::L), accf[t]);
+            V::store_f(acc.add(t * stride), accf[t]);
         }
     }
 }
 
-/// Every token of `acc` (`[token][lane]`, from `t0`), `NT` at a time.
+/// Every token of `o` (from `t0`), `NT` at a time.
 #[inline(always)]
 unsafe fn run<V: Vector, const G: usize>(
     w: &WeightTile,
@@ -191,24 +192,24 @@ unsafe fn run<V: Vector, const G: usize>(
     cols: usize,
     gs: Range<usize>,
     t0: usize,
-    acc: &mut [f32],
+    o: &mut TileOut,
 ) {
-    let nt = acc.len() / V::L;
-    let p = acc.as_mut_ptr();
+    let (nt, stride) = (o.tokens, o.stride);
+    let p = o.out.as_mut_ptr();
     let mut t = 0;
     unsafe {
         while t + NT <= nt {
-            tokens::<V, G, NT>(w, a, cols, gs.clone(), t0 + t, p.add(t * V::L));
+            tokens::<V, G, NT>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
             t += NT;
         }
         while t < nt {
-            tokens::<V, G, 1>(w, a, cols, gs.clone(), t0 + t, p.add(t * V::L));
+            tokens::<V, G, 1>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
             t += 1;
         }
     }
 }
 
-pub use super::kernels::TileFn;
+pub use super::kernels::{TileFn, TileOut};
 
 /// Panics unless every index `run` makes lies inside the buffers.
 fn check(
@@ -217,18 +218,18 @@ fn check(
     cols: usize,
     gs: &Range<usize>,
     t0: usize,
-    acc: &[f32],
+    o: &TileOut,
     (lanes, group): (usize, usize),
 ) {
     let groups = cols / group;
-    let nt = acc.len() / lanes;
+    let nt = o.tokens;
     assert!(
         cols.is_multiple_of(group) && gs.start <= gs.end && gs.end <= groups,
         "tile: groups out of range"
     );
     assert!(
-        acc.len().is_multiple_of(lanes),
-        "tile: accumulator not whole tokens"
+        nt == 0 || (o.stride >= lanes && (nt - 1) * o.stride + lanes <= o.out.len()),
+        "tile: output too short for {nt} tokens"
     );
     assert!(
         w.q.len() >= cols * lanes
@@ -253,9 +254,9 @@ macro_rules! entry {
             cols: usize,
             gs: Range<usize>,
             t0: usize,
-            acc: &mut [f32],
+            o: &mut TileOut,
         ) {
-            unsafe { run::<$v, $g>(w, a, cols, gs, t0, acc) }
+            unsafe { run::<$v, $g>(w, a, cols, gs, t0, o) }
         }
     };
 }
@@ -285,12 +286,12 @@ macro_rules! safe {
             cols: usize,
             gs: Range<usize>,
             t0: usize,
-            acc: &mut [f32],
+            o: &mut TileOut,
         ) {
-            check(w, a, cols, &gs, t0, acc, ($lanes, $g));
+            check(w, a, cols, &gs, t0, o, ($lanes, $g));
             // SAFETY: handed out by `kernels::tile_kernel` only for an `Isa` that
             // `Isa::detect` found on this CPU; `check` bounds every pointer the loops form.
-            unsafe { $inner(w, a, cols, gs, t0, acc) }
+            unsafe { $inner(w, a, cols, gs, t0, o) }
         }
     };
 }

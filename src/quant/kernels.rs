@@ -6,9 +6,17 @@
 use super::tile::{ActTile, WeightTile};
 use super::{dot_scalar as scalar, ActType};
 
-/// One weight tile against tokens `t0..t0 + acc.len() / lanes` over groups `gs`,
-/// accumulated into `acc` (`[token][lane]`); see `super::gemm_x86`.
-pub type TileFn = fn(&WeightTile, &ActTile, usize, std::ops::Range<usize>, usize, &mut [f32]);
+/// One weight tile (`cols` columns) against `o.tokens` tokens from `t0` over groups `gs`,
+/// accumulated into `o`; see `super::gemm_x86`.
+pub type TileFn = fn(&WeightTile, &ActTile, usize, std::ops::Range<usize>, usize, &mut TileOut);
+
+/// Where a tile's results accumulate: lane `l` of token `t` (counted from the call's first)
+/// at `out[t · stride + l]`.
+pub struct TileOut<'a> {
+    pub out: &'a mut [f32],
+    pub tokens: usize,
+    pub stride: usize,
+}
 use crate::gguf::GgmlType;
 
 /// Dot product of one weight row (raw GGUF block bytes) with one activation row (bytes in the

@@ -21,7 +21,7 @@ pub mod tile;
 
 pub use act::ActType;
 pub use dequant::dequantize;
-pub use kernels::{row_kernel, tile_kernel, Isa, RowKernel, TileKernel};
+pub use kernels::{row_kernel, tile_kernel, Isa, RowKernel, TileKernel, TileOut};
 
 use crate::gguf::GgmlType;
 

@@ -3,14 +3,15 @@
 //! Activations are quantized once per call into the weight type's activation format
 //! (`crate::quant::act`). Decode (one token) is one row-kernel dot product per output, the
 //! weight rows split across threads. Prefill (at least [`TILE_MIN_TOKENS`] tokens, on a CPU
-//! and type with a tiled kernel) is a tiled integer GEMM: each task unpacks a tile of weight
-//! rows once (`crate::quant::tile`) and runs it against every token, a chunk of columns at a
-//! time so the tile stays in L1 (`crate::quant::gemm_x86`). Small batches, and types or CPUs
+//! and type with a tiled kernel) is a tiled integer GEMM: a band of weight rows is unpacked
+//! once (`crate::quant::tile`, tiles in parallel), then blocks of tokens run against it in
+//! parallel, each writing its own output rows, a chunk of columns at a time so a tile stays
+//! in L1 while the block's tokens pass (`crate::quant::gemm_x86`). Small batches, and types or CPUs
 //! without a tiled kernel, run the row kernels on tiles of weight rows × tokens, four tokens
 //! per weight row pass.
 
 use crate::quant::tile::{ActTile, WeightTile};
-use crate::quant::{RowKernel, TileKernel};
+use crate::quant::{RowKernel, TileKernel, TileOut};
 use rayon::prelude::*;
 
 /// Rows of weights one task handles in the row-kernel prefill; tokens per inner block.
@@ -20,9 +21,12 @@ const TOKEN_TILE: usize = 64;
 /// Fewest tokens for which unpacking a weight tile pays (below, the row kernels run).
 pub const TILE_MIN_TOKENS: usize = 16;
 
-/// Columns of a weight tile one pass over the tokens covers (16 rows: 16 KiB of unpacked
-/// weights, which stay in L1 while every token streams past).
+/// Columns of a weight tile one pass over a block of tokens covers (16 rows: 16 KiB of
+/// unpacked weights, which stay in L1 while the block's tokens stream past).
 const TILE_COLS: usize = 1024;
+
+/// Unpacked weights per band (shared by every task; stays in the last-level cache).
+const BAND_BYTES: usize = 2 << 20;
 
 /// Buffers a matrix product reuses between calls.
 #[derive(Default)]
@@ -30,6 +34,7 @@ pub struct Scratch {
     act: Vec<u8>,
     tmp: Vec<f32>,
     tile: ActTile,
+    band: Vec<WeightTile>,
 }
 
 /// `out[t * rows + r] = dot(w[r], x[t])` for `t < n`.
@@ -49,6 +54,7 @@ pub fn matmul(
         act: act_buf,
         tmp,
         tile,
+        band,
     } = scratch;
     let w_row = w.len() / rows;
     let a_row = kernel.act.row_bytes(cols);
@@ -56,7 +62,7 @@ pub fn matmul(
     pool.install(|| {
         if let Some(tk) = kernel.tile.filter(|_| n >= TILE_MIN_TOKENS) {
             tile.fill(kernel.act, &x[..n * cols], n, cols, tk.group);
-            tiled(tk, w, w_row, rows, cols, n, tile, out, tmp);
+            tiled(tk, w, w_row, rows, cols, n, tile, out, band);
             return;
         }
         act_buf.resize(n * a_row, 0);
@@ -125,8 +131,9 @@ pub fn matmul(
     });
 }
 
-/// The tiled GEMM: one task per tile of `tk.lanes` weight rows, its results in `tmp` as
-/// `[tile][token][lane]`, then copied into `out` (`[token][row]`).
+/// The tiled GEMM, a band of weight rows at a time: the band's tiles are unpacked in
+/// parallel (one task per tile of `tk.lanes` rows), then every block of tokens runs against
+/// all of them in parallel (one task per block, writing its own rows of `out`, `[token][row]`).
 #[allow(clippy::too_many_arguments)]
 fn tiled(
     tk: TileKernel,
@@ -137,33 +144,70 @@ fn tiled(
     n: usize,
     act: &ActTile,
     out: &mut [f32],
-    tmp: &mut Vec<f32>,
+    band: &mut Vec<WeightTile>,
 ) {
     let lanes = tk.lanes;
-    let tiles = rows.div_ceil(lanes);
     let groups = cols / tk.group;
     let chunk = (TILE_COLS / tk.group).max(1);
-    tmp.clear();
-    tmp.resize(tiles * n * lanes, 0.0);
-    tmp.par_chunks_mut(n * lanes).enumerate().for_each_init(
-        WeightTile::default,
-        |wt, (ti, acc)| {
-            let r0 = ti * lanes;
-            let r1 = (r0 + lanes).min(rows);
-            wt.fill(tk.dtype, &w[r0 * w_row..r1 * w_row], w_row, cols, lanes);
-            for g0 in (0..groups).step_by(chunk) {
-                (tk.run)(wt, act, cols, g0..(g0 + chunk).min(groups), 0, acc);
-            }
-        },
-    );
-    let tmp: &[f32] = tmp;
-    out[..n * rows]
-        .par_chunks_mut(rows)
-        .enumerate()
-        .for_each(|(t, o)| {
-            for (ti, o) in o.chunks_mut(lanes).enumerate() {
-                let at = ti * n * lanes + t * lanes;
-                o.copy_from_slice(&tmp[at..at + o.len()]);
-            }
-        });
+    // tiles per band: about BAND_BYTES of unpacked weights
+    let band_tiles = (BAND_BYTES / (cols * lanes)).clamp(1, rows.div_ceil(lanes));
+    if band.len() < band_tiles {
+        band.resize_with(band_tiles, WeightTile::default);
+    }
+    // tokens per task: enough tasks for every thread, whole register blocks
+    let threads = rayon::current_num_threads().max(1);
+    let block = n.div_ceil(2 * threads).next_multiple_of(4).clamp(4, 64);
+    for b0 in (0..rows).step_by(band_tiles * lanes) {
+        let b1 = (b0 + band_tiles * lanes).min(rows);
+        let tiles = (b1 - b0).div_ceil(lanes);
+        band[..tiles]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, wt)| {
+                let r0 = b0 + i * lanes;
+                let r1 = (r0 + lanes).min(rows);
+                wt.fill(tk.dtype, &w[r0 * w_row..r1 * w_row], w_row, cols, lanes);
+            });
+        let band: &[WeightTile] = band;
+        out[..n * rows]
+            .par_chunks_mut(block * rows)
+            .enumerate()
+            .for_each(|(bi, o)| {
+                let (t0, nt) = (bi * block, o.len() / rows);
+                for t in 0..nt {
+                    o[t * rows + b0..t * rows + b1].fill(0.0);
+                }
+                // a partial last tile accumulates aside, then its rows are copied
+                let mut part = Vec::new();
+                for (i, wt) in band[..tiles].iter().enumerate() {
+                    let r0 = b0 + i * lanes;
+                    let nr = lanes.min(rows - r0);
+                    let run = |o: &mut TileOut| {
+                        for g0 in (0..groups).step_by(chunk) {
+                            (tk.run)(wt, act, cols, g0..(g0 + chunk).min(groups), t0, o);
+                        }
+                    };
+                    if nr == lanes {
+                        let end = (nt - 1) * rows + r0 + lanes;
+                        run(&mut TileOut {
+                            out: &mut o[r0..end],
+                            tokens: nt,
+                            stride: rows,
+                        });
+                    } else {
+                        part.clear();
+                        part.resize(nt * lanes, 0.0);
+                        run(&mut TileOut {
+                            out: &mut part,
+                            tokens: nt,
+                            stride: lanes,
+                        });
+                        for t in 0..nt {
+                            o[t * rows + r0..t * rows + r0 + nr]
+                                .copy_from_slice(&part[t * lanes..t * lanes + nr]);
+                        }
+                    }
+                }
+            });
+    }
 }
