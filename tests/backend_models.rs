@@ -42,6 +42,7 @@ fn load(f: &Arc<GgufFile>, backend: Box<dyn Backend>) -> Model {
             batch: 64,
             logit_rows: 8,
             n_seq: 1,
+            batch_invariant: true,
         },
     )
     .unwrap()

@@ -719,3 +719,47 @@ fn ops_timed_by_sync_should_count_every_op() {
     ops.read(a, 0, &mut out).unwrap();
     assert_eq!(out[0], 4.0);
 }
+
+/// `LoadOptions::batch_invariant` on the CPU: with it, a token's products are bitwise the same
+/// in a batch of 20 as alone (the row kernels at every batch size); without it the batch runs
+/// the tiled GEMM, whose rounding differs in the last bits (and still matches the f64
+/// product: `matmul_should_match_reference_for_every_type_and_batch`).
+#[test]
+fn batch_invariance_should_make_a_token_independent_of_its_batch() {
+    let specs = [
+        ("w", GgmlType::Q4_K, 64, 512),
+        ("v", GgmlType::Q5_0, 64, 512),
+    ];
+    let (f, _) = fixture(&specs);
+    let n = 20;
+    for (name, mut ops) in backends() {
+        if !name.starts_with("cpu avx") {
+            continue;
+        }
+        for &(wname, t, rows, cols) in &specs {
+            let w = upload(&mut ops, &f, wname);
+            let x = rand_vec(n * cols, 3, 2.0);
+            let xb = put(&mut ops, &x);
+            let out = ops.alloc(n * rows).unwrap();
+            let alone: Vec<f32> = (0..n)
+                .flat_map(|i| {
+                    let xi = put(&mut ops, &x[i * cols..(i + 1) * cols]);
+                    let oi = ops.alloc(rows).unwrap();
+                    ops.matmul(&w, xi, oi, 1).unwrap();
+                    read(&mut ops, oi, rows)
+                })
+                .collect();
+            let mut batched = |on: bool, ops: &mut tokenfab::backend::Ops| {
+                ops.backend_mut().set_batch_invariant(on);
+                ops.matmul(&w, xb, out, n).unwrap();
+                read(ops, out, n * rows)
+            };
+            assert_eq!(
+                batched(true, &mut ops),
+                alone,
+                "{name} {t}: invariant batch"
+            );
+            assert_ne!(batched(false, &mut ops), alone, "{name} {t}: tiled batch");
+        }
+    }
+}

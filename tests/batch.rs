@@ -37,6 +37,7 @@ fn load(backend: Box<dyn Backend>) -> (Tokenizer, Model) {
         batch: 64,
         logit_rows: 8,
         n_seq: 8,
+        batch_invariant: true,
     };
     (tk, Model::load(f, backend, &opts).unwrap())
 }

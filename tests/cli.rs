@@ -62,10 +62,12 @@ fn default_model_positional_prompt_and_stop_string() {
         "--temp",
         "0",
         "--stop",
-        " It is",
+        " country",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, " the capital of the country of France.\n", "{err}");
+    // the stop string cuts before step 6, a near-tie on this chaotic model (llama.cpp's top-2
+    // gap 0.58; tests/greedy_oracle.rs), so the text is the same whichever way it falls
+    assert_eq!(out, " the capital of the\n", "{err}");
     assert!(err.contains("(stop string)"), "{err}");
 }
 

@@ -35,6 +35,7 @@ fn qwen_1_5b_should_match_llama_cpp_teacher_forced() {
         batch: 64,
         logit_rows: 64,
         n_seq: 1,
+        batch_invariant: true,
     };
     let mut m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &load).unwrap();
     assert_eq!(m.config.n_layer, 28);

@@ -35,6 +35,8 @@ fn load_on(
         batch: ctx,
         logit_rows: 32,
         n_seq: 1,
+        // as `tokenfab perplexity` runs: the CPU's tiled GEMM for each chunk
+        batch_invariant: false,
     };
     let m = Model::load(f, backend, &load).unwrap();
     (m, tk)

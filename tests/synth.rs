@@ -48,6 +48,7 @@ fn load(path: &std::path::Path, backend: Box<dyn Backend>) -> Model {
             batch: 32,
             logit_rows: 4,
             n_seq: 1,
+            batch_invariant: true,
         },
     )
     .unwrap()
@@ -247,6 +248,7 @@ fn phi3_longrope_uses_the_long_divisors_past_the_original_context() {
             batch: 8,
             logit_rows: 1,
             n_seq: 1,
+            batch_invariant: true,
         };
         let mut m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &opts).unwrap();
         assert_eq!(m.config.ctx_orig, synth::PHI3_ORIGINAL_CTX);

@@ -62,6 +62,7 @@ fn check(preset: &str, greedy: bool, layers: Option<usize>, window: Option<usize
         batch: 128,
         logit_rows: 32,
         n_seq: 1,
+        batch_invariant: true,
     };
     let mut m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &load).unwrap();
     let text = common::eval_text();

@@ -51,6 +51,7 @@ fn decode_counts(path: &std::path::Path, fast: bool, tuning: Tuning) -> ([u64; 4
         batch: 8,
         logit_rows: 1,
         n_seq: 1,
+        batch_invariant: true,
     };
     let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
     let vocab = m.config.n_vocab;
@@ -140,6 +141,7 @@ fn generate_should_submit_once_per_token() {
         batch: 8,
         logit_rows: 1,
         n_seq: 1,
+        batch_invariant: true,
     });
     let gen = |m: &mut Model, max_tokens: usize| {
         let before = counters.snapshot();
@@ -177,6 +179,7 @@ fn a_batched_decode_step_should_submit_once() {
         batch: 32,
         logit_rows: 4,
         n_seq: 4,
+        batch_invariant: true,
     });
     let mut seqs: Vec<Sequence> = (0..4)
         .map(|i| {

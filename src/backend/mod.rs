@@ -415,6 +415,11 @@ pub trait Backend: Send {
 
     /// Checks, before a model is uploaded, that its `weights` and `other` bytes (KV caches,
     /// scratch, logits) fit, so that a model too large for the device fails fast and clearly.
+    /// Compute every token with the same kernels whatever the batch (see
+    /// `LoadOptions::batch_invariant`). Backends whose kernels are batch-invariant anyway
+    /// ignore it.
+    fn set_batch_invariant(&mut self, _on: bool) {}
+
     fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
         let _ = (weights, other);
         Ok(())

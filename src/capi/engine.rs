@@ -97,6 +97,7 @@ fn engine_options(o: &tf_engine_options) -> Result<EngineOptions> {
             batch: o.batch as usize,
             logit_rows: 1,
             n_seq: o.max_sequences.max(1) as usize,
+            batch_invariant: true,
         },
         threads,
         step_tokens: o.batch as usize,

@@ -281,6 +281,8 @@ pub fn run_all(
                     batch,
                     logit_rows: 1,
                     n_seq: 1,
+                    // a speed measurement of one sequence: prefill through the tiled GEMM
+                    batch_invariant: false,
                 },
             )?;
             let meta = ModelMeta::of(model.file());

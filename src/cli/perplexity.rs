@@ -60,6 +60,8 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
             batch: a.ctx,
             logit_rows: 32.min(a.ctx),
             n_seq: 1,
+            // scoring: every chunk is one batch, nothing is compared across batch sizes
+            batch_invariant: false,
         },
     )?;
     let mut base = a.kld_base.as_ref().map(|p| KldBase::new(p, a.top_k));

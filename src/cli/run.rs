@@ -149,6 +149,7 @@ impl RunConfig {
             m.push(Message::new("user", &prompt));
             m
         });
+        let draft = a.draft.spec()?;
         Ok(RunConfig {
             model: super::resolve_model(a.model.as_deref())?,
             prompt,
@@ -165,6 +166,9 @@ impl RunConfig {
                 batch: a.batch_size,
                 logit_rows: 1,
                 n_seq: 1,
+                // one sequence: only speculative decoding compares a token's logits across
+                // batch sizes (verification rows against plain decoding)
+                batch_invariant: draft.is_some(),
             },
             threads: a.threads,
             backend: super::backend_spec(&a.backend, a.threads, a.profile)?,
@@ -172,7 +176,7 @@ impl RunConfig {
             chat,
             trace: a.trace,
             energy: a.energy,
-            draft: a.draft.spec()?,
+            draft,
         })
     }
 }

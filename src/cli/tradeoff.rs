@@ -137,6 +137,8 @@ pub fn run(a: TradeoffArgs) -> Result<()> {
         batch: a.ctx.max(128),
         logit_rows: 32.min(a.ctx),
         n_seq: 1,
+        // scoring and speed per type: nothing is compared across batch sizes
+        batch_invariant: false,
     };
     let kld_path = dir.join("source.kld");
     let mut rows = Vec::new();

@@ -1,6 +1,7 @@
 //! Quantized blocks on the CPU: their byte layouts ([`blocks`]), reference dequantization
-//! ([`dequant`]), activation quantization ([`act`]), and dot products of a weight row with an
-//! activation row, portable ([`dot_scalar`]) and SIMD ([`dot_avx2`]), picked at run time by
+//! ([`dequant`]), activation quantization ([`act`]), dot products of a weight row with an
+//! activation row, portable ([`dot_scalar`]) and SIMD ([`dot_avx2`]), and prefill's tiled
+//! integer GEMM (operands in [`tile`], x86 kernels in `gemm_x86`), picked at run time by
 //! [`kernels`].
 //!
 //! Everything here works on raw GGUF block bytes borrowed from the memory map: nothing is

@@ -52,6 +52,9 @@ pub struct CpuBackend {
     kv: Vec<Vec<f16>>,
     ropes: Vec<RopeTable>,
     matmul_scratch: matmul::Scratch,
+    /// No tiled GEMM: every batch size runs the row kernels (off for a bare backend; a model
+    /// sets it from `LoadOptions::batch_invariant`).
+    batch_invariant: bool,
     attn_scratch: Vec<f32>,
 }
 
@@ -84,6 +87,7 @@ impl CpuBackend {
             kv: Vec::new(),
             ropes: Vec::new(),
             matmul_scratch: matmul::Scratch::default(),
+            batch_invariant: false,
             attn_scratch: Vec::new(),
         })
     }
@@ -144,6 +148,10 @@ impl Backend for CpuBackend {
             OpKind::MatMul => quant::row_kernel(dtype, self.isa).is_some(),
             OpKind::Embed => quant::CPU_TYPES.contains(&dtype),
         }
+    }
+
+    fn set_batch_invariant(&mut self, on: bool) {
+        self.batch_invariant = on;
     }
 
     fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
@@ -254,9 +262,12 @@ impl Backend for CpuBackend {
     fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()> {
         let mut o = self.take(out);
         let cw = &self.weights[w.id as usize];
-        let kernel = cw
+        let mut kernel = cw
             .kernel
             .ok_or_else(|| BackendError::Invalid("matmul on a vector".into()))?;
+        if self.batch_invariant {
+            kernel.tile = None;
+        }
         matmul::matmul(
             &self.pool,
             kernel,
