@@ -749,7 +749,7 @@ fn batch_invariance_should_make_a_token_independent_of_its_batch() {
                     read(&mut ops, oi, rows)
                 })
                 .collect();
-            let mut batched = |on: bool, ops: &mut tokenfab::backend::Ops| {
+            let batched = |on: bool, ops: &mut tokenfab::backend::Ops| {
                 ops.backend_mut().set_batch_invariant(on);
                 ops.matmul(&w, xb, out, n).unwrap();
                 read(ops, out, n * rows)
