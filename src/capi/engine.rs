@@ -97,7 +97,9 @@ fn engine_options(o: &tf_engine_options) -> Result<EngineOptions> {
             batch: o.batch as usize,
             logit_rows: 1,
             n_seq: o.max_sequences.max(1) as usize,
-            batch_invariant: true,
+            // one sequence has no batch to depend on (and then answers as `tokenfab run`
+            // does, token for token); several keep every token on the same kernels
+            batch_invariant: o.max_sequences > 1,
         },
         threads,
         step_tokens: o.batch as usize,

@@ -74,24 +74,16 @@ pub fn axpy_f16_heads(acc: &mut [f32], w: &[f32], stride: usize, v: &[f16]) {
     }
 }
 
-/// `s[i] = exp(s[i] - m)`; returns `Σ s[i]`. The SIMD path's exp is within 2 ulp of libm's.
+/// `s[i] = exp(s[i] - m)`; returns `Σ s[i]`. libm's `expf`: a vector exp 1.4 ulp from it was
+/// measured ~6 % faster on prefill but changes greedy text on these chaotic models (see
+/// `tests/greedy_oracle.rs`), so the one-ulp answers stay.
 pub fn exp_sub_sum(s: &mut [f32], m: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: avx2 and fma were detected at run time.
-        return unsafe { avx2::exp_sub_sum(s, m) };
-    }
     portable::exp_sub_sum(s, m)
 }
 
-/// `gate[i] = silu(gate[i]) · up[i]`, `silu(x) = x / (1 + e^-x)`.
+/// `gate[i] = silu(gate[i]) · up[i]`, `silu(x) = x / (1 + e^-x)` (libm's `expf`, as
+/// [`exp_sub_sum`]).
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    assert!(up.len() >= gate.len(), "silu_mul: up too short");
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: avx2 and fma were detected at run time; lengths checked above.
-        return unsafe { avx2::silu_mul(gate, up) };
-    }
     portable::silu_mul(gate, up)
 }
 
@@ -201,9 +193,12 @@ mod avx2 {
         s
     }
 
-    /// Heads sharing one key, at most this many per pass (registers).
-    const HEADS: usize = 8;
+    /// Heads sharing one key, at most this many per pass (two accumulators each).
+    const HEADS: usize = 4;
 
+    /// Each head's sum is [`dot_f16`]'s, bit for bit (two 8-lane chains over 16-element
+    /// steps, then the tail in scalar), so a score does not depend on how many heads share
+    /// the key.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_f16_heads(k: &[f16], q: &[f32], out: &mut [f32]) {
         let hd = k.len();
@@ -211,22 +206,27 @@ mod avx2 {
         let mut r0 = 0;
         while r0 < out.len() {
             let nr = (out.len() - r0).min(HEADS);
-            let mut acc = [_mm256_setzero_ps(); HEADS];
+            let mut acc = [[_mm256_setzero_ps(); 2]; HEADS];
             let mut i = 0;
             unsafe {
-                while i + 8 <= hd {
-                    let kv = _mm256_cvtph_ps(_mm_loadu_si128(pk.add(i) as *const __m128i));
+                while i + 16 <= hd {
+                    let k0 = _mm256_cvtph_ps(_mm_loadu_si128(pk.add(i) as *const __m128i));
+                    let k1 = _mm256_cvtph_ps(_mm_loadu_si128(pk.add(i + 8) as *const __m128i));
                     for (r, a) in acc[..nr].iter_mut().enumerate() {
-                        let qv = _mm256_loadu_ps(q.as_ptr().add((r0 + r) * hd + i));
-                        *a = _mm256_fmadd_ps(kv, qv, *a);
+                        let qp = q.as_ptr().add((r0 + r) * hd + i);
+                        a[0] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(qp), a[0]);
+                        a[1] = _mm256_fmadd_ps(k1, _mm256_loadu_ps(qp.add(8)), a[1]);
                     }
-                    i += 8;
+                    i += 16;
                 }
             }
             for r in 0..nr {
                 let qr = &q[(r0 + r) * hd..(r0 + r + 1) * hd];
-                let tail: f32 = (i..hd).map(|j| k[j].to_f32() * qr[j]).sum();
-                out[r0 + r] = hsum(acc[r]) + tail;
+                let mut s = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+                for j in i..hd {
+                    s += k[j].to_f32() * qr[j];
+                }
+                out[r0 + r] = s;
             }
             r0 += nr;
         }
@@ -255,98 +255,6 @@ mod avx2 {
                 acc[r * hd + j] += w[r * stride] * v[j].to_f32();
             }
         }
-    }
-
-    /// `exp` of 8 lanes: `x = n ln2 + f` with `n = round(x / ln2)`, `|f| ≤ ln2 / 2` (ln2 in
-    /// two parts, Cody–Waite), `e^f` by its Taylor series to degree 7 (truncation below
-    /// 6e-9 relative), scaled by `2^n` built in the exponent bits. Below -87.3 the result is
-    /// 0 (libm gives subnormals there), above 88 +inf (libm: from 88.72; softmax's arguments
-    /// are ≤ 0), NaN stays NaN.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn exp8(x: __m256) -> __m256 {
-        const LN2_HI: f32 = 0.693_145_75;
-        const LN2_LO: f32 = 1.428_606_8e-6;
-        let xc = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
-            _mm256_set1_ps(88.0),
-        );
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let f = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
-        let f = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), f);
-        // e^f = 1 + (f + f² q(f)), q's coefficients 1/k! for k = 7 down to 2; the sum is
-        // formed last so its rounding is half an ulp of a value near 1
-        const C: [f32; 6] = [
-            1.0 / 5040.0,
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-        ];
-        let mut q = _mm256_set1_ps(C[0]);
-        for &c in &C[1..] {
-            q = _mm256_fmadd_ps(q, f, _mm256_set1_ps(c));
-        }
-        let p = _mm256_add_ps(
-            _mm256_set1_ps(1.0),
-            _mm256_fmadd_ps(_mm256_mul_ps(f, f), q, f),
-        );
-        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        ));
-        let y = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-        let inf = _mm256_set1_ps(f32::INFINITY);
-        let y = _mm256_blendv_ps(y, inf, _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(88.0)));
-        let y = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-87.3)), y);
-        _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
-        let n = gate.len();
-        let (pg, pu) = (gate.as_mut_ptr(), up.as_ptr());
-        let one = _mm256_set1_ps(1.0);
-        let mut i = 0;
-        unsafe {
-            while i + 8 <= n {
-                let x = _mm256_loadu_ps(pg.add(i));
-                let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
-                let y = _mm256_div_ps(x, _mm256_add_ps(one, e));
-                _mm256_storeu_ps(pg.add(i), _mm256_mul_ps(y, _mm256_loadu_ps(pu.add(i))));
-                i += 8;
-            }
-        }
-        super::portable::silu_mul(&mut gate[i..], &up[i..n]);
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn exp_sub_sum(s: &mut [f32], m: f32) -> f32 {
-        let n = s.len();
-        let p = s.as_mut_ptr();
-        let vm = _mm256_set1_ps(m);
-        let mut acc = _mm256_setzero_ps();
-        let mut i = 0;
-        unsafe {
-            while i + 8 <= n {
-                let y = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), vm));
-                _mm256_storeu_ps(p.add(i), y);
-                acc = _mm256_add_ps(acc, y);
-                i += 8;
-            }
-            if i < n {
-                let mut tail = [f32::NEG_INFINITY; 8];
-                tail[..n - i].copy_from_slice(&s[i..]);
-                let y = exp8(_mm256_sub_ps(_mm256_loadu_ps(tail.as_ptr()), vm));
-                _mm256_storeu_ps(tail.as_mut_ptr(), y);
-                s[i..].copy_from_slice(&tail[..n - i]);
-                acc = _mm256_add_ps(acc, y);
-            }
-        }
-        hsum(acc)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -433,10 +341,9 @@ mod tests {
         );
     }
 
-    /// The grouped-head dot and axpy equal one call per head; the vector exp is within
-    /// 3e-7 (relative) of f64's over softmax's range, 0 far below it, NaN kept.
+    /// The grouped-head dot and axpy equal one call per head.
     #[test]
-    fn head_groups_and_exp_should_match_reference() {
+    fn head_groups_should_match_one_head_at_a_time() {
         for (hd, heads) in [(64usize, 7usize), (256, 4), (20, 9), (3, 1)] {
             let k: Vec<f16> = (0..hd)
                 .map(|i| f16::from_f32((i as f32 * 0.3).sin()))
@@ -445,8 +352,12 @@ mod tests {
             let mut got = vec![0f32; heads];
             dot_f16_heads(&k, &q, &mut got);
             for r in 0..heads {
-                let want = portable::dot_f16(&k, &q[r * hd..(r + 1) * hd]);
-                assert!((got[r] - want).abs() < 1e-4, "dot hd={hd} head {r}");
+                // bitwise the one-head kernel's sum
+                assert_eq!(
+                    got[r],
+                    dot_f16(&k, &q[r * hd..(r + 1) * hd]),
+                    "dot hd={hd} head {r}"
+                );
             }
             let w: Vec<f32> = (0..heads * 3).map(|i| i as f32 * 0.1 - 0.5).collect();
             let mut acc = q.clone();
@@ -461,40 +372,5 @@ mod tests {
                 }
             }
         }
-        let mut xs: Vec<f32> = (0..2000).map(|i| -90.0 + i as f32 * 0.0471).collect();
-        xs.extend([f32::NEG_INFINITY, -1e-30, 0.0]);
-        let mut s = xs.clone();
-        let sum = exp_sub_sum(&mut s, 1.5);
-        let mut want_sum = 0f64;
-        for (x, y) in xs.iter().zip(&s) {
-            let want = ((*x - 1.5) as f64).exp();
-            want_sum += want;
-            if *x - 1.5 < -87.3 {
-                assert!(
-                    *y == 0.0 || (*y as f64 - want).abs() < 1e-37,
-                    "exp({x} - 1.5) = {y}"
-                );
-            } else {
-                assert!(
-                    (*y as f64 - want).abs() <= 3e-7 * want,
-                    "exp({x} - 1.5) = {y} vs {want}"
-                );
-            }
-        }
-        assert!((sum as f64 - want_sum).abs() <= 1e-5 * want_sum);
-        let gate: Vec<f32> = (0..203).map(|i| (i as f32 - 101.0) * 0.9).collect();
-        let up: Vec<f32> = (0..203).map(|i| 1.0 + i as f32 * 0.01).collect();
-        let mut got = gate.clone();
-        silu_mul(&mut got, &up);
-        for i in 0..203 {
-            let x = gate[i] as f64;
-            let want = x / (1.0 + (-x).exp()) * up[i] as f64;
-            assert!(
-                (got[i] as f64 - want).abs() <= 4e-7 * want.abs() + 1e-30,
-                "silu({x})"
-            );
-        }
-        let mut nan = [f32::NAN, 0.0];
-        assert!(exp_sub_sum(&mut nan, 0.0).is_nan() && nan[0].is_nan() && nan[1] == 1.0);
     }
 }
