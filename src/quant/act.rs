@@ -154,7 +154,8 @@ unsafe fn split_avx2(
 }
 
 /// The portable quantizer, whatever the CPU (tests compare the SIMD one with it).
-pub fn quantize_portable(act: ActType, x: &[f32], out: &mut [u8]) {
+#[cfg(test)]
+pub(crate) fn quantize_portable(act: ActType, x: &[f32], out: &mut [u8]) {
     quantize_any(act, x, out)
 }
 

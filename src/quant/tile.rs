@@ -64,22 +64,14 @@ pub fn unpack_row(
     match dtype {
         Q4_0 => {
             for (i, b) in cast_slice::<_, BlockQ4_0>(row).iter().enumerate() {
-                let v = &mut vals[i * QK..(i + 1) * QK];
-                for j in 0..QK / 2 {
-                    v[j] = b.qs[j] & 0xF;
-                    v[j + QK / 2] = b.qs[j] >> 4;
-                }
+                nibbles(&b.qs, &mut vals[i * QK..(i + 1) * QK]);
                 let d = f16_at(b.d);
                 (scale[i], min[i]) = (d, -8.0 * d);
             }
         }
         Q4_1 => {
             for (i, b) in cast_slice::<_, BlockQ4_1>(row).iter().enumerate() {
-                let v = &mut vals[i * QK..(i + 1) * QK];
-                for j in 0..QK / 2 {
-                    v[j] = b.qs[j] & 0xF;
-                    v[j + QK / 2] = b.qs[j] >> 4;
-                }
+                nibbles(&b.qs, &mut vals[i * QK..(i + 1) * QK]);
                 (scale[i], min[i]) = (f16_at(b.d), f16_at(b.m));
             }
         }
@@ -193,6 +185,15 @@ pub fn unpack_row(
             }
         }
         _ => unreachable!("unpack_row called for {dtype}, which has no group size"),
+    }
+}
+
+/// The 4-bit values of a Q4_0/Q4_1 block: low nibbles are elements 0..16, high 16..32.
+#[inline(always)]
+fn nibbles(qs: &[u8; QK / 2], v: &mut [u8]) {
+    for (j, &q) in qs.iter().enumerate() {
+        v[j] = q & 0xF;
+        v[j + QK / 2] = q >> 4;
     }
 }
 

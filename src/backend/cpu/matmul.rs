@@ -6,9 +6,9 @@
 //! and type with a tiled kernel) is a tiled integer GEMM: a band of weight rows is unpacked
 //! once (`crate::quant::tile`, tiles in parallel), then blocks of tokens run against it in
 //! parallel, each writing its own output rows, a chunk of columns at a time so a tile stays
-//! in L1 while the block's tokens pass (`crate::quant::gemm_x86`). Small batches, and types or CPUs
-//! without a tiled kernel, run the row kernels on tiles of weight rows × tokens, four tokens
-//! per weight row pass.
+//! in L1 while the block's tokens pass (`crate::quant::gemm_x86`). Small batches, types or
+//! CPUs without a tiled kernel, and batch-invariant models run the row kernels on tiles of
+//! weight rows × tokens, four tokens per weight row pass.
 
 use crate::quant::tile::{ActTile, WeightTile};
 use crate::quant::{RowKernel, TileKernel, TileOut};
