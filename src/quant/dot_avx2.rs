@@ -19,7 +19,7 @@ use std::arch::x86_64::*;
 /// in these loops).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn h2f(b: [u8; 2]) -> f32 {
+pub(super) fn h2f(b: [u8; 2]) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(
         _mm_cvtsi32_si128(u16::from_le_bytes(b) as i32),
     ))
@@ -27,7 +27,7 @@ fn h2f(b: [u8; 2]) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn hsum_f32x8(x: __m256) -> f32 {
+pub(super) fn hsum_f32x8(x: __m256) -> f32 {
     let hi = _mm256_extractf128_ps(x, 1);
     let s = _mm_add_ps(hi, _mm256_castps256_ps128(x));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -157,7 +157,7 @@ const PREFETCH: usize = 4096;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn prefetch(p: *const u8) {
+pub(super) fn prefetch(p: *const u8) {
     // SAFETY: prefetch is a hint and never faults; the address is computed with wrapping
     // arithmetic, so it may lie past the slice without undefined behaviour.
     _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8)
@@ -419,7 +419,7 @@ fn shuffle_q6k(i: usize) -> __m128i {
 /// Q4_K/Q5_K scales and mins unpacked to 16 u16 lanes: 8 scales then 8 mins.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn k4_mins_and_scales(s: &[u8; 12]) -> __m256i {
+pub(super) fn k4_mins_and_scales(s: &[u8; 12]) -> __m256i {
     const KMASK1: u32 = 0x3f3f3f3f;
     const KMASK2: u32 = 0x0f0f0f0f;
     const KMASK3: u32 = 0x03030303;
@@ -444,7 +444,7 @@ fn k4_mins_and_scales(s: &[u8; 12]) -> __m256i {
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn hsum_f32x4(x: __m128) -> f32 {
+pub(super) fn hsum_f32x4(x: __m128) -> f32 {
     let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
     _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)))
 }
@@ -488,19 +488,14 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
             }
         }
         for t in 0..N {
-            let xb = &x[t][b];
-            acc[t] = _mm256_fmadd_ps(
-                _mm256_set1_ps(xb.d() * dw),
-                _mm256_cvtepi32_ps(sumi[t]),
-                acc[t],
+            q4k_accumulate(
+                &x[t][b],
+                (dw, dmin),
+                mins,
+                sumi[t],
+                &mut acc[t],
+                &mut acc_m[t],
             );
-            let q8sums = unsafe { _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i) };
-            let q8s = _mm_hadd_epi16(
-                _mm256_extracti128_si256::<0>(q8sums),
-                _mm256_extracti128_si256::<1>(q8sums),
-            );
-            let prod = _mm_madd_epi16(mins, q8s);
-            acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(-xb.d() * dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
         }
     }
     let mut out = [0f32; N];
@@ -508,6 +503,31 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
         out[t] = hsum_f32x8(acc[t]) + hsum_f32x4(acc_m[t]);
     }
     out
+}
+
+/// The float part of one Q4_K super-block for one activation row: `acc += d_x·d·sumi` (8
+/// lanes of integer sums) and `acc_m -= d_x·dmin·(mins · block sums)`. Shared with
+/// `super::dot_avx512`, whose integer sums are the same lane for lane, so both kernels round
+/// identically.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q4k_accumulate(
+    xb: &BlockQ8K,
+    (dw, dmin): (f32, f32),
+    mins: __m128i,
+    sumi: __m256i,
+    acc: &mut __m256,
+    acc_m: &mut __m128,
+) {
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(xb.d() * dw), _mm256_cvtepi32_ps(sumi), *acc);
+    // SAFETY: `bsums` is 16 × 2 bytes, exactly one unaligned 256-bit load.
+    let q8sums = unsafe { _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i) };
+    let q8s = _mm_hadd_epi16(
+        _mm256_extracti128_si256::<0>(q8sums),
+        _mm256_extracti128_si256::<1>(q8sums),
+    );
+    let prod = _mm_madd_epi16(mins, q8s);
+    *acc_m = _mm_fmadd_ps(_mm_set1_ps(-xb.d() * dmin), _mm_cvtepi32_ps(prod), *acc_m);
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

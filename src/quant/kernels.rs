@@ -126,10 +126,14 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
     if isa.avx2() {
         #[cfg(target_arch = "x86_64")]
         if let Some(dot) = avx2::kernel(dtype) {
+            let (dot, dot4) = match avx512::kernels(dtype) {
+                Some((dot, dot4)) if isa == Isa::Avx512 => (dot, Some(dot4)),
+                _ => (dot, avx2::kernel4(dtype)),
+            };
             return Some(RowKernel {
                 act,
                 dot,
-                dot4: avx2::kernel4(dtype),
+                dot4,
                 simd: true,
                 tile: tile_kernel(dtype, isa),
             });
@@ -250,5 +254,40 @@ mod avx2 {
             Q6_K => q6k,
             _ => return None,
         })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! Safe wrappers: each is only handed out by [`super::row_kernel`] with `Isa::Avx512`, and
+    //! `Isa::Avx512` is only produced by `Isa::detect` after the run-time feature check.
+    use super::super::dot_avx512 as k;
+    use super::{Dot4Fn, DotFn};
+    use crate::gguf::GgmlType;
+
+    fn q4k(w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY: reachable only after `Isa::detect` found avx512f/bw/vnni, avx2, fma, f16c.
+        unsafe { k::q4k(w, x) }
+    }
+    fn q4k_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+        // SAFETY: as above.
+        unsafe { k::q4k_x4(w, x) }
+    }
+    fn q6k(w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY: as above.
+        unsafe { k::q6k(w, x) }
+    }
+    fn q6k_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+        // SAFETY: as above.
+        unsafe { k::q6k_x4(w, x) }
+    }
+
+    /// The AVX-512 row kernels (bitwise the AVX2 ones, faster) for the types that have them.
+    pub fn kernels(dtype: GgmlType) -> Option<(DotFn, Dot4Fn)> {
+        match dtype {
+            GgmlType::Q4_K => Some((q4k, q4k_x4)),
+            GgmlType::Q6_K => Some((q6k, q6k_x4)),
+            _ => None,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Quantized blocks on the CPU: their byte layouts ([`blocks`]), reference dequantization
 //! ([`dequant`]), activation quantization ([`act`]), dot products of a weight row with an
-//! activation row, portable ([`dot_scalar`]) and SIMD ([`dot_avx2`]), and prefill's tiled
+//! activation row, portable ([`dot_scalar`]) and SIMD ([`dot_avx2`], [`dot_avx512`] for Q4_K
+//! and Q6_K), and prefill's tiled
 //! integer GEMM (operands in [`tile`], x86 kernels in `gemm_x86`), picked at run time by
 //! [`kernels`].
 //!
@@ -14,6 +15,8 @@ pub mod blocks;
 pub mod dequant;
 #[cfg(target_arch = "x86_64")]
 pub mod dot_avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod dot_avx512;
 pub mod dot_scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_x86;

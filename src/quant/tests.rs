@@ -291,3 +291,81 @@ fn simd_activation_quantizers_should_equal_portable() {
         assert!(simd == portable, "{act:?}: AVX2 and portable bytes differ");
     }
 }
+
+/// The AVX-512 row kernels are the AVX2 ones bit for bit (same integer sums per lane, same
+/// float steps), so the instruction set never changes a token. Blocks are random bytes (every
+/// byte pattern is a valid Q4_K/Q6_K/Q8_K block once its scale fields are finite), with the
+/// extremes added: all-ones nibbles and six-bit values, the largest and most negative scales,
+/// activations of −128 and 127.
+#[test]
+fn avx512_row_kernels_should_equal_avx2_bitwise() {
+    if Isa::detect() < Isa::Avx512 {
+        eprintln!("SKIPPED: no AVX-512 VNNI on this CPU; its row kernels were not tested");
+        return;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
+    for t in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        let wide = row_kernel(t, Isa::Avx512).unwrap();
+        let narrow = row_kernel(t, Isa::Avx2).unwrap();
+        let (dot4, narrow4) = (wide.dot4.unwrap(), narrow.dot4.unwrap());
+        for blocks in [1usize, 8, 19] {
+            let k = 256 * blocks;
+            let mut w = vec![0u8; t.row_bytes(k as u64).unwrap() as usize];
+            rng.fill(&mut w[..]);
+            let block = w.len() / blocks;
+            for (i, b) in w.chunks_mut(block).enumerate() {
+                let extreme = i == 0;
+                if t == GgmlType::Q4_K {
+                    b[0..2].copy_from_slice(&f16(0.013));
+                    b[2..4].copy_from_slice(&f16(0.007));
+                    if extreme {
+                        b[4..].fill(0xFF); // scales and mins 63, every nibble 15
+                    }
+                } else {
+                    b[208..210].copy_from_slice(&f16(0.011));
+                    if extreme {
+                        b[..192].fill(0xFF); // every value 63
+                        for (j, s) in b[192..208].iter_mut().enumerate() {
+                            *s = if j % 2 == 0 { 0x80 } else { 0x7F }; // −128 and 127
+                        }
+                    }
+                }
+            }
+            let xs: Vec<Vec<u8>> = (0..4)
+                .map(|r| {
+                    let mut x = vec![0u8; wide.act.row_bytes(k)];
+                    rng.fill(&mut x[..]);
+                    for (i, b) in x.chunks_mut(292).enumerate() {
+                        b[0..4].copy_from_slice(&(0.02f32 + r as f32 * 0.001).to_le_bytes());
+                        if i == 0 {
+                            let v = if r % 2 == 0 { 0x80 } else { 0x7F };
+                            b[4..260].fill(v);
+                        }
+                    }
+                    x
+                })
+                .collect();
+            let x4 = [&xs[0][..], &xs[1], &xs[2], &xs[3]];
+            let (got4, want4) = (dot4(&w, x4), narrow4(&w, x4));
+            for r in 0..4 {
+                let (got, want) = ((wide.dot)(&w, &xs[r]), (narrow.dot)(&w, &xs[r]));
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{t} k={k} row {r}: {got} vs {want}"
+                );
+                assert_eq!(
+                    got4[r].to_bits(),
+                    want4[r].to_bits(),
+                    "{t} k={k} dot4 row {r}"
+                );
+                assert_eq!(
+                    got4[r].to_bits(),
+                    got.to_bits(),
+                    "{t} k={k} dot4 row {r} vs dot"
+                );
+            }
+        }
+    }
+}
