@@ -8,45 +8,35 @@
 
 use anyhow::{Context, Result};
 use std::path::Path;
-use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter, Metadata, Value};
+use tokenfab::gguf::{Array, GgmlType, GgufFile, GgufWriter, Metadata, Value};
 use tokenfab::synth::{preset, write_with_tokenizer};
 
 /// The tokenizer keys of a real file with its vocabulary cut to the first `n` tokens (merges
 /// kept only where both halves and the result survive; special ids outside the cut dropped).
 fn small_tokenizer(md: &Metadata, n: usize) -> Result<GgufWriter> {
     let mut w = GgufWriter::new();
-    let tokens: Vec<String> = md
-        .get_array("tokenizer.ggml.tokens")?
-        .iter()
-        .take(n)
-        .map(|v| match v {
-            Value::String(s) => s.clone(),
-            _ => String::new(),
-        })
-        .collect();
-    let have: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
+    let tokens = md.get_str_array("tokenizer.ggml.tokens")?;
+    let have: std::collections::HashSet<&str> = tokens.into_iter().take(n).collect();
     for (k, v) in md.iter() {
         if !k.starts_with("tokenizer.") {
             continue;
         }
         let v = match v {
-            Value::Array(t, items) if k == "tokenizer.ggml.merges" => {
-                let kept = items
+            Value::Array(Array::String(merges)) if k == "tokenizer.ggml.merges" => {
+                let kept = merges
                     .iter()
-                    .filter(|m| match m {
-                        Value::String(s) => s.split_once(' ').is_some_and(|(a, b)| {
+                    .filter(|s| {
+                        s.split_once(' ').is_some_and(|(a, b)| {
                             have.contains(a)
                                 && have.contains(b)
                                 && have.contains(&*format!("{a}{b}"))
-                        }),
-                        _ => false,
+                        })
                     })
                     .take(200)
-                    .cloned()
                     .collect();
-                Value::Array(*t, kept)
+                Value::Array(Array::String(kept))
             }
-            Value::Array(t, items) => Value::Array(*t, items.iter().take(n).cloned().collect()),
+            Value::Array(a) => Value::Array(a.truncated(n)),
             v if k.ends_with("_token_id") && v.as_u64().is_some_and(|i| i as usize >= n) => {
                 continue
             }

@@ -9,6 +9,7 @@
 //! `crate::model::config` through the fallible getters of [`Metadata`], and block layouts of
 //! quantized types live in `crate::quant`.
 
+pub mod array;
 pub mod dtype;
 pub mod error;
 pub mod mmap;
@@ -19,7 +20,7 @@ pub mod writer;
 pub use dtype::GgmlType;
 pub use error::{GgufError, GgufErrorKind};
 pub use mmap::FileBytes;
-pub use value::{Metadata, MetadataError, Value, ValueType};
+pub use value::{Array, Metadata, MetadataError, StringArray, Value, ValueType};
 pub use writer::GgufWriter;
 
 use std::collections::HashMap;

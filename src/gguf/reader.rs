@@ -6,7 +6,7 @@
 
 use super::dtype::GgmlType;
 use super::error::GgufErrorKind as K;
-use super::value::{Metadata, Value, ValueType};
+use super::value::{Array, Metadata, StringArray, Value, ValueType};
 use super::TensorInfo;
 use std::collections::HashMap;
 
@@ -67,9 +67,14 @@ impl<'a> Cursor<'a> {
 
     /// A length-prefixed string; invalid UTF-8 is an error attributed to `key`.
     fn string(&mut self, key: &str, what: &dyn Fn() -> String) -> Result<String, K> {
+        self.str(key, what).map(str::to_string)
+    }
+
+    /// A length-prefixed UTF-8 string, borrowed from the buffer.
+    fn str(&mut self, key: &str, what: &dyn Fn() -> String) -> Result<&'a str, K> {
         let len = self.u64(what)?;
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| K::InvalidUtf8 {
+        std::str::from_utf8(bytes).map_err(|_| K::InvalidUtf8 {
             key: key.to_string(),
         })
     }
@@ -118,11 +123,52 @@ fn read_value(c: &mut Cursor, key: &str, ty: ValueType) -> Result<Value, K> {
             }
             let n = c.u64(w)?;
             let n = check_count(c, "array element", n, elem.min_size())?;
-            let mut items = Vec::with_capacity(n);
+            Value::Array(read_array(c, key, elem, n)?)
+        }
+    })
+}
+
+/// `n` elements of type `elem` (not an array: checked by the caller), into a typed vector;
+/// strings go into one buffer.
+fn read_array(c: &mut Cursor, key: &str, elem: ValueType, n: usize) -> Result<Array, K> {
+    let what = || format!("element of metadata array `{key}`");
+    let w: &dyn Fn() -> String = &what;
+    macro_rules! numbers {
+        ($variant:ident, $t:ty) => {
+            Array::$variant(
+                (0..n)
+                    .map(|_| Ok(<$t>::from_le_bytes(c.array(w)?)))
+                    .collect::<Result<_, K>>()?,
+            )
+        };
+    }
+    Ok(match elem {
+        ValueType::U8 => numbers!(U8, u8),
+        ValueType::I8 => numbers!(I8, i8),
+        ValueType::U16 => numbers!(U16, u16),
+        ValueType::I16 => numbers!(I16, i16),
+        ValueType::U32 => numbers!(U32, u32),
+        ValueType::I32 => numbers!(I32, i32),
+        ValueType::F32 => numbers!(F32, f32),
+        ValueType::U64 => numbers!(U64, u64),
+        ValueType::I64 => numbers!(I64, i64),
+        ValueType::F64 => numbers!(F64, f64),
+        ValueType::Bool => Array::Bool(
+            (0..n)
+                .map(|_| Ok(c.array::<1>(w)?[0] != 0))
+                .collect::<Result<_, K>>()?,
+        ),
+        ValueType::String => {
+            let mut a = StringArray::with_capacity(n);
             for _ in 0..n {
-                items.push(read_value(c, key, elem)?);
+                a.push(c.str(key, w)?);
             }
-            Value::Array(elem, items)
+            Array::String(a)
+        }
+        ValueType::Array => {
+            return Err(K::NestedArray {
+                key: key.to_string(),
+            })
         }
     })
 }

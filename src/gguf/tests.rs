@@ -19,16 +19,12 @@ fn all_values() -> Vec<(&'static str, Value)> {
         ("t.f64", Value::F64(-2.25)),
         (
             "t.arr_str",
-            Value::Array(
-                ValueType::String,
-                vec![Value::String("a".into()), Value::String("<0x0A>".into())],
-            ),
+            Value::Array(Array::String(["a", "", "<0x0A>"].into_iter().collect())),
         ),
-        (
-            "t.arr_f32",
-            Value::Array(ValueType::F32, vec![Value::F32(0.5), Value::F32(-1.0)]),
-        ),
-        ("t.arr_empty", Value::Array(ValueType::I32, vec![])),
+        ("t.arr_f32", Value::Array(Array::F32(vec![0.5, -1.0]))),
+        ("t.arr_empty", Value::Array(Array::I32(vec![]))),
+        ("t.arr_u64", Value::Array(Array::U64(vec![u64::MAX, 0]))),
+        ("t.arr_bool", Value::Array(Array::Bool(vec![true, false]))),
     ]
 }
 

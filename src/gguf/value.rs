@@ -1,6 +1,7 @@
 //! GGUF metadata values: the thirteen value types, and the fallible getters models and the
 //! tokenizer use to read hyper-parameters. A getter's error always names the key.
 
+pub use super::array::{Array, StringArray};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -72,8 +73,8 @@ pub enum Value {
     U64(u64),
     I64(i64),
     F64(f64),
-    /// A homogeneous array; the element type is kept so empty arrays round-trip.
-    Array(ValueType, Vec<Value>),
+    /// A homogeneous array, stored compactly (see [`Array`]).
+    Array(Array),
 }
 
 impl Value {
@@ -144,9 +145,9 @@ impl Value {
         }
     }
 
-    pub fn as_array(&self) -> Option<&[Value]> {
+    pub fn as_array(&self) -> Option<&Array> {
         match self {
-            Value::Array(_, items) => Some(items),
+            Value::Array(a) => Some(a),
             _ => None,
         }
     }
@@ -161,12 +162,12 @@ impl fmt::Display for Value {
                 write!(f, "{short:?}...")
             }
             Value::String(s) => write!(f, "{s:?}"),
-            Value::Array(t, items) if items.len() > 8 => {
-                write!(f, "[{:?} x {}]", t, items.len())
+            Value::Array(a) if a.len() > 8 => {
+                write!(f, "[{:?} x {}]", a.elem_type(), a.len())
             }
-            Value::Array(_, items) => {
+            Value::Array(a) => {
                 f.write_str("[")?;
-                for (i, v) in items.iter().enumerate() {
+                for (i, v) in a.values().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
@@ -287,43 +288,50 @@ impl Metadata {
         v.as_str().ok_or_else(|| Self::wrong(key, v, "string"))
     }
 
-    pub fn get_array(&self, key: &str) -> Result<&[Value], MetadataError> {
+    pub fn get_array(&self, key: &str) -> Result<&Array, MetadataError> {
         let v = self.require(key)?;
         v.as_array().ok_or_else(|| Self::wrong(key, v, "array"))
     }
 
     /// An array of strings (e.g. `tokenizer.ggml.tokens`).
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>, MetadataError> {
-        self.get_array(key)?
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| Self::wrong(key, v, "array of strings"))
-            })
-            .collect()
+        let v = self.require(key)?;
+        match v.as_array().and_then(Array::as_strings) {
+            Some(a) => Ok(a.iter().collect()),
+            None => Err(Self::wrong(key, v, "array of strings")),
+        }
     }
 
     /// An array of numbers as f32 (e.g. `tokenizer.ggml.scores`).
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, MetadataError> {
-        self.get_array(key)?
-            .iter()
-            .map(|v| {
-                v.as_f64()
-                    .map(|x| x as f32)
-                    .ok_or_else(|| Self::wrong(key, v, "array of numbers"))
-            })
-            .collect()
+        let v = self.require(key)?;
+        match v.as_array() {
+            Some(Array::F32(a)) => Ok(a.clone()),
+            Some(a) if !matches!(a, Array::Bool(_) | Array::String(_)) => a
+                .values()
+                .map(|x| {
+                    x.as_f64()
+                        .map(|x| x as f32)
+                        .ok_or_else(|| Self::wrong(key, &x, "array of numbers"))
+                })
+                .collect(),
+            _ => Err(Self::wrong(key, v, "array of numbers")),
+        }
     }
 
     /// An array of integers as i64 (e.g. `tokenizer.ggml.token_type`).
     pub fn get_i64_array(&self, key: &str) -> Result<Vec<i64>, MetadataError> {
-        self.get_array(key)?
-            .iter()
-            .map(|v| {
-                v.as_i64()
-                    .ok_or_else(|| Self::wrong(key, v, "array of integers"))
-            })
-            .collect()
+        let v = self.require(key)?;
+        match v.as_array() {
+            Some(a) => a
+                .values()
+                .map(|x| {
+                    x.as_i64()
+                        .ok_or_else(|| Self::wrong(key, v, "array of integers"))
+                })
+                .collect(),
+            None => Err(Self::wrong(key, v, "array of integers")),
+        }
     }
 
     /// Optional variants: `Ok(None)` when the key is absent, an error when it has the wrong type.

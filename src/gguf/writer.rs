@@ -6,7 +6,7 @@
 
 use super::dtype::GgmlType;
 use super::error::GgufErrorKind;
-use super::value::{Value, ValueType};
+use super::value::{Array, Value};
 use std::collections::HashSet;
 use std::io::Write;
 
@@ -233,22 +233,16 @@ fn put_value(buf: &mut Vec<u8>, v: &Value) -> Result<(), GgufErrorKind> {
         Value::U64(x) => buf.extend_from_slice(&x.to_le_bytes()),
         Value::I64(x) => buf.extend_from_slice(&x.to_le_bytes()),
         Value::F64(x) => buf.extend_from_slice(&x.to_le_bytes()),
-        Value::Array(elem, items) => {
-            if *elem == ValueType::Array {
-                return Err(GgufErrorKind::Write(
-                    "nested arrays are not supported".into(),
-                ));
-            }
-            buf.extend_from_slice(&(*elem as u32).to_le_bytes());
-            buf.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                if item.value_type() != *elem {
-                    return Err(GgufErrorKind::Write(format!(
-                        "array of {elem:?} holds a {:?}",
-                        item.value_type()
-                    )));
+        Value::Array(a) => {
+            buf.extend_from_slice(&(a.elem_type() as u32).to_le_bytes());
+            buf.extend_from_slice(&(a.len() as u64).to_le_bytes());
+            match a {
+                Array::String(strings) => strings.iter().for_each(|s| put_str(buf, s)),
+                _ => {
+                    for item in a.values() {
+                        put_value(buf, &item)?;
+                    }
                 }
-                put_value(buf, item)?;
             }
         }
     }

@@ -70,7 +70,7 @@ fn unk_id(md: &Metadata, vocab: &Vocab) -> Result<Option<u32>, TokenizerError> {
 /// The pipeline tokenfab uses: llama.cpp's merge algorithm over the pieces and scores.
 pub(super) fn build(md: &Metadata, vocab: &Vocab) -> Result<SpmPipeline, TokenizerError> {
     let scores = scores(md, vocab)?;
-    let pieces = vocab.tokens.iter().map(|s| s.to_string()).collect();
+    let pieces = vocab.tokens.iter().copied().collect();
     let model = SpmModel::new(pieces, scores, unk_id(md, vocab)?);
     let mut tk = SpmPipeline::new(model);
     tk.with_normalizer(Some(normalizer()?));
