@@ -293,6 +293,10 @@ impl Model {
                 opts.batch, opts.logit_rows
             )));
         }
+        // a forward pass never holds more tokens than the caches of `n_seq` sequences can
+        // take: size the activations for that (a 64-token context needs 64 rows, not 512)
+        let batch = opts.batch.min(ctx * opts.n_seq.max(1));
+        let logit_rows = opts.logit_rows.min(batch);
         let mut ops = Ops::new(backend);
         ops.backend_mut().set_batch_invariant(opts.batch_invariant);
         // weights + the KV caches of `n_seq` sequences must fit the device: say so before
@@ -304,7 +308,7 @@ impl Model {
             * ctx
             * config.kv_dim()
             * ops.backend_mut().kv_elem_bytes()) as u64;
-        let scratch_bytes = Scratch::bytes(&config, opts.batch, opts.logit_rows);
+        let scratch_bytes = Scratch::bytes(&config, batch, logit_rows);
         ops.backend_mut()
             .reserve(weights, kv_bytes + scratch_bytes)?;
         let mut loader = Loader {
@@ -319,7 +323,7 @@ impl Model {
                 Net::Qwen2(qwen2::Qwen2::load(&config, &mut loader, ctx)?)
             }
         };
-        let scratch = Scratch::new(&mut ops, &config, opts.batch, opts.logit_rows)?;
+        let scratch = Scratch::new(&mut ops, &config, batch, logit_rows)?;
         Ok(Model {
             config,
             file,
@@ -327,8 +331,8 @@ impl Model {
             net,
             scratch,
             ctx,
-            batch: opts.batch,
-            logit_rows: opts.logit_rows,
+            batch,
+            logit_rows,
             spare: Vec::new(),
         })
     }
