@@ -1,7 +1,8 @@
-//! Selecting the kernels for a weight type on this CPU: the row dot products (AVX2 when the
-//! CPU has it, the portable scalar code otherwise) and, for prefill, the tiled GEMM
-//! (`super::gemm_x86`: AVX-512 VNNI, AVX-VNNI or AVX2). The instruction set is detected once,
-//! at run time; `TOKENFAB_ISA` caps it (for measuring the narrower paths on a wide CPU).
+//! Selecting the kernels for a weight type on this CPU: the row dot products (AVX2 or AVX-512
+//! on x86-64, NEON with or without the dot-product extension on aarch64, the portable scalar
+//! code otherwise) and, for prefill on x86-64, the tiled GEMM (`super::gemm_x86`: AVX-512 VNNI,
+//! AVX-VNNI or AVX2). The instruction set is detected once, at run time; `TOKENFAB_ISA` caps
+//! it (for measuring the narrower paths on a wide CPU).
 
 use super::tile::{ActTile, WeightTile};
 use super::{dot_scalar as scalar, ActType};
@@ -49,7 +50,9 @@ pub struct TileKernel {
     pub run: TileFn,
 }
 
-/// Which instruction set the kernels use, narrowest first.
+/// Which instruction set the kernels use: the portable code, or a level of one architecture's
+/// SIMD (x86-64 levels first, then aarch64's), narrowest first within an architecture. Levels
+/// of different architectures do not compare: use [`Isa::runs_here`], not `<=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     Scalar,
@@ -59,14 +62,26 @@ pub enum Isa {
     Avx2Vnni,
     /// AVX-512 F/BW with VNNI (and everything AVX2 has).
     Avx512,
+    /// aarch64 Advanced SIMD (every aarch64 CPU has it).
+    Neon,
+    /// NEON with the dot-product instructions (`sdot`; Armv8.2+, Apple M1+, Cortex-A76+).
+    NeonDot,
 }
 
 impl Isa {
-    /// Every level, narrowest first.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni, Isa::Avx512];
+    /// Every level.
+    pub const ALL: [Isa; 6] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx2Vnni,
+        Isa::Avx512,
+        Isa::Neon,
+        Isa::NeonDot,
+    ];
 
     /// The best instruction set this CPU supports, capped by `TOKENFAB_ISA` (`scalar`, `avx2`,
-    /// `avx2+vnni`, `avx512`) when that is set. Detected once per process.
+    /// `avx2+vnni`, `avx512`, `neon`, `neon+dotprod`) when that names a level this CPU has.
+    /// Detected once per process.
     pub fn detect() -> Self {
         static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *DETECTED.get_or_init(|| {
@@ -75,10 +90,25 @@ impl Isa {
                 .ok()
                 .and_then(|s| Self::parse(&s))
             {
-                Some(cap) => cpu.min(cap),
-                None => cpu,
+                Some(cap) if cap.within(cpu) => cap,
+                _ => cpu,
             }
         })
+    }
+
+    /// Whether the kernels of this level can run on this process's CPU (at or below
+    /// [`Isa::detect`], in its architecture).
+    pub fn runs_here(self) -> bool {
+        self.within(Self::detect())
+    }
+
+    /// Whether `self` is `Scalar` or a level of `of`'s architecture no wider than `of`.
+    fn within(self, of: Isa) -> bool {
+        self == Isa::Scalar || (self.x86() == of.x86() && of != Isa::Scalar && self <= of)
+    }
+
+    fn x86(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512)
     }
 
     /// The best instruction set this CPU supports.
@@ -96,6 +126,14 @@ impl Isa {
                 return Isa::Avx2;
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                return Isa::NeonDot;
+            }
+            return Isa::Neon;
+        }
+        #[allow(unreachable_code)]
         Isa::Scalar
     }
 
@@ -110,12 +148,14 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx2Vnni => "avx2+vnni",
             Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+            Isa::NeonDot => "neon+dotprod",
         }
     }
 
     /// Whether the AVX2 row kernels run.
     pub fn avx2(self) -> bool {
-        self >= Isa::Avx2
+        self.x86()
     }
 }
 
@@ -136,6 +176,18 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
                 dot4,
                 simd: true,
                 tile: tile_kernel(dtype, isa),
+            });
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if matches!(isa, Isa::Neon | Isa::NeonDot) {
+        if let Some(dot) = super::dot_neon::kernel(dtype, isa == Isa::NeonDot) {
+            return Some(RowKernel {
+                act,
+                dot,
+                dot4: None,
+                simd: true,
+                tile: None,
             });
         }
     }
@@ -180,7 +232,7 @@ pub fn tile_kernel(dtype: GgmlType, isa: Isa) -> Option<TileKernel> {
             (Isa::Avx2, _) if super::tile::max_value(dtype) >= 64 => return None,
             (Isa::Avx2, 32) => (8, g::tile_avx2_g32),
             (Isa::Avx2, _) => (8, g::tile_avx2_g16),
-            (Isa::Scalar, _) => return None,
+            (Isa::Scalar | Isa::Neon | Isa::NeonDot, _) => return None,
         };
         Some(TileKernel {
             dtype,

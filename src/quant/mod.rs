@@ -1,7 +1,7 @@
 //! Quantized blocks on the CPU: their byte layouts ([`blocks`]), reference dequantization
 //! ([`dequant`]), activation quantization ([`act`]), dot products of a weight row with an
 //! activation row, portable ([`dot_scalar`]) and SIMD ([`dot_avx2`], [`dot_avx512`] for Q4_K
-//! and Q6_K), and prefill's tiled
+//! and Q6_K, `dot_neon` on aarch64), and prefill's tiled
 //! integer GEMM (operands in [`tile`], x86 kernels in `gemm_x86`), picked at run time by
 //! [`kernels`].
 //!
@@ -17,6 +17,8 @@ pub mod dequant;
 pub mod dot_avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod dot_avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod dot_neon;
 pub mod dot_scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_x86;

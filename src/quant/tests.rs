@@ -217,11 +217,27 @@ fn simd_dots_should_match_scalar() {
         eprintln!("SKIPPED: no SIMD kernels for this CPU; only the scalar ones were tested");
         return;
     }
-    for t in weight_types() {
+    // every SIMD level this CPU runs; NEON keeps the portable kernels' float steps, so it
+    // must give their results bit for bit
+    let levels = Isa::ALL
+        .into_iter()
+        .filter(|i| *i != Isa::Scalar && i.runs_here());
+    for (isa, t) in levels.flat_map(|i| weight_types().into_iter().map(move |t| (i, t))) {
+        let neon = matches!(isa, Isa::Neon | Isa::NeonDot);
+        let neon_types = [
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ];
+        if neon && !neon_types.contains(&t) {
+            continue;
+        }
         for (k, seed) in [(256usize, 10u64), (2048, 11), (4864, 12)] {
             let scalar = row_kernel(t, Isa::Scalar).unwrap();
-            let simd = row_kernel(t, Isa::Avx2).unwrap();
-            assert!(simd.simd, "{t} has no SIMD kernel");
+            let simd = row_kernel(t, isa).unwrap();
+            assert!(simd.simd, "{t} has no SIMD kernel on {}", isa.name());
             let k = if t.block_size() == 256 {
                 k / 256 * 256
             } else {
@@ -235,8 +251,12 @@ fn simd_dots_should_match_scalar() {
             let b = (simd.dot)(&w, &xq);
             assert!(
                 (a - b).abs() <= 1e-4 * a.abs().max(1.0),
-                "{t} k={k}: scalar {a}, simd {b}"
+                "{t} k={k} {}: scalar {a}, simd {b}",
+                isa.name()
             );
+            if neon {
+                assert_eq!(a.to_bits(), b.to_bits(), "{t} k={k} {}", isa.name());
+            }
             if let Some(dot4) = simd.dot4 {
                 // four different activation rows through the four-row kernel
                 let rows: Vec<Vec<u8>> = (0..4u64)
@@ -299,7 +319,7 @@ fn simd_activation_quantizers_should_equal_portable() {
 /// activations of −128 and 127.
 #[test]
 fn avx512_row_kernels_should_equal_avx2_bitwise() {
-    if Isa::detect() < Isa::Avx512 {
+    if !Isa::Avx512.runs_here() {
         eprintln!("SKIPPED: no AVX-512 VNNI on this CPU; its row kernels were not tested");
         return;
     }

@@ -106,8 +106,10 @@ pub fn backends() -> Vec<(&'static str, Ops)> {
         ("cpu avx2", Isa::Avx2),
         ("cpu avx2+vnni", Isa::Avx2Vnni),
         ("cpu avx512", Isa::Avx512),
+        ("cpu neon", Isa::Neon),
+        ("cpu neon+dotprod", Isa::NeonDot),
     ] {
-        if isa <= Isa::detect() {
+        if isa.runs_here() {
             v.push((
                 name,
                 Ops::new(Box::new(CpuBackend::with_isa(2, isa).unwrap())),

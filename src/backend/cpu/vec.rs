@@ -289,6 +289,7 @@ mod tests {
     /// x86-64 there must be, or the test says it cannot test it) — against an f64 reference.
     #[test]
     fn simd_and_portable_agree() {
+        #[allow(unused_mut)] // only x86-64 adds SIMD paths
         let mut paths: Vec<(&str, Dot, DotF16, Axpy)> = vec![(
             "portable",
             portable::dot,
