@@ -11,15 +11,17 @@
 # Presets: llama-3.2-1b (Llama 3 RoPE divisors, rope_freqs.weight), qwen3-0.6b (per-head Q/K
 # norms), gemma-2-2b with 4 of its 26 layers and a 32-token window so the windowed layers
 # differ within a chunk (soft-capped scores and logits, alternating windows), phi-3.5-mini with
-# 2 of its 32 layers (fused QKV and gate/up, LongRoPE's short divisors). Writes
+# 2 of its 32 layers (fused QKV and gate/up, LongRoPE's short divisors), phi-4-mini with 2 of
+# its 32 layers (grouped KV heads, partial rotary: RoPE over 96 of 128 dimensions). Writes
 # tests/data/synth/llama_cpp.json. Needs llama.cpp's tools
 # (../shared/reference/llama-cpp.sh) and numpy.
 #
 #   scripts/record-synth-llama-oracle.sh [LLAMA_BIN_DIR]
 source "$(dirname "${BASH_SOURCE[0]}")/record-common.sh"
-presets=(llama-3.2-1b qwen3-0.6b gemma-2-2b phi-3.5-mini)
+presets=(llama-3.2-1b qwen3-0.6b gemma-2-2b phi-3.5-mini phi-4-mini)
 synth_args="--type q8_0 --qk-gain 2 --seed 7"
-declare -A extra=([gemma-2-2b]="--layers 4 --sliding-window 32" [phi-3.5-mini]="--layers 2")
+declare -A extra=([gemma-2-2b]="--layers 4 --sliding-window 32" [phi-3.5-mini]="--layers 2"
+  [phi-4-mini]="--layers 2")
 for p in "${presets[@]}"; do
   # shellcheck disable=SC2086
   "$tf" synth --preset "$p" $synth_args ${extra[$p]:-} -o "$work/$p.gguf" \

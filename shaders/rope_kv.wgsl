@@ -6,10 +6,12 @@
 //
 // One invocation per (token, head, pair): per token the n_head query heads, then the
 // n_head_kv key heads, then the n_head_kv value heads (a value "pair" is copied, not turned).
-// NEOX layout (mode 0) pairs (i, i + head_dim / 2); NORM layout (mode 1) pairs (2i, 2i + 1).
+// NEOX layout (mode 0) pairs (i, i + n_rot / 2); NORM layout (mode 1) pairs (2i, 2i + 1);
+// pairs i >= n_rot / 2 (partial rotary) are (2i, 2i + 1) with (cos, sin) = (1, 0), as in
+// rope.wgsl.
 //
 // Params P: 0 n tokens, 1 n_head, 2 n_head_kv, 3 head_dim, 4 pos0, 5 mode, 6 row0 (the
-// first of the n rows of Q, K, V: one sequence's tokens in a batch).
+// first of the n rows of Q, K, V: one sequence's tokens in a batch), 7 n_rot.
 // Dispatch: 1-D over n * (n_head + 2 n_head_kv) * head_dim / 2, folded into (x, y) by
 // WG * 32768.
 
@@ -41,8 +43,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let pos = P[4] + t;
     // the pair's offsets within a head
     var a = i;
-    var b = i + half;
-    if (P[5] == 1u) {
+    var b = i + P[7] / 2u;
+    if (P[5] == 1u || 2u * i >= P[7]) {
         a = 2u * i;
         b = a + 1u;
     }

@@ -43,10 +43,12 @@ pub struct Preset {
     pub sliding_window: Option<usize>,
     /// Gemma 2's soft caps of attention scores and of logits.
     pub softcap: Option<(f32, f32)>,
+    /// Partial rotary: RoPE over this many of each head's dimensions (`None`: all).
+    pub n_rot: Option<usize>,
 }
 
 /// Shapes from the models' published configs (Hugging Face config.json).
-pub const PRESETS: [Preset; 8] = [
+pub const PRESETS: [Preset; 9] = [
     Preset {
         name: "gemma3-270m",
         arch: "gemma3",
@@ -65,6 +67,7 @@ pub const PRESETS: [Preset; 8] = [
         qk_gain: 1.0,
         sliding_window: Some(512),
         softcap: None,
+        n_rot: None,
     },
     Preset {
         name: "qwen2.5-0.5b",
@@ -84,6 +87,7 @@ pub const PRESETS: [Preset; 8] = [
         qk_gain: 1.0,
         sliding_window: None,
         softcap: None,
+        n_rot: None,
     },
     Preset {
         name: "llama-3.2-1b",
@@ -103,6 +107,7 @@ pub const PRESETS: [Preset; 8] = [
         qk_gain: 1.0,
         sliding_window: None,
         softcap: None,
+        n_rot: None,
     },
     Preset {
         name: "llama-3.1-8b",
@@ -122,6 +127,7 @@ pub const PRESETS: [Preset; 8] = [
         qk_gain: 1.0,
         sliding_window: None,
         softcap: None,
+        n_rot: None,
     },
     Preset {
         name: "qwen3-0.6b",
@@ -141,6 +147,7 @@ pub const PRESETS: [Preset; 8] = [
         qk_gain: 1.0,
         sliding_window: None,
         softcap: None,
+        n_rot: None,
     },
     Preset {
         name: "gemma-2-2b",
@@ -160,6 +167,7 @@ pub const PRESETS: [Preset; 8] = [
         qk_gain: 1.0,
         sliding_window: Some(4096),
         softcap: Some((50.0, 30.0)),
+        n_rot: None,
     },
     Preset {
         name: "mistral-7b",
@@ -179,6 +187,7 @@ pub const PRESETS: [Preset; 8] = [
         qk_gain: 1.0,
         sliding_window: Some(4096),
         softcap: None,
+        n_rot: None,
     },
     // fused Q‖K‖V and gate‖up, LongRoPE (short/long divisors, magnitude factor) from 4096
     // original positions
@@ -200,6 +209,29 @@ pub const PRESETS: [Preset; 8] = [
         qk_gain: 1.0,
         sliding_window: None,
         softcap: None,
+        n_rot: None,
+    },
+    // Phi-3.5-mini's layout with grouped KV heads, a tied embedding, a 200k vocabulary and
+    // partial rotary: RoPE over 96 of each head's 128 dimensions
+    Preset {
+        name: "phi-4-mini",
+        arch: "phi3",
+        n_embd: 3072,
+        n_layer: 32,
+        n_head: 24,
+        n_head_kv: 8,
+        head_dim: 128,
+        n_ff: 8192,
+        n_vocab: 200_064,
+        ctx: 131_072,
+        rope_base: 10_000.0,
+        eps: 1e-5,
+        tied: true,
+        rope_freqs: false,
+        qk_gain: 1.0,
+        sliding_window: None,
+        softcap: None,
+        n_rot: Some(96),
     },
 ];
 
@@ -344,8 +376,9 @@ fn tensors(p: &Preset) -> Vec<(String, Vec<u64>, bool)> {
         t("ffn_down.weight", vec![ff, d]);
     }
     if phi3 {
-        v.push(("rope_factors_long.weight".to_string(), vec![hd / 2], false));
-        v.push(("rope_factors_short.weight".to_string(), vec![hd / 2], false));
+        let pairs = p.n_rot.map_or(hd, |r| r as u64) / 2;
+        v.push(("rope_factors_long.weight".to_string(), vec![pairs], false));
+        v.push(("rope_factors_short.weight".to_string(), vec![pairs], false));
     }
     v.push(("output_norm.weight".to_string(), vec![d], false));
     if p.rope_freqs {
@@ -517,7 +550,10 @@ pub fn write_with_tokenizer(
     }
     if a == "phi3" {
         let orig = PHI3_ORIGINAL_CTX;
-        w.set(&format!("{a}.rope.dimension_count"), u(p.head_dim));
+        w.set(
+            &format!("{a}.rope.dimension_count"),
+            u(p.n_rot.unwrap_or(p.head_dim)),
+        );
         w.set(
             &format!("{a}.rope.scaling.attn_factor"),
             Value::F32(longrope_attn_factor(p.ctx, orig)),
@@ -568,7 +604,9 @@ pub fn write_with_tokenizer(
             let v: Vec<f32> = match name.as_str() {
                 "rope_freqs.weight" => llama3_rope_divisors(p.head_dim, p.rope_base),
                 // LongRoPE's shapes: long divisors like Llama 3's (1 to 32), short ones mild
-                "rope_factors_long.weight" => llama3_rope_divisors(p.head_dim, p.rope_base),
+                "rope_factors_long.weight" => {
+                    llama3_rope_divisors(p.n_rot.unwrap_or(p.head_dim), p.rope_base)
+                }
                 "rope_factors_short.weight" => (0..cols)
                     .map(|i| 1.0 + 0.5 * i as f32 / cols as f32)
                     .collect(),
@@ -674,13 +712,14 @@ mod tests {
                 / 1e9
         };
         // Hugging Face model cards: 268 M, 494 M, 1.24 B, 8.03 B, 0.6 B (596 M with the
-        // embedding, which Qwen3-0.6B ties)
+        // embedding, which Qwen3-0.6B ties), 3.84 B
         for (name, want) in [
             ("gemma3-270m", 0.268),
             ("qwen2.5-0.5b", 0.494),
             ("llama-3.2-1b", 1.236),
             ("llama-3.1-8b", 8.030),
             ("qwen3-0.6b", 0.596),
+            ("phi-4-mini", 3.836),
         ] {
             let got = params(name);
             assert!((got - want).abs() / want < 0.01, "{name}: {got} B");

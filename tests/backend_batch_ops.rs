@@ -22,7 +22,7 @@ fn ops_should_run_several_sequences_in_one_batch() {
         eprintln!("  backend {name}");
         for layout in [RopeLayout::Neox, RopeLayout::Norm] {
             let rope = ops
-                .rope_table(layout, hd, rope_spec(hd, 10000.0, 1.0).table(64))
+                .rope_table(layout, hd, hd, rope_spec(hd, 10000.0, 1.0).table(64))
                 .unwrap();
             let q = rand_vec(n_all * qd, 71, 1.0);
             let k = rand_vec(n_all * kvd, 72, 1.0);

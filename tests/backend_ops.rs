@@ -288,12 +288,16 @@ fn matmul_qkv_should_match_reference() {
 fn rope_store_kv_should_equal_rope_then_store() {
     for (name, mut ops) in backends() {
         eprintln!("  backend {name}");
-        for layout in [RopeLayout::Neox, RopeLayout::Norm] {
+        for (layout, n_rot) in [
+            (RopeLayout::Neox, 16),
+            (RopeLayout::Norm, 16),
+            (RopeLayout::Neox, 12),
+        ] {
             let (hd, nh, nkv, n, pos0) = (16, 4, 2, 3, 5);
             let ctx = pos0 + n;
-            let rope = ops
-                .rope_table(layout, hd, rope_spec(hd, 10000.0, 1.0).table(64))
-                .unwrap();
+            let mut spec = rope_spec(hd, 10000.0, 1.0);
+            spec.n_rot = n_rot;
+            let rope = ops.rope_table(layout, hd, n_rot, spec.table(64)).unwrap();
             let q = rand_vec(n * nh * hd, 31, 1.0);
             let k = rand_vec(n * nkv * hd, 32, 1.0);
             let v = rand_vec(n * nkv * hd, 33, 1.0);
@@ -550,27 +554,35 @@ fn row_ops_should_match_reference() {
     }
 }
 
+/// RoPE by hand in f64, as ggml's `ggml_compute_forward_rope` defines it: pairs `(i, i +
+/// n_rot/2)` (NEOX) or `(2i, 2i+1)` (NORM) for `i < n_rot/2`, turned by `pos · base^(-2i/n_rot)`;
+/// the dimensions past `n_rot` (partial rotary, Phi-4-mini) unchanged.
 #[test]
 fn rope_should_rotate_neox_and_adjacent_pairs() {
     for (name, mut ops) in backends() {
         eprintln!("  backend {name}");
-        for layout in [RopeLayout::Neox, RopeLayout::Norm] {
+        for (layout, n_rot) in [
+            (RopeLayout::Neox, 8),
+            (RopeLayout::Norm, 8),
+            (RopeLayout::Neox, 6),
+            (RopeLayout::Norm, 4),
+        ] {
             let (hd, heads, n, pos0) = (8, 3, 4, 5);
-            let rope = ops
-                .rope_table(layout, hd, rope_spec(hd, 10000.0, 0.5).table(64))
-                .unwrap();
+            let mut spec = rope_spec(hd, 10000.0, 0.5);
+            spec.n_rot = n_rot;
+            let rope = ops.rope_table(layout, hd, n_rot, spec.table(64)).unwrap();
             let x = rand_vec(n * heads * hd, 11, 1.0);
             let b = put(&mut ops, &x);
             ops.rope(b, &rope, 0, n, heads, pos0).unwrap();
-            let mut want = vec![0f64; x.len()];
+            let mut want: Vec<f64> = x.iter().map(|&v| v as f64).collect();
             for t in 0..n {
                 for h in 0..heads {
                     let base = (t * heads + h) * hd;
-                    for i in 0..hd / 2 {
+                    for i in 0..n_rot / 2 {
                         let theta =
-                            0.5 * (pos0 + t) as f64 * 10000f64.powf(-2.0 * i as f64 / hd as f64);
+                            0.5 * (pos0 + t) as f64 * 10000f64.powf(-2.0 * i as f64 / n_rot as f64);
                         let (a, b) = match layout {
-                            RopeLayout::Neox => (base + i, base + i + hd / 2),
+                            RopeLayout::Neox => (base + i, base + i + n_rot / 2),
                             RopeLayout::Norm => (base + 2 * i, base + 2 * i + 1),
                         };
                         let (x0, x1) = (x[a] as f64, x[b] as f64);
@@ -581,7 +593,7 @@ fn rope_should_rotate_neox_and_adjacent_pairs() {
             }
             assert!(
                 nmse(&read(&mut ops, b, x.len()), &want) < 1e-10,
-                "{name} rope {layout:?}"
+                "{name} rope {layout:?} n_rot {n_rot}"
             );
             assert!(
                 ops.rope(b, &rope, 0, n, heads, 62).is_err(),

@@ -24,7 +24,7 @@ fn reduced(preset: &str) -> synth::Preset {
             p.n_layer = 4;
             p.sliding_window = Some(4);
         }
-        "mistral-7b" | "phi-3.5-mini" => p.n_layer = 2,
+        "mistral-7b" | "phi-3.5-mini" | "phi-4-mini" => p.n_layer = 2,
         _ => {}
     }
     p
@@ -79,6 +79,7 @@ fn synthetic_presets_should_be_valid_gguf_and_run() {
         "gemma-2-2b",
         "mistral-7b",
         "phi-3.5-mini",
+        "phi-4-mini",
     ] {
         let path = write(dir.path(), preset);
         // another reader: candle-core's GGUF parser sees the same tensors and shapes
@@ -231,6 +232,12 @@ fn synthetic_gemma2_should_match_cpu_on_wgpu() {
 #[test]
 fn synthetic_phi3_should_match_cpu_on_wgpu() {
     check_wgpu("phi-3.5-mini");
+}
+
+/// Phi-4-mini's partial rotary (96 of 128 dimensions) on wgpu (2 layers).
+#[test]
+fn synthetic_phi4_mini_should_match_cpu_on_wgpu() {
+    check_wgpu("phi-4-mini");
 }
 
 /// LongRoPE picks its divisors by the context a model is loaded for: the short ones up to the

@@ -34,6 +34,7 @@ const TINY: Preset = Preset {
     qk_gain: 1.0,
     sliding_window: None,
     softcap: None,
+    n_rot: None,
 };
 
 /// (dispatches, passes, submits, host waits) per decoded token, and the greedy tokens.

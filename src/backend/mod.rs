@@ -62,7 +62,7 @@ impl Weight {
 /// Which elements RoPE rotates together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RopeLayout {
-    /// Pairs `(i, i + head_dim/2)` (GPT-NeoX; Gemma, Qwen2).
+    /// Pairs `(i, i + n_rot/2)` (GPT-NeoX; Gemma, Qwen2, Phi-3).
     Neox,
     /// Pairs `(2i, 2i + 1)` (Llama).
     Norm,
@@ -74,7 +74,24 @@ pub struct Rope {
     pub(crate) id: u32,
     pub layout: RopeLayout,
     pub head_dim: usize,
+    /// Dimensions of a head that RoPE turns, from the first (`head_dim`, or fewer for partial
+    /// rotary: Phi-4-mini turns 96 of 128); the rest pass through.
+    pub n_rot: usize,
     pub max_pos: usize,
+}
+
+impl Rope {
+    /// The two elements of a head that pair `i` (of `head_dim / 2`; table entry `i`) holds.
+    /// Pairs below `n_rot / 2` are the rotated ones, `(i, i + n_rot/2)` (NEOX) or `(2i, 2i+1)`
+    /// (NORM); the pairs past them are `(2i, 2i + 1)`, the dimensions RoPE leaves alone, with
+    /// `(cos, sin) = (1, 0)` in the table, so every backend can run every pair the same way.
+    #[inline]
+    pub fn pair(layout: RopeLayout, n_rot: usize, i: usize) -> (usize, usize) {
+        match layout {
+            RopeLayout::Neox if 2 * i < n_rot => (i, i + n_rot / 2),
+            _ => (2 * i, 2 * i + 1),
+        }
+    }
 }
 
 /// Gated activation of a feed-forward block: `out = act(gate) * up`.
@@ -230,7 +247,13 @@ pub trait Backend: Send {
 
     /// Takes a RoPE table built on the host (`model::rope`): `(cos, sin)` per pair of a head of
     /// `head_dim` for positions `0..table.len() / head_dim`. Backends store or upload it.
-    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope>;
+    fn rope_table(
+        &mut self,
+        layout: RopeLayout,
+        head_dim: usize,
+        n_rot: usize,
+        table: Vec<f32>,
+    ) -> Result<Rope>;
 
     /// `out[i] = table[ids[i]]` (rows dequantized to f32).
     fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()>;

@@ -177,18 +177,23 @@ impl Ops {
         &mut self,
         layout: RopeLayout,
         head_dim: usize,
+        n_rot: usize,
         table: Vec<f32>,
     ) -> Result<Rope> {
         check(head_dim.is_multiple_of(2) && head_dim > 0, || {
             format!("rope: odd head_dim {head_dim}")
         })?;
+        check(
+            n_rot.is_multiple_of(2) && n_rot > 0 && n_rot <= head_dim,
+            || format!("rope: {n_rot} rotated dimensions of a {head_dim}-dimension head"),
+        )?;
         check(table.len().is_multiple_of(head_dim), || {
             format!(
                 "rope: a table of {} values is not whole rows of {head_dim}",
                 table.len()
             )
         })?;
-        self.backend.rope_table(layout, head_dim, table)
+        self.backend.rope_table(layout, head_dim, n_rot, table)
     }
 
     pub fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

@@ -175,7 +175,13 @@ impl Backend for ReferenceBackend {
         8
     }
 
-    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope> {
+    fn rope_table(
+        &mut self,
+        layout: RopeLayout,
+        head_dim: usize,
+        n_rot: usize,
+        table: Vec<f32>,
+    ) -> Result<Rope> {
         let max_pos = table.len() / head_dim.max(1);
         self.ropes
             .push(table.into_iter().map(f64::from).collect::<Vec<f64>>());
@@ -183,6 +189,7 @@ impl Backend for ReferenceBackend {
             id: self.ropes.len() as u32 - 1,
             layout,
             head_dim,
+            n_rot,
             max_pos,
         })
     }
@@ -283,18 +290,15 @@ impl Backend for ReferenceBackend {
         self.check(x, (row0 + n) * heads * hd, "rope")?;
         let cs = &self.ropes[rope.id as usize];
         let xs = &mut self.bufs[x.id as usize];
-        let half = hd / 2;
         for t in 0..n {
             let table = &cs[(pos0 + t) * hd..(pos0 + t + 1) * hd];
             for h in 0..heads {
                 let at = ((row0 + t) * heads + h) * hd;
                 let v = &mut xs[at..at + hd];
-                for i in 0..half {
+                // the pairs past n_rot / 2 pass through
+                for i in 0..rope.n_rot / 2 {
                     let (c, s) = (table[2 * i], table[2 * i + 1]);
-                    let (ia, ib) = match rope.layout {
-                        RopeLayout::Neox => (i, i + half),
-                        RopeLayout::Norm => (2 * i, 2 * i + 1),
-                    };
+                    let (ia, ib) = Rope::pair(rope.layout, rope.n_rot, i);
                     let (x0, x1) = (v[ia], v[ib]);
                     v[ia] = x0 * c - x1 * s;
                     v[ib] = x0 * s + x1 * c;

@@ -76,6 +76,9 @@ pub struct Config {
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
+    /// Dimensions of each head RoPE turns (`rope.dimension_count`; `head_dim` unless partial
+    /// rotary: Phi-4-mini turns 96 of 128).
+    pub n_rot: usize,
     pub n_vocab: usize,
     pub ctx_train: usize,
     pub eps: f32,
@@ -162,19 +165,16 @@ impl Config {
             Some(_) => get("rope.scaling.original_context_length", 1)?,
             None => ctx_train,
         };
-        // RoPE over part of each head (Phi-4-mini rotates 96 of 128) is not implemented
-        if md
-            .opt_u64(&key("rope.dimension_count"))
-            .map_err(merr)?
-            .is_some()
-        {
-            let n_rot = get("rope.dimension_count", 1)?;
-            if n_rot != head_dim {
-                return Err(ModelError::Unsupported(format!(
-                    "{}: RoPE over {n_rot} of each head's {head_dim} dimensions (partial rotary) is not supported",
-                    f.path().display()
-                )));
-            }
+        // RoPE over part of each head (partial rotary: Phi-4-mini turns 96 of 128)
+        let n_rot = match md.opt_u64(&key("rope.dimension_count")).map_err(merr)? {
+            Some(_) => get("rope.dimension_count", 2)?,
+            None => head_dim,
+        };
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: RoPE over {n_rot} of each head's {head_dim} dimensions (it must be an even number, at most {head_dim})",
+                f.path().display()
+            )));
         }
         let n_layer = get("block_count", 1)?;
         // every layer has tensors: a larger count is a corrupt file (and must not size the
@@ -265,6 +265,7 @@ impl Config {
             n_head,
             n_head_kv,
             head_dim,
+            n_rot,
             n_vocab,
             ctx_train,
             eps,

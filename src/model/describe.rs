@@ -66,8 +66,12 @@ fn write_report(s: &mut String, label: &str, f: &GgufFile, metadata: bool) -> st
                 }
                 (None, None) => String::new(),
             };
+            let partial = match c.n_rot < c.head_dim {
+                true => format!(" over {} of {} dimensions", c.n_rot, c.head_dim),
+                false => String::new(),
+            };
             let mut att = format!(
-                "context {} (trained), RoPE base {}{scaling}{divisors}, RMS eps {}",
+                "context {} (trained), RoPE base {}{partial}{scaling}{divisors}, RMS eps {}",
                 c.ctx_train, c.rope_base, c.eps
             );
             let windowed: Vec<usize> = c.layers.iter().filter_map(|l| l.window).collect();
@@ -233,11 +237,11 @@ mod tests {
             .unwrap();
             GgufFile::from_bytes("<t>", w.to_bytes().unwrap()).unwrap()
         };
-        // Phi-4-mini's partial rotary: RoPE over 64 of a head's 128 dimensions
-        let f = with("phi3", "phi3.rope.dimension_count", Value::U32(64));
+        // partial rotary must turn an even number of dimensions, at most a head's
+        let f = with("phi3", "phi3.rope.dimension_count", Value::U32(130));
         let d = describe("p.gguf", &f, false);
         assert!(
-            d.contains("RoPE over 64 of each head's 128 dimensions"),
+            d.contains("RoPE over 130 of each head's 128 dimensions (it must be an even number"),
             "{d}"
         );
         // a block count no file could hold is refused before anything is sized by it

@@ -70,10 +70,12 @@ impl Gemma3 {
         let rope_local = l.ops.rope_table(
             RopeLayout::Neox,
             hd,
+            hd,
             RopeSpec::new(hd, c.rope_base_swa).table(ctx),
         )?;
         let rope_global = l.ops.rope_table(
             RopeLayout::Neox,
+            hd,
             hd,
             c.rope_scaling.spec(hd, c.rope_base).table(ctx),
         )?;

@@ -105,6 +105,7 @@ impl Qwen2 {
             .opt("output.weight", &[d, c.n_vocab])?
             .unwrap_or(token_embd);
         let mut spec = c.rope_scaling.spec(c.head_dim, c.rope_base);
+        spec.n_rot = c.n_rot;
         spec.attn_factor = c.rope_attn_factor;
         // LongRoPE (llama.cpp's `get_rope_factors`): the long divisors for a context past the
         // original one, else the short
@@ -113,12 +114,14 @@ impl Qwen2 {
             true => "rope_factors_long.weight",
             false => "rope_factors_short.weight",
         };
-        spec.factors = l.host_positive(divisors, c.head_dim / 2, "RoPE divisors")?;
+        spec.factors = l.host_positive(divisors, c.n_rot / 2, "RoPE divisors")?;
         let layout = match c.arch {
             Arch::Llama => RopeLayout::Norm,
             _ => RopeLayout::Neox,
         };
-        let rope = l.ops.rope_table(layout, c.head_dim, spec.table(ctx))?;
+        let rope = l
+            .ops
+            .rope_table(layout, c.head_dim, c.n_rot, spec.table(ctx))?;
         Ok(Qwen2 {
             token_embd,
             layers,

@@ -1,9 +1,11 @@
 //! RoPE tables as llama.cpp computes them (ggml's `ggml_rope_cache_init` / `rope_yarn`), built
 //! once on the host and handed to the backend, which only stores or uploads them: the angle
-//! of pair `i` of a head at position `p` is `p · base^(-2i/head_dim)`, divided by a frequency
+//! of pair `i` of a head at position `p` is `p · base^(-2i/n_rot)`, divided by a frequency
 //! factor (Llama 3's `rope_freqs.weight`), scaled by `freq_scale` (linear scaling) or blended
 //! between the scaled and unscaled angle per pair (YaRN), with YaRN's magnitude correction on
-//! cos and sin. The table is `[max_pos][head_dim / 2][cos, sin]`.
+//! cos and sin. The table is `[max_pos][head_dim / 2][cos, sin]`; with partial rotary
+//! (`n_rot < head_dim`) the pairs past `n_rot / 2` hold `(1, 0)`: those dimensions pass
+//! through (`crate::backend::Rope::pair` says which elements each pair is).
 //!
 //! Scaling types come from `{arch}.rope.scaling.*` as llama.cpp reads them: no type key means
 //! linear (with `scaling.factor`, or 1), `none` means no scaling whatever the factor says.
@@ -27,10 +29,12 @@ pub struct Yarn {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RopeSpec {
     pub head_dim: usize,
+    /// Dimensions turned (`head_dim`, or fewer for partial rotary); ggml's `n_dims`.
+    pub n_rot: usize,
     pub base: f32,
     /// 1 / the scaling factor (1 = none).
     pub freq_scale: f32,
-    /// One divisor per pair (`head_dim / 2`), from `rope_freqs.weight` (Llama 3) or
+    /// One divisor per rotated pair (`n_rot / 2`), from `rope_freqs.weight` (Llama 3) or
     /// `rope_factors_{short,long}.weight` (Phi-3's LongRoPE).
     pub factors: Option<Vec<f32>>,
     pub yarn: Option<Yarn>,
@@ -138,6 +142,7 @@ impl RopeSpec {
     pub fn new(head_dim: usize, base: f32) -> Self {
         RopeSpec {
             head_dim,
+            n_rot: head_dim,
             base,
             freq_scale: 1.0,
             factors: None,
@@ -149,7 +154,7 @@ impl RopeSpec {
     /// YaRN's correction range: the pairs below `dims[0]` keep the unscaled angle, those above
     /// `dims[1]` the scaled one (ggml's `ggml_rope_yarn_corr_dims`).
     fn corr_dims(&self, y: &Yarn) -> [f32; 2] {
-        let n_dims = self.head_dim as f32;
+        let n_dims = self.n_rot as f32;
         let dim = |n_rot: f32| {
             n_dims * (y.n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
                 / (2.0 * self.base.ln())
@@ -161,8 +166,8 @@ impl RopeSpec {
 
     /// `(cos, sin)` for every pair of positions `0..max_pos`, in ggml's f32 arithmetic.
     pub fn table(&self, max_pos: usize) -> Vec<f32> {
-        let half = self.head_dim / 2;
-        let theta_scale = self.base.powf(-2.0 / self.head_dim as f32);
+        let half = self.n_rot / 2;
+        let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
         let (ext_factor, mut mscale, corr) = match &self.yarn {
             Some(y) => (y.ext_factor, y.attn_factor, self.corr_dims(y)),
             None => (0.0, 1.0, [0.0, 0.0]),
@@ -189,6 +194,10 @@ impl RopeSpec {
                 out.push(t.sin() * mscale);
                 theta *= theta_scale;
             }
+            // the dimensions partial rotary leaves alone
+            for _ in half..self.head_dim / 2 {
+                out.extend([1.0, 0.0]);
+            }
         }
         out
     }
@@ -213,6 +222,26 @@ mod tests {
             let (c, s) = at(&t, 8, pos, i);
             assert!((c as f64 - angle.cos()).abs() < 2e-6, "{pos} {i}");
             assert!((s as f64 - angle.sin()).abs() < 2e-6, "{pos} {i}");
+        }
+    }
+
+    /// Partial rotary (Phi-4-mini: 96 of 128): angles over `n_rot`, divisors per rotated pair,
+    /// and `(1, 0)` for the pairs past them.
+    #[test]
+    fn partial_rotary_turns_n_rot_dimensions_and_leaves_the_rest() {
+        let mut s = RopeSpec::new(8, 10_000.0);
+        s.n_rot = 6;
+        s.factors = Some(vec![1.0, 2.0, 4.0]);
+        let t = s.table(30);
+        assert_eq!(t.len(), 30 * 8);
+        for pos in [0, 1, 17, 29] {
+            for i in 0..3 {
+                let angle = pos as f64 * 10_000f64.powf(-2.0 * i as f64 / 6.0) / [1.0, 2.0, 4.0][i];
+                let (c, s) = at(&t, 8, pos, i);
+                assert!((c as f64 - angle.cos()).abs() < 2e-6, "{pos} {i}");
+                assert!((s as f64 - angle.sin()).abs() < 2e-6, "{pos} {i}");
+            }
+            assert_eq!(at(&t, 8, pos, 3), (1.0, 0.0));
         }
     }
 

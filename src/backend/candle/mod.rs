@@ -263,7 +263,13 @@ impl Backend for CandleBackend {
         2
     }
 
-    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope> {
+    fn rope_table(
+        &mut self,
+        layout: RopeLayout,
+        head_dim: usize,
+        n_rot: usize,
+        table: Vec<f32>,
+    ) -> Result<Rope> {
         let max_pos = table.len() / head_dim;
         let (cos, sin): (Vec<f32>, Vec<f32>) = table.chunks(2).map(|p| (p[0], p[1])).unzip();
         let shape = (max_pos, head_dim / 2);
@@ -275,6 +281,7 @@ impl Backend for CandleBackend {
             id: (self.ropes.len() - 1) as u32,
             layout,
             head_dim,
+            n_rot,
             max_pos,
         })
     }

@@ -34,12 +34,28 @@ impl CandleBackend {
         pos0: usize,
     ) -> Result<()> {
         // positions were checked by `Ops`
-        let hd = rope.head_dim;
+        let (hd, nr) = (rope.head_dim, rope.n_rot);
         let t = &self.ropes[rope.id as usize];
-        let cos = t.cos.narrow(0, pos0, n).map_err(err)?;
-        let sin = t.sin.narrow(0, pos0, n).map_err(err)?;
+        // the rotated pairs' columns (partial rotary: the first n_rot / 2)
+        let cols = |t: &candle_core::Tensor| {
+            t.narrow(0, pos0, n)
+                .and_then(|t| t.narrow(1, 0, nr / 2))
+                .and_then(|t| t.contiguous())
+        };
+        let (cos, sin) = (cols(&t.cos), cols(&t.sin));
+        let (cos, sin) = (cos.map_err(err)?, sin.map_err(err)?);
         let off = row0 * heads * hd;
-        let xs = self.view(x, off, n * heads * hd)?;
+        let all = self.view(x, off, n * heads * hd)?;
+        // partial rotary: rope over each head's first n_rot dimensions, the rest as they are
+        let (xs, pass) = if nr < hd {
+            let heads_view = all.reshape((n * heads, hd)).map_err(err)?;
+            let r = heads_view.narrow(1, 0, nr).and_then(|t| t.contiguous());
+            let p = heads_view.narrow(1, nr, hd - nr);
+            (r.map_err(err)?, Some(p.map_err(err)?))
+        } else {
+            (all, None)
+        };
+        let hd = nr;
         let y = match rope.layout {
             // [tokens, heads, head_dim] is candle-nn's `thd` layout
             RopeLayout::Neox => xs
@@ -60,6 +76,13 @@ impl CandleBackend {
                 .and_then(|t| t.reshape((heads, n, hd)))
                 .and_then(|t| t.transpose(0, 1))
                 .map_err(err)?,
+        };
+        let y = match pass {
+            Some(p) => y
+                .reshape((n * heads, hd))
+                .and_then(|y| candle_core::Tensor::cat(&[&y, &p], 1))
+                .map_err(err)?,
+            None => y,
         };
         self.store(x, off, &y)
     }

@@ -2,7 +2,7 @@
 //! They are O(hidden size) per token, so they run single-threaded for decode and across rows
 //! in parallel for prefill.
 
-use crate::backend::{Glu, RopeLayout};
+use crate::backend::{Glu, Rope};
 use half::f16;
 use rayon::prelude::*;
 
@@ -26,28 +26,18 @@ pub fn rms_norm(pool: &rayon::ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// Rotates pairs `(i, i + d/2)` of every head of every token: `cs` holds `(cos, sin)` per
-/// position and pair.
-pub fn rope(
-    x: &mut [f32],
-    cs: &[f32],
-    layout: RopeLayout,
-    n: usize,
-    heads: usize,
-    hd: usize,
-    pos0: usize,
-) {
-    let half = hd / 2;
+/// Rotates the pairs of every head of every token ([`Rope::pair`]): `cs` holds `(cos, sin)`
+/// per position and pair.
+pub fn rope(x: &mut [f32], cs: &[f32], rope: &Rope, n: usize, heads: usize, pos0: usize) {
+    let hd = rope.head_dim;
     for t in 0..n {
         let table = &cs[(pos0 + t) * hd..(pos0 + t + 1) * hd];
         for h in 0..heads {
             let v = &mut x[(t * heads + h) * hd..(t * heads + h + 1) * hd];
-            for i in 0..half {
+            // the pairs past n_rot / 2 have (cos, sin) = (1, 0): skip them
+            for i in 0..rope.n_rot / 2 {
                 let (c, s) = (table[2 * i], table[2 * i + 1]);
-                let (ia, ib) = match layout {
-                    RopeLayout::Neox => (i, i + half),
-                    RopeLayout::Norm => (2 * i, 2 * i + 1),
-                };
+                let (ia, ib) = Rope::pair(rope.layout, rope.n_rot, i);
                 let (x0, x1) = (v[ia], v[ib]);
                 v[ia] = x0 * c - x1 * s;
                 v[ib] = x0 * s + x1 * c;

@@ -236,13 +236,20 @@ impl Backend for CpuBackend {
         2
     }
 
-    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope> {
+    fn rope_table(
+        &mut self,
+        layout: RopeLayout,
+        head_dim: usize,
+        n_rot: usize,
+        table: Vec<f32>,
+    ) -> Result<Rope> {
         let max_pos = table.len() / head_dim;
         self.ropes.push(RopeTable { cs: table });
         Ok(Rope {
             id: (self.ropes.len() - 1) as u32,
             layout,
             head_dim,
+            n_rot,
             max_pos,
         })
     }
@@ -318,7 +325,7 @@ impl Backend for CpuBackend {
         let mut xv = self.take(x);
         let cs = &self.ropes[rope.id as usize].cs;
         let rows = &mut xv[row0 * heads * rope.head_dim..];
-        elementwise::rope(rows, cs, rope.layout, n, heads, rope.head_dim, pos0);
+        elementwise::rope(rows, cs, rope, n, heads, pos0);
         self.put(x, xv);
         Ok(())
     }

@@ -509,8 +509,14 @@ impl Backend for WgpuBackend {
         }
     }
 
-    fn rope_table(&mut self, layout: RopeLayout, head_dim: usize, table: Vec<f32>) -> Result<Rope> {
-        self.rope_table_impl(layout, head_dim, table)
+    fn rope_table(
+        &mut self,
+        layout: RopeLayout,
+        head_dim: usize,
+        n_rot: usize,
+        table: Vec<f32>,
+    ) -> Result<Rope> {
+        self.rope_table_impl(layout, head_dim, n_rot, table)
     }
 
     fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

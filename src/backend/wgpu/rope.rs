@@ -9,6 +9,7 @@ impl WgpuBackend {
         &mut self,
         layout: RopeLayout,
         head_dim: usize,
+        n_rot: usize,
         table: Vec<f32>,
     ) -> Result<Rope> {
         let bytes = table.len() as u64 * 4;
@@ -18,6 +19,7 @@ impl WgpuBackend {
             id: (self.ropes.len() - 1) as u32,
             layout,
             head_dim,
+            n_rot,
             max_pos: table.len() / head_dim,
         })
     }
@@ -44,6 +46,7 @@ impl WgpuBackend {
             pos0 as u32,
             mode,
             row0 as u32,
+            rope.n_rot as u32,
         ];
         let groups = fold((n * heads * rope.head_dim / 2).div_ceil(64));
         self.dispatch(Kernel::Rope, &[table, x.id], &params, groups)
@@ -72,6 +75,7 @@ impl WgpuBackend {
             p.pos0 as u32,
             mode,
             p.row0 as u32,
+            rope.n_rot as u32,
         ];
         let items = p.n * (p.n_head + 2 * p.n_head_kv) * hd / 2;
         self.dispatch(
