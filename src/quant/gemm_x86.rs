@@ -5,7 +5,7 @@
 //! For each group of `G` elements and each of `NT` tokens the kernel runs `G / 4` steps of
 //! "one register of weights (four bytes of each of `L` rows) times one broadcast four-byte
 //! word of the token": `vpdpbusd` on AVX-512 VNNI (`L` = 16) and AVX-VNNI (`L` = 8), or
-//! `vpmaddubsw` + `vpmaddwd` on plain AVX2 (`L` = 8; sums of two products in 16 bits, exact
+//! `vpmaddubsw` + `vpmaddwd` on plain AVX2 (`L` = 8; sums of four products in 16 bits, exact
 //! only for weight values below 64, so Q8_0 is not offered there). Then, per lane,
 //! `acc += scale · (d · isum) + min · (d · Σq)`. One register of weights serves `NT` tokens
 //! and one broadcast serves `L` rows, where the row kernels (`super::dot_avx2`) spend a
@@ -34,6 +34,11 @@ trait Vector {
     unsafe fn load_i(p: *const u8) -> Self::I;
     /// `acc + Σ over 4 bytes of w (unsigned) × x (signed)`, per lane.
     unsafe fn dot(acc: Self::I, w: Self::I, x: i32) -> Self::I;
+    /// Two steps: `dot(dot(acc, w0, x0), w1, x1)`.
+    #[inline(always)]
+    unsafe fn dot2(acc: Self::I, w0: Self::I, x0: i32, w1: Self::I, x1: i32) -> Self::I {
+        unsafe { Self::dot(Self::dot(acc, w0, x0), w1, x1) }
+    }
     unsafe fn load_f(p: *const f32) -> Self::F;
     unsafe fn store_f(p: *mut f32, v: Self::F);
     unsafe fn set1_f(v: f32) -> Self::F;
@@ -87,7 +92,7 @@ impl Vector for Avx512 {
 }
 
 macro_rules! vector256 {
-    ($name:ident, $dot:expr) => {
+    ($name:ident, $dot:expr, $dot2:expr) => {
         impl Vector for $name {
             type I = __m256i;
             type F = __m256;
@@ -103,6 +108,11 @@ macro_rules! vector256 {
             #[inline(always)]
             unsafe fn dot(acc: __m256i, w: __m256i, x: i32) -> __m256i {
                 unsafe { $dot(acc, w, _mm256_set1_epi32(x)) }
+            }
+            #[inline(always)]
+            unsafe fn dot2(acc: __m256i, w0: __m256i, x0: i32, w1: __m256i, x1: i32) -> __m256i {
+                let (x0, x1) = (_mm256_set1_epi32(x0), _mm256_set1_epi32(x1));
+                unsafe { $dot2(acc, w0, x0, w1, x1) }
             }
             #[inline(always)]
             unsafe fn load_f(p: *const f32) -> __m256 {
@@ -135,13 +145,39 @@ unsafe fn dot_vnni256(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
 }
 
 #[inline(always)]
+unsafe fn dot2_vnni256(
+    acc: __m256i,
+    w0: __m256i,
+    x0: __m256i,
+    w1: __m256i,
+    x1: __m256i,
+) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(acc, w0, x0), w1, x1)
+}
+
+#[inline(always)]
 unsafe fn dot_maddubs(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
     let pairs = _mm256_maddubs_epi16(w, x);
     _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
-vector256!(Avx2Vnni, dot_vnni256);
-vector256!(Avx2, dot_maddubs);
+/// Two steps with one widening: the two 16-bit pair sums are added before `vpmaddwd`. Exact
+/// because AVX2 tiles hold values below 64 (`tile::max_value`): four products of a value
+/// below 64 and a byte are at most 4 · 63 · 128 = 32256 in magnitude, inside i16.
+#[inline(always)]
+unsafe fn dot2_maddubs(
+    acc: __m256i,
+    w0: __m256i,
+    x0: __m256i,
+    w1: __m256i,
+    x1: __m256i,
+) -> __m256i {
+    let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(w0, x0), _mm256_maddubs_epi16(w1, x1));
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+vector256!(Avx2Vnni, dot_vnni256, dot2_vnni256);
+vector256!(Avx2, dot_maddubs, dot2_maddubs);
 
 /// `N` tokens from `t0`, groups `gs`, into `acc` (token `t`'s lanes from `acc + t · stride`).
 #[inline(always)]
@@ -163,11 +199,13 @@ unsafe fn tokens<V: Vector, const G: usize, const N: usize>(
         }
         for g in gs {
             let mut ai = [V::zero_i(); N];
-            for c in 0..G / 4 {
-                let wv = V::load_i(wq.add((g * G / 4 + c) * V::L * 4));
+            // two 4-byte steps at a time (G / 4 is 4 or 8)
+            for c in (0..G / 4).step_by(2) {
+                let w0 = V::load_i(wq.add((g * G / 4 + c) * V::L * 4));
+                let w1 = V::load_i(wq.add((g * G / 4 + c + 1) * V::L * 4));
                 for t in 0..N {
                     let x = aq.add((t0 + t) * cols + g * G + 4 * c) as *const i32;
-                    ai[t] = V::dot(ai[t], wv, x.read_unaligned());
+                    ai[t] = V::dot2(ai[t], w0, x.read_unaligned(), w1, x.add(1).read_unaligned());
                 }
             }
             let sc = V::load_f(w.scale.as_ptr().add(g * V::L));

@@ -37,8 +37,8 @@ pub fn group_size(dtype: GgmlType) -> Option<usize> {
     }
 }
 
-/// The largest unsigned value a type unpacks to (the plain-AVX2 kernel sums pairs of
-/// products in 16 bits, which holds for values below 64 only).
+/// The largest unsigned value a type unpacks to (the plain-AVX2 kernel sums four products
+/// in 16 bits, which holds for values below 64 only).
 pub fn max_value(dtype: GgmlType) -> u8 {
     use GgmlType::*;
     match dtype {
