@@ -137,6 +137,13 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
         writeln!(out, "  90.0%   KLD: {:.6}", k.p90_kld)?;
         writeln!(out, "  Median  KLD: {:.6}", k.median_kld)?;
         writeln!(out, "  Same top p: {:.3} %", k.same_top_pct)?;
+        writeln!(
+            out,
+            "  Same top p where the reference leads by >= {} nats: {:.3} % of {} positions",
+            tokenfab::eval::kld::CLEAR_GAP,
+            k.same_top_clear_pct,
+            k.clear_positions
+        )?;
         writeln!(out, "  Mean    Δp: {:.3} %", 100.0 * k.mean_delta_p)?;
         writeln!(out, "  RMS     Δp: {:.3} %", 100.0 * k.rms_delta_p)?;
         writeln!(out, "  ({})", k.method)?;

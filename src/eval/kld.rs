@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"TFKLDv1\0";
 
+/// A position is a clear one when the reference's top token leads its second by at least this
+/// many nats (a 5 % probability ratio): where it leads by less, two sound implementations may
+/// pick differently (see [`KldReport::same_top_clear_pct`]).
+pub const CLEAR_GAP: f32 = 0.05;
+
 /// One reference position.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -161,6 +166,10 @@ pub struct KldReport {
     pub p99_kld: f64,
     pub max_kld: f64,
     pub same_top_pct: f64,
+    /// Positions where the reference's top token leads by at least [`CLEAR_GAP`] nats.
+    pub clear_positions: usize,
+    /// Same top token at those positions, %.
+    pub same_top_clear_pct: f64,
     /// Mean and RMS of p(actual next token) new − reference.
     pub mean_delta_p: f64,
     pub rms_delta_p: f64,
@@ -178,6 +187,8 @@ pub struct KldCompare {
     next: usize,
     kld: Vec<f64>,
     same_top: usize,
+    clear: usize,
+    same_top_clear: usize,
     delta_p: Vec<f64>,
 }
 
@@ -239,6 +250,8 @@ impl KldCompare {
             next: 0,
             kld: Vec::new(),
             same_top: 0,
+            clear: 0,
+            same_top_clear: 0,
             delta_p: Vec::new(),
         })
     }
@@ -277,7 +290,7 @@ impl KldCompare {
     pub fn compare_rows(&mut self, logits: &[f32], targets: &[u32]) {
         let vocab = logits.len() / targets.len().max(1);
         let base = &self.rows[self.next.min(self.rows.len())..];
-        let results: Vec<(f64, bool, f64)> = targets
+        let results: Vec<(f64, bool, bool, f64)> = targets
             .par_iter()
             .enumerate()
             .zip(base.par_iter())
@@ -296,13 +309,24 @@ impl KldCompare {
                 let q_rest = (1.0 - q_mass).max(1e-30);
                 kl += p_rest * (b.logp_rest as f64 - q_rest.ln());
                 let dp = logq(t).exp() - (b.logp_target as f64).exp();
-                (kl.max(0.0), argmax == b.argmax, dp)
+                // the lead of the reference's top token over its second
+                let first = b.top.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
+                let second = b
+                    .top
+                    .iter()
+                    .filter(|x| x.0 != b.argmax)
+                    .map(|x| x.1)
+                    .fold(b.logp_rest, f32::max);
+                let clear = first - second >= CLEAR_GAP;
+                (kl.max(0.0), argmax == b.argmax, clear, dp)
             })
             .collect();
         self.next += results.len();
-        for (kl, same, dp) in results {
+        for (kl, same, clear, dp) in results {
             self.kld.push(kl);
             self.same_top += same as usize;
+            self.clear += clear as usize;
+            self.same_top_clear += (clear && same) as usize;
             self.delta_p.push(dp);
         }
     }
@@ -329,6 +353,8 @@ impl KldCompare {
             p99_kld: p(99.0),
             max_kld: self.kld.iter().cloned().fold(0.0, f64::max),
             same_top_pct: 100.0 * self.same_top as f64 / n,
+            clear_positions: self.clear,
+            same_top_clear_pct: 100.0 * self.same_top_clear as f64 / self.clear.max(1) as f64,
             mean_delta_p: self.delta_p.iter().sum::<f64>() / n,
             rms_delta_p: (self.delta_p.iter().map(|d| d * d).sum::<f64>() / n).sqrt(),
             method: format!(
@@ -376,6 +402,8 @@ mod tests {
         assert!(close(r.max_kld, k1), "{r:?}");
         // argmax: 0 and 0 (P, Q at position 0), 3 and 0 at position 1
         assert_eq!(r.same_top_pct, 50.0);
+        // the reference's lead: ln(.5/.3) = .51 and ln(.4/.3) = .29 nats, both clear
+        assert_eq!((r.clear_positions, r.same_top_clear_pct), (2, 50.0));
         // p(target) new - reference: .1 - .15, .1 - .4
         assert!(close(r.mean_delta_p, (-0.05 - 0.3) / 2.0), "{r:?}");
         assert!(
