@@ -171,57 +171,35 @@ fn q5_0<D: Dot>(w: &[u8], x: &[u8]) -> f32 {
 
 #[inline(always)]
 fn q4k<D: Dot>(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ4K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
-    let mut sum = 0f32;
-    for (w, x) in w.iter().zip(x) {
-        let (mut isum, mut summs) = (0i32, 0i32);
-        for j in 0..8 {
-            let (sc, m) = scale_min_k4(j, &w.scales);
-            summs += m as i32 * (x.bsum(2 * j) + x.bsum(2 * j + 1));
-            // sub-block j: the low (even j) or high (odd j) nibbles of 32 bytes
-            let q = [0, 16].map(|h| load_u8(at16(&w.qs, (j / 2) * 32 + h)));
-            let v = q.map(|q| {
-                let n = if j % 2 == 0 {
-                    low_nibbles(q)
-                } else {
+    super::dot_scalar::q4k_with(w, x, |q, high, y| {
+        let v = [0, 16].map(|h| {
+            let q = load_u8(at16(q, h));
+            signed(
+                if high {
                     high_nibbles(q)
-                };
-                signed(n, 0)
-            });
-            isum += sc as i32 * dot32::<D>(v, &x.qs[j * 32..j * 32 + 32]);
-        }
-        sum += x.d() * (f16_at(w.d) * isum as f32 - f16_at(w.dmin) * summs as f32);
-    }
-    sum
+                } else {
+                    low_nibbles(q)
+                },
+                0,
+            )
+        });
+        dot32::<D>(v, y)
+    })
 }
 
 #[inline(always)]
 fn q6k<D: Dot>(w: &[u8], x: &[u8]) -> f32 {
-    let (w, x): (&[BlockQ6K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
-    let mut sum = 0f32;
-    for (w, x) in w.iter().zip(x) {
-        let mut isum = 0i32;
-        // sub-block j (16 elements): half n = j/8, quarter k = (j%8)/2, part = j%2
-        for (j, &sc) in w.scales.iter().enumerate() {
-            let (n, k, part) = (j / 8, (j % 8) / 2, j % 2);
-            let ql = load_u8(at16(&w.ql, n * 64 + (k % 2) * 32 + part * 16));
-            let qh = load_u8(at16(&w.qh, n * 32 + part * 16));
-            // six-bit values: four bits of `ql` at 4·(k/2), two of `qh` at 2k (a negative
-            // shift count shifts right)
-            let v = unsafe {
-                let lo = vandq_u8(
-                    vshlq_u8(ql, vdupq_n_s8(-4 * (k / 2) as i8)),
-                    vdupq_n_u8(0xF),
-                );
-                let hi = vandq_u8(vshlq_u8(qh, vdupq_n_s8(-2 * k as i8)), vdupq_n_u8(3));
-                signed(vorrq_u8(lo, vshlq_n_u8::<4>(hi)), 32)
-            };
-            let y = load_i8(at16(&x.qs, j * 16));
-            isum += sc as i32 * hsum(D::dot(zero(), v, y));
-        }
-        sum += x.d() * f16_at(w.d) * isum as f32;
-    }
-    sum
+    super::dot_scalar::q6k_with(w, x, |ql, qh, (lo_shift, hi_shift), y| {
+        // SAFETY: NEON is part of every aarch64 target; a negative shift count shifts right
+        let v = unsafe {
+            let l = vshlq_u8(load_u8(ql), vdupq_n_s8(-(lo_shift as i8)));
+            let h = vshlq_u8(load_u8(qh), vdupq_n_s8(-(hi_shift as i8)));
+            let lo = vandq_u8(l, vdupq_n_u8(0xF));
+            let hi = vandq_u8(h, vdupq_n_u8(3));
+            signed(vorrq_u8(lo, vshlq_n_u8::<4>(hi)), 32)
+        };
+        hsum(D::dot(zero(), v, load_i8(y)))
+    })
 }
 
 /// Safe entry points, one per type and integer step. The `sdot` ones are only handed out

@@ -145,6 +145,17 @@ pub fn q3k(w: &[u8], x: &[u8]) -> f32 {
 }
 
 pub fn q4k(w: &[u8], x: &[u8]) -> f32 {
+    q4k_with(w, x, |q, high, y| {
+        let shift = 4 * high as u32;
+        dot_i8(q.iter().map(|&b| ((b >> shift) & 0xF) as i32), y)
+    })
+}
+
+/// Q4_K's steps around `sub(q, high, y)`, the integer dot of one 32-element sub-block: the
+/// low (`high` false) or high nibbles of the 32 bytes `q` times the activations `y`. The NEON
+/// kernel passes its own `sub`, so both round alike.
+#[inline(always)]
+pub(super) fn q4k_with(w: &[u8], x: &[u8], sub: impl Fn(&[u8; 32], bool, &[i8; 32]) -> i32) -> f32 {
     let (w, x): (&[BlockQ4K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
     let mut sum = 0f32;
     for (w, x) in w.iter().zip(x) {
@@ -152,13 +163,9 @@ pub fn q4k(w: &[u8], x: &[u8]) -> f32 {
         for j in 0..8 {
             let (sc, m) = scale_min_k4(j, &w.scales);
             summs += m as i32 * (x.bsum(2 * j) + x.bsum(2 * j + 1));
-            let q = &w.qs[(j / 2) * 32..(j / 2) * 32 + 32];
-            let shift = 4 * (j % 2);
-            let s = dot_i8(
-                q.iter().map(|&b| ((b >> shift) & 0xF) as i32),
-                &x.qs[j * 32..j * 32 + 32],
-            );
-            isum += sc as i32 * s;
+            let q = w.qs[(j / 2) * 32..][..32].try_into().expect("32 bytes");
+            let y = x.qs[j * 32..][..32].try_into().expect("32 bytes");
+            isum += sc as i32 * sub(q, j % 2 == 1, y);
         }
         sum += x.d() * (f16_at(w.d) * isum as f32 - f16_at(w.dmin) * summs as f32);
     }
@@ -188,6 +195,24 @@ pub fn q5k(w: &[u8], x: &[u8]) -> f32 {
 }
 
 pub fn q6k(w: &[u8], x: &[u8]) -> f32 {
+    q6k_with(w, x, |ql, qh, (lo_shift, hi_shift), y| {
+        let vals = ql
+            .iter()
+            .zip(qh)
+            .map(|(&l, &h)| (((l >> lo_shift) & 0xF) | (((h >> hi_shift) & 3) << 4)) as i32 - 32);
+        dot_i8(vals, y)
+    })
+}
+
+/// Q6_K's steps around `sub(ql, qh, (lo_shift, hi_shift), y)`, the integer dot of one
+/// 16-element sub-block: values `((ql >> lo_shift) & 0xF | ((qh >> hi_shift) & 3) << 4) - 32`
+/// times the activations `y`. The NEON kernel passes its own `sub`, so both round alike.
+#[inline(always)]
+pub(super) fn q6k_with(
+    w: &[u8],
+    x: &[u8],
+    sub: impl Fn(&[u8; 16], &[u8; 16], (u32, u32), &[i8; 16]) -> i32,
+) -> f32 {
     let (w, x): (&[BlockQ6K], &[BlockQ8K]) = (cast_slice(w), cast_slice(x));
     let mut sum = 0f32;
     for (w, x) in w.iter().zip(x) {
@@ -195,14 +220,15 @@ pub fn q6k(w: &[u8], x: &[u8]) -> f32 {
         // sub-block j (16 elements): half n = j/8, quarter k = (j%8)/2, part = j%2
         for (j, &sc) in w.scales.iter().enumerate() {
             let (n, k, part) = (j / 8, (j % 8) / 2, j % 2);
-            let ql = &w.ql[n * 64 + (k % 2) * 32 + part * 16..][..16];
-            let qh = &w.qh[n * 32 + part * 16..][..16];
-            let lo_shift = 4 * (k / 2);
-            let hi_shift = 2 * k;
-            let vals = ql.iter().zip(qh).map(|(&l, &h)| {
-                (((l >> lo_shift) & 0xF) | (((h >> hi_shift) & 3) << 4)) as i32 - 32
-            });
-            isum += sc as i32 * dot_i8(vals, &x.qs[j * 16..j * 16 + 16]);
+            let ql = w.ql[n * 64 + (k % 2) * 32 + part * 16..][..16]
+                .try_into()
+                .expect("16 bytes");
+            let qh = w.qh[n * 32 + part * 16..][..16]
+                .try_into()
+                .expect("16 bytes");
+            let y = x.qs[j * 16..][..16].try_into().expect("16 bytes");
+            let shifts = (4 * (k / 2) as u32, 2 * k as u32);
+            isum += sc as i32 * sub(ql, qh, shifts, y);
         }
         sum += x.d() * f16_at(w.d) * isum as f32;
     }
