@@ -81,6 +81,24 @@ pub struct Rope {
 }
 
 impl Rope {
+    /// The handle a backend returns for the table it stored as number `id` (`table_len` values,
+    /// `head_dim` per position).
+    pub(crate) fn new(
+        id: usize,
+        layout: RopeLayout,
+        head_dim: usize,
+        n_rot: usize,
+        table_len: usize,
+    ) -> Rope {
+        Rope {
+            id: id as u32,
+            layout,
+            head_dim,
+            n_rot,
+            max_pos: table_len / head_dim.max(1),
+        }
+    }
+
     /// The two elements of a head that pair `i` (of `head_dim / 2`; table entry `i`) holds.
     /// Pairs below `n_rot / 2` are the rotated ones, `(i, i + n_rot/2)` (NEOX) or `(2i, 2i+1)`
     /// (NORM); the pairs past them are `(2i, 2i + 1)`, the dimensions RoPE leaves alone, with

@@ -182,16 +182,16 @@ impl Backend for ReferenceBackend {
         n_rot: usize,
         table: Vec<f32>,
     ) -> Result<Rope> {
-        let max_pos = table.len() / head_dim.max(1);
+        let len = table.len();
         self.ropes
             .push(table.into_iter().map(f64::from).collect::<Vec<f64>>());
-        Ok(Rope {
-            id: self.ropes.len() as u32 - 1,
+        Ok(Rope::new(
+            self.ropes.len() - 1,
             layout,
             head_dim,
             n_rot,
-            max_pos,
-        })
+            len,
+        ))
     }
 
     fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

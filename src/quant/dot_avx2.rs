@@ -644,8 +644,7 @@ unsafe fn q6k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
             }
         }
         for t in 0..N {
-            let d = _mm256_set1_ps(x[t][b].d() * dw);
-            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            q6k_accumulate(&x[t][b], dw, sumi[t], &mut acc[t]);
         }
     }
     let mut out = [0f32; N];
@@ -653,6 +652,14 @@ unsafe fn q6k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
         out[t] = hsum_f32x8(acc[t]);
     }
     out
+}
+
+/// The float part of one Q6_K super-block for one activation row: `acc += d_x·d·sumi` (8
+/// lanes of integer sums). Shared with `super::dot_avx512`, as [`q4k_accumulate`] is.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q6k_accumulate(xb: &BlockQ8K, dw: f32, sumi: __m256i, acc: &mut __m256) {
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(xb.d() * dw), _mm256_cvtepi32_ps(sumi), *acc);
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

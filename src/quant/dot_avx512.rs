@@ -21,7 +21,9 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::blocks::*;
-use super::dot_avx2::{h2f, hsum_f32x4, hsum_f32x8, k4_mins_and_scales, prefetch, q4k_accumulate};
+use super::dot_avx2::{
+    h2f, hsum_f32x4, hsum_f32x8, k4_mins_and_scales, prefetch, q4k_accumulate, q6k_accumulate,
+};
 use bytemuck::cast_slice;
 use std::arch::x86_64::*;
 
@@ -191,8 +193,7 @@ unsafe fn q6k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
             }
         }
         for t in 0..N {
-            let d = _mm256_set1_ps(x[t][b].d() * dw);
-            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(fold(sumi[t])), acc[t]);
+            q6k_accumulate(&x[t][b], dw, fold(sumi[t]), &mut acc[t]);
         }
     }
     let mut out = [0f32; N];

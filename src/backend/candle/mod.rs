@@ -277,13 +277,13 @@ impl Backend for CandleBackend {
             cos: Tensor::from_vec(cos, shape, &self.device).map_err(err)?,
             sin: Tensor::from_vec(sin, shape, &self.device).map_err(err)?,
         });
-        Ok(Rope {
-            id: (self.ropes.len() - 1) as u32,
+        Ok(Rope::new(
+            self.ropes.len() - 1,
             layout,
             head_dim,
             n_rot,
-            max_pos,
-        })
+            table.len(),
+        ))
     }
 
     fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

@@ -243,15 +243,15 @@ impl Backend for CpuBackend {
         n_rot: usize,
         table: Vec<f32>,
     ) -> Result<Rope> {
-        let max_pos = table.len() / head_dim;
+        let len = table.len();
         self.ropes.push(RopeTable { cs: table });
-        Ok(Rope {
-            id: (self.ropes.len() - 1) as u32,
+        Ok(Rope::new(
+            self.ropes.len() - 1,
             layout,
             head_dim,
             n_rot,
-            max_pos,
-        })
+            len,
+        ))
     }
 
     fn embed(&mut self, table: &Weight, ids: &[u32], out: Buf) -> Result<()> {

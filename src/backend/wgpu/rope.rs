@@ -15,13 +15,13 @@ impl WgpuBackend {
         let bytes = table.len() as u64 * 4;
         let buf = self.buffer_init(bytes, "rope table", bytemuck::cast_slice(&table))?;
         self.ropes.push(buf);
-        Ok(Rope {
-            id: (self.ropes.len() - 1) as u32,
+        Ok(Rope::new(
+            self.ropes.len() - 1,
             layout,
             head_dim,
             n_rot,
-            max_pos: table.len() / head_dim,
-        })
+            table.len(),
+        ))
     }
 
     pub(super) fn rope_impl(
