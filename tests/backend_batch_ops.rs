@@ -30,8 +30,8 @@ fn ops_should_run_several_sequences_in_one_batch() {
             // each sequence's earlier positions, already in its cache
             let mut caches = Vec::new();
             for (s, &(_, pos0)) in seqs.iter().enumerate() {
-                let kc = ops.alloc_kv(ctx * kvd).unwrap();
-                let vc = ops.alloc_kv(ctx * kvd).unwrap();
+                let kc = ops.alloc_kv(ctx * kvd, false).unwrap();
+                let vc = ops.alloc_kv(ctx * kvd, false).unwrap();
                 if pos0 > 0 {
                     let past = put(&mut ops, &rand_vec(pos0 * kvd, 80 + s as u64, 1.0));
                     ops.store_kv(past, 0, kc, pos0, kvd, 0).unwrap();
@@ -49,8 +49,8 @@ fn ops_should_run_several_sequences_in_one_batch() {
                     put(&mut ops, &rows(&k, kvd)),
                     put(&mut ops, &rows(&v, kvd)),
                 );
-                let kc = ops.alloc_kv(ctx * kvd).unwrap();
-                let vc = ops.alloc_kv(ctx * kvd).unwrap();
+                let kc = ops.alloc_kv(ctx * kvd, false).unwrap();
+                let vc = ops.alloc_kv(ctx * kvd, false).unwrap();
                 if pos0 > 0 {
                     let past = put(&mut ops, &rand_vec(pos0 * kvd, 80 + s as u64, 1.0));
                     ops.store_kv(past, 0, kc, pos0, kvd, 0).unwrap();

@@ -43,6 +43,7 @@ fn load(f: &Arc<GgufFile>, backend: Box<dyn Backend>) -> Model {
             logit_rows: 8,
             n_seq: 1,
             batch_invariant: true,
+            ..LoadOptions::default()
         },
     )
     .unwrap()

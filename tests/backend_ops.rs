@@ -306,8 +306,8 @@ fn rope_store_kv_should_equal_rope_then_store() {
             let mut outs = Vec::new();
             for fused in [false, true] {
                 let (qb, kb, vb) = (put(&mut ops, &q), put(&mut ops, &k), put(&mut ops, &v));
-                let kc = ops.alloc_kv(ctx * nkv * hd).unwrap();
-                let vc = ops.alloc_kv(ctx * nkv * hd).unwrap();
+                let kc = ops.alloc_kv(ctx * nkv * hd, false).unwrap();
+                let vc = ops.alloc_kv(ctx * nkv * hd, false).unwrap();
                 let pb = put(&mut ops, &past);
                 ops.store_kv(pb, 0, kc, pos0, nkv * hd, 0).unwrap();
                 ops.store_kv(pb, 0, vc, pos0, nkv * hd, 0).unwrap();
@@ -674,8 +674,8 @@ fn attention_should_match_reference() {
             let k_all = rand_vec(ctx * kvd, 20 + i as u64, 2.0);
             let v_all = rand_vec(ctx * kvd, 40 + i as u64, 1.0);
             let q = rand_vec(n * nh * hd, 60 + i as u64, 2.0);
-            let kc = ops.alloc_kv(ctx * kvd).unwrap();
-            let vc = ops.alloc_kv(ctx * kvd).unwrap();
+            let kc = ops.alloc_kv(ctx * kvd, false).unwrap();
+            let vc = ops.alloc_kv(ctx * kvd, false).unwrap();
             // earlier positions, then this call's tokens, as a model would store them
             let kb = put(&mut ops, &k_all[..(pos0 + n) * kvd]);
             let vb = put(&mut ops, &v_all[..(pos0 + n) * kvd]);
@@ -694,6 +694,86 @@ fn attention_should_match_reference() {
                 1e-5
             };
             assert!(e < limit, "{name} case {i} {p:?}: nmse {e}");
+        }
+    }
+}
+
+/// A sliding-window layer's ring cache (`window + batch` rows, position `p` at row `p % rows`):
+/// positions written batch by batch past the end of the buffer wrap around, and attention at
+/// the end sees exactly the window a whole-context cache would give. Backends that index rows
+/// by position refuse to make a ring; `Ops` refuses a ring too short for a batch's windows.
+#[test]
+fn attention_over_a_ring_should_match_reference() {
+    // (batch, window, positions written before the checked batch, heads, kv heads, head_dim)
+    let cases = [
+        (4, 8, 37, 4, 2, 16),
+        (1, 16, 100, 4, 1, 16),
+        (7, 5, 23, 2, 2, 8),
+        (3, 32, 29, 4, 2, 16), // not yet wrapped
+    ];
+    for (name, mut ops) in backends() {
+        if !ops.kv_ring() {
+            assert!(ops.alloc_kv(64, true).is_err(), "{name} made a ring");
+            continue;
+        }
+        eprintln!("  backend {name}");
+        for (i, &(n, w, pos0, nh, nkv, hd)) in cases.iter().enumerate() {
+            let kvd = nkv * hd;
+            let rows = w + n;
+            let total = pos0 + n;
+            let k_all = rand_vec(total * kvd, 70 + i as u64, 2.0);
+            let v_all = rand_vec(total * kvd, 80 + i as u64, 1.0);
+            let q = rand_vec(n * nh * hd, 90 + i as u64, 2.0);
+            let kc = ops.alloc_kv(rows * kvd, true).unwrap();
+            let vc = ops.alloc_kv(rows * kvd, true).unwrap();
+            // write every position batch by batch, as a model would
+            let kb = put(&mut ops, &k_all);
+            let vb = put(&mut ops, &v_all);
+            let mut p0 = 0;
+            while p0 < total {
+                let m = n.min(total - p0);
+                ops.store_kv(kb, p0, kc, m, kvd, p0).unwrap();
+                ops.store_kv(vb, p0, vc, m, kvd, p0).unwrap();
+                p0 += m;
+            }
+            let p = AttnParams {
+                row0: 0,
+                n_tokens: n,
+                pos0,
+                n_head: nh,
+                n_head_kv: nkv,
+                head_dim: hd,
+                window: Some(w),
+                scale: 0.3,
+                softcap: None,
+            };
+            let qb = put(&mut ops, &q);
+            let out = guarded(&mut ops, n * nh * hd);
+            ops.attention(qb, kc, vc, out, &p).unwrap();
+            check_guard(&mut ops, out, n * nh * hd, &format!("{name} ring {i}"));
+            // the reference reads keys by position from the whole sequence
+            let want = attention_ref(&q, &k_all, &v_all, &p);
+            let e = nmse(&read(&mut ops, out, n * nh * hd), &want);
+            // the reference rounds K/V to f16, as an f16 cache does
+            let limit = if ops.backend_mut().kv_elem_bytes() == 2 {
+                1e-10
+            } else {
+                1e-5
+            };
+            assert!(e < limit, "{name} ring case {i} {p:?}: nmse {e}");
+            // the same batch with a window one wider than the ring can hold for it
+            let wide = AttnParams {
+                window: Some(rows - n + 2),
+                ..p
+            };
+            if pos0 + n > rows {
+                assert!(
+                    ops.attention(qb, kc, vc, out, &wide).is_err(),
+                    "{name}: a window the ring cannot hold must be refused"
+                );
+            }
+            // more rows than the ring has in one store
+            assert!(ops.store_kv(kb, 0, kc, rows + 1, kvd, pos0).is_err());
         }
     }
 }

@@ -5,6 +5,10 @@
 //!
 //! Also: cost is split, not duplicated — the weight bytes of a batched step are shared by its
 //! sequences, so eight sequences together account for about one step's weights per step.
+//!
+//! And a sliding-window ring (Gemma's windowed layers keep window + batch positions) gives a
+//! sequence exactly what a whole-context cache gives, and refuses to go back further than it
+//! still holds.
 
 use std::sync::Arc;
 use tokenfab::backend::cpu::CpuBackend;
@@ -12,7 +16,7 @@ use tokenfab::backend::wgpu::WgpuBackend;
 use tokenfab::backend::Backend;
 use tokenfab::generate::{generate, step, Cost, GenerateOptions, Sequence, StepLimits, TokenEvent};
 use tokenfab::gguf::GgufFile;
-use tokenfab::model::{LoadOptions, Model};
+use tokenfab::model::{KvCache, LoadOptions, Logits, Model, ModelError};
 use tokenfab::sampling::Sampler;
 use tokenfab::tokenizer::Tokenizer;
 
@@ -38,6 +42,7 @@ fn load(backend: Box<dyn Backend>) -> (Tokenizer, Model) {
         logit_rows: 8,
         n_seq: 8,
         batch_invariant: true,
+        ..LoadOptions::default()
     };
     (tk, Model::load(f, backend, &opts).unwrap())
 }
@@ -130,4 +135,94 @@ fn greedy_should_be_the_same_alone_and_in_a_batch_of_8_wgpu() {
     let gpu = WgpuBackend::new(false)
         .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)");
     check("wgpu", Box::new(gpu), 8);
+}
+
+/// Gemma 3 on the CPU with and without the ring (window 512, batch 32: 544 rows for 15 of 18
+/// layers): eval.txt's first 760 tokens run 32 at a time — the ring wraps after position 544 —
+/// give bitwise the same logits after every batch; then a rewind within the ring's slack
+/// (back to 740) gives the same logits again, and one further back (to 100) is refused by the
+/// model and answered with "start again" by the cache and by `Sequence::restart`.
+#[test]
+fn window_ring_should_give_what_a_whole_context_cache_gives() {
+    let f = Arc::new(GgufFile::open(common::model(common::GEMMA)).unwrap());
+    let tk = Tokenizer::from_metadata(f.metadata()).unwrap();
+    let load = |ring: bool| {
+        let opts = LoadOptions {
+            ctx: 1024,
+            batch: 32,
+            window_ring: ring,
+            ..LoadOptions::default()
+        };
+        Model::load(f.clone(), Box::new(CpuBackend::new(2).unwrap()), &opts).unwrap()
+    };
+    let (mut ring, mut full) = (load(true), load(false));
+    let (rc, fc) = (ring.new_cache(0).unwrap(), full.new_cache(0).unwrap());
+    assert!(rc.has_ring() && !fc.has_ring());
+    // 3 global layers of 1024 rows, 15 windowed of 544
+    assert_eq!(
+        rc.elements() * 18 * 1024,
+        fc.elements() * (3 * 1024 + 15 * 544)
+    );
+
+    let tokens = tk.encode(&common::eval_text(), true).unwrap();
+    let tokens = &tokens[..760];
+    let vocab = ring.config.n_vocab;
+    let (mut a, mut b) = (vec![0f32; vocab], vec![0f32; vocab]);
+    let logits_at = |m: &mut Model, cache: &KvCache, pos0: usize, out: &mut [f32]| {
+        let n = 32.min(tokens.len() - pos0);
+        let buf = m
+            .forward(cache, &tokens[pos0..pos0 + n], pos0, Logits::Last)
+            .unwrap();
+        m.ops().read(buf, 0, out).unwrap();
+    };
+    for pos0 in (0..tokens.len()).step_by(32) {
+        logits_at(&mut ring, &rc, pos0, &mut a);
+        logits_at(&mut full, &fc, pos0, &mut b);
+        assert!(a == b, "logits differ after the batch at {pos0}");
+    }
+    // positions up to 760 written: going back to 740 keeps the window before it
+    assert_eq!(rc.reusable(740), 740);
+    logits_at(&mut ring, &rc, 740, &mut a);
+    logits_at(&mut full, &fc, 740, &mut b);
+    assert!(a == b, "logits differ after a rewind to 740");
+    // back to 100: rows of positions 0..100 were written over
+    assert_eq!(rc.reusable(100), 0);
+    assert_eq!(fc.reusable(100), 100);
+    let err = ring.forward(&rc, &tokens[100..110], 100, Logits::Last);
+    assert!(
+        matches!(err, Err(ModelError::KvOverwritten { pos0: 100, .. })),
+        "{:?}",
+        err.err()
+    );
+    // a sequence that went past the ring, asked to continue from its first 100 tokens, starts
+    // again — and answers what a fresh sequence does
+    let gen = |m: &mut Model, seq: &mut Sequence| {
+        let mut refs = vec![seq];
+        while refs[0].finished().is_none() {
+            let free = |_: &TokenEvent| Cost::default();
+            let limits = StepLimits { max_tokens: 32 };
+            step(m, &tk, &mut refs, limits, &free, &mut |_, _| true).unwrap();
+        }
+    };
+    let mut seq = Sequence::new(rc, &tokens[..700], Sampler::greedy(), opts(4)).unwrap();
+    gen(&mut ring, &mut seq);
+    let reused = seq
+        .restart(&tokens[..100], Sampler::greedy(), opts(8))
+        .unwrap();
+    assert_eq!(
+        reused, 0,
+        "the ring wrote over what a 100-token prefix needs"
+    );
+    gen(&mut ring, &mut seq);
+    let mut fresh = Sequence::new(fc, &tokens[..100], Sampler::greedy(), opts(8)).unwrap();
+    gen(&mut full, &mut fresh);
+    assert_eq!(seq.tokens(), fresh.tokens());
+    // within the window nothing is written over: the prefix is reused
+    let reused = seq
+        .restart(&tokens[..50], Sampler::greedy(), opts(8))
+        .unwrap();
+    assert_eq!(
+        reused, 49,
+        "all but the last prompt token, which runs for its logits"
+    );
 }

@@ -36,6 +36,7 @@ fn qwen_1_5b_should_match_llama_cpp_teacher_forced() {
         logit_rows: 64,
         n_seq: 1,
         batch_invariant: true,
+        ..LoadOptions::default()
     };
     let mut m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &load).unwrap();
     assert_eq!(m.config.n_layer, 28);

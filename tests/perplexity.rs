@@ -37,6 +37,7 @@ fn load_on(
         n_seq: 1,
         // as `tokenfab perplexity` runs: the CPU's tiled GEMM for each chunk
         batch_invariant: false,
+        ..LoadOptions::default()
     };
     let m = Model::load(f, backend, &load).unwrap();
     (m, tk)

@@ -49,6 +49,7 @@ fn load(path: &std::path::Path, backend: Box<dyn Backend>) -> Model {
             logit_rows: 4,
             n_seq: 1,
             batch_invariant: true,
+            ..LoadOptions::default()
         },
     )
     .unwrap()
@@ -256,6 +257,7 @@ fn phi3_longrope_uses_the_long_divisors_past_the_original_context() {
             logit_rows: 1,
             n_seq: 1,
             batch_invariant: true,
+            ..LoadOptions::default()
         };
         let mut m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &opts).unwrap();
         assert_eq!(m.config.ctx_orig, synth::PHI3_ORIGINAL_CTX);

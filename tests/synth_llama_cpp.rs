@@ -65,6 +65,7 @@ fn check(preset: &str, greedy: bool, layers: Option<usize>, window: Option<usize
         logit_rows: 32,
         n_seq: 1,
         batch_invariant: true,
+        ..LoadOptions::default()
     };
     let mut m = Model::load(f, Box::new(CpuBackend::new(0).unwrap()), &load).unwrap();
     let text = common::eval_text();

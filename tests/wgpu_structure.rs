@@ -53,6 +53,7 @@ fn decode_counts(path: &std::path::Path, fast: bool, tuning: Tuning) -> ([u64; 4
         logit_rows: 1,
         n_seq: 1,
         batch_invariant: true,
+        ..LoadOptions::default()
     };
     let mut m = Model::load(f, Box::new(gpu), &opts).unwrap();
     let vocab = m.config.n_vocab;
@@ -143,6 +144,7 @@ fn generate_should_submit_once_per_token() {
         logit_rows: 1,
         n_seq: 1,
         batch_invariant: true,
+        ..LoadOptions::default()
     });
     let gen = |m: &mut Model, max_tokens: usize| {
         let before = counters.snapshot();
@@ -181,6 +183,7 @@ fn a_batched_decode_step_should_submit_once() {
         logit_rows: 4,
         n_seq: 4,
         batch_invariant: true,
+        ..LoadOptions::default()
     });
     let mut seqs: Vec<Sequence> = (0..4)
         .map(|i| {

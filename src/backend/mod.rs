@@ -31,12 +31,30 @@ pub struct Buf {
     pub len: usize,
 }
 
-/// A backend buffer holding one layer's K or V cache (f16 or f32, the backend's choice).
+/// A backend buffer holding one layer's K or V cache (f16 or f32, the backend's choice):
+/// rows of `n_head_kv * head_dim` elements, position `p` at row `p` — or, in a ring
+/// ([`Backend::kv_ring`]), at row `p % rows` ([`kv_row`]), so a sliding-window layer keeps
+/// only its window plus one batch of positions however long the context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KvBuf {
     pub(crate) id: u32,
     /// Number of elements.
     pub len: usize,
+    /// Positions wrap around the buffer's rows (set by [`Ops::alloc_kv`]).
+    pub ring: bool,
+}
+
+impl KvBuf {
+    /// Rows of `row` elements the buffer holds.
+    pub fn rows(&self, row: usize) -> usize {
+        self.len / row.max(1)
+    }
+}
+
+/// The row of position `pos` in a cache of `rows` rows: `pos` itself in a linear cache (where
+/// every position is below `rows`), wrapped in a ring.
+pub fn kv_row(pos: usize, rows: usize) -> usize {
+    pos % rows.max(1)
 }
 
 /// An uploaded weight tensor: `rows` rows of `cols` elements in GGUF block layout.
@@ -257,8 +275,15 @@ pub trait Backend: Send {
     /// A zeroed activation buffer of `len` f32.
     fn alloc(&mut self, len: usize) -> Result<Buf>;
 
-    /// A zeroed KV-cache buffer of `len` elements.
+    /// A zeroed KV-cache buffer of `len` elements (`ring: false`; [`Ops::alloc_kv`] marks rings).
     fn alloc_kv(&mut self, len: usize) -> Result<KvBuf>;
+
+    /// Whether `store_kv` and `attention` place position `p` at row `p % rows` ([`kv_row`]),
+    /// so caches may be rings shorter than the context. Backends that index rows by position
+    /// say no and get whole-context caches.
+    fn kv_ring(&self) -> bool {
+        false
+    }
 
     /// Bytes of one KV-cache element (2 for f16).
     fn kv_elem_bytes(&self) -> usize;

@@ -168,8 +168,20 @@ impl Ops {
         self.backend.alloc(len)
     }
 
-    pub fn alloc_kv(&mut self, len: usize) -> Result<KvBuf> {
-        self.backend.alloc_kv(len)
+    /// A zeroed KV-cache buffer of `len` elements; `ring`: positions wrap around its rows
+    /// (only where the backend [`Backend::kv_ring`]s).
+    pub fn alloc_kv(&mut self, len: usize, ring: bool) -> Result<KvBuf> {
+        check(!ring || self.backend.kv_ring(), || {
+            format!("{}: no ring KV caches", self.backend.name())
+        })?;
+        let mut b = self.backend.alloc_kv(len)?;
+        b.ring = ring;
+        Ok(b)
+    }
+
+    /// Whether the backend can hold sliding-window caches as rings ([`Backend::kv_ring`]).
+    pub fn kv_ring(&self) -> bool {
+        self.backend.kv_ring()
     }
 
     /// Hands the backend a RoPE table built on the host (see [`Backend::rope_table`]).
@@ -365,9 +377,9 @@ impl Ops {
                 rope.max_pos
             )
         })?;
-        let cache_end = (p.pos0 + n) * p.n_head_kv * hd;
+        let row = p.n_head_kv * hd;
         check(
-            p.k_cache.len >= cache_end && p.v_cache.len >= cache_end,
+            fits_cache(p.k_cache, row, p.pos0, n) && fits_cache(p.v_cache, row, p.pos0, n),
             || {
                 format!(
                     "store_kv: rows {}..{} do not fit the cache",
@@ -467,7 +479,7 @@ impl Ops {
         pos0: usize,
     ) -> Result<()> {
         check(
-            src.len >= (row0 + n) * row && dst.len >= (pos0 + n) * row,
+            src.len >= (row0 + n) * row && fits_cache(dst, row, pos0, n),
             || format!("store_kv: rows {pos0}..{} do not fit the cache", pos0 + n),
         )?;
         let mut t = act(n * row, 0, 0);
@@ -499,10 +511,14 @@ impl Ops {
             q.len >= (p.row0 + p.n_tokens) * q_row && out.len >= (p.row0 + p.n_tokens) * q_row,
             || "attention: q/out too small".into(),
         )?;
-        check(
-            k.len >= (p.pos0 + p.n_tokens) * kv_row && v.len >= (p.pos0 + p.n_tokens) * kv_row,
-            || "attention: cache too small".into(),
-        )?;
+        // the positions the batch's queries see, all held at once: the whole prefix, or in
+        // a ring the first query's window through the last token
+        let span = p.pos0 + p.n_tokens;
+        let held = |b: KvBuf| match (b.ring, p.window) {
+            (true, Some(w)) => b.rows(kv_row) >= span.min(w + p.n_tokens - 1),
+            _ => b.rows(kv_row) >= span,
+        };
+        check(held(k) && held(v), || "attention: cache too small".into())?;
         self.record(
             OpName::Attention,
             attention_traffic(p, self.backend.kv_elem_bytes()),
@@ -606,6 +622,17 @@ impl Ops {
 /// Traffic of one attention call: queries in, outputs out, and the K and V rows of every
 /// distinct position any query sees (the union of the causal/windowed key ranges); FLOPs of
 /// q·k, the softmax (≈5 per score) and the weighted sum of values.
+/// Whether `n` rows written at positions `pos0..` fit `cache`: below its rows, or for a ring
+/// no more rows than it has (each position lands at [`super::kv_row`]).
+fn fits_cache(cache: KvBuf, row: usize, pos0: usize, n: usize) -> bool {
+    let rows = cache.rows(row);
+    if cache.ring {
+        n <= rows
+    } else {
+        pos0 + n <= rows
+    }
+}
+
 pub fn attention_traffic(p: &AttnParams, kv_elem_bytes: usize) -> Traffic {
     let q_len = p.n_tokens * p.n_head * p.head_dim;
     let keys = |t: usize| {

@@ -168,7 +168,12 @@ impl Backend for ReferenceBackend {
         Ok(KvBuf {
             id: self.kv.len() as u32 - 1,
             len,
+            ring: false,
         })
+    }
+
+    fn kv_ring(&self) -> bool {
+        true
     }
 
     fn kv_elem_bytes(&self) -> usize {
@@ -319,11 +324,15 @@ impl Backend for ReferenceBackend {
     ) -> Result<()> {
         self.check(src, (row0 + n) * row, "store_kv")?;
         let d = &mut self.kv[dst.id as usize];
-        if (pos0 + n) * row > d.len() {
+        let rows = d.len() / row;
+        if n > rows || (!dst.ring && pos0 + n > rows) {
             return Err(BackendError::Invalid("store_kv: past the cache".into()));
         }
         let s = &self.bufs[src.id as usize][row0 * row..(row0 + n) * row];
-        d[pos0 * row..(pos0 + n) * row].copy_from_slice(s);
+        for (t, s) in s.chunks_exact(row).enumerate() {
+            let r = kv_row(pos0 + t, rows);
+            d[r * row..(r + 1) * row].copy_from_slice(s);
+        }
         Ok(())
     }
 
@@ -334,7 +343,8 @@ impl Backend for ReferenceBackend {
         self.check(q, (p.row0 + p.n_tokens) * qw, "attention q")?;
         self.check(out, (p.row0 + p.n_tokens) * qw, "attention out")?;
         let (kc, vc) = (&self.kv[k.id as usize], &self.kv[v.id as usize]);
-        if (p.pos0 + p.n_tokens) * kw > kc.len().min(vc.len()) {
+        let rows = kc.len().min(vc.len()) / kw;
+        if !k.ring && (p.pos0 + p.n_tokens) > rows {
             return Err(BackendError::Invalid("attention: past the cache".into()));
         }
         let qs = &self.bufs[q.id as usize];
@@ -346,7 +356,7 @@ impl Backend for ReferenceBackend {
                 let kvh = h / group.max(1);
                 let qv = &qs[(p.row0 + t) * qw + h * hd..][..hd];
                 let scores: Vec<f64> = (first..=pos)
-                    .map(|j| dot(qv, &kc[j * kw + kvh * hd..][..hd]) * p.scale as f64)
+                    .map(|j| dot(qv, &kc[kv_row(j, rows) * kw + kvh * hd..][..hd]) * p.scale as f64)
                     .map(|s| match p.softcap {
                         Some(c) => c as f64 * (s / c as f64).tanh(),
                         None => s,
@@ -357,7 +367,7 @@ impl Backend for ReferenceBackend {
                 let z: f64 = e.iter().sum();
                 let o = &mut res[t * qw + h * hd..][..hd];
                 for (j, w) in (first..=pos).zip(&e) {
-                    let vv = &vc[j * kw + kvh * hd..][..hd];
+                    let vv = &vc[kv_row(j, rows) * kw + kvh * hd..][..hd];
                     for i in 0..hd {
                         o[i] += w / z * vv[i];
                     }

@@ -100,6 +100,7 @@ fn engine_options(o: &tf_engine_options) -> Result<EngineOptions> {
             // one sequence has no batch to depend on (and then answers as `tokenfab run`
             // does, token for token); several keep every token on the same kernels
             batch_invariant: o.max_sequences > 1,
+            ..LoadOptions::default()
         },
         threads,
         step_tokens: o.batch as usize,

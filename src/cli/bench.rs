@@ -283,6 +283,7 @@ pub fn run_all(
                     n_seq: 1,
                     // a speed measurement of one sequence: prefill through the tiled GEMM
                     batch_invariant: false,
+                    ..LoadOptions::default()
                 },
             )?;
             let meta = ModelMeta::of(model.file());

@@ -62,6 +62,7 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
             n_seq: 1,
             // scoring: every chunk is one batch, nothing is compared across batch sizes
             batch_invariant: false,
+            ..LoadOptions::default()
         },
     )?;
     let mut base = a.kld_base.as_ref().map(|p| KldBase::new(p, a.top_k));

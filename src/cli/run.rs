@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Prompt tokens processed per forward pass.
     #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
     pub batch_size: usize,
+    /// Keep the whole context's keys and values in sliding-window layers too (as llama.cpp's
+    /// `--swa-full`); by default they keep a ring of window + batch positions.
+    #[arg(long = "swa-full")]
+    pub swa_full: bool,
     /// Temperature; 0 = greedy.
     #[arg(long = "temp", default_value_t = 0.8)]
     pub temp: f32,
@@ -169,6 +173,7 @@ impl RunConfig {
                 // one sequence: only speculative decoding compares a token's logits across
                 // batch sizes (verification rows against plain decoding)
                 batch_invariant: draft.is_some(),
+                window_ring: !a.swa_full,
             },
             threads: a.threads,
             backend: super::backend_spec(&a.backend, a.threads, a.profile)?,

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Most tokens per step: decode tokens first, prompt chunks in the room left.
     #[arg(short = 'b', long = "batch-size", default_value_t = 256)]
     pub batch_size: usize,
+    /// Keep the whole context's keys and values in sliding-window layers too (as llama.cpp's
+    /// `--swa-full`); by default they keep a ring of window + batch positions.
+    #[arg(long = "swa-full")]
+    pub swa_full: bool,
     /// Prefill prompt chunks of 16+ tokens through the CPU's tiled GEMM (2–2.5× faster) at the
     /// price of batch invariance: a request's logits may then differ in the last bits with
     /// what it is batched with (greedy answers of chaotic models can change with load).
@@ -78,6 +82,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             logit_rows: a.parallel,
             n_seq: a.parallel,
             batch_invariant: !a.prefill_gemm,
+            window_ring: !a.swa_full,
         },
         energy: a.energy.options()?,
         threads: a.threads,

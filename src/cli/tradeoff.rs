@@ -139,6 +139,7 @@ pub fn run(a: TradeoffArgs) -> Result<()> {
         n_seq: 1,
         // scoring and speed per type: nothing is compared across batch sizes
         batch_invariant: false,
+        ..LoadOptions::default()
     };
     let kld_path = dir.join("source.kld");
     let mut rows = Vec::new();

@@ -365,13 +365,14 @@ fn draft_greedy(
     }
     // rewind to what the draft's cache shares with the text; run the rest (at least the
     // last token, for its logits)
-    let keep = slot
+    let shared = slot
         .cached
         .iter()
         .zip(&text)
         .take_while(|(a, b)| a == b)
         .count()
         .min(text.len() - 1);
+    let keep = slot.cache.reusable(shared);
     slot.cached.truncate(keep);
     let vocab = m.config.n_vocab;
     let t0 = Instant::now();

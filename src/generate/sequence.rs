@@ -101,7 +101,9 @@ impl Sequence {
         opts: GenerateOptions,
     ) -> Result<usize, GenerateError> {
         super::check_prompt(prompt, self.cache.ctx)?;
-        let keep = self.common_prefix(prompt).min(prompt.len() - 1);
+        let keep = self
+            .cache
+            .reusable(self.common_prefix(prompt).min(prompt.len() - 1));
         self.cached.truncate(keep);
         self.pending = prompt[keep..].to_vec();
         self.stop = StopFilter::new(opts.stop.clone());
@@ -128,13 +130,17 @@ impl Sequence {
         Ok(keep)
     }
 
-    /// How many leading tokens of `prompt` the cache holds.
+    /// How many leading tokens of `prompt` the cache holds and can continue from (a
+    /// sliding-window ring may have written over what an earlier prefix needs:
+    /// [`KvCache::reusable`]).
     pub fn common_prefix(&self, prompt: &[u32]) -> usize {
-        self.cached
+        let shared = self
+            .cached
             .iter()
             .zip(prompt)
             .take_while(|(a, b)| a == b)
-            .count()
+            .count();
+        self.cache.reusable(shared)
     }
 
     /// Ends the generation (a client went away, a budget ran out): the next step skips it.

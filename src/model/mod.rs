@@ -46,6 +46,8 @@ pub enum ModelError {
     },
     #[error("context is full: {needed} positions needed, the context holds {ctx} (use a larger --ctx-size)")]
     ContextFull { needed: usize, ctx: usize },
+    #[error("the KV cache no longer holds the window before position {pos0} (positions up to {written} were written over it): start the sequence again from position 0")]
+    KvOverwritten { pos0: usize, written: usize },
     #[error("invalid option: {0}")]
     Options(String),
     #[error("invalid batch: {0}")]
@@ -85,6 +87,10 @@ pub struct LoadOptions {
     /// batches of 16+ tokens through its tiled GEMM: prefill 2–2.5× faster, with rounding that
     /// differs from the one-token kernels' in the last bits.
     pub batch_invariant: bool,
+    /// Sliding-window layers keep a ring of window + batch positions instead of the whole
+    /// context (Gemma 3: 5 of every 6 layers), on backends that can ([`crate::backend::Backend::kv_ring`]).
+    /// Results are the same either way; off, only to compare.
+    pub window_ring: bool,
 }
 
 impl Default for LoadOptions {
@@ -95,6 +101,7 @@ impl Default for LoadOptions {
             logit_rows: 1,
             n_seq: 1,
             batch_invariant: true,
+            window_ring: true,
         }
     }
 }
@@ -270,6 +277,8 @@ pub struct Model {
     ctx: usize,
     batch: usize,
     logit_rows: usize,
+    /// [`LoadOptions::window_ring`].
+    window_ring: bool,
     /// Caches given back ([`Model::release_cache`]), reused before new ones are allocated.
     spare: Vec<KvCache>,
 }
@@ -333,6 +342,7 @@ impl Model {
             ctx,
             batch,
             logit_rows,
+            window_ring: opts.window_ring,
             spare: Vec::new(),
         })
     }
@@ -387,10 +397,16 @@ impl Model {
             .min_by_key(|&i| self.spare[i].capacity());
         if let Some(i) = fit {
             let mut c = self.spare.swap_remove(i);
-            c.ctx = ctx;
+            c.reset(ctx);
             return Ok(c);
         }
-        KvCache::new(&mut self.ops, &self.config, ctx)
+        KvCache::new(
+            &mut self.ops,
+            &self.config,
+            ctx,
+            self.batch,
+            self.window_ring,
+        )
     }
 
     /// Gives a sequence's cache back for reuse by [`Model::new_cache`] (backends keep their
@@ -550,15 +566,10 @@ impl Model {
     }
 }
 
-/// Refuses positions past the end of a sequence's cache.
+/// Refuses positions past the end of a sequence's cache, or further back than its rings
+/// still hold ([`KvCache::reusable`]).
 fn check_fits(cache: &KvCache, pos0: usize, n: usize) -> Result<(), ModelError> {
-    if pos0 + n > cache.ctx {
-        return Err(ModelError::ContextFull {
-            needed: pos0 + n,
-            ctx: cache.ctx,
-        });
-    }
-    Ok(())
+    cache.admit(pos0, n)
 }
 
 /// Bytes of weights one decoded token reads: every matrix once (the tied or separate output

@@ -256,6 +256,7 @@ impl Backend for CandleBackend {
         Ok(KvBuf {
             id: (self.kv.len() - 1) as u32,
             len,
+            ring: false,
         })
     }
 

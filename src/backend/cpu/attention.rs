@@ -6,7 +6,7 @@
 //! the partial softmax results (max, sum, weighted values) are merged, as in flash-decoding.
 
 use super::vec::{axpy_f16_heads, dot_f16_heads, exp_sub_sum};
-use crate::backend::AttnParams;
+use crate::backend::{kv_row as kv_row_of, AttnParams};
 use half::f16;
 use rayon::prelude::*;
 
@@ -26,6 +26,8 @@ pub fn attention(
     let n_rep = p.n_head / p.n_head_kv;
     let kv_row = p.n_head_kv * hd;
     let q_row = p.n_head * hd;
+    // positions wrap around the cache's rows in a ring (the identity in a linear cache)
+    let rows = k.len().min(v.len()) / kv_row;
     let units = p.n_tokens * p.n_head_kv;
     // this sequence's rows of the batch
     let q = &q[p.row0 * q_row..];
@@ -62,7 +64,8 @@ pub fn attention(
                     // scores: [head][key]
                     scores.resize(n_rep * len, 0.0);
                     for (jj, j) in (c0..c1).enumerate() {
-                        dot_f16_heads(&k[j * kv_row + g * hd..][..hd], qg, col);
+                        let r = kv_row_of(j, rows);
+                        dot_f16_heads(&k[r * kv_row + g * hd..][..hd], qg, col);
                         for (r, c) in col.iter().enumerate() {
                             scores[r * len + jj] = p.scale * c;
                         }
@@ -80,7 +83,7 @@ pub fn attention(
                     }
                     acc.fill(0.0);
                     for (jj, j) in (c0..c1).enumerate() {
-                        let vj = &v[j * kv_row + g * hd..][..hd];
+                        let vj = &v[kv_row_of(j, rows) * kv_row + g * hd..][..hd];
                         axpy_f16_heads(acc, &scores[jj..], len, vj);
                     }
                 },

@@ -229,7 +229,12 @@ impl Backend for CpuBackend {
         Ok(KvBuf {
             id: (self.kv.len() - 1) as u32,
             len,
+            ring: false,
         })
+    }
+
+    fn kv_ring(&self) -> bool {
+        true
     }
 
     fn kv_elem_bytes(&self) -> usize {
@@ -340,9 +345,13 @@ impl Backend for CpuBackend {
         pos0: usize,
     ) -> Result<()> {
         let s = &self.bufs[src.id as usize][row0 * row..(row0 + n) * row];
-        let d = &mut self.kv[dst.id as usize][pos0 * row..(pos0 + n) * row];
-        for (o, v) in d.iter_mut().zip(s) {
-            *o = f16::from_f32(*v);
+        let d = &mut self.kv[dst.id as usize];
+        let rows = d.len() / row;
+        for (t, s) in s.chunks_exact(row).enumerate() {
+            let r = kv_row(pos0 + t, rows);
+            for (o, v) in d[r * row..(r + 1) * row].iter_mut().zip(s) {
+                *o = f16::from_f32(*v);
+            }
         }
         Ok(())
     }

@@ -498,7 +498,11 @@ impl Backend for WgpuBackend {
 
     fn alloc_kv(&mut self, len: usize) -> Result<KvBuf> {
         let id = self.buffer((len * self.kv_elem_bytes()) as u64, "kv cache")?;
-        Ok(KvBuf { id, len })
+        Ok(KvBuf {
+            id,
+            len,
+            ring: false,
+        })
     }
 
     fn kv_elem_bytes(&self) -> usize {
