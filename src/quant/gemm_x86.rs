@@ -5,8 +5,9 @@
 //! For each group of `G` elements and each of `NT` tokens the kernel runs `G / 4` steps of
 //! "one register of weights (four bytes of each of `L` rows) times one broadcast four-byte
 //! word of the token": `vpdpbusd` on AVX-512 VNNI (`L` = 16) and AVX-VNNI (`L` = 8), or
-//! `vpmaddubsw` + `vpmaddwd` on plain AVX2 (`L` = 8; sums of four products in 16 bits, exact
-//! only for weight values below 64, so Q8_0 is not offered there). Then, per lane,
+//! `vpmaddubsw` + `vpmaddwd` on plain AVX2 (`L` = 8; the pair sums of several steps added in
+//! 16 bits before one widening, as many as the type's largest value allows — [`avx2_steps`];
+//! exact only for weight values below 64, so Q8_0 is not offered there). Then, per lane,
 //! `acc += scale · (d · isum) + min · (d · Σq)`. One register of weights serves `NT` tokens
 //! and one broadcast serves `L` rows, where the row kernels (`super::dot_avx2`) spend a
 //! horizontal sum and a scalar scale product on every block of every row.
@@ -92,7 +93,7 @@ impl Vector for Avx512 {
 }
 
 macro_rules! vector256 {
-    ($name:ident, $dot:expr, $dot2:expr) => {
+    ($name:ident, $dot:expr) => {
         impl Vector for $name {
             type I = __m256i;
             type F = __m256;
@@ -108,11 +109,6 @@ macro_rules! vector256 {
             #[inline(always)]
             unsafe fn dot(acc: __m256i, w: __m256i, x: i32) -> __m256i {
                 unsafe { $dot(acc, w, _mm256_set1_epi32(x)) }
-            }
-            #[inline(always)]
-            unsafe fn dot2(acc: __m256i, w0: __m256i, x0: i32, w1: __m256i, x1: i32) -> __m256i {
-                let (x0, x1) = (_mm256_set1_epi32(x0), _mm256_set1_epi32(x1));
-                unsafe { $dot2(acc, w0, x0, w1, x1) }
             }
             #[inline(always)]
             unsafe fn load_f(p: *const f32) -> __m256 {
@@ -145,39 +141,101 @@ unsafe fn dot_vnni256(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
 }
 
 #[inline(always)]
-unsafe fn dot2_vnni256(
-    acc: __m256i,
-    w0: __m256i,
-    x0: __m256i,
-    w1: __m256i,
-    x1: __m256i,
-) -> __m256i {
-    _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(acc, w0, x0), w1, x1)
-}
-
-#[inline(always)]
 unsafe fn dot_maddubs(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
     let pairs = _mm256_maddubs_epi16(w, x);
     _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
-/// Two steps with one widening: the two 16-bit pair sums are added before `vpmaddwd`. Exact
-/// because AVX2 tiles hold values below 64 (`tile::max_value`): four products of a value
-/// below 64 and a byte are at most 4 · 63 · 128 = 32256 in magnitude, inside i16.
-#[inline(always)]
-unsafe fn dot2_maddubs(
-    acc: __m256i,
-    w0: __m256i,
-    x0: __m256i,
-    w1: __m256i,
-    x1: __m256i,
-) -> __m256i {
-    let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(w0, x0), _mm256_maddubs_epi16(w1, x1));
-    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+vector256!(Avx2Vnni, dot_vnni256);
+vector256!(Avx2, dot_maddubs);
+
+/// Steps of plain AVX2 whose 16-bit pair sums may be added before one `vpmaddwd`: `K` steps
+/// add `2K` products of a weight value at most `max` and a byte, at most `2K · max · 128` in
+/// magnitude, which must stay inside i16 — 8 steps for 4-bit values (30720), 4 for 5-bit
+/// (31744), 2 for 6-bit (32256). More steps per widening is fewer `vpmaddwd`s, the plain-AVX2
+/// kernel's bottleneck.
+pub const fn avx2_steps(max: u8) -> usize {
+    let mut k = 8;
+    while k > 1 && 2 * k * (max as usize) * 128 > i16::MAX as usize {
+        k /= 2;
+    }
+    k
 }
 
-vector256!(Avx2Vnni, dot_vnni256, dot2_vnni256);
-vector256!(Avx2, dot_maddubs, dot2_maddubs);
+/// The plain-AVX2 body of [`tokens`]: `K` steps' pair sums (`vpmaddubsw`) added in 16 bits,
+/// then widened once (see [`avx2_steps`]).
+#[inline(always)]
+unsafe fn tokens_avx2<const G: usize, const N: usize, const K: usize>(
+    w: &WeightTile,
+    a: &ActTile,
+    cols: usize,
+    gs: Range<usize>,
+    t0: usize,
+    acc: *mut f32,
+    stride: usize,
+) {
+    let groups = cols / G;
+    let (wq, aq) = (w.q.as_ptr(), a.q.as_ptr());
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut accf = [_mm256_setzero_ps(); N];
+        for t in 0..N {
+            accf[t] = Avx2::load_f(acc.add(t * stride));
+        }
+        for g in gs {
+            let mut ai = [_mm256_setzero_si256(); N];
+            for c0 in (0..G / 4).step_by(K) {
+                let mut pairs = [_mm256_setzero_si256(); N];
+                for c in c0..c0 + K {
+                    let wv = Avx2::load_i(wq.add((g * G / 4 + c) * 32));
+                    for t in 0..N {
+                        let x = aq.add((t0 + t) * cols + g * G + 4 * c) as *const i32;
+                        let xb = _mm256_set1_epi32(x.read_unaligned());
+                        pairs[t] = _mm256_add_epi16(pairs[t], _mm256_maddubs_epi16(wv, xb));
+                    }
+                }
+                for t in 0..N {
+                    ai[t] = _mm256_add_epi32(ai[t], _mm256_madd_epi16(pairs[t], ones));
+                }
+            }
+            let sc = Avx2::load_f(w.scale.as_ptr().add(g * 8));
+            let mn = Avx2::load_f(w.min.as_ptr().add(g * 8));
+            for t in 0..N {
+                let k = (t0 + t) * groups + g;
+                accf[t] = Avx2::scale_add(sc, ai[t], *a.d.get_unchecked(k), accf[t]);
+                accf[t] = Avx2::fmadd_s(mn, *a.sum.get_unchecked(k), accf[t]);
+            }
+        }
+        for t in 0..N {
+            Avx2::store_f(acc.add(t * stride), accf[t]);
+        }
+    }
+}
+
+/// [`run`] for plain AVX2 with `K` steps per widening.
+#[inline(always)]
+unsafe fn run_avx2<const G: usize, const K: usize>(
+    w: &WeightTile,
+    a: &ActTile,
+    cols: usize,
+    gs: Range<usize>,
+    t0: usize,
+    o: &mut TileOut,
+) {
+    let (nt, stride) = (o.tokens, o.stride);
+    let p = o.out.as_mut_ptr();
+    let mut t = 0;
+    unsafe {
+        while t + NT <= nt {
+            tokens_avx2::<G, NT, K>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
+            t += NT;
+        }
+        while t < nt {
+            tokens_avx2::<G, 1, K>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
+            t += 1;
+        }
+    }
+}
 
 /// `N` tokens from `t0`, groups `gs`, into `acc` (token `t`'s lanes from `acc + t · stride`).
 #[inline(always)]
@@ -313,8 +371,28 @@ entry!(
 );
 entry!(vnni_g32, Avx2Vnni, 32, "avxvnni,avx2,fma");
 entry!(vnni_g16, Avx2Vnni, 16, "avxvnni,avx2,fma");
-entry!(avx2_g32, Avx2, 32, "avx2,fma");
-entry!(avx2_g16, Avx2, 16, "avx2,fma");
+
+macro_rules! entry_avx2 {
+    ($name:ident, $g:literal, $k:literal) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name(
+            w: &WeightTile,
+            a: &ActTile,
+            cols: usize,
+            gs: Range<usize>,
+            t0: usize,
+            o: &mut TileOut,
+        ) {
+            unsafe { run_avx2::<$g, $k>(w, a, cols, gs, t0, o) }
+        }
+    };
+}
+
+entry_avx2!(avx2_g32_k8, 32, 8);
+entry_avx2!(avx2_g32_k4, 32, 4);
+entry_avx2!(avx2_g32_k2, 32, 2);
+entry_avx2!(avx2_g16_k4, 16, 4);
+entry_avx2!(avx2_g16_k2, 16, 2);
 
 macro_rules! safe {
     ($name:ident, $inner:ident, $lanes:literal, $g:literal) => {
@@ -338,5 +416,114 @@ safe!(tile_avx512_g32, avx512_g32, 16, 32);
 safe!(tile_avx512_g16, avx512_g16, 16, 16);
 safe!(tile_vnni_g32, vnni_g32, 8, 32);
 safe!(tile_vnni_g16, vnni_g16, 8, 16);
-safe!(tile_avx2_g32, avx2_g32, 8, 32);
-safe!(tile_avx2_g16, avx2_g16, 8, 16);
+safe!(tile_avx2_g32_k8, avx2_g32_k8, 8, 32);
+safe!(tile_avx2_g32_k4, avx2_g32_k4, 8, 32);
+safe!(tile_avx2_g32_k2, avx2_g32_k2, 8, 32);
+safe!(tile_avx2_g16_k4, avx2_g16_k4, 8, 16);
+safe!(tile_avx2_g16_k2, avx2_g16_k2, 8, 16);
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernels::{tile_kernel, Isa};
+    use super::super::tile::{max_value, ActTile, WeightTile};
+    use super::*;
+    use crate::gguf::GgmlType;
+    use rand::{Rng, SeedableRng};
+
+    /// What every tile kernel computes, one lane and token at a time: exact integer group
+    /// sums, then the same two fused multiply-adds per group.
+    fn reference(w: &WeightTile, a: &ActTile, lanes: usize, group: usize, cols: usize) -> Vec<f32> {
+        let (groups, nt) = (cols / group, a.q.len() / cols);
+        let mut out = vec![0f32; nt * lanes];
+        for t in 0..nt {
+            for r in 0..lanes {
+                let mut acc = 0f32;
+                for g in 0..groups {
+                    let isum: i32 = (g * group..(g + 1) * group)
+                        .map(|c| {
+                            let wq = w.q[(c / 4) * lanes * 4 + r * 4 + c % 4] as i32;
+                            wq * a.q[t * cols + c] as i32
+                        })
+                        .sum();
+                    let k = t * groups + g;
+                    acc = w.scale[g * lanes + r].mul_add(isum as f32 * a.d[k], acc);
+                    acc = w.min[g * lanes + r].mul_add(a.sum[k], acc);
+                }
+                out[t * lanes + r] = acc;
+            }
+        }
+        out
+    }
+
+    /// The plain-AVX2 tiles (several steps' 16-bit pair sums per widening, `avx2_steps`) equal
+    /// exact integer arithmetic bit for bit, at each type's largest weight value times -128
+    /// (the worst case for i16) as well as on random values.
+    #[test]
+    fn avx2_tiles_should_equal_exact_sums_at_the_extremes() {
+        if !Isa::Avx2.runs_here() {
+            eprintln!("SKIPPED: no AVX2 on this CPU");
+            return;
+        }
+        assert_eq!((avx2_steps(15), avx2_steps(31), avx2_steps(63)), (8, 4, 2));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let types = [
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ];
+        for dtype in types {
+            let tk = tile_kernel(dtype, Isa::Avx2).unwrap();
+            let (lanes, group, max) = (tk.lanes, tk.group, max_value(dtype));
+            let (cols, nt) = (256, 6);
+            for extreme in [true, false] {
+                let mut w = WeightTile::default();
+                w.q = (0..cols * lanes)
+                    .map(|_| {
+                        if extreme {
+                            max
+                        } else {
+                            rng.random_range(0..=max)
+                        }
+                    })
+                    .collect();
+                w.scale = (0..cols / group * lanes)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                w.min = (0..cols / group * lanes)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                let a = ActTile {
+                    q: (0..nt * cols)
+                        .map(|_| if extreme { -128 } else { rng.random() })
+                        .collect(),
+                    d: (0..nt * cols / group)
+                        .map(|_| rng.random_range(0.0..0.1))
+                        .collect(),
+                    sum: (0..nt * cols / group)
+                        .map(|_| rng.random_range(-1.0..1.0))
+                        .collect(),
+                };
+                let mut out = vec![0f32; nt * lanes];
+                let mut o = TileOut {
+                    out: &mut out,
+                    tokens: nt,
+                    stride: lanes,
+                };
+                (tk.run)(&w, &a, cols, 0..cols / group, 0, &mut o);
+                let want = reference(&w, &a, lanes, group, cols);
+                assert!(
+                    out.iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{dtype:?} extreme={extreme}: {:?} vs {:?}",
+                    &out[..4],
+                    &want[..4]
+                );
+            }
+        }
+    }
+}

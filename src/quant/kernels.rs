@@ -228,10 +228,16 @@ pub fn tile_kernel(dtype: GgmlType, isa: Isa) -> Option<TileKernel> {
             (Isa::Avx512, _) => (16, g::tile_avx512_g16),
             (Isa::Avx2Vnni, 32) => (8, g::tile_vnni_g32),
             (Isa::Avx2Vnni, _) => (8, g::tile_vnni_g16),
-            // 16-bit pair sums: exact for values below 64 only
+            // 16-bit pair sums: exact for values below 64 only, and over as many steps as
+            // the type's largest value allows
             (Isa::Avx2, _) if super::tile::max_value(dtype) >= 64 => return None,
-            (Isa::Avx2, 32) => (8, g::tile_avx2_g32),
-            (Isa::Avx2, _) => (8, g::tile_avx2_g16),
+            (Isa::Avx2, _) => match (group, g::avx2_steps(super::tile::max_value(dtype))) {
+                (32, 8) => (8, g::tile_avx2_g32_k8),
+                (32, 4) => (8, g::tile_avx2_g32_k4),
+                (32, _) => (8, g::tile_avx2_g32_k2),
+                (_, 2) => (8, g::tile_avx2_g16_k2),
+                _ => (8, g::tile_avx2_g16_k4),
+            },
             (Isa::Scalar | Isa::Neon | Isa::NeonDot, _) => return None,
         };
         Some(TileKernel {

@@ -37,8 +37,9 @@ pub fn group_size(dtype: GgmlType) -> Option<usize> {
     }
 }
 
-/// The largest unsigned value a type unpacks to (the plain-AVX2 kernel sums four products
-/// in 16 bits, which holds for values below 64 only).
+/// The largest unsigned value a type unpacks to (the plain-AVX2 kernel sums products in 16
+/// bits, which holds for values below 64 only, and for how many depends on this value:
+/// `gemm_x86::avx2_steps`).
 pub fn max_value(dtype: GgmlType) -> u8 {
     use GgmlType::*;
     match dtype {
