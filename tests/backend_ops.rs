@@ -6,7 +6,7 @@ mod common;
 use common::ops::*;
 
 use tokenfab::backend::cpu::CpuBackend;
-use tokenfab::backend::{AttnParams, Glu, Ops, PreNorm, RopeKv, RopeLayout, Weight};
+use tokenfab::backend::{AttnParams, Buf, Glu, KvBuf, Ops, PreNorm, RopeKv, RopeLayout, Weight};
 use tokenfab::gguf::GgmlType;
 
 /// `ops.matmul` of `n` random tokens against weight `w` (dequantized: `deq`) matches the f64
@@ -681,21 +681,37 @@ fn attention_should_match_reference() {
             let vb = put(&mut ops, &v_all[..(pos0 + n) * kvd]);
             ops.store_kv(kb, 0, kc, pos0 + n, kvd, 0).unwrap();
             ops.store_kv(vb, 0, vc, pos0 + n, kvd, 0).unwrap();
-            let qb = put(&mut ops, &q);
-            let out = guarded(&mut ops, n * nh * hd);
-            ops.attention(qb, kc, vc, out, &p).unwrap();
-            check_guard(&mut ops, out, n * nh * hd, &format!("{name} attention {i}"));
-            let want = attention_ref(&q, &k_all, &v_all, &p);
-            let e = nmse(&read(&mut ops, out, n * nh * hd), &want);
-            // the reference rounds K/V to f16, as an f16 cache does
-            let limit = if ops.backend_mut().kv_elem_bytes() == 2 {
-                1e-10
-            } else {
-                1e-5
-            };
-            assert!(e < limit, "{name} case {i} {p:?}: nmse {e}");
+            let what = format!("{name} attention case {i}");
+            check_attention(&mut ops, &what, &q, (kc, vc), (&k_all, &v_all), &p);
         }
     }
+}
+
+/// `ops.attention` of `q` over the caches `kv` matches [`attention_ref`] over the whole
+/// sequence's keys and values `all` (by position), and writes nothing past its output.
+fn check_attention(
+    ops: &mut Ops,
+    what: &str,
+    q: &[f32],
+    (kc, vc): (KvBuf, KvBuf),
+    (k_all, v_all): (&[f32], &[f32]),
+    p: &AttnParams,
+) -> (Buf, Buf) {
+    let len = p.n_tokens * p.n_head * p.head_dim;
+    let qb = put(ops, q);
+    let out = guarded(ops, len);
+    ops.attention(qb, kc, vc, out, p).unwrap();
+    check_guard(ops, out, len, what);
+    let want = attention_ref(q, k_all, v_all, p);
+    let e = nmse(&read(ops, out, len), &want);
+    // the reference rounds K/V to f16, as an f16 cache does
+    let limit = if ops.backend_mut().kv_elem_bytes() == 2 {
+        1e-10
+    } else {
+        1e-5
+    };
+    assert!(e < limit, "{what} {p:?}: nmse {e}");
+    (qb, out)
 }
 
 /// A sliding-window layer's ring cache (`window + batch` rows, position `p` at row `p % rows`):
@@ -747,20 +763,8 @@ fn attention_over_a_ring_should_match_reference() {
                 scale: 0.3,
                 softcap: None,
             };
-            let qb = put(&mut ops, &q);
-            let out = guarded(&mut ops, n * nh * hd);
-            ops.attention(qb, kc, vc, out, &p).unwrap();
-            check_guard(&mut ops, out, n * nh * hd, &format!("{name} ring {i}"));
-            // the reference reads keys by position from the whole sequence
-            let want = attention_ref(&q, &k_all, &v_all, &p);
-            let e = nmse(&read(&mut ops, out, n * nh * hd), &want);
-            // the reference rounds K/V to f16, as an f16 cache does
-            let limit = if ops.backend_mut().kv_elem_bytes() == 2 {
-                1e-10
-            } else {
-                1e-5
-            };
-            assert!(e < limit, "{name} ring case {i} {p:?}: nmse {e}");
+            let what = format!("{name} ring case {i}");
+            let (qb, out) = check_attention(&mut ops, &what, &q, (kc, vc), (&k_all, &v_all), &p);
             // the same batch with a window one wider than the ring can hold for it
             let wide = AttnParams {
                 window: Some(rows - n + 2),

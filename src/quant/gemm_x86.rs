@@ -162,27 +162,67 @@ pub const fn avx2_steps(max: u8) -> usize {
     k
 }
 
-/// The plain-AVX2 body of [`tokens`]: `K` steps' pair sums (`vpmaddubsw`) added in 16 bits,
-/// then widened once (see [`avx2_steps`]).
-#[inline(always)]
-unsafe fn tokens_avx2<const G: usize, const N: usize, const K: usize>(
-    w: &WeightTile,
-    a: &ActTile,
-    cols: usize,
-    gs: Range<usize>,
-    t0: usize,
-    acc: *mut f32,
-    stride: usize,
-) {
-    let groups = cols / G;
-    let (wq, aq) = (w.q.as_ptr(), a.q.as_ptr());
-    unsafe {
-        let ones = _mm256_set1_epi16(1);
-        let mut accf = [_mm256_setzero_ps(); N];
-        for t in 0..N {
-            accf[t] = Avx2::load_f(acc.add(t * stride));
+/// How one kernel sums a group: the integer products of group `g`'s weights with `N` tokens'
+/// activations (from `t0`), per lane.
+trait Body {
+    type V: Vector;
+    /// Elements per group.
+    const G: usize;
+    unsafe fn sums<const N: usize>(
+        wq: *const u8,
+        aq: *const i8,
+        cols: usize,
+        g: usize,
+        t0: usize,
+    ) -> [<Self::V as Vector>::I; N];
+}
+
+/// One dot step (`V::dot`) per four bytes, two at a time (G / 4 is 4 or 8).
+struct Steps<V, const G: usize>(std::marker::PhantomData<V>);
+
+impl<V: Vector, const G: usize> Body for Steps<V, G> {
+    type V = V;
+    const G: usize = G;
+    #[inline(always)]
+    unsafe fn sums<const N: usize>(
+        wq: *const u8,
+        aq: *const i8,
+        cols: usize,
+        g: usize,
+        t0: usize,
+    ) -> [V::I; N] {
+        unsafe {
+            let mut ai = [V::zero_i(); N];
+            for c in (0..G / 4).step_by(2) {
+                let w0 = V::load_i(wq.add((g * G / 4 + c) * V::L * 4));
+                let w1 = V::load_i(wq.add((g * G / 4 + c + 1) * V::L * 4));
+                for t in 0..N {
+                    let x = aq.add((t0 + t) * cols + g * G + 4 * c) as *const i32;
+                    ai[t] = V::dot2(ai[t], w0, x.read_unaligned(), w1, x.add(1).read_unaligned());
+                }
+            }
+            ai
         }
-        for g in gs {
+    }
+}
+
+/// Plain AVX2: `K` steps' pair sums (`vpmaddubsw`) added in 16 bits, then widened once
+/// (see [`avx2_steps`]).
+struct Avx2Steps<const G: usize, const K: usize>;
+
+impl<const G: usize, const K: usize> Body for Avx2Steps<G, K> {
+    type V = Avx2;
+    const G: usize = G;
+    #[inline(always)]
+    unsafe fn sums<const N: usize>(
+        wq: *const u8,
+        aq: *const i8,
+        cols: usize,
+        g: usize,
+        t0: usize,
+    ) -> [__m256i; N] {
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
             let mut ai = [_mm256_setzero_si256(); N];
             for c0 in (0..G / 4).step_by(K) {
                 let mut pairs = [_mm256_setzero_si256(); N];
@@ -198,48 +238,14 @@ unsafe fn tokens_avx2<const G: usize, const N: usize, const K: usize>(
                     ai[t] = _mm256_add_epi32(ai[t], _mm256_madd_epi16(pairs[t], ones));
                 }
             }
-            let sc = Avx2::load_f(w.scale.as_ptr().add(g * 8));
-            let mn = Avx2::load_f(w.min.as_ptr().add(g * 8));
-            for t in 0..N {
-                let k = (t0 + t) * groups + g;
-                accf[t] = Avx2::scale_add(sc, ai[t], *a.d.get_unchecked(k), accf[t]);
-                accf[t] = Avx2::fmadd_s(mn, *a.sum.get_unchecked(k), accf[t]);
-            }
-        }
-        for t in 0..N {
-            Avx2::store_f(acc.add(t * stride), accf[t]);
-        }
-    }
-}
-
-/// [`run`] for plain AVX2 with `K` steps per widening.
-#[inline(always)]
-unsafe fn run_avx2<const G: usize, const K: usize>(
-    w: &WeightTile,
-    a: &ActTile,
-    cols: usize,
-    gs: Range<usize>,
-    t0: usize,
-    o: &mut TileOut,
-) {
-    let (nt, stride) = (o.tokens, o.stride);
-    let p = o.out.as_mut_ptr();
-    let mut t = 0;
-    unsafe {
-        while t + NT <= nt {
-            tokens_avx2::<G, NT, K>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
-            t += NT;
-        }
-        while t < nt {
-            tokens_avx2::<G, 1, K>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
-            t += 1;
+            ai
         }
     }
 }
 
 /// `N` tokens from `t0`, groups `gs`, into `acc` (token `t`'s lanes from `acc + t · stride`).
 #[inline(always)]
-unsafe fn tokens<V: Vector, const G: usize, const N: usize>(
+unsafe fn tokens<B: Body, const N: usize>(
     w: &WeightTile,
     a: &ActTile,
     cols: usize,
@@ -248,41 +254,33 @@ unsafe fn tokens<V: Vector, const G: usize, const N: usize>(
     acc: *mut f32,
     stride: usize,
 ) {
-    let groups = cols / G;
+    let groups = cols / B::G;
     let (wq, aq) = (w.q.as_ptr(), a.q.as_ptr());
+    let l = <B::V as Vector>::L;
     unsafe {
-        let mut accf = [V::set1_f(0.0); N];
+        let mut accf = [<B::V as Vector>::set1_f(0.0); N];
         for t in 0..N {
-            accf[t] = V::load_f(acc.add(t * stride));
+            accf[t] = <B::V as Vector>::load_f(acc.add(t * stride));
         }
         for g in gs {
-            let mut ai = [V::zero_i(); N];
-            // two 4-byte steps at a time (G / 4 is 4 or 8)
-            for c in (0..G / 4).step_by(2) {
-                let w0 = V::load_i(wq.add((g * G / 4 + c) * V::L * 4));
-                let w1 = V::load_i(wq.add((g * G / 4 + c + 1) * V::L * 4));
-                for t in 0..N {
-                    let x = aq.add((t0 + t) * cols + g * G + 4 * c) as *const i32;
-                    ai[t] = V::dot2(ai[t], w0, x.read_unaligned(), w1, x.add(1).read_unaligned());
-                }
-            }
-            let sc = V::load_f(w.scale.as_ptr().add(g * V::L));
-            let mn = V::load_f(w.min.as_ptr().add(g * V::L));
+            let ai = B::sums::<N>(wq, aq, cols, g, t0);
+            let sc = <B::V as Vector>::load_f(w.scale.as_ptr().add(g * l));
+            let mn = <B::V as Vector>::load_f(w.min.as_ptr().add(g * l));
             for t in 0..N {
                 let k = (t0 + t) * groups + g;
-                accf[t] = V::scale_add(sc, ai[t], *a.d.get_unchecked(k), accf[t]);
-                accf[t] = V::fmadd_s(mn, *a.sum.get_unchecked(k), accf[t]);
+                accf[t] = <B::V as Vector>::scale_add(sc, ai[t], *a.d.get_unchecked(k), accf[t]);
+                accf[t] = <B::V as Vector>::fmadd_s(mn, *a.sum.get_unchecked(k), accf[t]);
             }
         }
         for t in 0..N {
-            V::store_f(acc.add(t * stride), accf[t]);
+            <B::V as Vector>::store_f(acc.add(t * stride), accf[t]);
         }
     }
 }
 
 /// Every token of `o` (from `t0`), `NT` at a time.
 #[inline(always)]
-unsafe fn run<V: Vector, const G: usize>(
+unsafe fn run<B: Body>(
     w: &WeightTile,
     a: &ActTile,
     cols: usize,
@@ -295,11 +293,11 @@ unsafe fn run<V: Vector, const G: usize>(
     let mut t = 0;
     unsafe {
         while t + NT <= nt {
-            tokens::<V, G, NT>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
+            tokens::<B, NT>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
             t += NT;
         }
         while t < nt {
-            tokens::<V, G, 1>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
+            tokens::<B, 1>(w, a, cols, gs.clone(), t0 + t, p.add(t * stride), stride);
             t += 1;
         }
     }
@@ -352,7 +350,7 @@ macro_rules! entry {
             t0: usize,
             o: &mut TileOut,
         ) {
-            unsafe { run::<$v, $g>(w, a, cols, gs, t0, o) }
+            unsafe { run::<Steps<$v, $g>>(w, a, cols, gs, t0, o) }
         }
     };
 }
@@ -383,7 +381,7 @@ macro_rules! entry_avx2 {
             t0: usize,
             o: &mut TileOut,
         ) {
-            unsafe { run_avx2::<$g, $k>(w, a, cols, gs, t0, o) }
+            unsafe { run::<Avx2Steps<$g, $k>>(w, a, cols, gs, t0, o) }
         }
     };
 }
