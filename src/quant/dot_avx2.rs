@@ -155,12 +155,22 @@ pub unsafe fn bf16_f32(w: &[u8], x: &[u8]) -> f32 {
 /// hardware prefetcher stops (measured on the tied Q8_0 output matrix: ~12 -> ~16 GB/s).
 const PREFETCH: usize = 4096;
 
+/// Prefetches every cache line the `size`-byte block at `p` will occupy `PREFETCH` bytes ahead:
+/// a 144-byte Q4_K block spans three lines and a 210-byte Q6_K block four, and prefetching only
+/// the first of them left the rest to demand misses past page boundaries (1.5B Q4_K_M decode,
+/// alternated: 37.4, 37.9 → 43.2, 43.4 tok/s).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn prefetch(p: *const u8) {
-    // SAFETY: prefetch is a hint and never faults; the address is computed with wrapping
-    // arithmetic, so it may lie past the slice without undefined behaviour.
-    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8)
+pub(super) fn prefetch_block(p: *const u8, size: usize) {
+    let ahead = p.wrapping_add(PREFETCH);
+    // lines from the one holding the block's first byte to the one holding its last
+    let skew = ahead as usize % 64;
+    let lines = (skew + size).div_ceil(64);
+    for i in 0..lines {
+        // SAFETY: prefetch is a hint and never faults; the address is computed with wrapping
+        // arithmetic, so it may lie past the slice without undefined behaviour.
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_sub(skew).wrapping_add(64 * i) as *const i8);
+    }
 }
 
 /// Dot products of one row of 32-element blocks with `N` activation rows, in `C` independent
@@ -183,7 +193,7 @@ unsafe fn blocks_n<W, X, const N: usize, const C: usize>(
     for g in 0..groups {
         for k in 0..C {
             let b = g * C + k;
-            prefetch(&w[b] as *const W as *const u8);
+            prefetch_block(&w[b] as *const W as *const u8, size_of::<W>());
             let (dw, q, sign) = unpack(&w[b]);
             for t in 0..N {
                 let (dy, p, sy) = mul(q, sign, &x[t][b]);
@@ -460,7 +470,7 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     let mut acc_m = [_mm_setzero_ps(); N];
     for (b, wb) in w.iter().enumerate() {
-        prefetch(wb as *const BlockQ4K as *const u8);
+        prefetch_block(wb as *const BlockQ4K as *const u8, size_of::<BlockQ4K>());
         let (dw, dmin) = (h2f(wb.d), h2f(wb.dmin));
         let ms = k4_mins_and_scales(&wb.scales);
         let mins = _mm256_extracti128_si256::<1>(ms);
@@ -605,7 +615,7 @@ unsafe fn q6k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     let m32s = _mm256_set1_epi8(32);
     let mut acc = [_mm256_setzero_ps(); N];
     for (b, wb) in w.iter().enumerate() {
-        prefetch(wb as *const BlockQ6K as *const u8);
+        prefetch_block(wb as *const BlockQ6K as *const u8, size_of::<BlockQ6K>());
         let dw = h2f(wb.d);
         let scales = unsafe { _mm_loadu_si128(wb.scales.as_ptr() as *const __m128i) };
         let mut sumi = [_mm256_setzero_si256(); N];

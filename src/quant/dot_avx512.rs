@@ -22,7 +22,7 @@
 
 use super::blocks::*;
 use super::dot_avx2::{
-    h2f, hsum_f32x4, hsum_f32x8, k4_mins_and_scales, prefetch, q4k_accumulate, q6k_accumulate,
+    h2f, hsum_f32x4, hsum_f32x8, k4_mins_and_scales, prefetch_block, q4k_accumulate, q6k_accumulate,
 };
 use bytemuck::cast_slice;
 use std::arch::x86_64::*;
@@ -80,7 +80,7 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     let mut acc_m = [_mm_setzero_ps(); N];
     for (b, wb) in w.iter().enumerate() {
-        prefetch(wb as *const BlockQ4K as *const u8);
+        prefetch_block(wb as *const BlockQ4K as *const u8, size_of::<BlockQ4K>());
         let (dw, dmin) = (h2f(wb.d), h2f(wb.dmin));
         let ms = k4_mins_and_scales(&wb.scales);
         let mins = _mm256_extracti128_si256::<1>(ms);
@@ -145,7 +145,7 @@ unsafe fn q6k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     let idx = [0, 1, 2, 3].map(|q| quarters(4 * q));
     let mut acc = [_mm256_setzero_ps(); N];
     for (b, wb) in w.iter().enumerate() {
-        prefetch(wb as *const BlockQ6K as *const u8);
+        prefetch_block(wb as *const BlockQ6K as *const u8, size_of::<BlockQ6K>());
         let dw = h2f(wb.d);
         // sixteen signed scales, one per i32 lane, high 16 bits cleared so that `vpdpwssd`
         // multiplies by the scale alone
