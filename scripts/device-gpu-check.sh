@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The one prepared GPU check for the lent H100 machine (see ../shared/device/README.md), run
 # with `carry: [".device"]` after scripts/device-pack.sh has filled .device here:
-#   1. per-op parity: tests/backend_ops.rs (cuda and wgpu on the GPU vs the f64 reference; the
-#      CPU backend on the same inputs),
-#   2. greedy parity on a synthetic Llama 3.2 1B: tests/synth.rs (cuda and wgpu vs the CPU),
-#   3. `tokenfab bench` on synthetic llama-3.2-1b and llama-3.1-8b Q4_K files, cuda then wgpu,
+#   1. the architectures of issue 17 against llama.cpp: the synthetic files of
+#      tests/data/synth/llama_cpp.json rebuilt byte for byte, `perplexity --kl-divergence`
+#      against llama.cpp's recorded distributions on cpu, cuda and wgpu ($OUT/arch_kld.jsonl),
+#   2. greedy parity of every synthetic preset: tests/synth.rs (cuda and wgpu vs the CPU),
+#   3. per-op parity: tests/backend_ops.rs (cuda and wgpu on the GPU vs the f64 reference; the
+#      CPU backend on the same inputs) and tests/backend_batch_ops.rs,
+#   then, unless BENCH=0:
+#   4. `tokenfab bench` on synthetic llama-3.2-1b and llama-3.1-8b Q4_K files, cuda then wgpu,
 #      with NVML energy (llama-bench's -p 512 -n 128 -r 3, and a decode-only -p 0 -n 256 -r 5
 #      like the energy rows of ../shared/oracle/gpu.md),
-#   4. per-op / per-kernel profiles of 8B decode (and wgpu prefill) on both,
-#   5. wgpu only: `tokenfab bench --kernels` (every matrix shape of both presets, Q4_K and Q6_K,
+#   5. per-op / per-kernel profiles of 8B decode (and wgpu prefill) on both,
+#   6. wgpu only: `tokenfab bench --kernels` (every matrix shape of both presets, Q4_K and Q6_K,
 #      1 and 512 tokens) into $OUT/kernels.jsonl, and decode with TOKENFAB_WGPU_KERNELS=legacy
 #      (the matmul kernel before matvec/gemm) for an A/B in the same sitting.
 # A WGPU_ONLY=1 pack (.device/build = wgpu) runs the wgpu stages only.
@@ -74,15 +78,64 @@ if ! grep -q '"name"' "$OUT/probe.json"; then
   RUN_WGPU=0
 fi
 
+BACKENDS=""
+[ "$RUN_CUDA" = 1 ] && BACKENDS="cuda"
+[ "$RUN_WGPU" = 1 ] && BACKENDS="$BACKENDS wgpu"
+
+# issue 17: the architectures no real file has, against llama.cpp's recorded distributions on
+# every backend here — each synthetic file rebuilt byte for byte from its recorded `synth`
+# command (.device/tokenizer.gguf carries the Qwen file's tokenizer), its sha256 checked against
+# the recording, then `perplexity --kl-divergence` per backend: one JSON line per (preset,
+# backend) in $OUT/arch_kld.jsonl
+if [ "${ARCH:-1}" = 1 ] && [ -e "$T/tokenizer.gguf" ]; then
+  python3 - tests/data/synth/llama_cpp.json > "$T/arch.txt" <<'EOF'
+import json, sys
+for p, v in json.load(open(sys.argv[1]))["presets"].items():
+    a = v["synth"].split()[1:]
+    i = a.index("--tokenizer-from")
+    del a[i:i + 2]
+    print(p, v["sha256"], " ".join(a))
+EOF
+  while read -r p sha args <&3; do
+    # shellcheck disable=SC2086
+    stage 120 "synth $p as recorded" "$BIN" $args --tokenizer-from "$T/tokenizer.gguf" -o "$M/$p.gguf" --force
+    got=$(sha256sum "$M/$p.gguf" 2>/dev/null | cut -d' ' -f1)
+    if [ "$got" != "$sha" ]; then
+      log "$p: sha256 $got, recorded $sha: not llama.cpp's file, skipped"
+      continue
+    fi
+    for b in cpu $BACKENDS; do
+      log "kld $p $b"
+      timeout "$(limit 120)" "$BIN" perplexity -m "$M/$p.gguf" --backend "$b" -f tests/data/oracle/eval.txt \
+        -c 128 --chunks 4 --kl-divergence "tests/data/synth/$p.tfkld" --json > "$T/kld.json" 2>> "$LOG" \
+        || { log "kld $p $b: failed"; continue; }
+      python3 - "$p" "$b" "$T/kld.json" >> "$OUT/arch_kld.jsonl" <<'EOF'
+import json, sys
+p, b, f = sys.argv[1:]
+r = json.load(open(f))
+print(json.dumps({"preset": p, "backend": b, "ppl": r["perplexity"]["ppl"], **r["kl_divergence"]}))
+EOF
+      tail -n 1 "$OUT/arch_kld.jsonl" >> "$LOG"
+    done
+    rm -f "$M/$p.gguf"
+  done 3< "$T/arch.txt"
+fi
+# the synthetic parity tests of every architecture (cuda and wgpu against the CPU)
+[ "$RUN_CUDA" = 1 ] && stage 150 "greedy parity, synthetic presets, cuda" "$T/synth" should_match_cpu_on_cuda --nocapture
+[ "$RUN_WGPU" = 1 ] && stage 150 "greedy parity, synthetic presets, wgpu" "$T/synth" should_match_cpu_on_wgpu --nocapture
+stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8
+stage 60 "several sequences in one batch (cuda, wgpu, cpu)" "$T/backend_batch_ops"
+if [ "${BENCH:-1}" = 0 ]; then
+  nvidia-smi --query-gpu=name,memory.used,power.draw,temperature.gpu --format=csv >> "$LOG" 2>&1
+  log done
+  exit 0
+fi
+
 if [ "$RUN_WGPU" = 1 ]; then
   log "kernels"
   timeout "$(limit 150)" "$BIN" bench --kernels llama-3.2-1b,llama-3.1-8b --kernel-types q4_K,q6_K \
     -p 512 -o jsonl > "$OUT/kernels.jsonl" 2>> "$LOG" || log "kernels: failed"
 fi
-BACKENDS=""
-[ "$RUN_CUDA" = 1 ] && BACKENDS="cuda"
-[ "$RUN_WGPU" = 1 ] && BACKENDS="$BACKENDS wgpu"
-
 for p in llama-3.2-1b llama-3.1-8b; do
   stage 120 "synth $p" "$BIN" synth --preset $p --type q4_k -o $M/$p.gguf --force
 done
@@ -120,10 +173,5 @@ fi
 for b in $BACKENDS; do
   bench 120 "$b 8b profile" --backend $b -m $M/llama-3.1-8b.gguf -p 0 -n 32 -r 1 --profile
 done
-# parity last: the speed numbers above come first if time runs short
-stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8
-stage 60 "several sequences in one batch (cuda, wgpu, cpu)" "$T/backend_batch_ops"
-[ "$RUN_CUDA" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, cuda" "$T/synth" synthetic_llama_should_match_cpu_on_cuda --nocapture
-[ "$RUN_WGPU" = 1 ] && stage 120 "greedy parity, synthetic llama-3.2-1b, wgpu" "$T/synth" synthetic_llama_should_match_cpu_on_wgpu --nocapture
 nvidia-smi --query-gpu=name,memory.used,power.draw,temperature.gpu --format=csv >> "$LOG" 2>&1
 log done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fills .device (git-ignored) for scripts/device-gpu-check.sh: the `cuda` build of tokenfab and
 # of the GPU test binaries (tests/backend_ops.rs, tests/backend_batch_ops.rs, tests/synth.rs), stripped and xz-compressed
-# (~10 MB each; what travels to the device machine is capped at 64 MiB), and Debian's Vulkan
+# (~10 MB each; what travels to the device machine is capped at 64 MiB), the Qwen 0.5B file's
+# tokenizer metadata alone (examples/tokenizer_gguf.rs; needs scripts/fetch-models.sh), and Debian's Vulkan
 # loader with glvnd (the device machine has the NVIDIA Vulkan driver but neither).
 # WGPU_ONLY=1 packs the plain build instead (no CUDA toolkit, minutes instead of ~25 on two
 # cores): the check then runs the wgpu stages only (.device/build says which).
@@ -22,6 +23,11 @@ cargo build --release "${features[@]}" --target-dir "$target"
 mkdir -p .device/lib
 pack() { strip -o ".device/$2" "$1" && xz -T0 -6 -f ".device/$2"; }
 pack "$target/release/tokenfab" tokenfab
+# the Qwen file's tokenizer without its weights, for the synthetic files llama.cpp was recorded
+# on (tests/data/synth/llama_cpp.json): the model itself does not fit the bundle
+cargo run --release --example tokenizer_gguf -- models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
+  .device/tokenizer.gguf
+xz -T0 -6 -f .device/tokenizer.gguf
 echo "$build" > .device/build
 git rev-parse --short HEAD > .device/commit
 for t in backend_ops backend_batch_ops synth; do

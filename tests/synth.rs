@@ -1,5 +1,5 @@
 //! `tokenfab synth`: synthetic models of real shapes are valid GGUF for another reader
-//! (candle-core's), load and run in tokenfab on the CPU, and the Llama, Qwen3 and Gemma 2
+//! (candle-core's), load and run in tokenfab on the CPU, and the Llama, Qwen3, Gemma 2 and Phi
 //! shapes (the architectures no real test model has; their CPU forward is checked against
 //! llama.cpp in `tests/synth_llama_cpp.rs`) give the same logits on wgpu as on the CPU; a
 //! Mistral-style file's sliding window is applied (on the exact reference) — and, in a
@@ -310,18 +310,43 @@ fn mistral_sliding_window_comes_from_the_metadata() {
     assert!(full > 1e3 * windowed.max(1e-9), "{full}");
 }
 
-/// Only in a `--features cuda` build, which must then run where there is an NVIDIA GPU.
+/// `preset` on CUDA (candle) against the CPU, greedy decoding included. Only in a `--features
+/// cuda` build, which must then run where there is an NVIDIA GPU.
+#[cfg(feature = "cuda")]
+fn check_cuda(preset: &str) {
+    let gpu = tokenfab::backend::candle::CandleBackend::cuda().expect("an NVIDIA GPU");
+    check(preset, Box::new(gpu), 24);
+}
+
 #[cfg(feature = "cuda")]
 #[test]
 fn synthetic_llama_should_match_cpu_on_cuda() {
-    let gpu = tokenfab::backend::candle::CandleBackend::cuda().expect("an NVIDIA GPU");
-    check("llama-3.2-1b", Box::new(gpu), 24);
+    check_cuda("llama-3.2-1b");
 }
 
-/// Only in a `--features cuda` build, which must then run where there is an NVIDIA GPU.
 #[cfg(feature = "cuda")]
 #[test]
 fn synthetic_qwen3_should_match_cpu_on_cuda() {
-    let gpu = tokenfab::backend::candle::CandleBackend::cuda().expect("an NVIDIA GPU");
-    check("qwen3-0.6b", Box::new(gpu), 24);
+    check_cuda("qwen3-0.6b");
+}
+
+/// Gemma 2's soft caps and alternating windows on CUDA (4 layers, a 4-token window).
+#[cfg(feature = "cuda")]
+#[test]
+fn synthetic_gemma2_should_match_cpu_on_cuda() {
+    check_cuda("gemma-2-2b");
+}
+
+/// Phi-3's fused weights read as row ranges, and LongRoPE, on CUDA (2 layers).
+#[cfg(feature = "cuda")]
+#[test]
+fn synthetic_phi3_should_match_cpu_on_cuda() {
+    check_cuda("phi-3.5-mini");
+}
+
+/// Phi-4-mini's partial rotary (96 of 128 dimensions) on CUDA (2 layers).
+#[cfg(feature = "cuda")]
+#[test]
+fn synthetic_phi4_mini_should_match_cpu_on_cuda() {
+    check_cuda("phi-4-mini");
 }
