@@ -400,12 +400,45 @@ fn scale_fields(t: GgmlType) -> &'static [(usize, f32)] {
         Q5_0 => &[(0, 9.2)],
         Q5_1 => &[(0, 9.2), (2, -15.5)],
         Q8_0 => &[(0, 74.0)],
-        Q2_K => &[(80, 12.0), (82, 24.0)],
+        Q2_K => &[(80, 9.8)],
         Q3_K => &[(108, 40.0)],
-        Q4_K | Q5_K => &[(0, 256.0), (2, 512.0)],
+        Q4_K => &[(0, 168.0)],
+        Q5_K => &[(0, 337.0)],
         Q6_K => &[(208, 1300.0)],
         _ => &[],
     }
+}
+
+/// Makes a random Q2_K, Q4_K or Q5_K block zero-mean, as trained weights are: each
+/// sub-block's min equals its scale and `dmin = d · (largest quant) / 2`, so a value is
+/// `d · scale · (q − qmax/2)`. With independent random mins the weights average ~0.9 of their
+/// RMS: activations then grow layer by layer (block sums of 10⁵ in an 8B model's FFN, past
+/// the f16 range of the block sums that ggml's CUDA kernels keep, hence NaN there).
+fn zero_mean_k(t: GgmlType, block: &mut [u8], d: f32) {
+    let (qmax, dmin_at) = match t {
+        GgmlType::Q2_K => {
+            // 16 bytes: scale in the low nibble, min in the high one
+            for b in &mut block[..16] {
+                *b = (*b & 0x0f) * 0x11;
+            }
+            (3.0, 82)
+        }
+        GgmlType::Q4_K | GgmlType::Q5_K => {
+            // 12 bytes of 6-bit scales and mins (ggml's get_scale_min_k4): sub-block j < 4
+            // has its scale in byte j's low 6 bits and its min in byte j+4's; j >= 4 has them
+            // in byte j+4's low and high nibbles, topped by the high 2 bits of bytes j-4 and
+            // j. Mins equal to scales: byte j+4 = byte j, and both nibbles of bytes 8..12 alike
+            let sc = &mut block[4..16];
+            for j in 0..4 {
+                sc[j + 4] = sc[j];
+                sc[j + 8] = (sc[j + 8] & 0x0f) * 0x11;
+            }
+            (if t == GgmlType::Q4_K { 15.0 } else { 31.0 }, 2)
+        }
+        _ => return,
+    };
+    let dmin = f16::from_f32(d * qmax / 2.0).to_le_bytes();
+    block[dmin_at..dmin_at + 2].copy_from_slice(&dmin);
 }
 
 /// Random bytes for `rows` rows of `cols` elements of type `t`.
@@ -448,6 +481,7 @@ fn random_rows(
                     };
                     block[off..off + 2].copy_from_slice(&f16::from_f32(val).to_le_bytes());
                 }
+                zero_mean_k(t, block, d);
             }
             v
         }
@@ -678,6 +712,13 @@ mod tests {
                 rms > want / 3.0 && rms < want * 3.0,
                 "{t}: rms {rms}, want ~{want}"
             );
+            // near zero-mean like trained weights (k-quants with random mins averaged 0.9 of
+            // the RMS; Q4_0's quants 0..15 around 8 leave -d/2, 0.11 of it); each row's
+            // mean, as a dot product with a constant input sees it
+            for row in v.chunks(cols) {
+                let mean = row.iter().sum::<f32>() / cols as f32;
+                assert!(mean.abs() < 0.2 * rms, "{t}: row mean {mean}, rms {rms}");
+            }
         }
     }
 

@@ -33,13 +33,20 @@ fn check_matmul(ops: &mut Ops, name: &str, w: &Weight, deq: &[f32], n: usize) {
     // activations are quantized to 8 bits for quantized weights
     // (on the CPU; the GPU dots f32 activations with decoded weights); the reference is the
     // f64 product itself, read back as f32 (measured ≤ 1e-15)
+    // candle's CUDA kernels quantize activations to ggml's q8_1 (f16 scale and sum per 32
+    // values): measured 1.005e-4 on Q4_1 at n = 4 (H200, 2026-11-28), the one case over 1e-4
     let limit = if name.starts_with("reference") {
         1e-13
+    } else if t.is_quantized() && name.starts_with("cuda") {
+        1e-3
     } else if t.is_quantized() && !name.starts_with("wgpu") {
         1e-4
     } else {
         1e-10
     };
+    if name.starts_with("cuda") {
+        eprintln!("{name} {t} {rows}x{cols} n={n}: nmse {e:.2e}");
+    }
     assert!(e < limit, "{name} {t} {rows}x{cols} n={n}: nmse {e}");
     assert_eq!(
         &got[n * rows..],

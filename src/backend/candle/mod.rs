@@ -54,6 +54,8 @@ pub struct CandleBackend {
     kv: Vec<Tensor>,
     weights: Vec<(CWeight, Option<HostTable>)>,
     ropes: Vec<RopeTables>,
+    /// 0, 1, 2, … (u32) for argmax's first-of-ties, grown to the longest row asked
+    positions: Option<Tensor>,
 }
 
 /// The libraries candle's CUDA device opens (cudarc loads them with `dlopen`, and panics when
@@ -97,6 +99,7 @@ impl CandleBackend {
             kv: Vec::new(),
             weights: Vec::new(),
             ropes: Vec::new(),
+            positions: None,
         }
     }
 
@@ -448,9 +451,29 @@ impl Backend for CandleBackend {
                 row: 0,
             });
         }
-        row.argmax(0)
-            .and_then(|t| t.to_scalar::<u32>())
-            .map_err(err)
+        // the first of tied maxima, as on every backend: candle's own argmax returns the later
+        // one on CUDA (the H200 picked 9990 over 7321). The least position holding the maximum
+        if self
+            .positions
+            .as_ref()
+            .is_none_or(|p| p.dim(0).unwrap_or(0) < len)
+        {
+            self.positions = Some(Tensor::arange(0u32, len as u32, &self.device).map_err(err)?);
+        }
+        let positions = self
+            .positions
+            .as_ref()
+            .ok_or_else(|| BackendError::Invalid("argmax: no positions".into()))?;
+        let first = || -> candle_core::Result<u32> {
+            let max = row.max_keepdim(0)?;
+            let at_max = row.broadcast_eq(&max)?;
+            let beyond = Tensor::full(u32::MAX, len, &self.device)?;
+            at_max
+                .where_cond(&positions.narrow(0, 0, len)?, &beyond)?
+                .min(0)?
+                .to_scalar::<u32>()
+        };
+        first().map_err(err)
     }
 
     /// On CUDA: the model against the free device memory (see [`memory`]).
