@@ -4,7 +4,7 @@
 #   1. the architectures of issue 17 against llama.cpp: the synthetic files of
 #      tests/data/synth/llama_cpp.json rebuilt byte for byte, `perplexity --kl-divergence`
 #      against llama.cpp's recorded distributions on cpu, cuda and wgpu ($OUT/arch_kld.jsonl),
-#   2. greedy parity of every synthetic preset: tests/synth.rs (cuda and wgpu vs the CPU),
+#   2. greedy parity of every synthetic preset: tests/synth.rs (cuda and wgpu vs the f64 reference),
 #   3. per-op parity: tests/backend_ops.rs (cuda and wgpu on the GPU vs the f64 reference; the
 #      CPU backend on the same inputs) and tests/backend_batch_ops.rs,
 #   then, unless BENCH=0:
@@ -120,9 +120,9 @@ EOF
     rm -f "$M/$p.gguf"
   done 3< "$T/arch.txt"
 fi
-# the synthetic parity tests of every architecture (cuda and wgpu against the CPU)
-[ "$RUN_CUDA" = 1 ] && stage 150 "greedy parity, synthetic presets, cuda" "$T/synth" should_match_cpu_on_cuda --nocapture
-[ "$RUN_WGPU" = 1 ] && stage 150 "greedy parity, synthetic presets, wgpu" "$T/synth" should_match_cpu_on_wgpu --nocapture
+# the synthetic parity tests of every architecture (cuda and wgpu against exact arithmetic)
+[ "$RUN_CUDA" = 1 ] && stage 150 "greedy parity, synthetic presets, cuda" "$T/synth" should_match_reference_on_cuda --nocapture
+[ "$RUN_WGPU" = 1 ] && stage 150 "greedy parity, synthetic presets, wgpu" "$T/synth" should_match_reference_on_wgpu --nocapture
 stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8 --nocapture
 stage 60 "several sequences in one batch (cuda, wgpu, cpu)" "$T/backend_batch_ops"
 if [ "${BENCH:-1}" = 0 ]; then

@@ -1,13 +1,15 @@
 //! `tokenfab synth`: synthetic models of real shapes are valid GGUF for another reader
 //! (candle-core's), load and run in tokenfab on the CPU, and the Llama, Qwen3, Gemma 2 and Phi
 //! shapes (the architectures no real test model has; their CPU forward is checked against
-//! llama.cpp in `tests/synth_llama_cpp.rs`) give the same logits on wgpu as on the CPU; a
-//! Mistral-style file's sliding window is applied (on the exact reference) — and, in a
-//! `--features cuda` build (run on an NVIDIA machine: it fails without one), on CUDA, where
-//! greedy decoding (argmax on the device, token by token) must also follow the CPU's.
+//! llama.cpp in `tests/synth_llama_cpp.rs`) give on wgpu the logits of exact arithmetic (the
+//! f64 reference backend); a Mistral-style file's sliding window is applied (on the exact
+//! reference) — and, in a `--features cuda` build (run on an NVIDIA machine: it fails without
+//! one), on CUDA, where greedy decoding (argmax on the device, token by token) must also
+//! follow the reference's.
 
 use std::sync::Arc;
 use tokenfab::backend::cpu::CpuBackend;
+use tokenfab::backend::reference::ReferenceBackend;
 use tokenfab::backend::wgpu::WgpuBackend;
 use tokenfab::backend::Backend;
 use tokenfab::gguf::{GgmlType, GgufFile};
@@ -140,43 +142,55 @@ fn greedy(model: &mut Model, prompt: &[u32], n: usize, gaps: bool) -> (Vec<u32>,
     (out, gap)
 }
 
-/// Random-weight models have near-Gaussian logits: a differing pick is allowed where the CPU's
+/// Random-weight models have near-Gaussian logits: a differing pick is allowed where the reference's
 /// top-2 gap is below this fraction of the logits' RMS.
 const NEAR_TIE: f32 = 0.05;
 
-/// `other` against the CPU on a synthetic `preset`: logits of a few rows (nmse), and
-/// with `steps` > 0: a varied token sequence teacher-forced through both, where `other`'s
-/// argmax must be the CPU's except at near-ties; then `other`'s own greedy decoding (argmax on
-/// the device, token by token) must repeat the CPU's up to the CPU's first near-tie.
+/// `other` against exact arithmetic (the f64 reference backend: no 8-bit activations, which
+/// on zero-mean random weights put our CPU 1e-3 away from the GPUs in logits nmse) on a
+/// synthetic `preset`: logits of a few rows (nmse), and with `steps` > 0: a varied token
+/// sequence teacher-forced through both, where `other`'s argmax must be the reference's except
+/// at near-ties; then `other`'s own greedy decoding (argmax on the device, token by token)
+/// must repeat the reference's up to its first near-tie.
 fn check(preset: &str, other: Box<dyn Backend>, steps: usize) {
-    let name = format!("{preset} on {}", other.name());
+    let other_name = other.name();
+    let name = format!("{preset} on {other_name}");
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), preset);
-    let mut cpu = load(&path, Box::new(CpuBackend::new(0).unwrap()));
+    let mut exact = load(&path, Box::new(ReferenceBackend::new(0).unwrap()));
     let mut gpu = load(&path, other);
     // (the same ids on every preset whose vocabulary has them: Phi-3's has 32 064)
-    let n_vocab = cpu.config.n_vocab as u32;
+    let n_vocab = exact.config.n_vocab as u32;
     let tokens = [1u32, 500, 7000, 42, 9, 100_000, 3, 77].map(|t| t % n_vocab);
-    let (c, g) = (logits(&mut cpu, &tokens, 4), logits(&mut gpu, &tokens, 4));
+    let (c, g) = (logits(&mut exact, &tokens, 4), logits(&mut gpu, &tokens, 4));
     let num: f64 = c
         .iter()
         .zip(&g)
         .map(|(a, b)| ((a - b) as f64).powi(2))
         .sum();
     let den: f64 = c.iter().map(|a| (*a as f64).powi(2)).sum();
-    // the CPU quantizes activations to 8 bits, the GPU does not
-    eprintln!("{name}: logits nmse vs cpu {:.2e}", num / den);
-    // measured: 2.9e-9 on lavapipe, ~1e-8 on the H100 (2026-11-27)
-    assert!(num / den < 1e-6, "{name}: nmse {}", num / den);
+    eprintln!("{name}: logits nmse vs exact {:.2e}", num / den);
+    // wgpu: f32 activations and an f16 KV cache, measured 1.0e-7 to 2.6e-7 on lavapipe; candle
+    // on CUDA quantizes activations to ggml's q8_1 as our CPU does to 8 bits (CPU vs exact
+    // ~1e-3 on these zero-mean weights)
+    let limit = if other_name.starts_with("candle") {
+        1e-2
+    } else {
+        1e-6
+    };
+    assert!(num / den < limit, "{name}: nmse {}", num / den);
     if steps == 0 {
         return;
     }
-    let vocab = cpu.config.n_vocab;
+    let vocab = exact.config.n_vocab;
     let mut seq = tokens.to_vec();
     seq.extend((0..steps as u64 - 1).map(|i| ((i * 2_654_435_761 + 12_345) % vocab as u64) as u32));
     let (mut same, mut near) = (0, 0);
     // one pass each: the logits of the last `steps` positions
-    let (c_all, g_all) = (logits(&mut cpu, &seq, steps), logits(&mut gpu, &seq, steps));
+    let (c_all, g_all) = (
+        logits(&mut exact, &seq, steps),
+        logits(&mut gpu, &seq, steps),
+    );
     for (i, (c, g)) in c_all.chunks(vocab).zip(g_all.chunks(vocab)).enumerate() {
         let (ca, ga) = (tokenfab::sampling::argmax(c), tokenfab::sampling::argmax(g));
         let rms = (c.iter().map(|x| x * x).sum::<f32>() / vocab as f32).sqrt();
@@ -188,19 +202,19 @@ fn check(preset: &str, other: Box<dyn Backend>, steps: usize) {
         near += 1;
         assert!(
             gap < NEAR_TIE * rms,
-            "{name} step {i}: picks {ga}, cpu {ca} (cpu gap {gap:.4}, logit rms {rms:.3})"
+            "{name} step {i}: picks {ga}, exact {ca} (exact gap {gap:.4}, logit rms {rms:.3})"
         );
     }
-    eprintln!("{name}: {same}/{steps} teacher-forced steps pick the cpu's token ({near} near-ties differ)");
+    eprintln!("{name}: {same}/{steps} teacher-forced steps pick the reference's token ({near} near-ties differ)");
     assert!(same * 10 >= steps * 8, "{name}: {same}/{steps}");
-    let (want, gaps) = greedy(&mut cpu, &tokens, steps, true);
+    let (want, gaps) = greedy(&mut exact, &tokens, steps, true);
     let (got, _) = greedy(&mut gpu, &tokens, steps, false);
     let first_tie = gaps.iter().position(|&g| g < NEAR_TIE).unwrap_or(steps);
-    eprintln!("{name}: greedy {got:?}\n  cpu: {want:?} (first near-tie at step {first_tie})");
+    eprintln!("{name}: greedy {got:?}\n  exact: {want:?} (first near-tie at step {first_tie})");
     assert_eq!(got[..first_tie], want[..first_tie], "{name}: free-running");
 }
 
-/// `preset` on wgpu against the CPU; greedy decoding on real GPUs only (lavapipe, in CI,
+/// `preset` on wgpu against exact arithmetic; greedy decoding on real GPUs only (lavapipe, in CI,
 /// decodes a 1B model at seconds per token).
 fn check_wgpu(preset: &str) {
     let gpu = WgpuBackend::new(false)
@@ -214,30 +228,30 @@ fn check_wgpu(preset: &str) {
 }
 
 #[test]
-fn synthetic_llama_should_match_cpu_on_wgpu() {
+fn synthetic_llama_should_match_reference_on_wgpu() {
     check_wgpu("llama-3.2-1b");
 }
 
 #[test]
-fn synthetic_qwen3_should_match_cpu_on_wgpu() {
+fn synthetic_qwen3_should_match_reference_on_wgpu() {
     check_wgpu("qwen3-0.6b");
 }
 
 /// Gemma 2's soft caps and alternating windows on wgpu (4 layers, a 4-token window).
 #[test]
-fn synthetic_gemma2_should_match_cpu_on_wgpu() {
+fn synthetic_gemma2_should_match_reference_on_wgpu() {
     check_wgpu("gemma-2-2b");
 }
 
 /// Phi-3's fused weights read as row ranges, and LongRoPE, on wgpu (2 layers).
 #[test]
-fn synthetic_phi3_should_match_cpu_on_wgpu() {
+fn synthetic_phi3_should_match_reference_on_wgpu() {
     check_wgpu("phi-3.5-mini");
 }
 
 /// Phi-4-mini's partial rotary (96 of 128 dimensions) on wgpu (2 layers).
 #[test]
-fn synthetic_phi4_mini_should_match_cpu_on_wgpu() {
+fn synthetic_phi4_mini_should_match_reference_on_wgpu() {
     check_wgpu("phi-4-mini");
 }
 
@@ -320,33 +334,33 @@ fn check_cuda(preset: &str) {
 
 #[cfg(feature = "cuda")]
 #[test]
-fn synthetic_llama_should_match_cpu_on_cuda() {
+fn synthetic_llama_should_match_reference_on_cuda() {
     check_cuda("llama-3.2-1b");
 }
 
 #[cfg(feature = "cuda")]
 #[test]
-fn synthetic_qwen3_should_match_cpu_on_cuda() {
+fn synthetic_qwen3_should_match_reference_on_cuda() {
     check_cuda("qwen3-0.6b");
 }
 
 /// Gemma 2's soft caps and alternating windows on CUDA (4 layers, a 4-token window).
 #[cfg(feature = "cuda")]
 #[test]
-fn synthetic_gemma2_should_match_cpu_on_cuda() {
+fn synthetic_gemma2_should_match_reference_on_cuda() {
     check_cuda("gemma-2-2b");
 }
 
 /// Phi-3's fused weights read as row ranges, and LongRoPE, on CUDA (2 layers).
 #[cfg(feature = "cuda")]
 #[test]
-fn synthetic_phi3_should_match_cpu_on_cuda() {
+fn synthetic_phi3_should_match_reference_on_cuda() {
     check_cuda("phi-3.5-mini");
 }
 
 /// Phi-4-mini's partial rotary (96 of 128 dimensions) on CUDA (2 layers).
 #[cfg(feature = "cuda")]
 #[test]
-fn synthetic_phi4_mini_should_match_cpu_on_cuda() {
+fn synthetic_phi4_mini_should_match_reference_on_cuda() {
     check_cuda("phi-4-mini");
 }
