@@ -123,7 +123,7 @@ fi
 # the synthetic parity tests of every architecture (cuda and wgpu against exact arithmetic)
 [ "$RUN_CUDA" = 1 ] && stage 150 "greedy parity, synthetic presets, cuda" "$T/synth" should_match_reference_on_cuda --nocapture
 [ "$RUN_WGPU" = 1 ] && stage 150 "greedy parity, synthetic presets, wgpu" "$T/synth" should_match_reference_on_wgpu --nocapture
-stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 8 --nocapture
+stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 1 --nocapture
 stage 60 "several sequences in one batch (cuda, wgpu, cpu)" "$T/backend_batch_ops"
 if [ "${BENCH:-1}" = 0 ]; then
   nvidia-smi --query-gpu=name,memory.used,power.draw,temperature.gpu --format=csv >> "$LOG" 2>&1
