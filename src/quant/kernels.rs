@@ -80,26 +80,27 @@ impl Isa {
     ];
 
     /// The best instruction set this CPU supports, capped by `TOKENFAB_ISA` (`scalar`, `avx2`,
-    /// `avx2+vnni`, `avx512`, `neon`, `neon+dotprod`) when that names a level this CPU has.
-    /// Detected once per process.
+    /// `avx2+vnni`, `avx512`, `neon`, `neon+dotprod`): the best level this CPU has at or below
+    /// the cap (a cap of another architecture is ignored). Detected once per process.
     pub fn detect() -> Self {
         static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *DETECTED.get_or_init(|| {
-            let cpu = Self::cpu();
-            match std::env::var("TOKENFAB_ISA")
+            let cap = std::env::var("TOKENFAB_ISA")
                 .ok()
-                .and_then(|s| Self::parse(&s))
-            {
-                Some(cap) if cap.within(cpu) => cap,
-                _ => cpu,
+                .and_then(|s| Self::parse(&s));
+            match cap {
+                Some(cap) if cap == Isa::Scalar || cap.x86() == Self::cpu().x86() => {
+                    Self::best(|i| i.within(cap))
+                }
+                _ => Self::cpu(),
             }
         })
     }
 
-    /// Whether the kernels of this level can run on this process's CPU (at or below
-    /// [`Isa::detect`], in its architecture).
+    /// Whether the kernels of this level can run on this process's CPU: its instructions are
+    /// there, and the level is at or below [`Isa::detect`] in its architecture.
     pub fn runs_here(self) -> bool {
-        self.within(Self::detect())
+        self.supported() && self.within(Self::detect())
     }
 
     /// Whether `self` is `Scalar` or a level of `of`'s architecture no wider than `of`.
@@ -111,30 +112,43 @@ impl Isa {
         matches!(self, Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512)
     }
 
+    /// Whether this CPU has every instruction this level's kernels use. The x86 levels are not
+    /// nested: AMD's Zen 4 has AVX-512 VNNI but not AVX-VNNI (the VEX-encoded `vpdpbusd` of the
+    /// `Avx2Vnni` kernels), so each level is checked on its own.
+    fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512 => {
+                use std::arch::is_x86_feature_detected as has;
+                let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+                avx2 && match self {
+                    Isa::Avx2Vnni => has!("avxvnni"),
+                    Isa::Avx512 => has!("avx512f") && has!("avx512bw") && has!("avx512vnni"),
+                    _ => true,
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => true,
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The best level this CPU supports among those `keep` accepts (`Scalar` at worst).
+    fn best(keep: impl Fn(Isa) -> bool) -> Self {
+        Self::ALL
+            .into_iter()
+            .filter(|&i| i.supported() && keep(i))
+            .max()
+            .unwrap_or(Isa::Scalar)
+    }
+
     /// The best instruction set this CPU supports.
     pub fn cpu() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") && has!("f16c") {
-                if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
-                    return Isa::Avx512;
-                }
-                if has!("avxvnni") {
-                    return Isa::Avx2Vnni;
-                }
-                return Isa::Avx2;
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            if std::arch::is_aarch64_feature_detected!("dotprod") {
-                return Isa::NeonDot;
-            }
-            return Isa::Neon;
-        }
-        #[allow(unreachable_code)]
-        Isa::Scalar
+        Self::best(|_| true)
     }
 
     /// A level by its [`Isa::name`].
@@ -346,6 +360,35 @@ mod avx512 {
             GgmlType::Q4_K => Some((q4k, q4k_x4)),
             GgmlType::Q6_K => Some((q6k, q6k_x4)),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod isa_tests {
+    use super::Isa;
+
+    /// A level runs here only where the CPU has its instructions: on a Zen 4 (AVX-512 VNNI, no
+    /// AVX-VNNI) `avx2+vnni` used to count as "below avx512" and its VEX `vpdpbusd` killed the
+    /// op tests with SIGILL.
+    #[test]
+    fn a_level_runs_only_where_its_instructions_are() {
+        for isa in Isa::ALL {
+            if isa.runs_here() {
+                assert!(isa.supported(), "{}", isa.name());
+            }
+        }
+        assert!(Isa::cpu().supported());
+        assert!(Isa::detect().supported());
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            assert_eq!(Isa::Avx2Vnni.supported(), has!("avxvnni") && has!("avx2"));
+            assert_eq!(
+                Isa::Avx512.supported(),
+                has!("avx512vnni") && has!("avx512bw")
+            );
+            assert!(!Isa::Neon.supported() && !Isa::NeonDot.supported());
         }
     }
 }
