@@ -54,8 +54,9 @@ pub struct CandleBackend {
     kv: Vec<Tensor>,
     weights: Vec<(CWeight, Option<HostTable>)>,
     ropes: Vec<RopeTables>,
-    /// 0, 1, 2, … (u32) for argmax's first-of-ties, grown to the longest row asked
-    positions: Option<Tensor>,
+    /// argmax's first-of-ties: positions 0, 1, 2, … and as many `u32::MAX` (u32), grown to
+    /// the longest row asked, made once rather than per token
+    positions: Option<(Tensor, Tensor)>,
 }
 
 /// The libraries candle's CUDA device opens (cudarc loads them with `dlopen`, and panics when
@@ -456,20 +457,20 @@ impl Backend for CandleBackend {
         if self
             .positions
             .as_ref()
-            .is_none_or(|p| p.dim(0).unwrap_or(0) < len)
+            .is_none_or(|(p, _)| p.dim(0).unwrap_or(0) < len)
         {
-            self.positions = Some(Tensor::arange(0u32, len as u32, &self.device).map_err(err)?);
+            let made = Tensor::arange(0u32, len as u32, &self.device)
+                .and_then(|p| Ok((p, Tensor::full(u32::MAX, len, &self.device)?)));
+            self.positions = Some(made.map_err(err)?);
         }
-        let positions = self
+        let (positions, beyond) = self
             .positions
             .as_ref()
             .ok_or_else(|| BackendError::Invalid("argmax: no positions".into()))?;
         let first = || -> candle_core::Result<u32> {
             let max = row.max_keepdim(0)?;
-            let at_max = row.broadcast_eq(&max)?;
-            let beyond = Tensor::full(u32::MAX, len, &self.device)?;
-            at_max
-                .where_cond(&positions.narrow(0, 0, len)?, &beyond)?
+            row.broadcast_eq(&max)?
+                .where_cond(&positions.narrow(0, 0, len)?, &beyond.narrow(0, 0, len)?)?
                 .min(0)?
                 .to_scalar::<u32>()
         };
