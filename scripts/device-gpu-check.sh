@@ -5,8 +5,9 @@
 #      tests/data/synth/llama_cpp.json rebuilt byte for byte, `perplexity --kl-divergence`
 #      against llama.cpp's recorded distributions on cpu, cuda and wgpu ($OUT/arch_kld.jsonl),
 #   2. greedy parity of every synthetic preset: tests/synth.rs (cuda and wgpu vs the f64 reference),
-#   3. per-op parity: tests/backend_ops.rs (cuda and wgpu on the GPU vs the f64 reference; the
-#      CPU backend on the same inputs) and tests/backend_batch_ops.rs,
+#   3. per-op parity: tests/backend_ops.rs and tests/backend_attention_ops.rs (cuda and wgpu on
+#      the GPU vs the f64 reference; the CPU backend on the same inputs) and
+#      tests/backend_batch_ops.rs,
 #   then, unless BENCH=0:
 #   4. `tokenfab bench` on synthetic llama-3.2-1b and llama-3.1-8b Q4_K files, cuda then wgpu,
 #      with NVML energy (llama-bench's -p 512 -n 128 -r 3, and a decode-only -p 0 -n 256 -r 5
@@ -124,6 +125,7 @@ fi
 [ "$RUN_CUDA" = 1 ] && stage 150 "greedy parity, synthetic presets, cuda" "$T/synth" should_match_reference_on_cuda --nocapture
 [ "$RUN_WGPU" = 1 ] && stage 150 "greedy parity, synthetic presets, wgpu" "$T/synth" should_match_reference_on_wgpu --nocapture
 stage 180 "per-op parity (cuda, wgpu, cpu)" "$T/backend_ops" --test-threads 1 --nocapture
+stage 90 "RoPE and attention parity (cuda, wgpu, cpu)" "$T/backend_attention_ops" --test-threads 1 --nocapture
 stage 60 "several sequences in one batch (cuda, wgpu, cpu)" "$T/backend_batch_ops"
 if [ "${BENCH:-1}" = 0 ]; then
   nvidia-smi --query-gpu=name,memory.used,power.draw,temperature.gpu --format=csv >> "$LOG" 2>&1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fills .device (git-ignored) for scripts/device-gpu-check.sh: the `cuda` build of tokenfab and
-# of the GPU test binaries (tests/backend_ops.rs, tests/backend_batch_ops.rs, tests/synth.rs), stripped and xz-compressed
+# of the GPU test binaries (tests/backend_ops.rs, tests/backend_attention_ops.rs, tests/backend_batch_ops.rs, tests/synth.rs), stripped and xz-compressed
 # (~10 MB each; what travels to the device machine is capped at 64 MiB), the Qwen 0.5B file's
 # tokenizer metadata alone (examples/tokenizer_gguf.rs; needs scripts/fetch-models.sh), and Debian's Vulkan
 # loader with glvnd (the device machine has the NVIDIA Vulkan driver but neither).
@@ -30,7 +30,7 @@ cargo run --release --example tokenizer_gguf -- models/qwen2.5-coder-0.5b-instru
 xz -T0 -6 -f .device/tokenizer.gguf
 echo "$build" > .device/build
 git rev-parse --short HEAD > .device/commit
-for t in backend_ops backend_batch_ops synth; do
+for t in backend_ops backend_attention_ops backend_batch_ops synth; do
   exe=$(cargo test --release "${features[@]}" --no-run --target-dir "$target" --test "$t" \
     --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
