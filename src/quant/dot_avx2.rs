@@ -221,32 +221,45 @@ unsafe fn blocks_n<W, X, const N: usize, const C: usize>(
     out
 }
 
-/// Unsigned weight bytes × a Q8_0S activation block (offset applied through `s`).
+/// Unsigned weight bytes × a Q8_0S activation block (offset applied through `s`); `ms` is
+/// [`mul_sum_us8_f32`] or a VNNI kernel's one-instruction equivalent (`super::dot_avx512`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mul_q8_0s(q: __m256i, _sign: __m256i, x: &BlockQ8_0S) -> (f32, __m256, f32) {
+unsafe fn mul_q8_0s(
+    q: __m256i,
+    x: &BlockQ8_0S,
+    ms: impl Fn(__m256i, __m256i) -> __m256,
+) -> (f32, __m256, f32) {
     let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
-    (h2f(x.d), mul_sum_us8_f32(q, qy), x.s())
+    (h2f(x.d), ms(q, qy), x.s())
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_n<const N: usize, const C: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
+pub(super) unsafe fn q4_0_n<const N: usize, const C: usize>(
+    w: &[u8],
+    x: [&[u8]; N],
+    ms: impl Fn(__m256i, __m256i) -> __m256 + Copy,
+) -> [f32; N] {
     let w: &[BlockQ4_0] = cast_slice(w);
     let unpack = |w: &BlockQ4_0| {
         let q = unsafe { bytes_from_nibbles_32(w.qs.as_ptr()) };
         (h2f(w.d), q, q)
     };
     unsafe {
-        blocks_n::<_, _, N, C>(w, x.map(cast_slice), 8.0, unpack, |q, s, x| {
-            mul_q8_0s(q, s, x)
+        blocks_n::<_, _, N, C>(w, x.map(cast_slice), 8.0, unpack, |q, _, x| {
+            mul_q8_0s(q, x, ms)
         })
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_0_n<const N: usize, const C: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
+pub(super) unsafe fn q5_0_n<const N: usize, const C: usize>(
+    w: &[u8],
+    x: [&[u8]; N],
+    ms: impl Fn(__m256i, __m256i) -> __m256 + Copy,
+) -> [f32; N] {
     let w: &[BlockQ5_0] = cast_slice(w);
     let bit4 = _mm256_set1_epi8(0x10);
     let unpack = |w: &BlockQ5_0| {
@@ -255,15 +268,19 @@ unsafe fn q5_0_n<const N: usize, const C: usize>(w: &[u8], x: [&[u8]; N]) -> [f3
         (h2f(w.d), q, q)
     };
     unsafe {
-        blocks_n::<_, _, N, C>(w, x.map(cast_slice), 16.0, unpack, |q, s, x| {
-            mul_q8_0s(q, s, x)
+        blocks_n::<_, _, N, C>(w, x.map(cast_slice), 16.0, unpack, |q, _, x| {
+            mul_q8_0s(q, x, ms)
         })
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_n<const N: usize, const C: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
+pub(super) unsafe fn q8_0_n<const N: usize, const C: usize>(
+    w: &[u8],
+    x: [&[u8]; N],
+    ms: impl Fn(__m256i, __m256i) -> __m256 + Copy,
+) -> [f32; N] {
     let w: &[BlockQ8_0] = cast_slice(w);
     // signed × signed through maddubs: |w| once per weight block, w's sign moved onto x
     let unpack = |w: &BlockQ8_0| {
@@ -272,40 +289,36 @@ unsafe fn q8_0_n<const N: usize, const C: usize>(w: &[u8], x: [&[u8]; N]) -> [f3
     };
     let mul = |abs: __m256i, sign: __m256i, x: &BlockQ8_0| {
         let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
-        (
-            h2f(x.d),
-            mul_sum_us8_f32(abs, _mm256_sign_epi8(qy, sign)),
-            0.0,
-        )
+        (h2f(x.d), ms(abs, _mm256_sign_epi8(qy, sign)), 0.0)
     };
     unsafe { blocks_n::<_, _, N, C>(w, x.map(cast_slice), 0.0, unpack, mul) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q4_0(w: &[u8], x: &[u8]) -> f32 {
-    unsafe { q4_0_n::<1, 2>(w, [x])[0] }
+    unsafe { q4_0_n::<1, 2>(w, [x], |a, b| mul_sum_us8_f32(a, b))[0] }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q4_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-    unsafe { q4_0_n::<4, 2>(w, x) }
+    unsafe { q4_0_n::<4, 2>(w, x, |a, b| mul_sum_us8_f32(a, b)) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q5_0(w: &[u8], x: &[u8]) -> f32 {
-    unsafe { q5_0_n::<1, 2>(w, [x])[0] }
+    unsafe { q5_0_n::<1, 2>(w, [x], |a, b| mul_sum_us8_f32(a, b))[0] }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q5_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-    unsafe { q5_0_n::<4, 2>(w, x) }
+    unsafe { q5_0_n::<4, 2>(w, x, |a, b| mul_sum_us8_f32(a, b)) }
 }
 
 /// Four chains for one row: this is the kernel of Gemma's tied output projection, the largest
 /// read of a decode step.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q8_0(w: &[u8], x: &[u8]) -> f32 {
-    unsafe { q8_0_n::<1, 4>(w, [x])[0] }
+    unsafe { q8_0_n::<1, 4>(w, [x], |a, b| mul_sum_us8_f32(a, b))[0] }
 }
 
 /// The one-row kernel's four chains per row, so each row's sum is added in the same order and
@@ -313,7 +326,7 @@ pub unsafe fn q8_0(w: &[u8], x: &[u8]) -> f32 {
 /// the same tokens alone and in a batch; `quant::tests` checks it bit for bit).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q8_0_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-    unsafe { q8_0_n::<4, 4>(w, x) }
+    unsafe { q8_0_n::<4, 4>(w, x, |a, b| mul_sum_us8_f32(a, b)) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

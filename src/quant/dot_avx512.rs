@@ -13,6 +13,12 @@
 //! two 256-bit halves at the end gives the AVX2 kernel's eight lanes exactly: integer sums
 //! are associative, and the float steps that follow are the shared ones.
 //!
+//! Q4_0, Q5_0 and Q8_0 (Gemma 3's layers and its tied output matrix) run the AVX2 kernels'
+//! code with one change: the byte products of a block are summed by one 256-bit `vpdpbusd`
+//! (AVX-512 VL) instead of `vpmaddubsw` + `vpmaddwd`. Both sum the same four products per
+//! 32-bit lane, exactly (the 16-bit pair sums never saturate: |w| ≤ 128 and |x| ≤ 127 in
+//! Q8_0, smaller in the others), so these are bitwise the AVX2 results too.
+//!
 //! Each function is only ever called through [`super::kernels`], which selects it after
 //! `is_x86_feature_detected!` confirmed AVX-512 F/BW/VNNI (and AVX2, FMA, F16C); that check
 //! is what makes the `unsafe` calls sound. Loads are unaligned.
@@ -22,7 +28,8 @@
 
 use super::blocks::*;
 use super::dot_avx2::{
-    h2f, hsum_f32x4, hsum_f32x8, k4_mins_and_scales, prefetch_block, q4k_accumulate, q6k_accumulate,
+    h2f, hsum_f32x4, hsum_f32x8, k4_mins_and_scales, prefetch_block, q4_0_n, q4k_accumulate,
+    q5_0_n, q6k_accumulate, q8_0_n,
 };
 use bytemuck::cast_slice;
 use std::arch::x86_64::*;
@@ -212,3 +219,29 @@ pub unsafe fn q6k(w: &[u8], x: &[u8]) -> f32 {
 pub unsafe fn q6k_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
     unsafe { q6k_n::<4>(w, x) }
 }
+
+/// Σ of unsigned × signed byte products in 8 float lanes: `dot_avx2::mul_sum_us8_f32` in one
+/// instruction, the same integers (see the module doc).
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+fn mul_sum_us8_f32(a: __m256i, b: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b))
+}
+
+macro_rules! small_blocks {
+    ($($name:ident, $name4:ident, $body:ident, $chains:literal);*) => {$(
+        /// Bitwise `dot_avx2`'s kernel of the same name (see the module doc).
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        pub unsafe fn $name(w: &[u8], x: &[u8]) -> f32 {
+            unsafe { $body::<1, $chains>(w, [x], |a, b| mul_sum_us8_f32(a, b))[0] }
+        }
+
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        pub unsafe fn $name4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+            unsafe { $body::<4, $chains>(w, x, |a, b| mul_sum_us8_f32(a, b)) }
+        }
+    )*};
+}
+
+// the chain counts are the AVX2 kernels' (the sums' order decides the bits)
+small_blocks!(q4_0, q4_0_x4, q4_0_n, 2; q5_0, q5_0_x4, q5_0_n, 2; q8_0, q8_0_x4, q8_0_n, 4);

@@ -60,7 +60,7 @@ pub enum Isa {
     Avx2,
     /// AVX2 with the 256-bit VNNI dot products (AVX-VNNI).
     Avx2Vnni,
-    /// AVX-512 F/BW with VNNI (and everything AVX2 has).
+    /// AVX-512 F/BW/VL with VNNI (and everything AVX2 has).
     Avx512,
     /// aarch64 Advanced SIMD (every aarch64 CPU has it).
     Neon,
@@ -124,7 +124,12 @@ impl Isa {
                 let avx2 = has!("avx2") && has!("fma") && has!("f16c");
                 avx2 && match self {
                     Isa::Avx2Vnni => has!("avxvnni"),
-                    Isa::Avx512 => has!("avx512f") && has!("avx512bw") && has!("avx512vnni"),
+                    Isa::Avx512 => {
+                        has!("avx512f")
+                            && has!("avx512bw")
+                            && has!("avx512vl")
+                            && has!("avx512vnni")
+                    }
                     _ => true,
                 }
             }
@@ -337,30 +342,32 @@ mod avx512 {
     use super::{Dot4Fn, DotFn};
     use crate::gguf::GgmlType;
 
-    fn q4k(w: &[u8], x: &[u8]) -> f32 {
-        // SAFETY: reachable only after `Isa::detect` found avx512f/bw/vnni, avx2, fma, f16c.
-        unsafe { k::q4k(w, x) }
+    macro_rules! wrap {
+        ($($name:ident, $name4:ident);*) => {$(
+            fn $name(w: &[u8], x: &[u8]) -> f32 {
+                // SAFETY: reachable only after `Isa::detect` found avx512f/bw/vl/vnni, avx2,
+                // fma and f16c.
+                unsafe { k::$name(w, x) }
+            }
+            fn $name4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+                // SAFETY: as above.
+                unsafe { k::$name4(w, x) }
+            }
+        )*};
     }
-    fn q4k_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-        // SAFETY: as above.
-        unsafe { k::q4k_x4(w, x) }
-    }
-    fn q6k(w: &[u8], x: &[u8]) -> f32 {
-        // SAFETY: as above.
-        unsafe { k::q6k(w, x) }
-    }
-    fn q6k_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-        // SAFETY: as above.
-        unsafe { k::q6k_x4(w, x) }
-    }
+    wrap!(q4_0, q4_0_x4; q5_0, q5_0_x4; q8_0, q8_0_x4; q4k, q4k_x4; q6k, q6k_x4);
 
     /// The AVX-512 row kernels (bitwise the AVX2 ones, faster) for the types that have them.
     pub fn kernels(dtype: GgmlType) -> Option<(DotFn, Dot4Fn)> {
-        match dtype {
-            GgmlType::Q4_K => Some((q4k, q4k_x4)),
-            GgmlType::Q6_K => Some((q6k, q6k_x4)),
-            _ => None,
-        }
+        use GgmlType::*;
+        Some(match dtype {
+            Q4_0 => (q4_0, q4_0_x4),
+            Q5_0 => (q5_0, q5_0_x4),
+            Q8_0 => (q8_0, q8_0_x4),
+            Q4_K => (q4k, q4k_x4),
+            Q6_K => (q6k, q6k_x4),
+            _ => return None,
+        })
     }
 }
 
@@ -386,7 +393,7 @@ mod isa_tests {
             assert_eq!(Isa::Avx2Vnni.supported(), has!("avxvnni") && has!("avx2"));
             assert_eq!(
                 Isa::Avx512.supported(),
-                has!("avx512vnni") && has!("avx512bw")
+                has!("avx512vnni") && has!("avx512bw") && has!("avx512vl")
             );
             assert!(!Isa::Neon.supported() && !Isa::NeonDot.supported());
         }

@@ -389,3 +389,57 @@ fn avx512_row_kernels_should_equal_avx2_bitwise() {
         }
     }
 }
+
+/// The AVX-512 kernels of the 32-element block types (one `vpdpbusd` where AVX2 takes
+/// `vpmaddubsw` + `vpmaddwd`) are the AVX2 ones bit for bit, at the extremes too: Q8_0
+/// weights of −128 and 127, every nibble and fifth bit set, activations of ±127; row lengths
+/// that leave the chains a remainder.
+#[test]
+fn avx512_small_block_kernels_should_equal_avx2_bitwise() {
+    if !Isa::Avx512.runs_here() {
+        eprintln!("SKIPPED: no AVX-512 VNNI on this CPU; its row kernels were not tested");
+        return;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let d = half::f16::from_f32(0.013).to_le_bytes();
+    for t in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+        let wide = row_kernel(t, Isa::Avx512).unwrap();
+        let narrow = row_kernel(t, Isa::Avx2).unwrap();
+        let (dot4, narrow4) = (wide.dot4.unwrap(), narrow.dot4.unwrap());
+        for blocks in [1usize, 7, 64, 67] {
+            let k = 32 * blocks;
+            let mut w = vec![0u8; t.row_bytes(k as u64).unwrap() as usize];
+            rng.fill(&mut w[..]);
+            let block = w.len() / blocks;
+            for (i, b) in w.chunks_mut(block).enumerate() {
+                b[0..2].copy_from_slice(&d);
+                if i == 0 && t == GgmlType::Q8_0 {
+                    for (j, q) in b[2..].iter_mut().enumerate() {
+                        *q = if j % 3 == 0 { 0x80 } else { 0x7F };
+                    }
+                } else if i == 0 {
+                    b[2..].fill(0xFF);
+                }
+            }
+            let xs: Vec<Vec<u8>> = (0..4)
+                .map(|r| {
+                    let mut f = random_f32(k, 40 + r as u64);
+                    // one block at full scale of each sign: activations ±127
+                    let sign = if r % 2 == 0 { -1.0 } else { 1.0 };
+                    f[..32].fill(sign);
+                    let mut x = vec![0u8; wide.act.row_bytes(k)];
+                    wide.act.quantize(&f, &mut x);
+                    x
+                })
+                .collect();
+            let x4 = [&xs[0][..], &xs[1], &xs[2], &xs[3]];
+            let (got4, want4) = (dot4(&w, x4), narrow4(&w, x4));
+            for r in 0..4 {
+                let (got, want) = ((wide.dot)(&w, &xs[r]), (narrow.dot)(&w, &xs[r]));
+                assert!(got.is_finite(), "{t} k={k} row {r}: {got}");
+                assert_eq!(got.to_bits(), want.to_bits(), "{t} k={k} row {r}");
+                assert_eq!(got4[r].to_bits(), want4[r].to_bits(), "{t} k={k} dot4 {r}");
+            }
+        }
+    }
+}
