@@ -11,9 +11,12 @@
 // Params P: 0 n tokens, 1 pos0, 2 n_head, 3 n_head_kv, 4 head_dim (<= MAX_HD), 5 window
 // (0 = none: query p sees keys > p - window), 6 scale (f32 bits), 7 row0 (the first of the n
 // rows of Q and O: one sequence's tokens in a batch), 8 soft cap (f32 bits; 0 = none: scores
-// become cap * tanh(score / cap)).
-// Q, O: [row0 + n, n_head * head_dim]; K, V: [pos, n_head_kv * head_dim] (that sequence's
-// caches). Dispatch: (n_head, n, 1).
+// become cap * tanh(score / cap)), 9 rows of the caches.
+// Q, O: [row0 + n, n_head * head_dim]; K, V: [rows, n_head_kv * head_dim] (that sequence's
+// caches): position p at row p % rows, the identity in a linear cache (rows > every position)
+// and a ring in a sliding-window one. The keys one query visits span at most `rows`
+// positions (the host checks it), so from a chunk's first row a key's row needs at most one
+// subtraction of `rows`. Dispatch: (n_head, n, 1).
 
 const WG: u32 = 256u;
 const CH: u32 = 256u;
@@ -28,6 +31,12 @@ const MAX_HD: u32 = 256u;
 var<workgroup> qs: array<f32, MAX_HD>;
 var<workgroup> sc: array<f32, CH>;
 var<workgroup> pv: array<f32, WG>;
+
+// The row of the key j places after a chunk starting at row r0 (see the header).
+fn ring_row(r0: u32, j: u32, rows: u32) -> u32 {
+    let r = r0 + j;
+    return select(r, r - rows, r >= rows);
+}
 
 @compute @workgroup_size(256)
 fn main(
@@ -46,6 +55,7 @@ fn main(
     let cap = bitcast<f32>(P[8]);
     let kvh = h / (n_head / P[3]);
     let kvrow = P[3] * hd;
+    let rows = P[9];
     let qoff = (P[7] + t) * n_head * hd + h * hd;
     // this invocation's value dimension and key group
     let groups = max(WG / hd, 1u);
@@ -65,9 +75,10 @@ fn main(
     var acc = 0.0;
     for (var c0 = start; c0 <= p; c0 += CH) {
         let cn = min(CH, p + 1u - c0);
+        let r0 = c0 % rows;
         var lmax = -3.0e38;
         for (var j = lid; j < cn; j += WG) {
-            let kb = (c0 + j) * kvrow + kvh * hd;
+            let kb = ring_row(r0, j, rows) * kvrow + kvh * hd;
             var s4 = vec4<f32>(0.0);
             var e = 0u;
             for (; e + 4u <= hd; e += 4u) {
@@ -95,20 +106,20 @@ fn main(
         }
         l = l * corr + wg_sum(lsum, lid);
         if (in_group) {
-            let vb = c0 * kvrow + kvh * hd + d;
+            let vb = kvh * hd + d;
             var a = vec4<f32>(0.0);
             var j = grp;
             for (; j + 3u * groups < cn; j += 4u * groups) {
                 a += vec4<f32>(sc[j], sc[j + groups], sc[j + 2u * groups], sc[j + 3u * groups])
                     * vec4<f32>(
-                        f32(V[vb + j * kvrow]),
-                        f32(V[vb + (j + groups) * kvrow]),
-                        f32(V[vb + (j + 2u * groups) * kvrow]),
-                        f32(V[vb + (j + 3u * groups) * kvrow]),
+                        f32(V[vb + ring_row(r0, j, rows) * kvrow]),
+                        f32(V[vb + ring_row(r0, j + groups, rows) * kvrow]),
+                        f32(V[vb + ring_row(r0, j + 2u * groups, rows) * kvrow]),
+                        f32(V[vb + ring_row(r0, j + 3u * groups, rows) * kvrow]),
                     );
             }
             for (; j < cn; j += groups) {
-                a.x += sc[j] * f32(V[vb + j * kvrow]);
+                a.x += sc[j] * f32(V[vb + ring_row(r0, j, rows) * kvrow]);
             }
             acc = acc * corr + (a.x + a.y + a.z + a.w);
         }

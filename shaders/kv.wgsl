@@ -1,7 +1,10 @@
-// KV-cache writes: C[off + i] = kv_t(X[src_off + i]) for i < count. `kv_t` is f16 where the adapter
-// has SHADER_F16 and f32 otherwise (the loader prepends the alias).
+// KV-cache writes: n rows of `row` values from X (from element src_off) to the cache C at
+// positions pos0.., position p at row p % rows (the identity in a linear cache, a ring in a
+// sliding-window one). `kv_t` is f16 where the adapter has SHADER_F16 and f32 otherwise (the
+// loader prepends the alias).
 //
-// Params P: 0 count, 1 off (in C), 2 src_off (in X). Dispatch: 1-D over count, folded into (x, y) by WG * 32768.
+// Params P: 0 count (n * row), 1 pos0, 2 src_off (in X), 3 row, 4 rows of C. Dispatch: 1-D
+// over count, folded into (x, y) by WG * 32768.
 
 const WG: u32 = 64u;
 
@@ -13,6 +16,8 @@ const WG: u32 = 64u;
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i < P[0]) {
-        C[P[1] + i] = kv_t(X[P[2] + i]);
+        let row = P[3];
+        let r = (P[1] + i / row) % P[4];
+        C[r * row + i % row] = kv_t(X[P[2] + i]);
     }
 }

@@ -11,7 +11,9 @@
 // rope.wgsl.
 //
 // Params P: 0 n tokens, 1 n_head, 2 n_head_kv, 3 head_dim, 4 pos0, 5 mode, 6 row0 (the
-// first of the n rows of Q, K, V: one sequence's tokens in a batch), 7 n_rot.
+// first of the n rows of Q, K, V: one sequence's tokens in a batch), 7 n_rot, 8 rows of the
+// caches (position p at row p % rows: the identity in a linear cache, a ring in a
+// sliding-window one).
 // Dispatch: 1-D over n * (n_head + 2 n_head_kv) * head_dim / 2, folded into (x, y) by
 // WG * 32768.
 
@@ -41,6 +43,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let h = (idx % per_token) / half;
     let i = idx % half;
     let pos = P[4] + t;
+    let crow = pos % P[8];
     // the pair's offsets within a head
     var a = i;
     var b = i + P[7] / 2u;
@@ -59,7 +62,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     } else if (h < hq + hk) {
         let hh = h - hq;
         let o = (r * hk + hh) * hd;
-        let co = (pos * hk + hh) * hd;
+        let co = (crow * hk + hh) * hd;
         let x0 = K[o + a];
         let x1 = K[o + b];
         let y0 = x0 * c - x1 * s;
@@ -71,7 +74,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     } else {
         let hh = h - hq - hk;
         let o = (r * hk + hh) * hd;
-        let co = (pos * hk + hh) * hd;
+        let co = (crow * hk + hh) * hd;
         VC[co + a] = kv_t(V[o + a]);
         VC[co + b] = kv_t(V[o + b]);
     }

@@ -6,7 +6,7 @@
 mod common;
 use common::ops::*;
 
-use tokenfab::backend::{AttnParams, Buf, KvBuf, Ops, RopeLayout};
+use tokenfab::backend::{AttnParams, Buf, KvBuf, Ops, RopeKv, RopeLayout};
 
 /// RoPE by hand in f64, as ggml's `ggml_compute_forward_rope` defines it: pairs `(i, i +
 /// n_rot/2)` (NEOX) or `(2i, 2i+1)` (NORM) for `i < n_rot/2`, turned by `pos · base^(-2i/n_rot)`;
@@ -170,8 +170,10 @@ fn check_attention(
 
 /// A sliding-window layer's ring cache (`window + batch` rows, position `p` at row `p % rows`):
 /// positions written batch by batch past the end of the buffer wrap around, and attention at
-/// the end sees exactly the window a whole-context cache would give. Backends that index rows
-/// by position refuse to make a ring; `Ops` refuses a ring too short for a batch's windows.
+/// the end sees exactly the window a whole-context cache would give. The checked batch is
+/// written by `store_kv` and, a second time, by `rope_store_kv` (with an identity RoPE table:
+/// wgpu's fused write has its own ring indexing). Backends that index rows by position refuse
+/// to make a ring; `Ops` refuses a ring too short for a batch's windows.
 #[test]
 fn attention_over_a_ring_should_match_reference() {
     // (batch, window, positions written before the checked batch, heads, kv heads, head_dim)
@@ -187,7 +189,11 @@ fn attention_over_a_ring_should_match_reference() {
             continue;
         }
         eprintln!("  backend {name}");
-        for (i, &(n, w, pos0, nh, nkv, hd)) in cases.iter().enumerate() {
+        for ((i, &(n, w, pos0, nh, nkv, hd)), fused) in cases
+            .iter()
+            .enumerate()
+            .flat_map(|c| [(c, false), (c, true)])
+        {
             let kvd = nkv * hd;
             let rows = w + n;
             let total = pos0 + n;
@@ -196,15 +202,35 @@ fn attention_over_a_ring_should_match_reference() {
             let q = rand_vec(n * nh * hd, 90 + i as u64, 2.0);
             let kc = ops.alloc_kv(rows * kvd, true).unwrap();
             let vc = ops.alloc_kv(rows * kvd, true).unwrap();
-            // write every position batch by batch, as a model would
+            // write the earlier positions batch by batch, as a model would, then the batch
             let kb = put(&mut ops, &k_all);
             let vb = put(&mut ops, &v_all);
             let mut p0 = 0;
-            while p0 < total {
-                let m = n.min(total - p0);
+            while p0 < pos0 {
+                let m = n.min(pos0 - p0);
                 ops.store_kv(kb, p0, kc, m, kvd, p0).unwrap();
                 ops.store_kv(vb, p0, vc, m, kvd, p0).unwrap();
                 p0 += m;
+            }
+            if fused {
+                let identity = [1.0f32, 0.0].repeat(total * hd / 2);
+                let rope = ops.rope_table(RopeLayout::Neox, hd, hd, identity).unwrap();
+                let qb = put(&mut ops, &q);
+                let kn = put(&mut ops, &k_all[pos0 * kvd..]);
+                let vn = put(&mut ops, &v_all[pos0 * kvd..]);
+                let rk = RopeKv {
+                    row0: 0,
+                    n,
+                    n_head: nh,
+                    n_head_kv: nkv,
+                    pos0,
+                    k_cache: kc,
+                    v_cache: vc,
+                };
+                ops.rope_store_kv(qb, kn, vn, &rope, &rk).unwrap();
+            } else {
+                ops.store_kv(kb, pos0, kc, n, kvd, pos0).unwrap();
+                ops.store_kv(vb, pos0, vc, n, kvd, pos0).unwrap();
             }
             let p = AttnParams {
                 row0: 0,
@@ -217,7 +243,7 @@ fn attention_over_a_ring_should_match_reference() {
                 scale: 0.3,
                 softcap: None,
             };
-            let what = format!("{name} ring case {i}");
+            let what = format!("{name} ring case {i} (fused write: {fused})");
             let (qb, out) = check_attention(&mut ops, &what, &q, (kc, vc), (&k_all, &v_all), &p);
             // the same batch with a window one wider than the ring can hold for it
             let wide = AttnParams {

@@ -15,9 +15,10 @@ use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::wgpu::WgpuBackend;
 use tokenfab::backend::Backend;
 use tokenfab::generate::{generate, step, Cost, GenerateOptions, Sequence, StepLimits, TokenEvent};
-use tokenfab::gguf::GgufFile;
+use tokenfab::gguf::{GgmlType, GgufFile};
 use tokenfab::model::{KvCache, LoadOptions, Logits, Model, ModelError};
 use tokenfab::sampling::Sampler;
+use tokenfab::synth;
 use tokenfab::tokenizer::Tokenizer;
 
 mod common;
@@ -135,6 +136,58 @@ fn greedy_should_be_the_same_alone_and_in_a_batch_of_8_wgpu() {
     let gpu = WgpuBackend::new(false)
         .expect("a wgpu adapter is required (apt-get install mesa-vulkan-drivers libvulkan1)");
     check("wgpu", Box::new(gpu), 8);
+}
+
+/// The ring on every backend that keeps one (wgpu's KV shaders index rows `p % rows` too), on
+/// a small synthetic Gemma 3 (6 layers, 5 of them windowed with a window of 8, vocabulary 512;
+/// the real model's 512-token window makes this minutes on lavapipe): 64 tokens 4 at a time —
+/// the 12-row rings wrap five times — give bitwise the logits of whole-context caches after
+/// every batch.
+#[test]
+fn window_ring_should_give_what_a_whole_context_cache_gives_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gemma3-tiny.gguf");
+    let mut p = *synth::preset("gemma3-270m").unwrap();
+    (p.n_layer, p.n_vocab, p.sliding_window, p.qk_gain) = (6, 512, Some(8), 2.0);
+    synth::write(&p, GgmlType::Q8_0, &path, 3, &mut |_, _| {}).unwrap();
+    let f = Arc::new(GgufFile::open(&path).unwrap());
+    let backend = |name: &str| -> Box<dyn Backend> {
+        match name {
+            "cpu" => Box::new(CpuBackend::new(2).unwrap()),
+            _ => Box::new(WgpuBackend::new(false).expect("a wgpu adapter is required")),
+        }
+    };
+    let tokens: Vec<u32> = (0..64).map(|i| (i * 37 + 11) % 512).collect();
+    for name in ["cpu", "wgpu"] {
+        let load = |ring: bool| {
+            let opts = LoadOptions {
+                ctx: 64,
+                batch: 4,
+                window_ring: ring,
+                ..LoadOptions::default()
+            };
+            Model::load(f.clone(), backend(name), &opts).unwrap()
+        };
+        let (mut ring, mut full) = (load(true), load(false));
+        let (rc, fc) = (ring.new_cache(0).unwrap(), full.new_cache(0).unwrap());
+        assert!(rc.has_ring() && !fc.has_ring(), "{name}");
+        // 1 global layer of 64 rows, 5 windowed of 8 + 4
+        assert_eq!(
+            rc.elements() * 6 * 64,
+            fc.elements() * (64 + 5 * 12),
+            "{name}"
+        );
+        let (mut a, mut b) = (vec![0f32; 512], vec![0f32; 512]);
+        for pos0 in (0..64).step_by(4) {
+            for (m, c, out) in [(&mut ring, &rc, &mut a), (&mut full, &fc, &mut b)] {
+                let buf = m
+                    .forward(c, &tokens[pos0..pos0 + 4], pos0, Logits::Last)
+                    .unwrap();
+                m.ops().read(buf, 0, out).unwrap();
+            }
+            assert!(a == b, "{name}: logits differ after the batch at {pos0}");
+        }
+    }
 }
 
 /// Gemma 3 on the CPU with and without the ring (window 512, batch 32: 544 rows for 15 of 18

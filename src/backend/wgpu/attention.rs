@@ -1,4 +1,6 @@
-//! Dispatch of `shaders/attention.wgsl`: one workgroup per (head, query token).
+//! Dispatch of `shaders/attention.wgsl`: one workgroup per (head, query token), over linear or
+//! ring caches (position `p` at row `p % rows`; `Ops` checked that a ring holds the batch's
+//! keys).
 
 use super::{kernels::Kernel, WgpuBackend};
 use crate::backend::{AttnParams, BackendError, Buf, KvBuf, Result};
@@ -21,9 +23,15 @@ impl WgpuBackend {
                 p.head_dim, p.n_head, p.n_head_kv
             )));
         }
-        let kv_needed = (p.pos0 + p.n_tokens) * p.n_head_kv * p.head_dim;
+        let kv_row = p.n_head_kv * p.head_dim;
+        let rows = k.len.min(v.len) / kv_row;
+        let kv_fits = if k.ring || v.ring {
+            rows > 0
+        } else {
+            p.pos0 + p.n_tokens <= rows
+        };
         let q_needed = (p.row0 + p.n_tokens) * p.n_head * p.head_dim;
-        if k.len < kv_needed || v.len < kv_needed || q.len < q_needed || out.len < q_needed {
+        if !kv_fits || q.len < q_needed || out.len < q_needed {
             return Err(BackendError::Invalid("attention: buffers too small".into()));
         }
         let params = [
@@ -36,6 +44,7 @@ impl WgpuBackend {
             p.scale.to_bits(),
             p.row0 as u32,
             p.softcap.unwrap_or(0.0).to_bits(),
+            rows as u32,
         ];
         let groups = [p.n_head as u32, p.n_tokens as u32, 1];
         self.dispatch(

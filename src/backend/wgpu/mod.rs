@@ -505,6 +505,12 @@ impl Backend for WgpuBackend {
         })
     }
 
+    /// The KV shaders place position `p` at row `p % rows` (`kv.wgsl`, `rope_kv.wgsl`,
+    /// `attention.wgsl`), so sliding-window layers keep rings, as on the CPU.
+    fn kv_ring(&self) -> bool {
+        true
+    }
+
     fn kv_elem_bytes(&self) -> usize {
         if self.caps().f16 {
             2

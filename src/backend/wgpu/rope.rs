@@ -76,6 +76,8 @@ impl WgpuBackend {
             mode,
             p.row0 as u32,
             rope.n_rot as u32,
+            // the caches' rows: positions wrap around them in a ring (`kv_row`)
+            (p.k_cache.len.min(p.v_cache.len) / (p.n_head_kv * hd)) as u32,
         ];
         let items = p.n * (p.n_head + 2 * p.n_head_kv) * hd / 2;
         self.dispatch(
