@@ -6,7 +6,7 @@
 mod common;
 use common::ops::*;
 
-use tokenfab::backend::{AttnParams, Buf, KvBuf, Ops, RopeKv, RopeLayout};
+use tokenfab::backend::{AttnParams, Buf, KvBuf, Ops, RopeLayout};
 
 /// RoPE by hand in f64, as ggml's `ggml_compute_forward_rope` defines it: pairs `(i, i +
 /// n_rot/2)` (NEOX) or `(2i, 2i+1)` (NORM) for `i < n_rot/2`, turned by `pos · base^(-2i/n_rot)`;
@@ -218,15 +218,7 @@ fn attention_over_a_ring_should_match_reference() {
                 let qb = put(&mut ops, &q);
                 let kn = put(&mut ops, &k_all[pos0 * kvd..]);
                 let vn = put(&mut ops, &v_all[pos0 * kvd..]);
-                let rk = RopeKv {
-                    row0: 0,
-                    n,
-                    n_head: nh,
-                    n_head_kv: nkv,
-                    pos0,
-                    k_cache: kc,
-                    v_cache: vc,
-                };
+                let rk = rope_kv(0, n, (nh, nkv), pos0, (kc, vc));
                 ops.rope_store_kv(qb, kn, vn, &rope, &rk).unwrap();
             } else {
                 ops.store_kv(kb, pos0, kc, n, kvd, pos0).unwrap();

@@ -4,7 +4,7 @@
 
 mod common;
 use common::ops::*;
-use tokenfab::backend::{AttnParams, RopeKv, RopeLayout};
+use tokenfab::backend::{AttnParams, RopeLayout};
 
 /// Several sequences at different positions in one batch: each one's rows of the batched
 /// q/k/v buffers are rotated, stored into its own caches and attend over them (`row0` on
@@ -56,15 +56,7 @@ fn ops_should_run_several_sequences_in_one_batch() {
                     ops.store_kv(past, 0, kc, pos0, kvd, 0).unwrap();
                     ops.store_kv(past, 0, vc, pos0, kvd, 0).unwrap();
                 }
-                let p = RopeKv {
-                    row0: 0,
-                    n,
-                    n_head: nh,
-                    n_head_kv: nkv,
-                    pos0,
-                    k_cache: kc,
-                    v_cache: vc,
-                };
+                let p = rope_kv(0, n, (nh, nkv), pos0, (kc, vc));
                 ops.rope_store_kv(qb, kb, vb, &rope, &p).unwrap();
                 let att = ops.alloc(n * qd).unwrap();
                 let a = AttnParams {
@@ -91,15 +83,7 @@ fn ops_should_run_several_sequences_in_one_batch() {
                 for (s, &(n, pos0)) in seqs.iter().enumerate() {
                     let (kc, vc) = caches[s];
                     if fused {
-                        let p = RopeKv {
-                            row0,
-                            n,
-                            n_head: nh,
-                            n_head_kv: nkv,
-                            pos0,
-                            k_cache: kc,
-                            v_cache: vc,
-                        };
+                        let p = rope_kv(row0, n, (nh, nkv), pos0, (kc, vc));
                         ops.rope_store_kv(qb, kb, vb, &rope, &p).unwrap();
                     } else {
                         ops.rope(qb, &rope, row0, n, nh, pos0).unwrap();

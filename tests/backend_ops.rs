@@ -6,7 +6,7 @@ mod common;
 use common::ops::*;
 
 use tokenfab::backend::cpu::CpuBackend;
-use tokenfab::backend::{AttnParams, Glu, Ops, PreNorm, RopeKv, RopeLayout, Weight};
+use tokenfab::backend::{AttnParams, Glu, Ops, PreNorm, RopeLayout, Weight};
 use tokenfab::gguf::GgmlType;
 
 /// `ops.matmul` of `n` random tokens against weight `w` (dequantized: `deq`) matches the f64
@@ -319,15 +319,7 @@ fn rope_store_kv_should_equal_rope_then_store() {
                 ops.store_kv(pb, 0, kc, pos0, nkv * hd, 0).unwrap();
                 ops.store_kv(pb, 0, vc, pos0, nkv * hd, 0).unwrap();
                 if fused {
-                    let p = RopeKv {
-                        row0: 0,
-                        n,
-                        n_head: nh,
-                        n_head_kv: nkv,
-                        pos0,
-                        k_cache: kc,
-                        v_cache: vc,
-                    };
+                    let p = rope_kv(0, n, (nh, nkv), pos0, (kc, vc));
                     ops.rope_store_kv(qb, kb, vb, &rope, &p).unwrap();
                 } else {
                     ops.rope(qb, &rope, 0, n, nh, pos0).unwrap();

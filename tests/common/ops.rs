@@ -9,7 +9,7 @@ use tokenfab::backend::candle::CandleBackend;
 use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::reference::ReferenceBackend;
 use tokenfab::backend::wgpu::{Tuning, WgpuBackend, WgpuOptions};
-use tokenfab::backend::{Ops, Weight};
+use tokenfab::backend::{KvBuf, Ops, RopeKv, Weight};
 use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
 use tokenfab::quant::{dequantize, Isa};
 
@@ -178,4 +178,24 @@ pub fn rope_spec(head_dim: usize, base: f32, freq_scale: f32) -> tokenfab::model
     let mut s = tokenfab::model::rope::RopeSpec::new(head_dim, base);
     s.freq_scale = freq_scale;
     s
+}
+
+/// The fused RoPE + KV write of `n` tokens at rows `row0..` of the batch buffers, positions
+/// `pos0..`, with `(n_head, n_head_kv)` heads, into the caches `(k, v)`.
+pub fn rope_kv(
+    row0: usize,
+    n: usize,
+    (n_head, n_head_kv): (usize, usize),
+    pos0: usize,
+    (k_cache, v_cache): (KvBuf, KvBuf),
+) -> RopeKv {
+    RopeKv {
+        row0,
+        n,
+        n_head,
+        n_head_kv,
+        pos0,
+        k_cache,
+        v_cache,
+    }
 }
