@@ -16,6 +16,8 @@ pub mod dequant;
 #[cfg(target_arch = "x86_64")]
 pub mod dot_avx2;
 #[cfg(target_arch = "x86_64")]
+mod dot_avx2_float;
+#[cfg(target_arch = "x86_64")]
 pub mod dot_avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod dot_neon;
