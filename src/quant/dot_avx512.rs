@@ -28,8 +28,8 @@
 
 use super::blocks::*;
 use super::dot_avx2::{
-    h2f, hsum_f32x4, hsum_f32x8, k4_mins_and_scales, prefetch_block, q4_0_n, q4k_accumulate,
-    q5_0_n, q6k_accumulate, q8_0_n,
+    h2f, hsum_f32x4, hsum_f32x8, k4_head, prefetch_block, q4_0_n, q4k_accumulate, q5_0_n,
+    q6k_accumulate, q8_0_n,
 };
 use bytemuck::cast_slice;
 use std::arch::x86_64::*;
@@ -88,8 +88,8 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     let mut acc_m = [_mm_setzero_ps(); N];
     for (b, wb) in w.iter().enumerate() {
         prefetch_block(wb as *const BlockQ4K as *const u8, size_of::<BlockQ4K>());
-        let (dw, dmin) = (h2f(wb.d), h2f(wb.dmin));
-        let ms = k4_mins_and_scales(&wb.scales);
+        // SAFETY: a Q4_K block starts with its 16-byte header.
+        let (ms, dw, dmin) = unsafe { k4_head(wb as *const BlockQ4K as *const u8) };
         let mins = _mm256_extracti128_si256::<1>(ms);
         // eight scales in i32 lanes 0–7 (the mins above them are never indexed)
         let scales = _mm512_cvtepu16_epi32(ms);

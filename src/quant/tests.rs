@@ -443,3 +443,45 @@ fn avx512_small_block_kernels_should_equal_avx2_bitwise() {
         }
     }
 }
+
+/// The vector unpacking of a Q4_K/Q5_K header (decode's hot path) against the portable
+/// `scale_min_k4` and an f16 conversion, on every value of each scale byte position and on
+/// random headers; a wrong shift or mask in one of its four words fails one of the lanes.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn k4_header_unpacking_should_match_portable() {
+    if !Isa::Avx2.runs_here() {
+        eprintln!("SKIPPED: no AVX2 on this CPU; k4_head was not tested");
+        return;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut heads: Vec<[u8; 16]> = (0..4096).map(|_| rng.random()).collect();
+    for pos in 4..16 {
+        for v in 0..=255u8 {
+            let mut h: [u8; 16] = rng.random();
+            h[pos] = v;
+            heads.push(h);
+        }
+    }
+    for h in heads {
+        // SAFETY: `h` is 16 readable bytes; AVX2/FMA/F16C checked above.
+        let (ms, d, dmin) = unsafe { super::dot_avx2::k4_head(h.as_ptr()) };
+        let mut lanes = [0u16; 16];
+        // SAFETY: 32 writable bytes.
+        unsafe {
+            std::arch::x86_64::_mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, ms);
+        }
+        let scales: &[u8; 12] = h[4..].try_into().unwrap();
+        for j in 0..8 {
+            let (sc, m) = blocks::scale_min_k4(j, scales);
+            assert_eq!(
+                (lanes[j], lanes[8 + j]),
+                (sc as u16, m as u16),
+                "{h:?} j={j}"
+            );
+        }
+        let f = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        assert_eq!(d.to_bits(), f(&h[0..2]).to_bits(), "{h:?}");
+        assert_eq!(dmin.to_bits(), f(&h[2..4]).to_bits(), "{h:?}");
+    }
+}
