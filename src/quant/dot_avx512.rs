@@ -13,6 +13,11 @@
 //! two 256-bit halves at the end gives the AVX2 kernel's eight lanes exactly: integer sums
 //! are associative, and the float steps that follow are the shared ones.
 //!
+//! One row of Q4_K (decode) is not here: `super::kernels` gives the avx512 level the AVX2
+//! kernel for it, which `cargo bench --bench kernels` measured faster on a Zen 4, whose
+//! 512-bit instructions take two passes (20.4 vs 18.5 GB/s in L1, 1.5B decode 17.5 → 18.2
+//! tok/s on one thread); four rows (small batches) share the unpacked block and stay here.
+//!
 //! Q4_0, Q5_0 and Q8_0 (Gemma 3's layers and its tied output matrix) run the AVX2 kernels'
 //! code with one change: the byte products of a block are summed by one 256-bit `vpdpbusd`
 //! (AVX-512 VL) instead of `vpmaddubsw` + `vpmaddwd`. Both sum the same four products per
@@ -126,11 +131,6 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
         out[t] = hsum_f32x8(acc[t]) + hsum_f32x4(acc_m[t]);
     }
     out
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn q4k(w: &[u8], x: &[u8]) -> f32 {
-    unsafe { q4k_n::<1>(w, [x])[0] }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
