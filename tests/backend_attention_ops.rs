@@ -113,15 +113,9 @@ fn attention_should_match_reference() {
         eprintln!("  backend {name}");
         for (i, &(n, pos0, nh, nkv, hd, window, softcap)) in cases.iter().enumerate() {
             let p = AttnParams {
-                row0: 0,
-                n_tokens: n,
-                pos0,
-                n_head: nh,
-                n_head_kv: nkv,
-                head_dim: hd,
                 window,
-                scale: 0.3,
                 softcap,
+                ..attn(0, n, (nh, nkv, hd), pos0, 0.3)
             };
             let ctx = pos0 + n + 2;
             let kvd = nkv * hd;
@@ -225,15 +219,8 @@ fn attention_over_a_ring_should_match_reference() {
                 ops.store_kv(vb, pos0, vc, n, kvd, pos0).unwrap();
             }
             let p = AttnParams {
-                row0: 0,
-                n_tokens: n,
-                pos0,
-                n_head: nh,
-                n_head_kv: nkv,
-                head_dim: hd,
                 window: Some(w),
-                scale: 0.3,
-                softcap: None,
+                ..attn(0, n, (nh, nkv, hd), pos0, 0.3)
             };
             let what = format!("{name} ring case {i} (fused write: {fused})");
             let (qb, out) = check_attention(&mut ops, &what, &q, (kc, vc), (&k_all, &v_all), &p);

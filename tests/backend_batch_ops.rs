@@ -4,7 +4,7 @@
 
 mod common;
 use common::ops::*;
-use tokenfab::backend::{AttnParams, RopeLayout};
+use tokenfab::backend::RopeLayout;
 
 /// Several sequences at different positions in one batch: each one's rows of the batched
 /// q/k/v buffers are rotated, stored into its own caches and attend over them (`row0` on
@@ -59,17 +59,7 @@ fn ops_should_run_several_sequences_in_one_batch() {
                 let p = rope_kv(0, n, (nh, nkv), pos0, (kc, vc));
                 ops.rope_store_kv(qb, kb, vb, &rope, &p).unwrap();
                 let att = ops.alloc(n * qd).unwrap();
-                let a = AttnParams {
-                    row0: 0,
-                    n_tokens: n,
-                    pos0,
-                    n_head: nh,
-                    n_head_kv: nkv,
-                    head_dim: hd,
-                    window: None,
-                    scale: 0.25,
-                    softcap: None,
-                };
+                let a = attn(0, n, (nh, nkv, hd), pos0, 0.25);
                 ops.attention(qb, kc, vc, att, &a).unwrap();
                 alone.extend(read(&mut ops, att, n * qd));
                 row0 += n;
@@ -91,17 +81,7 @@ fn ops_should_run_several_sequences_in_one_batch() {
                         ops.store_kv(kb, row0, kc, n, kvd, pos0).unwrap();
                         ops.store_kv(vb, row0, vc, n, kvd, pos0).unwrap();
                     }
-                    let a = AttnParams {
-                        row0,
-                        n_tokens: n,
-                        pos0,
-                        n_head: nh,
-                        n_head_kv: nkv,
-                        head_dim: hd,
-                        window: None,
-                        scale: 0.25,
-                        softcap: None,
-                    };
+                    let a = attn(row0, n, (nh, nkv, hd), pos0, 0.25);
                     ops.attention(qb, kc, vc, att, &a).unwrap();
                     row0 += n;
                 }

@@ -6,7 +6,7 @@ mod common;
 use common::ops::*;
 
 use tokenfab::backend::cpu::CpuBackend;
-use tokenfab::backend::{AttnParams, Glu, Ops, PreNorm, RopeLayout, Weight};
+use tokenfab::backend::{Glu, Ops, PreNorm, RopeLayout, Weight};
 use tokenfab::gguf::GgmlType;
 
 /// `ops.matmul` of `n` random tokens against weight `w` (dequantized: `deq`) matches the f64
@@ -328,17 +328,7 @@ fn rope_store_kv_should_equal_rope_then_store() {
                     ops.store_kv(vb, 0, vc, n, nkv * hd, pos0).unwrap();
                 }
                 let att = ops.alloc(n * nh * hd).unwrap();
-                let p = AttnParams {
-                    row0: 0,
-                    n_tokens: n,
-                    pos0,
-                    n_head: nh,
-                    n_head_kv: nkv,
-                    head_dim: hd,
-                    window: None,
-                    scale: 0.25,
-                    softcap: None,
-                };
+                let p = attn(0, n, (nh, nkv, hd), pos0, 0.25);
                 ops.attention(qb, kc, vc, att, &p).unwrap();
                 outs.push([
                     read(&mut ops, qb, q.len()),

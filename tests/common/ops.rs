@@ -9,7 +9,7 @@ use tokenfab::backend::candle::CandleBackend;
 use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::reference::ReferenceBackend;
 use tokenfab::backend::wgpu::{Tuning, WgpuBackend, WgpuOptions};
-use tokenfab::backend::{KvBuf, Ops, RopeKv, Weight};
+use tokenfab::backend::{AttnParams, KvBuf, Ops, RopeKv, Weight};
 use tokenfab::gguf::{GgmlType, GgufFile, GgufWriter};
 use tokenfab::quant::{dequantize, Isa};
 
@@ -178,6 +178,29 @@ pub fn rope_spec(head_dim: usize, base: f32, freq_scale: f32) -> tokenfab::model
     let mut s = tokenfab::model::rope::RopeSpec::new(head_dim, base);
     s.freq_scale = freq_scale;
     s
+}
+
+/// Attention of `n` query rows from `row0` at positions `pos0..` over a whole-context cache,
+/// `(n_head, n_head_kv, head_dim)`, scores scaled by `scale`; no window, no soft-cap (set
+/// those with `AttnParams { window, ..attn(..) }`).
+pub fn attn(
+    row0: usize,
+    n: usize,
+    (n_head, n_head_kv, head_dim): (usize, usize, usize),
+    pos0: usize,
+    scale: f32,
+) -> AttnParams {
+    AttnParams {
+        row0,
+        n_tokens: n,
+        pos0,
+        n_head,
+        n_head_kv,
+        head_dim,
+        window: None,
+        scale,
+        softcap: None,
+    }
 }
 
 /// The fused RoPE + KV write of `n` tokens at rows `row0..` of the batch buffers, positions
