@@ -10,14 +10,15 @@
 # the raw JSON under $OUTDIR (default /tmp/bench-vs-llama).
 #
 # The page cache matters: a mapped model decodes fastest when the kernel caches the file in
-# 2 MiB folios and maps them whole (FilePmdMapped in /proc/meminfo; one TLB entry per 2 MiB).
-# How a file sits in the cache depends on the machine's state when it was read (a file cached
-# earlier in small folios stays so): measured on a Zen 4 VM, Qwen2.5-Coder 1.5B decode with 1
-# thread went 15.9 → 18.2 tok/s when the cache was dropped and the file read back (a fresh
-# copy written by `cp` was fast too). Both runtimes map the same file, so they meet the same
-# cache state; DROP_CACHES=1 (root) drops the cache and reads each model back first, so the
-# numbers do not depend on the file's history. LLAMA_AVX2=path/to/llama-bench adds an
-# AVX2-only llama.cpp build for the AVX2 columns' second ratio.
+# 2 MiB folios and maps them whole (FilePmdMapped in /proc/self/smaps; one TLB entry per
+# 2 MiB; src/gguf/page_cache.rs has the measurements). How a file sits in the cache depends
+# on its history (a file written on this machine, or read in pieces, stays in small pages),
+# and both runtimes map the same file, so they meet the same cache state. To make that state
+# the same every time, each model is evicted from the cache (posix_fadvise DONTNEED, no root
+# needed) and read back with `cat`, which caches it in large folios; `tokenfab bench` records
+# the share it found mapped 2 MiB at a time (model_huge_pages_pct in its JSON).
+# DROP_CACHES=1 (root) drops the whole cache first as well. LLAMA_AVX2=path/to/llama-bench
+# adds an AVX2-only llama.cpp build for the AVX2 columns' second ratio.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds=${1:-2}; shift || true
@@ -32,8 +33,11 @@ tf="$here/target/release/tokenfab"
 [ -x "$tf" ] || cargo build --release --manifest-path "$here/Cargo.toml" >&2
 if [ "${DROP_CACHES:-0}" = 1 ]; then
   sync; echo 1 > /proc/sys/vm/drop_caches
-  for m in "${models[@]}"; do cat "$m" > /dev/null; done
 fi
+for m in "${models[@]}"; do
+  python3 -c 'import os, sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)' "$m"
+  cat "$m" > /dev/null
+done
 grep -E 'FileHugePages' /proc/meminfo >&2 || true
 args=(-p 512 -n 128 -r 3 -t "$threads")
 la=${LLAMA_AVX2:-}

@@ -76,6 +76,9 @@ fn bench_json_follows_the_schema() {
         let rss = r.peak_rss_mb.unwrap();
         assert!((240.0..600.0).contains(&rss), "peak RSS {rss} MB");
         assert!(!r.machine.cpu.is_empty() && r.build.profile == "release");
+        if let Some(p) = r.model_huge_pages_pct {
+            assert!((0.0..=100.0).contains(&p), "{p} % in 2 MiB mappings");
+        }
     }
     assert!(
         pp.ttft_ms.is_some() && pp.prefill_j_per_token.unwrap() > 0.0 && pp.decode_tok_s.is_none()
@@ -310,6 +313,49 @@ fn probe_lists_devices_and_sources() {
         );
     }
     assert!(v["energy_estimate_row"].as_str().is_some());
+}
+
+/// `bench` says how the page cache maps the model (the share mapped 2 MiB at a time, in the
+/// markdown footer and the JSON), and `--recache` evicts the file before loading it. A copy
+/// just written is cached in small pages; after `--recache` it is read back afresh, in 2 MiB
+/// folios where the file system has large folios (ext4 on Linux 6.18 here: 0 % → 92 %), so the
+/// share can only grow. Where the system reports nothing, the field is absent.
+#[test]
+fn bench_reports_the_page_cache_and_recache_reads_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("gemma-copy.gguf");
+    std::fs::copy(common::model_for("gemma"), &copy).unwrap();
+    let m = copy.to_str().unwrap();
+    let huge = |extra: &[&str]| {
+        let mut args = vec!["bench", "-m", m, "-p", "0", "-n", "2", "-r", "1", "-t", "1"];
+        args.extend_from_slice(&["-o", "json", "--no-progress"]);
+        args.extend_from_slice(extra);
+        let (code, out, err) = tokenfab(&args);
+        assert_eq!(code, 0, "{err}");
+        let r: Vec<BenchResult> = serde_json::from_str(&out).unwrap();
+        r[0].model_huge_pages_pct
+    };
+    let reported =
+        std::fs::read_to_string("/proc/self/smaps").is_ok_and(|s| s.contains("FilePmdMapped"));
+    let (before, after) = (huge(&[]), huge(&["--recache"]));
+    eprintln!("2 MiB mappings: {before:?} % as written, {after:?} % after --recache");
+    if !reported {
+        assert_eq!((before, after), (None, None));
+        return;
+    }
+    let (before, after) = (before.unwrap(), after.unwrap());
+    assert!((0.0..=100.0).contains(&before) && (0.0..=100.0).contains(&after));
+    assert!(after >= before, "{before} % → {after} %");
+    // the markdown footer: the same reading (the file is now cached as --recache left it)
+    let (code, out, err) = tokenfab(&["bench", "-m", m, "-p", "0", "-n", "2", "-r", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("page cache: Gemma 3 270m: "))
+        .unwrap_or_else(|| panic!("no page cache line in {out}"));
+    let pct: f64 = line.split(' ').next().unwrap().parse().unwrap();
+    assert!((pct - after).abs() <= 2.0, "{line} vs {after} %");
+    assert_eq!(line.contains("--recache evicts it"), pct < 50.0, "{line}");
 }
 
 /// "Zero-copy": on the CPU every weight matrix is read in place from the file's memory map;

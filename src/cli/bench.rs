@@ -58,6 +58,12 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long = "no-progress")]
     pub no_progress: bool,
+    /// Evict each model file from the page cache before loading it, so it is read back afresh
+    /// (Linux: in 2 MiB folios where the file system has large folios; a file written on this
+    /// machine otherwise stays in 4 KiB pages, and decode is a few per cent slower): the same
+    /// start for every run without root's drop_caches. Re-reads the file from disk.
+    #[arg(long = "recache")]
+    pub recache: bool,
     /// Per-kernel GPU time of all the runs (wgpu: timestamps; cuda: ops timed by synchronizing,
     /// which slows them), printed to stderr after each model's results.
     #[arg(long = "profile")]
@@ -189,7 +195,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let results = run_all(
-        kind, &models, &threads, &specs, a.reps, &a.energy, &bar, a.profile,
+        kind, &models, &threads, &specs, a.reps, &a.energy, &bar, a.profile, a.recache,
     )?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
@@ -213,6 +219,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     r.build.profile,
                     r.peak_gb_s.map_or("an unknown".into(), |p| format!("{p:.1}")),
                 )?;
+                for line in page_cache_lines(&results) {
+                    writeln!(out, "{line}")?;
+                }
                 let fastest = results.iter().map(|r| r.gb_s).fold(0.0, f64::max);
                 if let Some(note) = r
                     .peak_gb_s
@@ -225,6 +234,27 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line per model: how much of its mapping the page cache maps 2 MiB at a time (the last
+/// test's reading), with what to do when it is low.
+fn page_cache_lines(results: &[BenchResult]) -> Vec<String> {
+    let mut seen = std::collections::BTreeMap::new();
+    for r in results {
+        if let Some(p) = r.model_huge_pages_pct {
+            seen.insert(r.model.name.clone(), p);
+        }
+    }
+    seen.into_iter()
+        .map(|(name, p)| {
+            let hint = if p < 50.0 {
+                " — low: the file is cached in small pages (written on this machine, or read in pieces); decode reads it a few per cent slower than a freshly read file; --recache evicts it before loading"
+            } else {
+                ""
+            };
+            format!("page cache: {name}: {p:.0} % of the mapped model in 2 MiB pages{hint}")
+        })
+        .collect()
 }
 
 /// Bench results as one JSON array (`json`) or one object per line (`jsonl`).
@@ -250,6 +280,7 @@ pub fn run_all(
     energy: &super::energy::EnergyArgs,
     bar: &ProgressBar,
     profile: bool,
+    recache: bool,
 ) -> Result<Vec<BenchResult>> {
     let ctx = specs.iter().map(|s| s.ctx_needed()).max().unwrap_or(1);
     let batch = specs
@@ -264,6 +295,10 @@ pub fn run_all(
 
     let mut results: Vec<BenchResult> = Vec::new();
     for path in models {
+        if recache {
+            tokenfab::gguf::page_cache::evict(path)
+                .with_context(|| format!("--recache: cannot evict {}", path.display()))?;
+        }
         for &t in threads {
             bench::reset_peak_rss();
             bar.set_message(format!("loading {}", path.display()));
@@ -292,6 +327,7 @@ pub fn run_all(
             let backend = model.ops().name();
             // MBU needs the device's measured peak (cached after the first measurement)
             bar.set_message("measuring peak bandwidth");
+            let on_cpu = model.ops().backend_mut().adapter_name().is_none();
             let peak = match model.ops().backend_mut().adapter_name() {
                 Some(_) => tokenfab::telemetry::probe::gpu_peak(
                     model.ops().backend_mut(),
@@ -305,7 +341,7 @@ pub fn run_all(
                 let reps =
                     bench::run_test(&mut model, *spec, reps, &mut energy, &mut || bar.inc(1))
                         .with_context(|| format!("{} on {}", spec.name(), path.display()))?;
-                results.push(bench::summarize(
+                let mut r = bench::summarize(
                     meta.clone(),
                     backend.clone(),
                     t,
@@ -314,7 +350,11 @@ pub fn run_all(
                     &energy,
                     peak,
                     bench::peak_rss_mb(),
-                ));
+                );
+                if on_cpu {
+                    r.model_huge_pages_pct = model.file().residency().and_then(|r| r.huge_pct());
+                }
+                results.push(r);
             }
             if let Some(kernels) = model.ops().take_profile() {
                 bar.suspend(|| {
@@ -351,6 +391,7 @@ pub fn measure(
         reps,
         energy,
         &ProgressBar::hidden(),
+        false,
         false,
     )
 }

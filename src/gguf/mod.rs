@@ -4,6 +4,8 @@
 //! ([`reader`]), and validates every tensor against the file before anything else sees it.
 //! Tensor data is then *borrowed* from the map with [`GgufFile::tensor_data`]; it is never
 //! copied at load. [`writer`] produces files (test fixtures now; quantize and synth later).
+//! [`page_cache`] says how the system caches the mapped file (2 MiB mappings decode faster)
+//! and can evict it so it is read back afresh.
 //!
 //! This module knows nothing about models or compute: hyper-parameters are read by
 //! `crate::model::config` through the fallible getters of [`Metadata`], and block layouts of
@@ -13,6 +15,7 @@ pub mod array;
 pub mod dtype;
 pub mod error;
 pub mod mmap;
+pub mod page_cache;
 pub mod reader;
 pub mod value;
 pub mod writer;
@@ -185,6 +188,11 @@ impl GgufFile {
     /// The whole file's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// How the system caches the mapped file ([`FileBytes::residency`]).
+    pub fn residency(&self) -> Option<page_cache::Residency> {
+        self.bytes.residency()
     }
 }
 

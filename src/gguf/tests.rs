@@ -92,6 +92,40 @@ fn opens_from_disk_through_the_map() {
     assert!(e.to_string().contains("missing.gguf"));
 }
 
+/// A mapped file reports how it sits in the page cache once read (Linux: from smaps), and
+/// evicting its pages changes nothing it reads.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_mapped_file_reports_its_residency_and_survives_eviction() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.gguf");
+    std::fs::write(&p, fixture()).unwrap();
+    page_cache::evict(&p).unwrap();
+    let f = GgufFile::open(&p).unwrap();
+    assert_eq!(
+        f.bytes(),
+        &fixture()[..],
+        "the bytes read back after eviction"
+    );
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let Some(r) = f.residency() else {
+        // only a kernel that does not report 2 MiB file mappings may say nothing
+        assert!(
+            !smaps.contains("FilePmdMapped"),
+            "no residency for the mapping"
+        );
+        return;
+    };
+    // the whole (one-page) file was just read; a 4 KiB file is never mapped 2 MiB at once
+    assert_eq!((r.resident, r.huge), (4096, 0), "{r:?}");
+    assert_eq!(r.huge_pct(), Some(0.0));
+    assert!(GgufFile::from_bytes("mem", fixture())
+        .unwrap()
+        .residency()
+        .is_none());
+    assert!(page_cache::evict(&dir.path().join("missing.gguf")).is_err());
+}
+
 /// Raw header builder for malformed files the writer refuses to make.
 struct Raw(Vec<u8>);
 impl Raw {

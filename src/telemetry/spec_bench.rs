@@ -174,6 +174,7 @@ pub fn run(
             energy_source: engine.energy_source().to_string(),
             energy_detail: "estimate per token event (the engine's price)".into(),
             peak_rss_mb: super::bench::peak_rss_mb(),
+            model_huge_pages_pct: None,
             speculative: Some(v),
             machine: Machine::here(),
             build: Build::here(),
