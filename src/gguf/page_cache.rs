@@ -4,11 +4,17 @@
 //! A mapped model is read from the kernel's page cache. On Linux with large folios (ext4,
 //! xfs, …) a file read in from disk is cached in folios of up to 2 MiB, and a 2 MiB-aligned
 //! one is mapped by a single page-table entry (`FilePmdMapped` in `/proc/self/smaps`): one TLB
-//! entry per 2 MiB instead of 512. A file *written* on this machine (a model just assembled
-//! by `scripts/fetch-models.sh`, a `cp`) stays cached in 4 KiB pages until evicted. Measured
-//! on a 2-vCPU Zen 4 VM, Qwen2.5-Coder 1.5B decode, the same bytes alternated: 0 % in 2 MiB
-//! mappings 31.2 / 31.7 / 31.8 tok/s on two threads (19.4 / 19.7 on one) against 97 %: 32.4 /
-//! 34.1 / 32.0 (20.6 / 20.4).
+//! entry per 2 MiB instead of 512. How much of a file gets there depends on how it was read:
+//! sequential reads (`cat`) grow the readahead window to 2 MiB, but the loader touches
+//! tensors out of file order, and a cold 1.5B it read through plain page faults was only 15 %
+//! in 2 MiB mappings, 96 % once the mapping is advised `MADV_HUGEPAGE`
+//! ([`super::FileBytes::prefetch`] does it), which makes faults read whole 2 MiB folios. A file
+//! *written* on this machine (a model just assembled by `scripts/fetch-models.sh`, a `cp`)
+//! stays cached in 4 KiB pages until evicted, whatever the advice. Measured on a 2-vCPU Zen 4
+//! VM, Qwen2.5-Coder 1.5B decode (`tokenfab bench -p 0 -n 128 -r 3`), alternated: a copy at 0 %
+//! 31.2 / 31.7 / 31.8 tok/s on two threads (19.4 / 19.7 on one) against the file at 97 %: 32.4
+//! / 34.1 / 32.0 (20.6 / 20.4); the cold file read by the loader without the advice (15 %)
+//! 30.8 / 31.5 / 32.6, with it (96 %) 33.1 / 34.1 / 33.9.
 //!
 //! [`residency`] reports the share of a mapping that is mapped 2 MiB at a time (`tokenfab
 //! bench` prints it); [`evict`] drops a file's cached pages (`posix_fadvise DONTNEED`: clean
