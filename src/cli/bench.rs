@@ -236,16 +236,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One line per model: how much of its mapping the page cache maps 2 MiB at a time (the last
-/// test's reading), with what to do when it is low.
+/// One line per model file: how much of its mapping the page cache maps 2 MiB at a time (the
+/// last test's reading), with what to do when it is low.
 fn page_cache_lines(results: &[BenchResult]) -> Vec<String> {
     let mut seen = std::collections::BTreeMap::new();
     for r in results {
         if let Some(p) = r.model_huge_pages_pct {
-            seen.insert(r.model.name.clone(), p);
+            seen.insert(r.model.path.as_str(), (r.model.name.as_str(), p));
         }
     }
-    seen.into_iter()
+    seen.into_values()
         .map(|(name, p)| {
             let hint = if p < 50.0 {
                 " — low: the file is cached in small pages (written on this machine, or read in pieces); decode reads it a few per cent slower than a freshly read file; --recache evicts it before loading"
