@@ -328,12 +328,13 @@ pub fn run_all(
             // MBU needs the device's measured peak (cached after the first measurement)
             bar.set_message("measuring peak bandwidth");
             let on_cpu = model.ops().backend_mut().adapter_name().is_none();
-            let peak = match model.ops().backend_mut().adapter_name() {
-                Some(_) => tokenfab::telemetry::probe::gpu_peak(
+            let peak = if on_cpu {
+                tokenfab::telemetry::probe::cpu_peak(t, true)
+            } else {
+                tokenfab::telemetry::probe::gpu_peak(
                     model.ops().backend_mut(),
                     tokenfab::telemetry::probe::Measure::IfMissing,
-                ),
-                None => tokenfab::telemetry::probe::cpu_peak(t, true),
+                )
             }
             .map(|(g, _)| g);
             for spec in specs {
