@@ -289,6 +289,76 @@ fn matmul_qkv_should_match_reference() {
     }
 }
 
+/// The CPU's fused one-token projections (Q, K and V in one parallel pass; gate, up and the
+/// GLU in another) give the bits of the ops they replace, on every ISA level: matrices of
+/// mixed types (Q4_K and Q6_K share an activation format, Q8_0 needs its own) and row counts
+/// that split unevenly across tasks.
+#[test]
+fn cpu_fused_decode_projections_are_bitwise_the_unfused_ops() {
+    let cols = 512;
+    let specs = [
+        ("wq", GgmlType::Q4_K, 70, cols),
+        ("wk", GgmlType::Q6_K, 33, cols),
+        ("wv", GgmlType::Q8_0, 32, cols),
+        ("gate", GgmlType::Q4_K, 300, cols),
+        ("up", GgmlType::Q5_0, 300, cols),
+        ("norm", GgmlType::F32, 1, cols),
+    ];
+    let (f, _) = fixture(&specs);
+    for (name, mut ops) in backends() {
+        if !name.starts_with("cpu") {
+            continue;
+        }
+        let w: Vec<Weight> = specs.iter().map(|s| upload(&mut ops, &f, s.0)).collect();
+        let x = put(&mut ops, &rand_vec(cols, 5, 2.0));
+        let normed = ops.alloc(cols).unwrap();
+        let norm = PreNorm {
+            weight: &w[5],
+            eps: 1e-6,
+            out: normed,
+        };
+        // Q, K, V: fused against three matmuls of the normed input
+        let fused: Vec<_> = (0..3).map(|i| ops.alloc(w[i].rows).unwrap()).collect();
+        ops.matmul_qkv(
+            Some(norm),
+            [&w[0], &w[1], &w[2]],
+            x,
+            [fused[0], fused[1], fused[2]],
+            1,
+        )
+        .unwrap();
+        for i in 0..3 {
+            let alone = ops.alloc(w[i].rows).unwrap();
+            ops.matmul(&w[i], normed, alone, 1).unwrap();
+            let (a, b) = (
+                read(&mut ops, fused[i], w[i].rows),
+                read(&mut ops, alone, w[i].rows),
+            );
+            assert!(
+                a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}: fused {} differs from its matmul",
+                specs[i].0
+            );
+        }
+        // gate, up and the GLU: fused against two matmuls and `glu`
+        let rows = w[3].rows;
+        for kind in [Glu::Silu, Glu::Gelu] {
+            let (out, tmp) = (ops.alloc(rows).unwrap(), ops.alloc(rows).unwrap());
+            ops.matmul_glu(kind, Some(norm), &w[3], &w[4], x, tmp, out, 1)
+                .unwrap();
+            let (g, u) = (ops.alloc(rows).unwrap(), ops.alloc(rows).unwrap());
+            ops.matmul(&w[3], normed, g, 1).unwrap();
+            ops.matmul(&w[4], normed, u, 1).unwrap();
+            ops.glu(kind, g, u, rows).unwrap();
+            let (a, b) = (read(&mut ops, out, rows), read(&mut ops, g, rows));
+            assert!(
+                a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}: fused {kind:?} GLU differs from matmul, matmul, glu"
+            );
+        }
+    }
+}
+
 /// `rope_store_kv` (one dispatch on wgpu) leaves Q, K and both caches as the two `rope`s and
 /// two `store_kv`s it replaces do; the caches are compared through attention over them.
 #[test]

@@ -280,6 +280,9 @@ impl Ops {
     ) -> Result<()> {
         self.record_pre_norm(norm, x, w[0].cols, n)?;
         self.guard_input(x, n, w[0].cols)?;
+        check(norm.is_none_or(|p| !out.contains(&p.out)), || {
+            "matmul_qkv: the norm's output aliases an output".into()
+        })?;
         for (w, o) in w.iter().zip(&out) {
             check(x.len >= n * w.cols && o.len >= n * w.rows, || {
                 format!("matmul_qkv: {n} x {} by [{} x {}]", x.len, w.rows, w.cols)
@@ -329,6 +332,9 @@ impl Ops {
     ) -> Result<()> {
         self.record_pre_norm(norm, x, gate.cols, n)?;
         self.guard_input(x, n, gate.cols)?;
+        check(norm.is_none_or(|p| p.out != out && p.out != tmp), || {
+            "matmul_glu: the norm's output aliases an output".into()
+        })?;
         let rows = n * gate.rows;
         check((gate.rows, gate.cols) == (up.rows, up.cols), || {
             "matmul_glu: gate and up differ in shape".into()

@@ -71,16 +71,22 @@ fn gelu_table(x: f32) -> f32 {
     t[f16::from_f32(x).to_bits() as usize]
 }
 
-/// `gate[i] = act(gate[i]) * up[i]`.
-pub fn glu(pool: &rayon::ThreadPool, kind: Glu, gate: &mut [f32], up: &[f32]) {
-    let run = |(g, u): (&mut [f32], &[f32])| match kind {
+/// `gate[i] = act(gate[i]) * up[i]` on the calling thread. Each element's result depends on
+/// its own inputs only, so any split of the rows gives the same bits.
+pub fn glu_serial(kind: Glu, gate: &mut [f32], up: &[f32]) {
+    match kind {
         Glu::Gelu => {
-            for (g, u) in g.iter_mut().zip(u) {
+            for (g, u) in gate.iter_mut().zip(up) {
                 *g = gelu_table(*g) * u;
             }
         }
-        Glu::Silu => super::vec::silu_mul(g, u),
-    };
+        Glu::Silu => super::vec::silu_mul(gate, up),
+    }
+}
+
+/// `gate[i] = act(gate[i]) * up[i]`.
+pub fn glu(pool: &rayon::ThreadPool, kind: Glu, gate: &mut [f32], up: &[f32]) {
+    let run = |(g, u): (&mut [f32], &[f32])| glu_serial(kind, g, u);
     const CHUNK: usize = 16 * 1024;
     if gate.len() >= 4 * CHUNK {
         pool.install(|| {

@@ -2,7 +2,9 @@
 //!
 //! Activations are quantized once per call into the weight type's activation format
 //! (`crate::quant::act`). Decode (one token) is one row-kernel dot product per output, the
-//! weight rows split across threads. Prefill (at least [`TILE_MIN_TOKENS`] tokens, on a CPU
+//! weight rows split across threads; an attention block's Q, K and V, and a feed-forward's
+//! gate and up with the GLU, each run as one parallel pass over all their rows
+//! ([`matvec_many`], [`matvec_glu`]). Prefill (at least [`TILE_MIN_TOKENS`] tokens, on a CPU
 //! and type with a tiled kernel) is a tiled integer GEMM: a band of weight rows is unpacked
 //! once (`crate::quant::tile`, tiles in parallel), then blocks of tokens run against it in
 //! parallel, each writing its own output rows, a chunk of columns at a time so a tile stays
@@ -10,9 +12,12 @@
 //! CPUs without a tiled kernel, and batch-invariant models run the row kernels on tiles of
 //! weight rows × tokens, four tokens per weight row pass.
 
+use super::elementwise::glu_serial;
+use crate::backend::Glu;
 use crate::quant::tile::{ActTile, WeightTile};
 use crate::quant::{RowKernel, TileKernel, TileOut};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Rows of weights one task handles in the row-kernel prefill; tokens per inner block.
 const ROW_TILE: usize = 16;
@@ -76,8 +81,7 @@ pub fn matmul(
         }
         let xq: &[u8] = act_buf;
         if n == 1 {
-            let threads = pool.current_num_threads().max(1);
-            let chunk = (rows / (threads * 8)).clamp(16, 4096);
+            let chunk = decode_chunk(pool, rows);
             out[..rows]
                 .par_chunks_mut(chunk)
                 .enumerate()
@@ -128,6 +132,133 @@ pub fn matmul(
                     *y = tmp[r * n + t];
                 }
             });
+    });
+}
+
+/// Rows per task of a one-token product: about eight tasks a thread, so a thread that
+/// finishes early takes another.
+fn decode_chunk(pool: &rayon::ThreadPool, rows: usize) -> usize {
+    let threads = pool.current_num_threads().max(1);
+    (rows / (threads * 8)).clamp(16, 4096)
+}
+
+/// One matrix of a fused one-token product: its row kernel, bytes and rows.
+#[derive(Clone, Copy)]
+pub struct Matrix<'a> {
+    pub kernel: RowKernel,
+    pub w: &'a [u8],
+    pub rows: usize,
+}
+
+impl Matrix<'_> {
+    fn row(&self, r: usize) -> &[u8] {
+        let rb = self.w.len() / self.rows;
+        &self.w[r * rb..(r + 1) * rb]
+    }
+}
+
+/// Quantizes the token `x` once per activation format the matrices read, into `buf`; returns
+/// where each matrix's copy lies in it.
+fn quantize_once<const N: usize>(
+    mats: &[Matrix; N],
+    x: &[f32],
+    buf: &mut Vec<u8>,
+) -> [Range<usize>; N] {
+    let mut at: [Range<usize>; N] = std::array::from_fn(|_| 0..0);
+    let mut end = 0;
+    for i in 0..N {
+        let act = mats[i].kernel.act;
+        match (0..i).find(|&j| mats[j].kernel.act == act) {
+            Some(j) => at[i] = at[j].clone(),
+            None => {
+                at[i] = end..end + act.row_bytes(x.len());
+                end = at[i].end;
+            }
+        }
+    }
+    buf.resize(end, 0);
+    for i in 0..N {
+        if !(0..i).any(|j| mats[j].kernel.act == mats[i].kernel.act) {
+            mats[i].kernel.act.quantize(x, &mut buf[at[i].clone()]);
+        }
+    }
+    at
+}
+
+/// One token `x` against several matrices of its width in one parallel pass (an attention
+/// block's Q, K and V): `outs[i][r] = dot(mats[i] row r, x)`. One fork and join instead of
+/// one per matrix, the activation quantized once per format; every result is the bits
+/// [`matmul`] gives (the same row kernel on the same quantized activation).
+pub fn matvec_many<const N: usize>(
+    pool: &rayon::ThreadPool,
+    mats: [Matrix; N],
+    x: &[f32],
+    outs: [&mut [f32]; N],
+    scratch: &mut Scratch,
+) {
+    let Scratch { act, tmp, .. } = scratch;
+    let at = quantize_once(&mats, x, act);
+    let act: &[u8] = act;
+    let total = mats.iter().map(|m| m.rows).sum();
+    tmp.resize(total, 0.0);
+    let chunk = decode_chunk(pool, total);
+    pool.install(|| {
+        tmp[..total]
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(ci, o)| {
+                for (i, y) in o.iter_mut().enumerate() {
+                    // the row of the concatenated matrices → its matrix and row there
+                    let (mut m, mut r) = (0, ci * chunk + i);
+                    while r >= mats[m].rows {
+                        r -= mats[m].rows;
+                        m += 1;
+                    }
+                    *y = (mats[m].kernel.dot)(mats[m].row(r), &act[at[m].clone()]);
+                }
+            })
+    });
+    let mut r0 = 0;
+    for (m, o) in mats.iter().zip(outs) {
+        o[..m.rows].copy_from_slice(&tmp[r0..r0 + m.rows]);
+        r0 += m.rows;
+    }
+}
+
+/// One token `x` through a gated feed-forward's first half in one parallel pass: each task
+/// takes a range of rows, dots them with `gate` into `out` and with `up` into `up_out`, and
+/// applies the GLU there (`out = act(gate · x) * (up · x)`). The GLU runs on every thread,
+/// in the shadow of the weight stream, instead of on one after the products; the bits are
+/// those of two [`matmul`]s and `glu` (each element's GLU depends on its own inputs only).
+pub fn matvec_glu(
+    pool: &rayon::ThreadPool,
+    kind: Glu,
+    [gate, up]: [Matrix; 2],
+    x: &[f32],
+    out: &mut [f32],
+    up_out: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let at = quantize_once(&[gate, up], x, &mut scratch.act);
+    let act: &[u8] = &scratch.act;
+    let (ag, au) = (&act[at[0].clone()], &act[at[1].clone()]);
+    let rows = gate.rows;
+    let chunk = decode_chunk(pool, rows);
+    pool.install(|| {
+        out[..rows]
+            .par_chunks_mut(chunk)
+            .zip(up_out[..rows].par_chunks_mut(chunk))
+            .enumerate()
+            .for_each(|(ci, (g, u))| {
+                let r0 = ci * chunk;
+                for (i, y) in g.iter_mut().enumerate() {
+                    *y = (gate.kernel.dot)(gate.row(r0 + i), ag);
+                }
+                for (i, y) in u.iter_mut().enumerate() {
+                    *y = (up.kernel.dot)(up.row(r0 + i), au);
+                }
+                glu_serial(kind, g, u);
+            })
     });
 }
 

@@ -126,6 +126,19 @@ impl CpuBackend {
     }
 }
 
+/// A matrix's bytes and row kernel, for the fused one-token products.
+fn matrix<'a>(weights: &'a [CpuWeight], w: &Weight) -> Result<matmul::Matrix<'a>> {
+    let cw = &weights[w.id as usize];
+    let kernel = cw
+        .kernel
+        .ok_or_else(|| BackendError::Invalid("matmul on a vector".into()))?;
+    Ok(matmul::Matrix {
+        kernel,
+        w: cw.data(),
+        rows: cw.rows,
+    })
+}
+
 struct PoolExecutor(Arc<rayon::ThreadPool>);
 
 impl Executor for PoolExecutor {
@@ -292,6 +305,62 @@ impl Backend for CpuBackend {
             &mut self.matmul_scratch,
         );
         self.put(out, o);
+        Ok(())
+    }
+
+    fn matmul_qkv(
+        &mut self,
+        norm: Option<PreNorm>,
+        w: [&Weight; 3],
+        x: Buf,
+        out: [Buf; 3],
+        n: usize,
+    ) -> Result<()> {
+        let x = self.pre_norm(norm, x, n)?;
+        let cols = w[0].cols;
+        if n != 1 || w.iter().any(|m| m.cols != cols) {
+            return unfused::matmul_qkv(self, w, x, out, n);
+        }
+        let mats = [
+            matrix(&self.weights, w[0])?,
+            matrix(&self.weights, w[1])?,
+            matrix(&self.weights, w[2])?,
+        ];
+        let mut o = out.map(|b| std::mem::take(&mut self.bufs[b.id as usize]));
+        let [q, k, v] = &mut o;
+        let x = &self.bufs[x.id as usize][..cols];
+        let scratch = &mut self.matmul_scratch;
+        matmul::matvec_many(&self.pool, mats, x, [q, k, v], scratch);
+        for (b, v) in out.into_iter().zip(o) {
+            self.put(b, v);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_glu(
+        &mut self,
+        kind: Glu,
+        norm: Option<PreNorm>,
+        gate: &Weight,
+        up: &Weight,
+        x: Buf,
+        tmp: Buf,
+        out: Buf,
+        n: usize,
+    ) -> Result<()> {
+        let x = self.pre_norm(norm, x, n)?;
+        if n != 1 {
+            return unfused::matmul_glu(self, kind, gate, up, x, tmp, out, n);
+        }
+        let mats = [matrix(&self.weights, gate)?, matrix(&self.weights, up)?];
+        let mut o = std::mem::take(&mut self.bufs[out.id as usize]);
+        let mut t = std::mem::take(&mut self.bufs[tmp.id as usize]);
+        let x = &self.bufs[x.id as usize][..gate.cols];
+        let scratch = &mut self.matmul_scratch;
+        matmul::matvec_glu(&self.pool, kind, mats, x, &mut o, &mut t, scratch);
+        self.put(out, o);
+        self.put(tmp, t);
         Ok(())
     }
 
