@@ -11,12 +11,13 @@
 //! still holds.
 
 use std::sync::Arc;
+use tokenfab::backend::candle::CandleBackend;
 use tokenfab::backend::cpu::CpuBackend;
 use tokenfab::backend::wgpu::WgpuBackend;
 use tokenfab::backend::Backend;
 use tokenfab::generate::{generate, step, Cost, GenerateOptions, Sequence, StepLimits, TokenEvent};
 use tokenfab::gguf::{GgmlType, GgufFile};
-use tokenfab::model::{KvCache, LoadOptions, Logits, Model, ModelError};
+use tokenfab::model::{Config, KvCache, LoadOptions, Logits, Model, ModelError};
 use tokenfab::sampling::Sampler;
 use tokenfab::synth;
 use tokenfab::tokenizer::Tokenizer;
@@ -138,7 +139,9 @@ fn greedy_should_be_the_same_alone_and_in_a_batch_of_8_wgpu() {
     check("wgpu", Box::new(gpu), 8);
 }
 
-/// The ring on every backend that keeps one (wgpu's KV shaders index rows `p % rows` too), on
+/// The ring on every backend that keeps one (wgpu's KV shaders index rows `p % rows` too; the
+/// candle backend — `--backend cuda` — writes a wrapped batch as two runs of rows and reads
+/// the window back in position order; here on candle's CPU device), on
 /// a small synthetic Gemma 3 (6 layers, 5 of them windowed with a window of 8, vocabulary 512;
 /// the real model's 512-token window makes this minutes on lavapipe): 64 tokens 4 at a time —
 /// the 12-row rings wrap five times — give bitwise the logits of whole-context caches after
@@ -154,11 +157,12 @@ fn window_ring_should_give_what_a_whole_context_cache_gives_on_every_backend() {
     let backend = |name: &str| -> Box<dyn Backend> {
         match name {
             "cpu" => Box::new(CpuBackend::new(2).unwrap()),
+            "candle" => Box::new(CandleBackend::new(candle_core::Device::Cpu)),
             _ => Box::new(WgpuBackend::new(false).expect("a wgpu adapter is required")),
         }
     };
     let tokens: Vec<u32> = (0..64).map(|i| (i * 37 + 11) % 512).collect();
-    for name in ["cpu", "wgpu"] {
+    for name in ["cpu", "candle", "wgpu"] {
         let load = |ring: bool| {
             let opts = LoadOptions {
                 ctx: 64,
@@ -177,6 +181,10 @@ fn window_ring_should_give_what_a_whole_context_cache_gives_on_every_backend() {
             fc.elements() * (64 + 5 * 12),
             "{name}"
         );
+        // what the load's memory check counts (on a GPU: against its free memory)
+        let c = Config::from_gguf(&f).unwrap();
+        assert_eq!(KvCache::elements_for(&c, 64, 4, true), rc.elements());
+        assert_eq!(KvCache::elements_for(&c, 64, 4, false), fc.elements());
         let (mut a, mut b) = (vec![0f32; 512], vec![0f32; 512]);
         for pos0 in (0..64).step_by(4) {
             for (m, c, out) in [(&mut ring, &rc, &mut a), (&mut full, &fc, &mut b)] {

@@ -311,11 +311,10 @@ impl Model {
         // weights + the KV caches of `n_seq` sequences must fit the device: say so before
         // copying anything
         let weights: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
+        // (a sliding-window layer's ring counts its rows only)
+        let ring = opts.window_ring && ops.kv_ring();
         let kv_bytes = (opts.n_seq.max(1)
-            * 2
-            * config.n_layer
-            * ctx
-            * config.kv_dim()
+            * KvCache::elements_for(&config, ctx, batch, ring)
             * ops.backend_mut().kv_elem_bytes()) as u64;
         let scratch_bytes = Scratch::bytes(&config, batch, logit_rows);
         ops.backend_mut()

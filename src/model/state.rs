@@ -43,10 +43,7 @@ impl KvCache {
         let mut v = Vec::with_capacity(c.n_layer);
         let mut rings = Vec::with_capacity(c.n_layer);
         for il in 0..c.n_layer {
-            let layer_ring = match c.window(il) {
-                Some(w) if ring && ops.kv_ring() && w + batch < ctx => Some((w, w + batch)),
-                _ => None,
-            };
+            let layer_ring = Self::ring(c, il, ctx, batch, ring && ops.kv_ring());
             let rows = layer_ring.map_or(ctx, |(_, rows)| rows);
             k.push(ops.alloc_kv(rows * row, layer_ring.is_some())?);
             v.push(ops.alloc_kv(rows * row, layer_ring.is_some())?);
@@ -60,6 +57,24 @@ impl KvCache {
             rings,
             written: AtomicUsize::new(0),
         })
+    }
+
+    /// Layer `il`'s ring, `(window, rows)`, where it is windowed, rings are on, and
+    /// `window + batch` rows are fewer than `ctx`.
+    fn ring(c: &Config, il: usize, ctx: usize, batch: usize, ring: bool) -> Option<(usize, usize)> {
+        match c.window(il) {
+            Some(w) if ring && w + batch < ctx => Some((w, w + batch)),
+            _ => None,
+        }
+    }
+
+    /// Elements of K and V the caches [`KvCache::new`] makes would hold, all layers.
+    pub fn elements_for(c: &Config, ctx: usize, batch: usize, ring: bool) -> usize {
+        (0..c.n_layer)
+            .map(|il| Self::ring(c, il, ctx, batch, ring).map_or(ctx, |(_, rows)| rows))
+            .sum::<usize>()
+            * 2
+            * c.kv_dim()
     }
 
     /// Positions the buffers can hold (at least `ctx`; more for a recycled cache).

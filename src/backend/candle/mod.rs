@@ -264,6 +264,10 @@ impl Backend for CandleBackend {
         })
     }
 
+    fn kv_ring(&self) -> bool {
+        true
+    }
+
     fn kv_elem_bytes(&self) -> usize {
         2
     }
@@ -360,16 +364,30 @@ impl Backend for CandleBackend {
         row: usize,
         pos0: usize,
     ) -> Result<()> {
-        if (pos0 + n) * row > dst.len {
+        let rows = dst.rows(row);
+        let fits = match dst.ring {
+            true => n <= rows,
+            false => pos0 + n <= rows,
+        };
+        if !fits || row == 0 {
             return Err(BackendError::Invalid("store_kv: out of bounds".into()));
         }
         let t = self
             .view(src, row0 * row, n * row)?
             .to_dtype(DType::F16)
             .map_err(err)?;
-        self.kv[dst.id as usize]
-            .slice_set(&t, 0, pos0 * row)
-            .map_err(err)
+        // a ring's positions wrap at most once within a batch: two runs of rows
+        let start = super::kv_row(pos0, rows);
+        let first = n.min(rows - start);
+        let cache = &self.kv[dst.id as usize];
+        cache
+            .slice_set(&t.narrow(0, 0, first * row).map_err(err)?, 0, start * row)
+            .map_err(err)?;
+        if first < n {
+            let rest = t.narrow(0, first * row, (n - first) * row).map_err(err)?;
+            cache.slice_set(&rest, 0, 0).map_err(err)?;
+        }
+        Ok(())
     }
 
     fn attention(&mut self, q: Buf, k: KvBuf, v: KvBuf, out: Buf, p: &AttnParams) -> Result<()> {

@@ -3,7 +3,9 @@
 //! KV head with its whole query group at once, so grouped heads are never copied out.
 
 use super::{err, CandleBackend};
-use crate::backend::{AttnParams, BackendError, Buf, KvBuf, Result, Rope, RopeLayout, Weight};
+use crate::backend::{
+    kv_row, AttnParams, BackendError, Buf, KvBuf, Result, Rope, RopeLayout, Weight,
+};
 use candle_core::{DType, Tensor};
 
 impl CandleBackend {
@@ -104,24 +106,40 @@ impl CandleBackend {
         let (n, nh, nkv, hd) = (p.n_tokens, p.n_head, p.n_head_kv, p.head_dim);
         let kvd = nkv * hd;
         let end = p.pos0 + n;
-        if end * kvd > k.len || end * kvd > v.len {
-            return Err(BackendError::Invalid("attention: past the KV cache".into()));
-        }
         // keys any query of this call can see
         let lo = p.window.map_or(0, |w| (p.pos0 + 1).saturating_sub(w));
         let len = end - lo;
+        let held = |b: KvBuf| match b.ring {
+            true => len <= b.rows(kvd),
+            false => end <= b.rows(kvd),
+        };
+        if kvd == 0 || !held(k) || !held(v) {
+            return Err(BackendError::Invalid("attention: past the KV cache".into()));
+        }
         let group = nh / nkv;
+        // positions lo..end in order: one run of rows, or in a ring that wrapped, its tail
+        // and then its head
+        let rows = |c: &Tensor, b: KvBuf| -> candle_core::Result<Tensor> {
+            let r = b.rows(kvd);
+            let start = if b.ring { kv_row(lo, r) } else { lo };
+            if start + len <= r {
+                return c.narrow(0, start * kvd, len * kvd);
+            }
+            let tail = c.narrow(0, start * kvd, (r - start) * kvd)?;
+            let head = c.narrow(0, 0, (start + len - r) * kvd)?;
+            Tensor::cat(&[&tail, &head], 0)
+        };
         // [len, nkv, hd] f16 -> [nkv, len, hd] f32
-        let kv = |c: &Tensor| -> Result<Tensor> {
-            c.narrow(0, lo * kvd, len * kvd)
+        let kv = |b: KvBuf| -> Result<Tensor> {
+            rows(&self.kv[b.id as usize], b)
                 .and_then(|t| t.to_dtype(DType::F32))
                 .and_then(|t| t.reshape((len, nkv, hd)))
                 .and_then(|t| t.transpose(0, 1))
                 .and_then(|t| t.contiguous())
                 .map_err(err)
         };
-        let keys = kv(&self.kv[k.id as usize])?;
-        let vals = kv(&self.kv[v.id as usize])?;
+        let keys = kv(k)?;
+        let vals = kv(v)?;
         // queries [n, nkv, group, hd] -> [nkv, n * group, hd]: row r is token r / group
         let q_off = p.row0 * nh * hd;
         let qs = self.view(q, q_off, n * nh * hd)?;
