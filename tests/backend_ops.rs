@@ -359,6 +359,65 @@ fn cpu_fused_decode_projections_are_bitwise_the_unfused_ops() {
     }
 }
 
+/// With `repack` (`--repack`), one-token products read the Q4_K matrices' interleaved copies
+/// eight rows at a time — alone, as Q/K/V and as gate/up — with the bits of the row kernels:
+/// row counts that end in a partial group (70, 33) and tasks that start mid-matrix.
+#[test]
+fn cpu_repacked_decode_is_bitwise_the_row_kernels() {
+    let cols = 512;
+    let specs = [
+        ("wq", GgmlType::Q4_K, 70, cols),
+        ("wk", GgmlType::Q4_K, 33, cols),
+        ("wv", GgmlType::Q6_K, 32, cols),
+        ("gate", GgmlType::Q4_K, 296, cols),
+        ("up", GgmlType::Q4_K, 296, cols),
+    ];
+    let (f, _) = fixture(&specs);
+    for (name, mut plain) in backends() {
+        if !name.starts_with("cpu avx") {
+            continue;
+        }
+        use tokenfab::quant::Isa;
+        let isa = match name {
+            "cpu avx2" => Isa::Avx2,
+            "cpu avx2+vnni" => Isa::Avx2Vnni,
+            _ => Isa::Avx512,
+        };
+        let mut packed = Ops::new(Box::new(CpuBackend::with_isa(2, isa).unwrap()));
+        packed.backend_mut().set_repack(true);
+        let run = |ops: &mut Ops| -> Vec<Vec<f32>> {
+            let w: Vec<Weight> = specs.iter().map(|s| upload(ops, &f, s.0)).collect();
+            let x = put(ops, &rand_vec(cols, 6, 2.0));
+            let mut got = Vec::new();
+            for wi in &w {
+                let o = ops.alloc(wi.rows).unwrap();
+                ops.matmul(wi, x, o, 1).unwrap();
+                got.push(read(ops, o, wi.rows));
+            }
+            let qkv: Vec<_> = (0..3).map(|i| ops.alloc(w[i].rows).unwrap()).collect();
+            ops.matmul_qkv(None, [&w[0], &w[1], &w[2]], x, [qkv[0], qkv[1], qkv[2]], 1)
+                .unwrap();
+            for (i, b) in qkv.into_iter().enumerate() {
+                got.push(read(ops, b, w[i].rows));
+            }
+            let (out, tmp) = (ops.alloc(296).unwrap(), ops.alloc(296).unwrap());
+            ops.matmul_glu(Glu::Silu, None, &w[3], &w[4], x, tmp, out, 1)
+                .unwrap();
+            got.push(read(ops, out, 296));
+            got
+        };
+        let (want, got) = (run(&mut plain), run(&mut packed));
+        assert!(packed.name().contains("repacked"), "{}", packed.name());
+        assert!(!plain.name().contains("repacked"), "{}", plain.name());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}: product {i} differs with repack"
+            );
+        }
+    }
+}
+
 /// `rope_store_kv` (one dispatch on wgpu) leaves Q, K and both caches as the two `rope`s and
 /// two `store_kv`s it replaces do; the caches are compared through attention over them.
 #[test]

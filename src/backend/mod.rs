@@ -479,13 +479,18 @@ pub trait Backend: Send {
         None
     }
 
-    /// Checks, before a model is uploaded, that its `weights` and `other` bytes (KV caches,
-    /// scratch, logits) fit, so that a model too large for the device fails fast and clearly.
     /// Compute every token with the same kernels whatever the batch (see
     /// `LoadOptions::batch_invariant`). Backends whose kernels are batch-invariant anyway
     /// ignore it.
     fn set_batch_invariant(&mut self, _on: bool) {}
 
+    /// Keep, for the weights uploaded from now on, an interleaved copy where a decode kernel
+    /// reads one (the CPU's eight-row Q4_K kernel; see `LoadOptions::repack`): the same
+    /// results, a copy of those weights dearer. Backends without such kernels ignore it.
+    fn set_repack(&mut self, _on: bool) {}
+
+    /// Checks, before a model is uploaded, that its `weights` and `other` bytes (KV caches,
+    /// scratch, logits) fit, so that a model too large for the device fails fast and clearly.
     fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
         let _ = (weights, other);
         Ok(())

@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// start for every run without root's drop_caches. Re-reads the file from disk.
     #[arg(long = "recache")]
     pub recache: bool,
+    /// Keep an interleaved copy of the Q4_K matrices for the CPU's eight-row decode kernel (as
+    /// llama.cpp's default repack): the same tokens, those weights' bytes twice in memory.
+    #[arg(long = "repack")]
+    pub repack: bool,
     /// Per-kernel GPU time of all the runs (wgpu: timestamps; cuda: ops timed by synchronizing,
     /// which slows them), printed to stderr after each model's results.
     #[arg(long = "profile")]
@@ -194,8 +198,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let flags = RunFlags {
+        profile: a.profile,
+        recache: a.recache,
+        repack: a.repack,
+    };
     let results = run_all(
-        kind, &models, &threads, &specs, a.reps, &a.energy, &bar, a.profile, a.recache,
+        kind, &models, &threads, &specs, a.reps, &a.energy, &bar, flags,
     )?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
@@ -269,6 +278,14 @@ fn write_json(out: &mut impl Write, format: &str, results: &[BenchResult]) -> Re
     Ok(())
 }
 
+/// How `run_all` loads and times each model (`--profile`, `--recache`, `--repack`).
+#[derive(Clone, Copy, Default)]
+pub struct RunFlags {
+    pub profile: bool,
+    pub recache: bool,
+    pub repack: bool,
+}
+
 /// Runs every spec on every model and thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn run_all(
@@ -279,8 +296,11 @@ pub fn run_all(
     reps: usize,
     energy: &super::energy::EnergyArgs,
     bar: &ProgressBar,
-    profile: bool,
-    recache: bool,
+    RunFlags {
+        profile,
+        recache,
+        repack,
+    }: RunFlags,
 ) -> Result<Vec<BenchResult>> {
     let ctx = specs.iter().map(|s| s.ctx_needed()).max().unwrap_or(1);
     let batch = specs
@@ -318,6 +338,7 @@ pub fn run_all(
                     n_seq: 1,
                     // a speed measurement of one sequence: prefill through the tiled GEMM
                     batch_invariant: false,
+                    repack,
                     ..LoadOptions::default()
                 },
             )?;
@@ -392,8 +413,7 @@ pub fn measure(
         reps,
         energy,
         &ProgressBar::hidden(),
-        false,
-        false,
+        RunFlags::default(),
     )
 }
 

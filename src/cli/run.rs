@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// `--swa-full`); by default they keep a ring of window + batch positions.
     #[arg(long = "swa-full")]
     pub swa_full: bool,
+    /// Keep an interleaved copy of the Q4_K matrices for the CPU's eight-row decode kernel (as
+    /// llama.cpp's default repack): the same tokens, decode faster where the kernel and not
+    /// memory sets the pace, those weights' bytes twice in memory.
+    #[arg(long = "repack")]
+    pub repack: bool,
     /// Temperature; 0 = greedy.
     #[arg(long = "temp", default_value_t = 0.8)]
     pub temp: f32,
@@ -174,6 +179,7 @@ impl RunConfig {
                 // batch sizes (verification rows against plain decoding)
                 batch_invariant: draft.is_some(),
                 window_ring: !a.swa_full,
+                repack: a.repack,
             },
             threads: a.threads,
             backend: super::backend_spec(&a.backend, a.threads, a.profile)?,

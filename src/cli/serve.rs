@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// `--swa-full`); by default they keep a ring of window + batch positions.
     #[arg(long = "swa-full")]
     pub swa_full: bool,
+    /// Keep an interleaved copy of the Q4_K matrices for the CPU's eight-row decode kernel (as
+    /// llama.cpp's default repack): the same tokens, decode faster where the kernel and not
+    /// memory sets the pace, those weights' bytes twice in memory.
+    #[arg(long = "repack")]
+    pub repack: bool,
     /// Prefill prompt chunks of 16+ tokens through the CPU's tiled GEMM (2–2.5× faster) at the
     /// price of batch invariance: a request's logits may then differ in the last bits with
     /// what it is batched with (greedy answers of chaotic models can change with load).
@@ -83,6 +88,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             n_seq: a.parallel,
             batch_invariant: !a.prefill_gemm,
             window_ring: !a.swa_full,
+            repack: a.repack,
         },
         energy: a.energy.options()?,
         threads: a.threads,

@@ -91,6 +91,11 @@ pub struct LoadOptions {
     /// context (Gemma 3: 5 of every 6 layers), on backends that can ([`crate::backend::Backend::kv_ring`]).
     /// Results are the same either way; off, only to compare.
     pub window_ring: bool,
+    /// Keep an interleaved copy of the matrices that have an eight-row decode kernel (the
+    /// CPU's Q4_K on AVX2 and up, as llama.cpp's default repack): the same tokens and logits,
+    /// decode faster where one core's kernel, not memory, sets the pace, and those matrices'
+    /// bytes twice in memory (the original stays mapped for prefill). Off by default.
+    pub repack: bool,
 }
 
 impl Default for LoadOptions {
@@ -102,6 +107,7 @@ impl Default for LoadOptions {
             n_seq: 1,
             batch_invariant: true,
             window_ring: true,
+            repack: false,
         }
     }
 }
@@ -308,6 +314,7 @@ impl Model {
         let logit_rows = opts.logit_rows.min(batch);
         let mut ops = Ops::new(backend);
         ops.backend_mut().set_batch_invariant(opts.batch_invariant);
+        ops.backend_mut().set_repack(opts.repack);
         // weights + the KV caches of `n_seq` sequences must fit the device: say so before
         // copying anything
         let weights: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();

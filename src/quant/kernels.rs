@@ -236,6 +236,34 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
     })
 }
 
+/// Decode over an interleaved copy of a matrix, eight rows per kernel call
+/// (`super::q4k_x8`): bitwise the row kernel's results, one copy of the matrix dearer.
+#[derive(Clone, Copy)]
+pub struct Dot8 {
+    /// The copy of a matrix's first `rows / 8 * 8` rows (`(bytes, rows, cols)`).
+    pub repack: fn(&[u8], usize, usize) -> Vec<u8>,
+    /// Eight rows of the copy (one group) × one activation row.
+    pub dot8: fn(&[u8], &[u8]) -> [f32; 8],
+}
+
+/// The eight-row decode kernel for `dtype` on `isa`, or `None` (Q4_K on AVX2 and up).
+pub fn dot8_kernel(dtype: GgmlType, isa: Isa) -> Option<Dot8> {
+    #[cfg(target_arch = "x86_64")]
+    if dtype == GgmlType::Q4_K && isa.avx2() {
+        fn dot8(w: &[u8], x: &[u8]) -> [f32; 8] {
+            // SAFETY: handed out only for an `isa` with AVX2, which `Isa::detect` found with
+            // FMA and F16C.
+            unsafe { super::q4k_x8::dot8(w, x) }
+        }
+        return Some(Dot8 {
+            repack: super::q4k_x8::repack,
+            dot8,
+        });
+    }
+    let _ = (dtype, isa);
+    None
+}
+
 /// The tiled GEMM for `dtype` on `isa`, or `None`.
 pub fn tile_kernel(dtype: GgmlType, isa: Isa) -> Option<TileKernel> {
     let group = super::tile::group_size(dtype)?;

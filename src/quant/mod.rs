@@ -1,12 +1,13 @@
 //! Quantized blocks on the CPU: their byte layouts ([`blocks`]), reference dequantization
 //! ([`dequant`]), activation quantization ([`act`]), dot products of a weight row with an
 //! activation row, portable ([`dot_scalar`]) and SIMD ([`dot_avx2`], [`dot_avx512`] for Q4_K
-//! and Q6_K, `dot_neon` on aarch64), and prefill's tiled
+//! and Q6_K, `dot_neon` on aarch64), Q4_K eight rows at a time from an interleaved copy for
+//! decode (`q4k_x8`, made only when a model is loaded with `repack`), and prefill's tiled
 //! integer GEMM (operands in [`tile`], x86 kernels in `gemm_x86`), picked at run time by
 //! [`kernels`].
 //!
 //! Everything here works on raw GGUF block bytes borrowed from the memory map: nothing is
-//! transcoded at load. The CPU backend (`crate::backend::cpu`) builds matrix products and
+//! transcoded at load unless `repack` asks for the interleaved copy. The CPU backend (`crate::backend::cpu`) builds matrix products and
 //! threading on top of these row kernels; the GPU backends test their shaders against
 //! [`dequant`].
 
@@ -25,11 +26,15 @@ pub mod dot_scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_x86;
 pub mod kernels;
+#[cfg(target_arch = "x86_64")]
+pub mod q4k_x8;
 pub mod tile;
 
 pub use act::ActType;
 pub use dequant::dequantize;
-pub use kernels::{row_kernel, tile_kernel, Isa, RowKernel, TileKernel, TileOut};
+pub use kernels::{
+    dot8_kernel, row_kernel, tile_kernel, Dot8, Isa, RowKernel, TileKernel, TileOut,
+};
 
 use crate::gguf::GgmlType;
 

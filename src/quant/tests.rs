@@ -390,6 +390,56 @@ fn avx512_row_kernels_should_equal_avx2_bitwise() {
     }
 }
 
+/// The eight-row Q4_K decode kernel over the interleaved copy (`q4k_x8`, `--repack`) gives
+/// every row the bits of the one-row kernel, so a repacked model decodes the same tokens:
+/// random blocks with the extremes (all-ones scales, mins and nibbles; activations of −128
+/// and 127), rows past the last whole group left out of the copy.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn q4k_eight_row_kernel_should_equal_the_row_kernel_bitwise() {
+    if !Isa::Avx2.runs_here() {
+        eprintln!("SKIPPED: no AVX2 on this CPU; the eight-row kernel was not tested");
+        return;
+    }
+    let k8 = super::kernels::dot8_kernel(GgmlType::Q4_K, Isa::Avx2).unwrap();
+    let row = row_kernel(GgmlType::Q4_K, Isa::Avx2).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
+    for (blocks, rows) in [(1usize, 8usize), (6, 21), (19, 16)] {
+        let k = 256 * blocks;
+        let rb = 144 * blocks;
+        let mut w = vec![0u8; rows * rb];
+        rng.fill(&mut w[..]);
+        for (i, b) in w.chunks_mut(144).enumerate() {
+            b[0..2].copy_from_slice(&f16(0.013 + 0.001 * (i % 7) as f32));
+            b[2..4].copy_from_slice(&f16(0.007));
+            if i % 11 == 0 {
+                b[4..].fill(0xFF); // scales and mins 63, every nibble 15
+            }
+        }
+        let mut x = vec![0u8; row.act.row_bytes(k)];
+        rng.fill(&mut x[..]);
+        for (i, b) in x.chunks_mut(292).enumerate() {
+            b[0..4].copy_from_slice(&0.02f32.to_le_bytes());
+            if i == 0 {
+                b[4..132].fill(0x80);
+                b[132..260].fill(0x7F);
+            }
+        }
+        let copy = (k8.repack)(&w, rows, k);
+        assert_eq!(copy.len(), rows / 8 * blocks * super::q4k_x8::GROUP_BYTES);
+        let gb = blocks * super::q4k_x8::GROUP_BYTES;
+        for g in 0..rows / 8 {
+            let got = (k8.dot8)(&copy[g * gb..(g + 1) * gb], &x);
+            for (r, y) in got.iter().enumerate() {
+                let at = (8 * g + r) * rb;
+                let want = (row.dot)(&w[at..at + rb], &x);
+                assert_eq!(y.to_bits(), want.to_bits(), "k={k} row {}", 8 * g + r);
+            }
+        }
+    }
+}
+
 /// The AVX-512 kernels of the 32-element block types (one `vpdpbusd` where AVX2 takes
 /// `vpmaddubsw` + `vpmaddwd`) are the AVX2 ones bit for bit, at the extremes too: Q8_0
 /// weights of −128 and 127, every nibble and fifth bit set, activations of ±127; row lengths

@@ -43,12 +43,9 @@ pub struct Scratch {
 }
 
 /// `out[t * rows + r] = dot(w[r], x[t])` for `t < n`.
-#[allow(clippy::too_many_arguments)]
 pub fn matmul(
     pool: &rayon::ThreadPool,
-    kernel: RowKernel,
-    w: &[u8],
-    rows: usize,
+    m: Matrix,
     cols: usize,
     x: &[f32],
     n: usize,
@@ -61,6 +58,7 @@ pub fn matmul(
         tile,
         band,
     } = scratch;
+    let (kernel, w, rows) = (m.kernel, m.w, m.rows);
     let w_row = w.len() / rows;
     let a_row = kernel.act.row_bytes(cols);
     let dot = kernel.dot;
@@ -85,13 +83,7 @@ pub fn matmul(
             out[..rows]
                 .par_chunks_mut(chunk)
                 .enumerate()
-                .for_each(|(ci, o)| {
-                    let r0 = ci * chunk;
-                    for (i, y) in o.iter_mut().enumerate() {
-                        let r = r0 + i;
-                        *y = dot(&w[r * w_row..(r + 1) * w_row], &xq[..a_row]);
-                    }
-                });
+                .for_each(|(ci, o)| m.dot_rows(ci * chunk, o, &xq[..a_row]));
             return;
         }
         // Prefill: results land transposed in `tmp` ([rows][n]) so each task writes one
@@ -137,23 +129,58 @@ pub fn matmul(
 
 /// Rows per task of a one-token product: about eight tasks a thread, so a thread that
 /// finishes early takes another.
+/// (A multiple of eight rows, so an interleaved copy's groups never straddle two tasks.)
 fn decode_chunk(pool: &rayon::ThreadPool, rows: usize) -> usize {
     let threads = pool.current_num_threads().max(1);
-    (rows / (threads * 8)).clamp(16, 4096)
+    (rows / (threads * 8)).clamp(16, 4096).next_multiple_of(8)
 }
 
-/// One matrix of a fused one-token product: its row kernel, bytes and rows.
+/// A weight matrix as the products read it: its row kernel, bytes and rows, and where the
+/// model was loaded with `repack`, an interleaved copy with its eight-row decode kernel.
 #[derive(Clone, Copy)]
 pub struct Matrix<'a> {
     pub kernel: RowKernel,
     pub w: &'a [u8],
     pub rows: usize,
+    pub x8: Option<Interleaved<'a>>,
+}
+
+/// An interleaved copy of a matrix's first `rows / 8 * 8` rows (`crate::quant::q4k_x8`).
+#[derive(Clone, Copy)]
+pub struct Interleaved<'a> {
+    pub dot8: fn(&[u8], &[u8]) -> [f32; 8],
+    pub copy: &'a [u8],
 }
 
 impl Matrix<'_> {
     fn row(&self, r: usize) -> &[u8] {
         let rb = self.w.len() / self.rows;
         &self.w[r * rb..(r + 1) * rb]
+    }
+
+    /// `out[i] = dot(row r0 + i, act)`: eight rows a call from the interleaved copy where
+    /// there is one and a whole group lies in the range, the row kernel elsewhere (the same
+    /// bits either way).
+    fn dot_rows(&self, r0: usize, out: &mut [f32], act: &[u8]) {
+        let end = r0 + out.len();
+        let mut r = r0;
+        if let Some(x8) = self.x8 {
+            let groups = self.rows / 8;
+            let gb = x8.copy.len() / groups.max(1);
+            let mut g = r0.div_ceil(8);
+            while r < 8 * g && r < end {
+                out[r - r0] = (self.kernel.dot)(self.row(r), act);
+                r += 1;
+            }
+            while 8 * g + 8 <= end && g < groups {
+                let y = (x8.dot8)(&x8.copy[g * gb..(g + 1) * gb], act);
+                out[r - r0..r - r0 + 8].copy_from_slice(&y);
+                (r, g) = (r + 8, g + 1);
+            }
+        }
+        for (i, y) in out[r - r0..].iter_mut().enumerate() {
+            *y = (self.kernel.dot)(self.row(r + i), act);
+        }
     }
 }
 
@@ -206,15 +233,18 @@ pub fn matvec_many<const N: usize>(
         tmp[..total]
             .par_chunks_mut(chunk)
             .enumerate()
-            .for_each(|(ci, o)| {
-                for (i, y) in o.iter_mut().enumerate() {
-                    // the row of the concatenated matrices → its matrix and row there
-                    let (mut m, mut r) = (0, ci * chunk + i);
-                    while r >= mats[m].rows {
-                        r -= mats[m].rows;
-                        m += 1;
-                    }
-                    *y = (mats[m].kernel.dot)(mats[m].row(r), &act[at[m].clone()]);
+            .for_each(|(ci, mut o)| {
+                // the chunk's rows of the concatenated matrices → runs of rows of each
+                let (mut m, mut r) = (0, ci * chunk);
+                while r >= mats[m].rows {
+                    r -= mats[m].rows;
+                    m += 1;
+                }
+                while !o.is_empty() {
+                    let take = o.len().min(mats[m].rows - r);
+                    let (run, rest) = o.split_at_mut(take);
+                    mats[m].dot_rows(r, run, &act[at[m].clone()]);
+                    (o, r, m) = (rest, 0, m + 1);
                 }
             })
     });
@@ -250,13 +280,8 @@ pub fn matvec_glu(
             .zip(up_out[..rows].par_chunks_mut(chunk))
             .enumerate()
             .for_each(|(ci, (g, u))| {
-                let r0 = ci * chunk;
-                for (i, y) in g.iter_mut().enumerate() {
-                    *y = (gate.kernel.dot)(gate.row(r0 + i), ag);
-                }
-                for (i, y) in u.iter_mut().enumerate() {
-                    *y = (up.kernel.dot)(up.row(r0 + i), au);
-                }
+                gate.dot_rows(ci * chunk, g, ag);
+                up.dot_rows(ci * chunk, u, au);
                 glu_serial(kind, g, u);
             })
     });

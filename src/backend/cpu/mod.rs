@@ -26,6 +26,8 @@ struct CpuWeight {
     kernel: Option<RowKernel>,
     /// Vectors (norm weights, biases) dequantized once to f32; they are a few KB.
     dense: Option<Vec<f32>>,
+    /// With `repack`: an interleaved copy for the eight-row decode kernel (`quant::q4k_x8`).
+    x8: Option<(quant::Dot8, Vec<u8>)>,
 }
 
 impl CpuWeight {
@@ -55,6 +57,9 @@ pub struct CpuBackend {
     /// No tiled GEMM: every batch size runs the row kernels (off for a bare backend; a model
     /// sets it from `LoadOptions::batch_invariant`).
     batch_invariant: bool,
+    /// Interleaved copies of the matrices an eight-row decode kernel reads (off for a bare
+    /// backend; a model sets it from `LoadOptions::repack`).
+    repack: bool,
     attn_scratch: Vec<f32>,
 }
 
@@ -88,6 +93,7 @@ impl CpuBackend {
             ropes: Vec::new(),
             matmul_scratch: matmul::Scratch::default(),
             batch_invariant: false,
+            repack: false,
             attn_scratch: Vec::new(),
         })
     }
@@ -136,6 +142,10 @@ fn matrix<'a>(weights: &'a [CpuWeight], w: &Weight) -> Result<matmul::Matrix<'a>
         kernel,
         w: cw.data(),
         rows: cw.rows,
+        x8: cw
+            .x8
+            .as_ref()
+            .map(|(k, copy)| matmul::Interleaved { dot8: k.dot8, copy }),
     })
 }
 
@@ -153,7 +163,13 @@ impl Backend for CpuBackend {
     }
 
     fn name(&self) -> String {
-        format!("cpu ({}, {} threads)", self.isa.name(), self.threads)
+        let repacked = self.weights.iter().any(|w| w.x8.is_some());
+        let repack = if repacked { ", repacked" } else { "" };
+        format!(
+            "cpu ({}, {} threads{repack})",
+            self.isa.name(),
+            self.threads
+        )
     }
 
     fn supports(&self, op: OpKind, dtype: GgmlType) -> bool {
@@ -165,6 +181,10 @@ impl Backend for CpuBackend {
 
     fn set_batch_invariant(&mut self, on: bool) {
         self.batch_invariant = on;
+    }
+
+    fn set_repack(&mut self, on: bool) {
+        self.repack = on;
     }
 
     fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
@@ -184,6 +204,7 @@ impl Backend for CpuBackend {
                 r.in_map += w.range.len() as u64;
             }
             r.copied += w.dense.as_ref().map_or(0, |d| 4 * d.len() as u64);
+            r.copied += w.x8.as_ref().map_or(0, |(_, c)| c.len() as u64);
         }
         Some(r)
     }
@@ -210,6 +231,13 @@ impl Backend for CpuBackend {
             }
             None
         };
+        // the interleaved copy, where asked for and this type has an eight-row kernel
+        let x8 = quant::dot8_kernel(info.dtype, self.isa)
+            .filter(|_| self.repack && rows >= 8 && dense.is_none())
+            .map(|k| {
+                let copy = (k.repack)(&file.bytes()[range.clone()], rows, cols);
+                (k, copy)
+            });
         self.weights.push(CpuWeight {
             file: Arc::clone(file),
             range,
@@ -218,6 +246,7 @@ impl Backend for CpuBackend {
             cols,
             kernel,
             dense,
+            x8,
         });
         Ok(Weight {
             id: (self.weights.len() - 1) as u32,
@@ -285,21 +314,17 @@ impl Backend for CpuBackend {
     }
 
     fn matmul(&mut self, w: &Weight, x: Buf, out: Buf, n: usize) -> Result<()> {
-        let mut o = self.take(out);
-        let cw = &self.weights[w.id as usize];
-        let mut kernel = cw
-            .kernel
-            .ok_or_else(|| BackendError::Invalid("matmul on a vector".into()))?;
+        let mut m = matrix(&self.weights, w)?;
         if self.batch_invariant {
-            kernel.tile = None;
+            m.kernel.tile = None;
         }
+        let mut o = std::mem::take(&mut self.bufs[out.id as usize]);
+        let x = &self.bufs[x.id as usize];
         matmul::matmul(
             &self.pool,
-            kernel,
-            cw.data(),
-            cw.rows,
-            cw.cols,
-            &self.bufs[x.id as usize],
+            m,
+            w.cols,
+            x,
             n,
             &mut o,
             &mut self.matmul_scratch,

@@ -1,0 +1,211 @@
+//! Q4_K weights eight rows at a time, for decode: an interleaved copy of a matrix (made once,
+//! at load, when asked: `LoadOptions::repack`) and the AVX2 dot product of eight of its rows
+//! with one Q8_K activation row. The idea is ggml's `block_q4_Kx8` repack (llama.cpp does it by
+//! default on AVX2 CPUs); the layout and the kernel here are ours, built so that every row's
+//! result is **bitwise** what the one-row kernel (`super::dot_avx2::q4k`) gives: a repacked
+//! model decodes the same tokens with the same logits.
+//!
+//! Why: one 256-bit load holds the same four positions of eight rows, so the activation is
+//! broadcast once for eight rows and the scales need no per-row shuffles. Measured on a Zen 4
+//! (`docs/cpu/experiments/q4k_8row.rs`): 26.7 GB/s of Q4_K bytes in L1 against 20.7 for the
+//! one-row kernel. It costs a copy of the Q4_K matrices (the original bytes stay mapped for
+//! prefill's tiled GEMM) and 1184 bytes per eight-row super-block instead of 8 × 144.
+//!
+//! One group (eight rows) × one super-block (256 columns), 1184 bytes:
+//!
+//! ```text
+//!   0  d[8]      f16, row r at 2r          (the rows' super-block scales)
+//!  16  dmin[8]   f16                        (the rows' super-block min scales)
+//!  32  sc[8][8]  u8, [sub-block s][row r]   (6-bit scales, unpacked)
+//!  96  m[4][8][2] u8, [pair p][row r][s%2]  (6-bit mins of sub-blocks 2p, 2p+1)
+//! 160  qs[32][8][4] u8, [group g][row r]    (the row's nibble bytes 4g..4g+4, as stored)
+//! ```
+//!
+//! Sub-block `s` (32 values) of a row reads nibble bytes `32(s/2)..32(s/2)+32`, low nibbles
+//! for even `s` and high for odd, as in the one-row layout; lane `r` of a 256-bit load of
+//! `qs[g]` is row `r`'s bytes `4g..4g+4`.
+
+#![allow(clippy::missing_safety_doc)]
+#![allow(clippy::needless_range_loop)]
+
+use super::blocks::{scale_min_k4, BlockQ4K, BlockQ8K, QK_K};
+use super::dot_avx2::{hsum_f32x4, hsum_f32x8, prefetch_block};
+use bytemuck::cast_slice;
+use std::arch::x86_64::*;
+
+/// Rows per group.
+pub const ROWS: usize = 8;
+
+/// Bytes of one group's super-block.
+pub const GROUP_BYTES: usize = 1184;
+
+const Q4K: usize = std::mem::size_of::<BlockQ4K>();
+
+/// The interleaved copy of the first `rows / 8 * 8` rows of a Q4_K matrix of `cols` columns
+/// (`w`: the GGUF bytes, row after row); group `g` is bytes `g · nb · 1184 ..` with `nb =
+/// cols / 256`. Rows past the last whole group are not copied (the one-row kernel takes them).
+pub fn repack(w: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+    let nb = cols / QK_K;
+    let rb = nb * Q4K;
+    let groups = rows / ROWS;
+    let mut out = vec![0u8; groups * nb * GROUP_BYTES];
+    for (g, dst) in out.chunks_exact_mut(nb * GROUP_BYTES).enumerate() {
+        for (b, o) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
+            for r in 0..ROWS {
+                let at = (g * ROWS + r) * rb + b * Q4K;
+                let src: &BlockQ4K = bytemuck::from_bytes(&w[at..at + Q4K]);
+                o[2 * r..2 * r + 2].copy_from_slice(&src.d);
+                o[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&src.dmin);
+                for s in 0..8 {
+                    let (sc, m) = scale_min_k4(s, &src.scales);
+                    o[32 + 8 * s + r] = sc;
+                    o[96 + 16 * (s / 2) + 2 * r + s % 2] = m;
+                }
+                for q in 0..32 {
+                    let d = 160 + 4 * (ROWS * q + r);
+                    o[d..d + 4].copy_from_slice(&src.qs[4 * q..4 * q + 4]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// 8 × 8 transpose of 32-bit lanes: `out[r]` lane `l` = `a[l]` lane `r`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose8(a: [__m256i; 8]) -> [__m256i; 8] {
+    let t0 = _mm256_unpacklo_epi32(a[0], a[1]);
+    let t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+    let t2 = _mm256_unpacklo_epi32(a[2], a[3]);
+    let t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+    let t4 = _mm256_unpacklo_epi32(a[4], a[5]);
+    let t5 = _mm256_unpackhi_epi32(a[4], a[5]);
+    let t6 = _mm256_unpacklo_epi32(a[6], a[7]);
+    let t7 = _mm256_unpackhi_epi32(a[6], a[7]);
+    let u0 = _mm256_unpacklo_epi64(t0, t2);
+    let u1 = _mm256_unpackhi_epi64(t0, t2);
+    let u2 = _mm256_unpacklo_epi64(t1, t3);
+    let u3 = _mm256_unpackhi_epi64(t1, t3);
+    let u4 = _mm256_unpacklo_epi64(t4, t6);
+    let u5 = _mm256_unpackhi_epi64(t4, t6);
+    let u6 = _mm256_unpacklo_epi64(t5, t7);
+    let u7 = _mm256_unpackhi_epi64(t5, t7);
+    [
+        _mm256_permute2x128_si256::<0x20>(u0, u4),
+        _mm256_permute2x128_si256::<0x20>(u1, u5),
+        _mm256_permute2x128_si256::<0x20>(u2, u6),
+        _mm256_permute2x128_si256::<0x20>(u3, u7),
+        _mm256_permute2x128_si256::<0x31>(u0, u4),
+        _mm256_permute2x128_si256::<0x31>(u1, u5),
+        _mm256_permute2x128_si256::<0x31>(u2, u6),
+        _mm256_permute2x128_si256::<0x31>(u3, u7),
+    ]
+}
+
+/// Eight interleaved rows (`w`: one group, `nb · 1184` bytes) × one Q8_K activation row; row
+/// `r`'s result is bitwise `super::dot_avx2::q4k` of the original row `r`.
+///
+/// Accumulator `a[l]` sums, in lane `r`, what lane `l` of the one-row kernel's integer sum
+/// holds for row `r` (`vpmaddubsw` + `vpmaddwd` over the same byte pairs in the same order);
+/// the transpose hands each row its eight lanes, and the float steps are the one-row kernel's.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot8(w: &[u8], x: &[u8]) -> [f32; 8] {
+    let x: &[BlockQ8K] = cast_slice(x);
+    let nb = w.len() / GROUP_BYTES;
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut acc_m = [_mm_setzero_ps(); 8];
+    for (b, xb) in x.iter().enumerate().take(nb) {
+        let wb = w[b * GROUP_BYTES..(b + 1) * GROUP_BYTES].as_ptr();
+        prefetch_block(wb, GROUP_BYTES);
+        let xq = xb.qs.as_ptr() as *const u8;
+        let mut a = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            // the rows' scales of sub-blocks 2j and 2j + 1, each as a 16-bit pair per lane
+            let sc = |s: usize| {
+                // SAFETY: 8 bytes at 32 + 8s, inside the group's block.
+                let v = _mm256_cvtepu8_epi32(unsafe {
+                    _mm_loadl_epi64(wb.add(32 + 8 * s) as *const __m128i)
+                });
+                _mm256_or_si256(v, _mm256_slli_epi32::<16>(v))
+            };
+            let (sl, sh) = (sc(2 * j), sc(2 * j + 1));
+            for l in 0..8 {
+                // SAFETY: 32 bytes of `qs[8j + l]` inside the block; 4 activation bytes at
+                // 64j + 4l and 64j + 32 + 4l, inside `qs` of 256.
+                let (q, yl, yh) = unsafe {
+                    (
+                        _mm256_loadu_si256(wb.add(160 + 32 * (8 * j + l)) as *const __m256i),
+                        _mm256_set1_epi32((xq.add(64 * j + 4 * l) as *const i32).read_unaligned()),
+                        _mm256_set1_epi32(
+                            (xq.add(64 * j + 32 + 4 * l) as *const i32).read_unaligned(),
+                        ),
+                    )
+                };
+                let lo = _mm256_and_si256(q, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, yl));
+                let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, yh));
+                a[l] = _mm256_add_epi32(a[l], _mm256_add_epi32(pl, ph));
+            }
+        }
+        let sumi = transpose8(a);
+        let d = xb.d();
+        // SAFETY: 16 bytes of d, then 16 of dmin, at the block's start.
+        let (dw, dm) = unsafe {
+            (
+                _mm256_cvtph_ps(_mm_loadu_si128(wb as *const __m128i)),
+                _mm256_cvtph_ps(_mm_loadu_si128(wb.add(16) as *const __m128i)),
+            )
+        };
+        let dws: [f32; 8] = std::mem::transmute(_mm256_mul_ps(_mm256_set1_ps(d), dw));
+        let dms: [f32; 8] = std::mem::transmute(_mm256_mul_ps(_mm256_set1_ps(-d), dm));
+        // the activation's 32-value sums as (2k, 2k + 1) pairs, each pair broadcast
+        // SAFETY: `bsums` is 16 × 2 bytes, one unaligned 256-bit load.
+        let q8sums = unsafe { _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i) };
+        let q8s = _mm256_broadcastsi128_si256(_mm_hadd_epi16(
+            _mm256_extracti128_si256::<0>(q8sums),
+            _mm256_extracti128_si256::<1>(q8sums),
+        ));
+        let pairs = [
+            _mm256_shuffle_epi32::<0x00>(q8s),
+            _mm256_shuffle_epi32::<0x55>(q8s),
+            _mm256_shuffle_epi32::<0xAA>(q8s),
+            _mm256_shuffle_epi32::<0xFF>(q8s),
+        ];
+        // prod[k] lane r = m[r][2k]·q8s[2k] + m[r][2k+1]·q8s[2k+1]
+        let mut prod = [_mm256_setzero_si256(); 4];
+        for k in 0..4 {
+            // SAFETY: 16 bytes of the mins of pair k.
+            let m = _mm256_cvtepu8_epi16(unsafe {
+                _mm_loadu_si128(wb.add(96 + 16 * k) as *const __m128i)
+            });
+            prod[k] = _mm256_madd_epi16(m, pairs[k]);
+        }
+        // each row's four lanes (k = 0..4): rows r and r + 4 share a register
+        let t0 = _mm256_unpacklo_epi32(prod[0], prod[1]);
+        let t1 = _mm256_unpackhi_epi32(prod[0], prod[1]);
+        let t2 = _mm256_unpacklo_epi32(prod[2], prod[3]);
+        let t3 = _mm256_unpackhi_epi32(prod[2], prod[3]);
+        let rows = [
+            _mm256_unpacklo_epi64(t0, t2),
+            _mm256_unpackhi_epi64(t0, t2),
+            _mm256_unpacklo_epi64(t1, t3),
+            _mm256_unpackhi_epi64(t1, t3),
+        ];
+        for r in 0..8 {
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dws[r]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            let pr = match r < 4 {
+                true => _mm256_castsi256_si128(rows[r]),
+                false => _mm256_extracti128_si256::<1>(rows[r - 4]),
+            };
+            acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dms[r]), _mm_cvtepi32_ps(pr), acc_m[r]);
+        }
+    }
+    let mut out = [0f32; 8];
+    for r in 0..8 {
+        out[r] = hsum_f32x8(acc[r]) + hsum_f32x4(acc_m[r]);
+    }
+    out
+}
