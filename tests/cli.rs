@@ -64,6 +64,13 @@ fn run_streams_only_the_continuation_to_stdout() {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         assert!(err.contains("threads, repacked)"), "{err}");
+        // the ledger counts the copy's bytes (its ffn_down matrices are Q4_K)
+        let per_token = |e: &str| -> f64 {
+            let at = e.find("MB per token").expect("a memory line");
+            e[..at].rsplit(' ').nth(1).unwrap().parse().unwrap()
+        };
+        let plain = run(&args[..args.len() - 1]).2;
+        assert!(per_token(&err) > per_token(&plain), "{err}\n{plain}");
     }
 }
 

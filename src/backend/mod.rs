@@ -489,6 +489,12 @@ pub trait Backend: Send {
     /// results, a copy of those weights dearer. Backends without such kernels ignore it.
     fn set_repack(&mut self, _on: bool) {}
 
+    /// Bytes of `w` a one-token product reads: the tensor as stored, or what a decode kernel
+    /// reads instead (the CPU's interleaved copy, `set_repack`).
+    fn matvec_weight_bytes(&self, w: &Weight) -> u64 {
+        w.n_bytes()
+    }
+
     /// Checks, before a model is uploaded, that its `weights` and `other` bytes (KV caches,
     /// scratch, logits) fit, so that a model too large for the device fails fast and clearly.
     fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {

@@ -240,7 +240,10 @@ impl Ops {
     /// What one `n`-token product with `w` moves and computes.
     fn record_matmul(&mut self, w: &Weight, n: usize) {
         let mut t = act(n * w.cols, n * w.rows, 2 * n * w.rows * w.cols);
-        t.weight_bytes = w.n_bytes();
+        t.weight_bytes = match n {
+            1 => self.backend.matvec_weight_bytes(w),
+            _ => w.n_bytes(),
+        };
         self.record(OpName::MatMul, t);
     }
 

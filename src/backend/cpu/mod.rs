@@ -187,6 +187,15 @@ impl Backend for CpuBackend {
         self.repack = on;
     }
 
+    fn matvec_weight_bytes(&self, w: &Weight) -> u64 {
+        let cw = &self.weights[w.id as usize];
+        match &cw.x8 {
+            // the copy's groups, and the rows past the last whole group from the original
+            Some((_, copy)) => (copy.len() + cw.rows % 8 * cw.row_bytes()) as u64,
+            None => w.n_bytes(),
+        }
+    }
+
     fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {
         match std::fs::read_to_string("/proc/meminfo") {
             Ok(meminfo) => memory::check(weights, other, &meminfo),
