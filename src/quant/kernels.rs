@@ -255,6 +255,7 @@ pub fn dot8_kernel(dtype: GgmlType, isa: Isa) -> Option<Dot8> {
             // FMA and F16C.
             unsafe { super::q4k_x8::dot8(w, x) }
         }
+
         return Some(Dot8 {
             repack: super::q4k_x8::repack,
             dot8,
