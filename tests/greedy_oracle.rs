@@ -48,11 +48,15 @@ fn max_drift(key: &str) -> f32 {
     2.25 * llama_from_exact(key)
 }
 
-fn load(key: &str) -> (Model, Tokenizer) {
-    load_on(key, Box::new(CpuBackend::new(0).unwrap()))
+fn load_on(key: &str, backend: Box<dyn tokenfab::backend::Backend>) -> (Model, Tokenizer) {
+    load_with(key, backend, false)
 }
 
-fn load_on(key: &str, backend: Box<dyn tokenfab::backend::Backend>) -> (Model, Tokenizer) {
+fn load_with(
+    key: &str,
+    backend: Box<dyn tokenfab::backend::Backend>,
+    repack: bool,
+) -> (Model, Tokenizer) {
     let f = Arc::new(GgufFile::open(common::model_for(key)).unwrap());
     let tk = Tokenizer::from_metadata(f.metadata()).unwrap();
     let m = Model::load(
@@ -60,6 +64,7 @@ fn load_on(key: &str, backend: Box<dyn tokenfab::backend::Backend>) -> (Model, T
         backend,
         &LoadOptions {
             ctx: 512,
+            repack,
             ..Default::default()
         },
     )
@@ -185,8 +190,12 @@ fn free_running(
 }
 
 fn check(key: &str) {
+    check_with(key, false)
+}
+
+fn check_with(key: &str, repack: bool) {
     let oracle = common::oracle("greedy_public.json");
-    let (mut model, tk) = load(key);
+    let (mut model, tk) = load_with(key, Box::new(CpuBackend::new(0).unwrap()), repack);
     let (mut total_flips, mut near_ties) = (0, 0);
     for case in oracle[key].as_array().unwrap() {
         let flips = teacher_forced(key, &mut model, case);
@@ -215,6 +224,16 @@ fn qwen_greedy_should_match_llama_cpp() {
     check("qwen");
 }
 
+/// `--repack` (the Q4_K matrices' interleaved copies and their eight-row kernel, whose
+/// rounding differs from the row kernel's in the last bits) holds llama.cpp's tokens to the
+/// same standard: its pick at every clear step, near-ties within tolerance.
+#[test]
+fn greedy_with_repack_should_match_llama_cpp() {
+    for key in ["gemma", "qwen"] {
+        check_with(key, true);
+    }
+}
+
 /// The logits of each of a case's 32 steps, teacher-forced on llama.cpp's tokens.
 fn forced_logits(model: &mut Model, case: &serde_json::Value) -> Vec<Vec<f32>> {
     let prompt = common::ids(&case["prompt_ids"]);
@@ -237,12 +256,16 @@ fn forced_logits(model: &mut Model, case: &serde_json::Value) -> Vec<Vec<f32>> {
 /// that far from exact arithmetic — so a top-2 gap below it can go either way — and every step
 /// where our pick differs from llama.cpp's is a near-tie in exact arithmetic too.
 fn exact_reference_check(key: &str) -> (f32, f32) {
+    exact_reference_check_with(key, false)
+}
+
+fn exact_reference_check_with(key: &str, repack: bool) -> (f32, f32) {
     let oracle = common::oracle("greedy_public.json");
     let (mut exact, _) = load_on(
         key,
         Box::new(tokenfab::backend::reference::ReferenceBackend::new(0).unwrap()),
     );
-    let (mut cpu, _) = load(key);
+    let (mut cpu, _) = load_with(key, Box::new(CpuBackend::new(0).unwrap()), repack);
     let (mut theirs_max, mut ours_max) = (0f32, 0f32);
     for case in oracle[key].as_array().unwrap() {
         let ex = forced_logits(&mut exact, case);
@@ -301,6 +324,17 @@ fn near_tie_is_what_llama_cpp_itself_misses_exact_arithmetic_by() {
             near_tie(key) < theirs,
             "{key}: near-tie {} vs llama.cpp's {theirs}",
             near_tie(key)
+        );
+        // `--repack`'s eight-row Q4_K kernel rounds as ggml's repacked gemv does (one integer
+        // per row and block): measured Gemma 0.649 (0.75× llama.cpp's), Qwen 0.407 (1.43×;
+        // the row kernels' 0.261 on the same run) — the max over ~100 steps of a chaotic
+        // quantity, which one different last bit moves by ~0.1 on Qwen. Opt-in, and held to
+        // 1.5× (a wrong block scale or min moves it by whole logits)
+        let (_, repacked) = exact_reference_check_with(key, true);
+        eprintln!("{key} with --repack: up to {repacked:.3} from exact arithmetic");
+        assert!(
+            repacked <= 1.5 * theirs,
+            "{key} with --repack: {repacked} vs llama.cpp {theirs}"
         );
     }
 }

@@ -38,7 +38,7 @@ pub struct ServeArgs {
     #[arg(long = "swa-full")]
     pub swa_full: bool,
     /// Keep an interleaved copy of the Q4_K matrices for the CPU's eight-row decode kernel (as
-    /// llama.cpp's default repack): the same tokens, decode faster where the kernel and not
+    /// llama.cpp's default repack): logits that differ in the last bits, decode faster where the kernel and not
     /// memory sets the pace, those weights' bytes twice in memory.
     #[arg(long = "repack")]
     pub repack: bool,

@@ -92,9 +92,11 @@ pub struct LoadOptions {
     /// Results are the same either way; off, only to compare.
     pub window_ring: bool,
     /// Keep an interleaved copy of the matrices that have an eight-row decode kernel (the
-    /// CPU's Q4_K on AVX2 and up, as llama.cpp's default repack): the same tokens and logits,
-    /// decode faster where one core's kernel, not memory, sets the pace, and those matrices'
-    /// bytes twice in memory (the original stays mapped for prefill). Off by default.
+    /// CPU's Q4_K on AVX2 and up, as llama.cpp's default repack): decode faster where one
+    /// core's kernel, not memory, sets the pace; logits that differ in the last bits from the
+    /// zero-copy kernels' (every product with a copy, a batch's too, goes through the copy's
+    /// kernel, so batch invariance holds); those matrices' bytes twice in memory (the original
+    /// stays mapped for prefill's tiled GEMM). Off by default.
     pub repack: bool,
 }
 

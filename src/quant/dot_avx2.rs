@@ -422,6 +422,13 @@ pub(super) unsafe fn k4_head(head: *const u8) -> (__m256i, f32, f32) {
     )
 }
 
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn hsum_f32x4(x: __m128) -> f32 {
+    let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)))
+}
+
 /// Q4_K × Q8_K for `N` activation rows: scales, mins and nibbles are unpacked once per
 /// super-block and used for every row.
 #[inline]
@@ -430,8 +437,8 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     let w: &[BlockQ4K] = cast_slice(w);
     let x: [&[BlockQ8K]; N] = x.map(cast_slice);
     let m4 = _mm256_set1_epi8(0xF);
-    let mut acc = [0f32; N];
-    let mut acc_m = [0f32; N];
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_m = [_mm_setzero_ps(); N];
     for (b, wb) in w.iter().enumerate() {
         prefetch_block(wb as *const BlockQ4K as *const u8, size_of::<BlockQ4K>());
         // SAFETY: a Q4_K block starts with its 16-byte header.
@@ -473,18 +480,15 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     }
     let mut out = [0f32; N];
     for t in 0..N {
-        out[t] = acc[t] + acc_m[t];
+        out[t] = hsum_f32x8(acc[t]) + hsum_f32x4(acc_m[t]);
     }
     out
 }
 
-/// The float part of one Q4_K super-block for one activation row, the same in every x86
-/// Q4_K kernel (one row, four rows, AVX-512, and the eight-row `super::q4k_x8`): the block's
-/// integer sums are first reduced to one exact `i32` each — `S = Σ scale·(q·y)` (`sumi`'s
-/// lanes) and `M = Σ min·bsum` — then `acc += (d_x·d)·S` and `acc_m += (−d_x·dmin)·M`, one
-/// fused rounding each, block after block; the row's result is `acc + acc_m`. One value per
-/// row and block is what lets the eight-row kernel sum a sub-block's products in 16 bits
-/// across positions and still give these bits (as ggml's `gemv_q4_K_8x8` sums them).
+/// The float part of one Q4_K super-block for one activation row: `acc += d_x·d·sumi` (8
+/// lanes of integer sums) and `acc_m -= d_x·dmin·(mins · block sums)`. Shared with
+/// `super::dot_avx512`, whose integer sums are the same lane for lane, so both kernels round
+/// identically.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn q4k_accumulate(
@@ -492,9 +496,10 @@ pub(super) fn q4k_accumulate(
     (dw, dmin): (f32, f32),
     mins: __m128i,
     sumi: __m256i,
-    acc: &mut f32,
-    acc_m: &mut f32,
+    acc: &mut __m256,
+    acc_m: &mut __m128,
 ) {
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(xb.d() * dw), _mm256_cvtepi32_ps(sumi), *acc);
     // SAFETY: `bsums` is 16 × 2 bytes, exactly one unaligned 256-bit load.
     let q8sums = unsafe { _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i) };
     let q8s = _mm_hadd_epi16(
@@ -502,16 +507,7 @@ pub(super) fn q4k_accumulate(
         _mm256_extracti128_si256::<1>(q8sums),
     );
     let prod = _mm_madd_epi16(mins, q8s);
-    // [S, M, S, M]: sumi's eight lanes and prod's four, each summed
-    let s4 = _mm_add_epi32(
-        _mm256_castsi256_si128(sumi),
-        _mm256_extracti128_si256::<1>(sumi),
-    );
-    let t = _mm_hadd_epi32(s4, prod);
-    let t = _mm_hadd_epi32(t, t);
-    let (s, m) = (_mm_cvtsi128_si32(t), _mm_extract_epi32::<1>(t));
-    *acc = (xb.d() * dw).mul_add(s as f32, *acc);
-    *acc_m = (-xb.d() * dmin).mul_add(m as f32, *acc_m);
+    *acc_m = _mm_fmadd_ps(_mm_set1_ps(-xb.d() * dmin), _mm_cvtepi32_ps(prod), *acc_m);
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

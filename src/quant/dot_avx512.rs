@@ -33,8 +33,8 @@
 
 use super::blocks::*;
 use super::dot_avx2::{
-    h2f, hsum_f32x8, k4_head, prefetch_block, q4_0_n, q4k_accumulate, q5_0_n, q6k_accumulate,
-    q8_0_n,
+    h2f, hsum_f32x4, hsum_f32x8, k4_head, prefetch_block, q4_0_n, q4k_accumulate, q5_0_n,
+    q6k_accumulate, q8_0_n,
 };
 use bytemuck::cast_slice;
 use std::arch::x86_64::*;
@@ -89,8 +89,8 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0xF);
     let zero = _mm512_setzero_si512();
     let idx = [0, 1, 2, 3].map(|j| halves(2 * j, 2 * j + 1));
-    let mut acc = [0f32; N];
-    let mut acc_m = [0f32; N];
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_m = [_mm_setzero_ps(); N];
     for (b, wb) in w.iter().enumerate() {
         prefetch_block(wb as *const BlockQ4K as *const u8, size_of::<BlockQ4K>());
         // SAFETY: a Q4_K block starts with its 16-byte header.
@@ -128,7 +128,7 @@ unsafe fn q4k_n<const N: usize>(w: &[u8], x: [&[u8]; N]) -> [f32; N] {
     }
     let mut out = [0f32; N];
     for t in 0..N {
-        out[t] = acc[t] + acc_m[t];
+        out[t] = hsum_f32x8(acc[t]) + hsum_f32x4(acc_m[t]);
     }
     out
 }

@@ -237,7 +237,8 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
 }
 
 /// Decode over an interleaved copy of a matrix, eight rows per kernel call
-/// (`super::q4k_x8`): bitwise the row kernel's results, one copy of the matrix dearer.
+/// (`super::q4k_x8`): the row kernel's quantity with its own rounding (last bits), one copy of
+/// the matrix dearer.
 #[derive(Clone, Copy)]
 pub struct Dot8 {
     /// The copy of a matrix's first `rows / 8 * 8` rows (`(bytes, rows, cols)`).

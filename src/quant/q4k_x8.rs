@@ -1,15 +1,19 @@
 //! Q4_K weights eight rows at a time, for decode: an interleaved copy of a matrix (made once,
 //! at load, when asked: `LoadOptions::repack`) and the AVX2 dot product of eight of its rows
-//! with one Q8_K activation row. The idea is ggml's `block_q4_Kx8` repack (llama.cpp does it by
-//! default on AVX2 CPUs); the layout and the kernel here are ours, built so that every row's
-//! result is **bitwise** what the one-row kernel (`super::dot_avx2::q4k`) gives: a repacked
-//! model decodes the same tokens with the same logits.
+//! with one Q8_K activation row. The idea and the arithmetic are ggml's `block_q4_Kx8` /
+//! `gemv_q4_K_8x8` (llama.cpp repacks by default on AVX2 CPUs); the layout is ours.
 //!
 //! Why: one 256-bit load holds the same four positions of eight rows, so the activation is
 //! broadcast once for eight rows, the scales need no per-row shuffles, and a sub-block's
-//! products add up in 16 bits before one scaling per row. Measured on a Zen 4, the 1.5B's
-//! decode at one thread: 17.6 tok/s → 21.3 (llama.cpp with its repack 21.1). It costs a copy of the Q4_K matrices (the original bytes stay mapped for
-//! prefill's tiled GEMM) and 1184 bytes per eight-row super-block instead of 8 × 144.
+//! products add up in 16 bits across positions before one scaling per row. Measured on a Zen 4,
+//! the 1.5B's decode at one thread: 16.8–17.6 tok/s → 20.8–21.3 (llama.cpp with its repack 21.1).
+//!
+//! Its rounding is its own: each row's block is reduced to one exact `i32` (`S = Σ scale·q·y`,
+//! `M = Σ min·bsum`) before `acc += (d_x·d)·S`, where the one-row kernel keeps eight lanes of
+//! partial sums — the same quantity, differing in the last bits (tested against exact
+//! arithmetic on the quantized values). A repacked model is therefore batch-invariant on its
+//! own terms: the CPU backend runs every token's product with a copy through this kernel, a
+//! batch's too (`backend::cpu::matmul`), so a token's logits do not depend on its batch.
 //!
 //! One group (eight rows) × one super-block (256 columns), 1184 bytes:
 //!
@@ -71,14 +75,13 @@ pub fn repack(w: &[u8], rows: usize, cols: usize) -> Vec<u8> {
     out
 }
 
-/// Eight interleaved rows (`w`: one group, `nb · 1184` bytes) × one Q8_K activation row; row
-/// `r`'s result is bitwise `super::dot_avx2::q4k` of the original row `r`.
+/// Eight interleaved rows (`w`: one group, `nb · 1184` bytes) × one Q8_K activation row.
 ///
 /// Lane `r` of every register is row `r`. A sub-block's products are summed in 16 bits across
 /// its eight 4-byte groups (at most 8 · 2 · 15 · 128 = 30720: no overflow, and `vpmaddubsw`'s
 /// pairs stay below its saturation), then scaled into 32 bits: each row's block sums `S` and
-/// `M` come out exact, and the float steps are `super::dot_avx2::q4k_accumulate`'s, lane for
-/// lane.
+/// `M` are exact; then `acc += (d_x·d)·S`, `acc_m += (−d_x·dmin)·M` per block, and the row's
+/// result is `acc + acc_m`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot8(w: &[u8], x: &[u8]) -> [f32; 8] {
     let x: &[BlockQ8K] = cast_slice(x);

@@ -390,19 +390,19 @@ fn avx512_row_kernels_should_equal_avx2_bitwise() {
     }
 }
 
-/// The eight-row Q4_K decode kernel over the interleaved copy (`q4k_x8`, `--repack`) gives
-/// every row the bits of the one-row kernel, so a repacked model decodes the same tokens:
-/// random blocks with the extremes (all-ones scales, mins and nibbles; activations of −128
-/// and 127), rows past the last whole group left out of the copy.
+/// The eight-row Q4_K decode kernel over the interleaved copy (`q4k_x8`, `--repack`) against
+/// exact arithmetic on the same quantized values: each row within 1e-6 of the sum of its
+/// terms' magnitudes (f32 accumulation's error; a wrong scale, min or nibble is off by far
+/// more), on random blocks with the extremes (all-ones scales, mins and nibbles; activations
+/// of −128 and 127), rows past the last whole group left out of the copy.
 #[test]
 #[cfg(target_arch = "x86_64")]
-fn q4k_eight_row_kernel_should_equal_the_row_kernel_bitwise() {
+fn q4k_eight_row_kernel_should_match_exact_arithmetic() {
     if !Isa::Avx2.runs_here() {
         eprintln!("SKIPPED: no AVX2 on this CPU; the eight-row kernel was not tested");
         return;
     }
     let k8 = super::kernels::dot8_kernel(GgmlType::Q4_K, Isa::Avx2).unwrap();
-    let row = row_kernel(GgmlType::Q4_K, Isa::Avx2).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
     for (blocks, rows) in [(1usize, 8usize), (6, 21), (19, 16)] {
@@ -417,7 +417,7 @@ fn q4k_eight_row_kernel_should_equal_the_row_kernel_bitwise() {
                 b[4..].fill(0xFF); // scales and mins 63, every nibble 15
             }
         }
-        let mut x = vec![0u8; row.act.row_bytes(k)];
+        let mut x = vec![0u8; ActType::Q8K.row_bytes(k)];
         rng.fill(&mut x[..]);
         for (i, b) in x.chunks_mut(292).enumerate() {
             b[0..4].copy_from_slice(&0.02f32.to_le_bytes());
@@ -426,15 +426,33 @@ fn q4k_eight_row_kernel_should_equal_the_row_kernel_bitwise() {
                 b[132..260].fill(0x7F);
             }
         }
+        // the activation's values, d · q (bsums are derived from q, so set them from q)
+        let xb: &mut [super::blocks::BlockQ8K] = bytemuck::cast_slice_mut(&mut x);
+        let mut xv = Vec::with_capacity(k);
+        for b in xb.iter_mut() {
+            for j in 0..16 {
+                let s: i32 = b.qs[16 * j..16 * j + 16].iter().map(|&q| q as i32).sum();
+                b.bsums[j] = (s as i16).to_le_bytes();
+            }
+            xv.extend(b.qs.iter().map(|&q| b.d() as f64 * q as f64));
+        }
         let copy = (k8.repack)(&w, rows, k);
         assert_eq!(copy.len(), rows / 8 * blocks * super::q4k_x8::GROUP_BYTES);
         let gb = blocks * super::q4k_x8::GROUP_BYTES;
+        let mut wd = vec![0f32; k];
         for g in 0..rows / 8 {
             let got = (k8.dot8)(&copy[g * gb..(g + 1) * gb], &x);
             for (r, y) in got.iter().enumerate() {
                 let at = (8 * g + r) * rb;
-                let want = (row.dot)(&w[at..at + rb], &x);
-                assert_eq!(y.to_bits(), want.to_bits(), "k={k} row {}", 8 * g + r);
+                assert!(dequantize(GgmlType::Q4_K, &w[at..at + rb], &mut wd));
+                let terms = wd.iter().zip(&xv).map(|(&a, &b)| a as f64 * b);
+                let (exact, size) = terms.fold((0f64, 0f64), |(e, s), t| (e + t, s + t.abs()));
+                let err = (*y as f64 - exact).abs();
+                assert!(
+                    err <= 1e-6 * size,
+                    "k={k} row {}: {y} vs exact {exact} (terms {size})",
+                    8 * g + r
+                );
             }
         }
     }

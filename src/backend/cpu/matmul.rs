@@ -96,9 +96,20 @@ pub fn matmul(
                 let r0 = bi * ROW_TILE;
                 let nr = block.len() / n;
                 let act = |t: usize| &xq[t * a_row..(t + 1) * a_row];
+                // rows of whole groups of an interleaved copy: its kernel, token by token (a
+                // group stays in L1 while the tokens pass), as decode computes them
+                let grouped = (m.groups() * 8).saturating_sub(r0).min(nr);
+                for g in (0..grouped).step_by(8) {
+                    for t in 0..n {
+                        let y = m.group((r0 + g) / 8, act(t));
+                        for (k, y) in y.into_iter().enumerate() {
+                            block[(g + k) * n + t] = y;
+                        }
+                    }
+                }
                 for t0 in (0..n).step_by(TOKEN_TILE) {
                     let t1 = (t0 + TOKEN_TILE).min(n);
-                    for i in 0..nr {
+                    for i in grouped..nr {
                         let r = r0 + i;
                         let wr = &w[r * w_row..(r + 1) * w_row];
                         let mut t = t0;
@@ -158,25 +169,31 @@ impl Matrix<'_> {
         &self.w[r * rb..(r + 1) * rb]
     }
 
-    /// `out[i] = dot(row r0 + i, act)`: eight rows a call from the interleaved copy where
-    /// there is one and a whole group lies in the range, the row kernel elsewhere (the same
-    /// bits either way).
+    /// Whole groups of eight rows in the interleaved copy (0 without one).
+    fn groups(&self) -> usize {
+        self.x8.map_or(0, |_| self.rows / 8)
+    }
+
+    /// Rows `8g..8g + 8` · `act` through the copy's kernel (`g < self.groups()`).
+    fn group(&self, g: usize, act: &[u8]) -> [f32; 8] {
+        let x8 = self.x8.expect("a group of a matrix without a copy");
+        let gb = x8.copy.len() / self.groups();
+        (x8.dot8)(&x8.copy[g * gb..(g + 1) * gb], act)
+    }
+
+    /// `out[i] = dot(row r0 + i, act)`. A row of a whole group in the interleaved copy always
+    /// goes through the copy's kernel (its rounding differs from the row kernel's in the last
+    /// bits, so a row's result must not depend on where a task starts); the others through the
+    /// row kernel.
     fn dot_rows(&self, r0: usize, out: &mut [f32], act: &[u8]) {
         let end = r0 + out.len();
         let mut r = r0;
-        if let Some(x8) = self.x8 {
-            let groups = self.rows / 8;
-            let gb = x8.copy.len() / groups.max(1);
-            let mut g = r0.div_ceil(8);
-            while r < 8 * g && r < end {
-                out[r - r0] = (self.kernel.dot)(self.row(r), act);
-                r += 1;
-            }
-            while 8 * g + 8 <= end && g < groups {
-                let y = (x8.dot8)(&x8.copy[g * gb..(g + 1) * gb], act);
-                out[r - r0..r - r0 + 8].copy_from_slice(&y);
-                (r, g) = (r + 8, g + 1);
-            }
+        while r < end && r / 8 < self.groups() {
+            let g = r / 8;
+            let y = self.group(g, act);
+            let take = (8 * g + 8).min(end) - r;
+            out[r - r0..r - r0 + take].copy_from_slice(&y[r - 8 * g..r - 8 * g + take]);
+            r += take;
         }
         for (i, y) in out[r - r0..].iter_mut().enumerate() {
             *y = (self.kernel.dot)(self.row(r + i), act);
