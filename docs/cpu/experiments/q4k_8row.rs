@@ -1,9 +1,9 @@
 // SUPERSEDED (2026-11-29, later the same day): `src/quant/q4k_x8.rs` is the integrated eight-row
-// kernel (`--repack`). It differs from this prototype in the one thing that mattered: the x86
-// Q4_K kernels now reduce each block to one exact i32 per row before the float step, so the
-// eight-row kernel can sum a sub-block's products in 16 bits across positions (ggml's trick)
-// and still be bitwise the one-row kernel — 1.5B decode at one thread 16.8 → 20.8 tok/s, where
-// this prototype's lane-for-lane layout gave 17.9 → 19.0. Kept for the measurements below.
+// kernel (`--repack`). It differs from this prototype in the one thing that mattered: it sums a
+// sub-block's products in 16 bits across positions and reduces each row's block to one integer
+// (ggml's `gemv_q4_K_8x8` arithmetic), giving up this prototype's bitwise equality with the
+// one-row kernel — 1.5B decode at one thread 16.8 → 20.8 tok/s, where this lane-for-lane
+// layout gave 17.9 → 19.0. Kept for the measurements below.
 //
 // EXPERIMENT, not part of the build: Q4_K decode eight weight rows at a time from an
 // interleaved copy, against tokenfab's one-row AVX2 kernel (src/quant/dot_avx2.rs, copied
