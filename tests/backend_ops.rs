@@ -413,6 +413,15 @@ fn cpu_repacked_products_match_the_row_kernels_and_are_batch_invariant() {
             got
         };
         let (want, got) = (run(&mut plain, &xs[..cols]), run(&mut packed, &xs[..cols]));
+        // the copies are what the load's memory check counts beforehand
+        let counted: u64 = specs
+            .iter()
+            .map(|s| f.require_tensor(s.0).unwrap())
+            .map(|info| packed.backend().upload_extra_bytes(info))
+            .sum();
+        let copied = packed.backend().weight_residence().unwrap().copied;
+        assert_eq!(counted, copied, "{name}: counted vs copied");
+        assert_eq!(counted, (70 / 8 + 33 / 8 + 2 * (300 / 8)) * 2 * 1184);
         assert!(packed.name().contains("repacked"), "{}", packed.name());
         assert!(!plain.name().contains("repacked"), "{}", plain.name());
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {

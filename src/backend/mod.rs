@@ -495,6 +495,13 @@ pub trait Backend: Send {
         w.n_bytes()
     }
 
+    /// Bytes `upload` would allocate for `info` beyond the tensor itself (the CPU's interleaved
+    /// copy under `set_repack`), so the load's memory check counts them.
+    fn upload_extra_bytes(&self, info: &TensorInfo) -> u64 {
+        let _ = info;
+        0
+    }
+
     /// Checks, before a model is uploaded, that its `weights` and `other` bytes (KV caches,
     /// scratch, logits) fit, so that a model too large for the device fails fast and clearly.
     fn reserve(&mut self, weights: u64, other: u64) -> Result<()> {

@@ -316,10 +316,15 @@ impl Model {
         let logit_rows = opts.logit_rows.min(batch);
         let mut ops = Ops::new(backend);
         ops.backend_mut().set_batch_invariant(opts.batch_invariant);
-        ops.backend_mut().set_repack(opts.repack);
         // weights + the KV caches of `n_seq` sequences must fit the device: say so before
         // copying anything
-        let weights: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
+        ops.backend_mut().set_repack(opts.repack);
+        // (with the copies a backend makes at upload: the CPU's interleaved ones)
+        let weights: u64 = file
+            .tensors()
+            .iter()
+            .map(|t| t.n_bytes + ops.backend().upload_extra_bytes(t))
+            .sum();
         // (a sliding-window layer's ring counts its rows only)
         let ring = opts.window_ring && ops.kv_ring();
         let kv_bytes = (opts.n_seq.max(1)

@@ -245,6 +245,8 @@ pub struct Dot8 {
     pub repack: fn(&[u8], usize, usize) -> Vec<u8>,
     /// Eight rows of the copy (one group) × one activation row.
     pub dot8: fn(&[u8], &[u8]) -> [f32; 8],
+    /// Bytes of the copy of a `(rows, cols)` matrix.
+    pub copy_bytes: fn(usize, usize) -> usize,
 }
 
 /// The eight-row decode kernel for `dtype` on `isa`, or `None` (Q4_K on AVX2 and up).
@@ -260,6 +262,7 @@ pub fn dot8_kernel(dtype: GgmlType, isa: Isa) -> Option<Dot8> {
         return Some(Dot8 {
             repack: super::q4k_x8::repack,
             dot8,
+            copy_bytes: super::q4k_x8::copy_bytes,
         });
     }
     let _ = (dtype, isa);

@@ -45,14 +45,18 @@ pub const GROUP_BYTES: usize = 1184;
 
 const Q4K: usize = std::mem::size_of::<BlockQ4K>();
 
+/// Bytes of [`repack`]'s copy of a `rows × cols` matrix.
+pub fn copy_bytes(rows: usize, cols: usize) -> usize {
+    rows / ROWS * (cols / QK_K) * GROUP_BYTES
+}
+
 /// The interleaved copy of the first `rows / 8 * 8` rows of a Q4_K matrix of `cols` columns
 /// (`w`: the GGUF bytes, row after row); group `g` is bytes `g · nb · 1184 ..` with `nb =
 /// cols / 256`. Rows past the last whole group are not copied (the one-row kernel takes them).
 pub fn repack(w: &[u8], rows: usize, cols: usize) -> Vec<u8> {
     let nb = cols / QK_K;
     let rb = nb * Q4K;
-    let groups = rows / ROWS;
-    let mut out = vec![0u8; groups * nb * GROUP_BYTES];
+    let mut out = vec![0u8; copy_bytes(rows, cols)];
     for (g, dst) in out.chunks_exact_mut(nb * GROUP_BYTES).enumerate() {
         for (b, o) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
             for r in 0..ROWS {

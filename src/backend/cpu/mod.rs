@@ -187,6 +187,14 @@ impl Backend for CpuBackend {
         self.repack = on;
     }
 
+    fn upload_extra_bytes(&self, info: &TensorInfo) -> u64 {
+        let (rows, cols) = (info.n_rows() as usize, info.row_len() as usize);
+        match quant::dot8_kernel(info.dtype, self.isa) {
+            Some(k) if self.repack && rows >= 8 => (k.copy_bytes)(rows, cols) as u64,
+            _ => 0,
+        }
+    }
+
     fn matvec_weight_bytes(&self, w: &Weight) -> u64 {
         let cw = &self.weights[w.id as usize];
         match &cw.x8 {
