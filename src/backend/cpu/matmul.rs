@@ -10,7 +10,10 @@
 //! parallel, each writing its own output rows, a chunk of columns at a time so a tile stays
 //! in L1 while the block's tokens pass (`crate::quant::gemm_x86`). Small batches, types or
 //! CPUs without a tiled kernel, and batch-invariant models run the row kernels on tiles of
-//! weight rows × tokens, four tokens per weight row pass.
+//! weight rows × tokens, four tokens per weight row pass. A matrix loaded with an interleaved
+//! copy (`repack`) runs its eight-row kernel for every row of its whole groups, at one token
+//! and in those small batches alike (its rounding is its own, so a row never switches kernel
+//! with the batch size); the tiled GEMM reads the original.
 
 use super::elementwise::glu_serial;
 use crate::backend::Glu;
@@ -139,8 +142,8 @@ pub fn matmul(
 }
 
 /// Rows per task of a one-token product: about eight tasks a thread, so a thread that
-/// finishes early takes another.
-/// (A multiple of eight rows, so an interleaved copy's groups never straddle two tasks.)
+/// finishes early takes another; a multiple of eight, so an interleaved copy's groups never
+/// straddle two tasks.
 fn decode_chunk(pool: &rayon::ThreadPool, rows: usize) -> usize {
     let threads = pool.current_num_threads().max(1);
     (rows / (threads * 8)).clamp(16, 4096).next_multiple_of(8)
