@@ -363,8 +363,9 @@ fn cpu_fused_decode_projections_are_bitwise_the_unfused_ops() {
 /// at a time — alone, as Q/K/V and as gate/up — and agree with the row kernels to rounding
 /// (the copy's kernel reduces each block to one integer per row first: the last bits differ);
 /// and a repacked backend is batch-invariant: a token's products are the same bits alone and in
-/// a batch of 5 or 20 (with `batch_invariant`, as `serve` and speculative decoding load it).
-/// Row counts end in a partial group (70, 33, 300) and tasks start mid-matrix.
+/// a batch of 5 or 20 (with `batch_invariant`, as `serve` and speculative decoding load it);
+/// the tiled GEMM, which reads the copy too, gives the plain backend's bits. Row counts end in
+/// a partial group (70, 33, 300) and tasks start mid-matrix.
 #[test]
 fn cpu_repacked_products_match_the_row_kernels_and_are_batch_invariant() {
     let cols = 512;
@@ -432,6 +433,24 @@ fn cpu_repacked_products_match_the_row_kernels_and_are_batch_invariant() {
             if i == 2 || i == 7 {
                 assert!(a == b, "{name}: product {i} changed without a copy");
             }
+        }
+        // prefill through the tiled GEMM (20 tokens, not batch-invariant) unpacks the copy's
+        // rows instead of the file's: the same values, so the bits of the plain backend's
+        let mut tiled = Ops::new(Box::new(CpuBackend::with_isa(2, isa).unwrap()));
+        tiled.backend_mut().set_repack(true);
+        for s in specs.iter().filter(|s| s.1 == GgmlType::Q4_K) {
+            let prefill = |ops: &mut Ops| {
+                let w = upload(ops, &f, s.0);
+                let x = put(ops, &xs);
+                let o = ops.alloc(20 * w.rows).unwrap();
+                ops.matmul(&w, x, o, 20).unwrap();
+                read(ops, o, 20 * w.rows)
+            };
+            assert!(
+                prefill(&mut tiled) == prefill(&mut plain),
+                "{name}: {}: tiled prefill from the copy differs",
+                s.0
+            );
         }
         // batch invariance: each token of a batch of 5 (row kernels) and of 20 (with
         // batch_invariant, the row kernels too) as the same bits as alone

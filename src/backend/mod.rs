@@ -511,7 +511,8 @@ pub trait Backend: Send {
 
     /// Where the uploaded weights live, for host backends that read them from the file's map:
     /// bytes read in place from the map, and bytes copied to the heap (vectors dequantized to
-    /// f32). None for backends that copy weights to a device.
+    /// f32; with `repack`, interleaved copies, whose originals no longer count as read in
+    /// place). None for backends that copy weights to a device.
     fn weight_residence(&self) -> Option<WeightResidence> {
         None
     }

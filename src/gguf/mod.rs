@@ -190,6 +190,13 @@ impl GgufFile {
         &self.bytes
     }
 
+    /// Drops the mapped pages wholly inside `range` from the resident set, for bytes a backend
+    /// copied and will not read again; reading them later is correct, only slower. Returns the
+    /// range released (see [`FileBytes::release`]).
+    pub fn release(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        self.bytes.release(range)
+    }
+
     /// How the system caches the mapped file ([`FileBytes::residency`]).
     pub fn residency(&self) -> Option<page_cache::Residency> {
         self.bytes.residency()

@@ -40,42 +40,56 @@ impl Residency {
     }
 }
 
-/// The residency of the mapping that starts at address `start`, from `/proc/self/smaps`;
-/// `None` where the system does not say (not Linux, no such mapping, an unreadable file).
-pub fn residency(start: usize) -> Option<Residency> {
+/// The residency of the mapping of addresses `span` (its bytes), from `/proc/self/smaps`, summed over
+/// the pieces the kernel may have split it into (advice on part of it, as
+/// [`super::FileBytes::release`] gives, makes a piece of its own); `None` where the system
+/// does not say (not Linux, no mapping starts at `span.start`, an unreadable file).
+pub fn residency(span: std::ops::Range<usize>) -> Option<Residency> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    parse_smaps(&smaps, start)
+    parse_smaps(&smaps, span)
 }
 
-/// The `Rss` and `FilePmdMapped` of the mapping starting at `start` in smaps text.
-fn parse_smaps(smaps: &str, start: usize) -> Option<Residency> {
-    let mut lines = smaps.lines();
+/// The summed `Rss` and `FilePmdMapped` of the mappings that start inside `span` in smaps
+/// text; `None` unless one starts at `span.start` and every one of them reports both.
+fn parse_smaps(smaps: &str, span: std::ops::Range<usize>) -> Option<Residency> {
     // a mapping's header: `7f3beaa00000-7f3c2d390000 r--s 00000000 fe:00 10010673  /path`
-    lines.find(|l| {
-        l.split_once('-')
-            .and_then(|(a, _)| usize::from_str_radix(a, 16).ok())
-            .is_some_and(|a| a == start)
-    })?;
-    let (mut resident, mut huge) = (None, None);
-    for l in lines {
-        let Some((key, rest)) = l.split_once(':') else {
-            break;
-        };
-        if key.contains(' ') || key.contains('-') {
-            break; // the next mapping's header
+    let header = |l: &str| {
+        let (a, rest) = l.split_once('-')?;
+        let b = rest.split_once(' ')?.0;
+        let a = usize::from_str_radix(a, 16).ok()?;
+        Some(a..usize::from_str_radix(b, 16).ok()?)
+    };
+    let (mut total, mut first) = (
+        Residency {
+            resident: 0,
+            huge: 0,
+        },
+        false,
+    );
+    let mut lines = smaps.lines().peekable();
+    while let Some(l) = lines.next() {
+        let Some(m) = header(l) else { continue };
+        // (a piece starts inside the span; the last one ends at a page boundary past it)
+        if !span.contains(&m.start) {
+            continue;
         }
-        let kb = || rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok();
-        match key {
-            "Rss" => resident = kb(),
-            "FilePmdMapped" => huge = kb(),
-            "VmFlags" => break,
-            _ => {}
+        first |= m.start == span.start;
+        let (mut resident, mut huge) = (None, None);
+        while let Some(l) = lines.next_if(|l| header(l).is_none()) {
+            let Some((key, rest)) = l.split_once(':') else {
+                continue;
+            };
+            let kb = || rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok();
+            match key {
+                "Rss" => resident = kb(),
+                "FilePmdMapped" => huge = kb(),
+                _ => {}
+            }
         }
+        total.resident += resident? * 1024;
+        total.huge += huge? * 1024;
     }
-    Some(Residency {
-        resident: resident? * 1024,
-        huge: huge? * 1024,
-    })
+    first.then_some(total)
 }
 
 /// Drops the file's pages from the page cache where no process maps them, so the next read
@@ -124,7 +138,7 @@ VmFlags: rd wr mr mw me ac
 
     #[test]
     fn smaps_should_give_the_mapping_at_the_address() {
-        let r = parse_smaps(SMAPS, 0x7f3b_eaa0_0000).unwrap();
+        let r = parse_smaps(SMAPS, 0x7f3b_eaa0_0000..0x7f3c_2d39_0000).unwrap();
         assert_eq!(
             r,
             Residency {
@@ -134,14 +148,14 @@ VmFlags: rd wr mr mw me ac
         );
         let pct = r.huge_pct().unwrap();
         assert!((pct - 48.097).abs() < 1e-3, "{pct}");
-        let anon = parse_smaps(SMAPS, 0x7f3c_2d51_1000).unwrap();
+        let anon = parse_smaps(SMAPS, 0x7f3c_2d51_1000..0x7f3c_2d64_4000).unwrap();
         assert_eq!((anon.resident, anon.huge), (1228 * 1024, 0));
         // an address inside a mapping, or none at all, names no mapping
-        assert_eq!(parse_smaps(SMAPS, 0x7f3b_eaa0_1000), None);
-        assert_eq!(parse_smaps("", 0x7f3b_eaa0_0000), None);
+        assert_eq!(parse_smaps(SMAPS, 0x7f3b_eaa0_1000..0x7f3c_2d39_0000), None);
+        assert_eq!(parse_smaps("", 0x7f3b_eaa0_0000..0x7f3c_2d39_0000), None);
         // a kernel without the field says nothing rather than 0 %
         let old = SMAPS.replace("FilePmdMapped:    464896 kB\n", "");
-        assert_eq!(parse_smaps(&old, 0x7f3b_eaa0_0000), None);
+        assert_eq!(parse_smaps(&old, 0x7f3b_eaa0_0000..0x7f3c_2d39_0000), None);
         assert_eq!(
             Residency {
                 resident: 0,
@@ -149,6 +163,29 @@ VmFlags: rd wr mr mw me ac
             }
             .huge_pct(),
             None
+        );
+        // a mapping split in three by advice on its middle: the pieces add up; the anonymous
+        // mapping after it is not the file's
+        let split = SMAPS
+            .replace(
+                "7f3beaa00000-7f3c2d390000 r--s",
+                "7f3beaa00000-7f3bf0000000 r--s",
+            )
+            .replace(
+                "7f3c2d511000-7f3c2d644000",
+                "7f3bf0000000-7f3bf1000000 r--s 05600000 fe:00 10010673 /m/model.gguf\n\
+                 Rss: 4 kB\nFilePmdMapped: 0 kB\nVmFlags: rd mr me ms nh\n\
+                 7f3bf1000000-7f3c2d390000 r--s 06600000 fe:00 10010673 /m/model.gguf\n\
+                 Rss: 100 kB\nFilePmdMapped: 0 kB\nVmFlags: rd mr me ms\n\
+                 7f3c2d511000-7f3c2d644000",
+            );
+        let r = parse_smaps(&split, 0x7f3b_eaa0_0000..0x7f3c_2d39_0000).unwrap();
+        assert_eq!(
+            r,
+            Residency {
+                resident: (966_592 + 4 + 100) * 1024,
+                huge: 464_896 * 1024
+            }
         );
     }
 }

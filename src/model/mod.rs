@@ -127,6 +127,15 @@ pub enum Logits {
 pub(crate) struct Loader<'a> {
     pub file: &'a Arc<GgufFile>,
     pub ops: &'a mut Ops,
+    /// `LoadOptions::repack`, which a lookup-only table is uploaded without.
+    pub repack: bool,
+}
+
+/// Whether nothing but embedding lookups read tensor `t`: the token table of a model with an
+/// output matrix of its own. A backend's copies for matrix products (the CPU's interleaved
+/// `repack`) would be wasted on it: 128 MB and a second of load for the 1.5B's Q4_K table.
+fn lookup_only(file: &GgufFile, t: &crate::gguf::TensorInfo) -> bool {
+    t.name == "token_embd.weight" && file.tensor_info("output.weight").is_some()
 }
 
 impl Loader<'_> {
@@ -143,7 +152,15 @@ impl Loader<'_> {
             }
             .into());
         }
-        Ok(backend.upload(self.file, info)?)
+        let lookup = self.repack && lookup_only(file, info);
+        if lookup {
+            backend.set_repack(false);
+        }
+        let w = backend.upload(self.file, info);
+        if lookup {
+            backend.set_repack(true);
+        }
+        Ok(w?)
     }
 
     /// Rows `rows` of matrix `name` (of shape `dims`) as a weight of its own, read in place: a
@@ -323,7 +340,10 @@ impl Model {
         let weights: u64 = file
             .tensors()
             .iter()
-            .map(|t| t.n_bytes + ops.backend().upload_extra_bytes(t))
+            .map(|t| match lookup_only(&file, t) {
+                true => t.n_bytes,
+                false => t.n_bytes + ops.backend().upload_extra_bytes(t),
+            })
             .sum();
         // (a sliding-window layer's ring counts its rows only)
         let ring = opts.window_ring && ops.kv_ring();
@@ -336,6 +356,7 @@ impl Model {
         let mut loader = Loader {
             file: &file,
             ops: &mut ops,
+            repack: opts.repack,
         };
         let net = match config.arch {
             Arch::Gemma3 | Arch::Gemma2 => {

@@ -241,13 +241,21 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
 /// the matrix dearer.
 #[derive(Clone, Copy)]
 pub struct Dot8 {
-    /// The copy of a matrix's first `rows / 8 * 8` rows (`(bytes, rows, cols)`).
-    pub repack: fn(&[u8], usize, usize) -> Vec<u8>,
+    /// The copy of a matrix's first `rows / 8 * 8` rows (`(bytes, rows, cols, out)`; `out`:
+    /// `copy_bytes` long), or of a band of its whole groups.
+    pub repack: fn(&[u8], usize, usize, &mut [u8]),
     /// Eight rows of the copy (one group) × one activation row.
     pub dot8: fn(&[u8], &[u8]) -> [f32; 8],
     /// Bytes of the copy of a `(rows, cols)` matrix.
     pub copy_bytes: fn(usize, usize) -> usize,
+    /// Row `lane` of a group of the copy, unpacked as `tile::unpack_row` unpacks the original
+    /// (`(group, lane, vals, scale, min)`), for the tiled GEMM.
+    pub unpack: UnpackLane,
 }
+
+/// Unpacks row `lane` of one group of an interleaved copy into `(vals, scale, min)`, as
+/// `tile::unpack_row` unpacks a row of the file.
+pub type UnpackLane = fn(&[u8], usize, &mut [u8], &mut [f32], &mut [f32]);
 
 /// The eight-row decode kernel for `dtype` on `isa`, or `None` (Q4_K on AVX2 and up).
 pub fn dot8_kernel(dtype: GgmlType, isa: Isa) -> Option<Dot8> {
@@ -263,6 +271,7 @@ pub fn dot8_kernel(dtype: GgmlType, isa: Isa) -> Option<Dot8> {
             repack: super::q4k_x8::repack,
             dot8,
             copy_bytes: super::q4k_x8::copy_bytes,
+            unpack: super::q4k_x8::unpack_row,
         });
     }
     let _ = (dtype, isa);

@@ -33,7 +33,7 @@ pub mod tile;
 pub use act::ActType;
 pub use dequant::dequantize;
 pub use kernels::{
-    dot8_kernel, row_kernel, tile_kernel, Dot8, Isa, RowKernel, TileKernel, TileOut,
+    dot8_kernel, row_kernel, tile_kernel, Dot8, Isa, RowKernel, TileKernel, TileOut, UnpackLane,
 };
 
 use crate::gguf::GgmlType;

@@ -50,14 +50,18 @@ pub fn copy_bytes(rows: usize, cols: usize) -> usize {
     rows / ROWS * (cols / QK_K) * GROUP_BYTES
 }
 
-/// The interleaved copy of the first `rows / 8 * 8` rows of a Q4_K matrix of `cols` columns
-/// (`w`: the GGUF bytes, row after row); group `g` is bytes `g · nb · 1184 ..` with `nb =
-/// cols / 256`. Rows past the last whole group are not copied (the one-row kernel takes them).
-pub fn repack(w: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+/// Writes into `out` (`copy_bytes(rows, cols)` bytes) the interleaved copy of the first
+/// `rows / 8 * 8` rows of a Q4_K matrix of `cols` columns (`w`: the GGUF bytes, row after
+/// row); group `g` is bytes `g · nb · 1184 ..` with `nb = cols / 256`. Rows past the last
+/// whole group are not copied (the one-row kernel takes them). A band of whole groups can be
+/// copied on its own: rows `8g0..8g1` of `w` into groups `g0..g1` of `out`.
+pub fn repack(w: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
     let nb = cols / QK_K;
     let rb = nb * Q4K;
-    let mut out = vec![0u8; copy_bytes(rows, cols)];
-    for (g, dst) in out.chunks_exact_mut(nb * GROUP_BYTES).enumerate() {
+    for (g, dst) in out[..copy_bytes(rows, cols)]
+        .chunks_exact_mut(nb * GROUP_BYTES)
+        .enumerate()
+    {
         for (b, o) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
             for r in 0..ROWS {
                 let at = (g * ROWS + r) * rb + b * Q4K;
@@ -76,7 +80,36 @@ pub fn repack(w: &[u8], rows: usize, cols: usize) -> Vec<u8> {
             }
         }
     }
-    out
+}
+
+/// Row `lane` of one group of the copy (`w`: `nb · 1184` bytes) unpacked for the tiled GEMM,
+/// exactly as `super::tile::unpack_row` unpacks the original row: one byte per element,
+/// `scale = d · sc` and `min = −dmin · m` per 32 elements. Prefill reads the copy through
+/// this, so the original's pages need not stay mapped.
+pub fn unpack_row(w: &[u8], lane: usize, vals: &mut [u8], scale: &mut [f32], min: &mut [f32]) {
+    for (b, o) in w.chunks_exact(GROUP_BYTES).enumerate() {
+        let f16 = |at: usize| super::blocks::f16_at([o[at], o[at + 1]]);
+        let (d, dmin) = (f16(2 * lane), f16(16 + 2 * lane));
+        // the row's 128 nibble bytes, as in the file: bytes 4g..4g + 4 from word g
+        let mut qs = [0u8; 128];
+        for (g, q) in qs.chunks_exact_mut(4).enumerate() {
+            let at = 160 + 4 * (ROWS * g + lane);
+            q.copy_from_slice(&o[at..at + 4]);
+        }
+        let v = &mut vals[b * QK_K..(b + 1) * QK_K];
+        for s in 0..8 {
+            let (sc, m) = (
+                o[32 + 8 * s + lane],
+                o[96 + 16 * (s / 2) + 2 * lane + s % 2],
+            );
+            (scale[b * 8 + s], min[b * 8 + s]) = (d * sc as f32, -dmin * m as f32);
+            // sub-block s: the low (even s) or high nibbles of bytes 32(s/2)..32(s/2) + 32
+            let q = &qs[32 * (s / 2)..32 * (s / 2) + 32];
+            for (v, &q) in v[32 * s..32 * s + 32].iter_mut().zip(q) {
+                *v = (q >> (4 * (s % 2))) & 0xF;
+            }
+        }
+    }
 }
 
 /// Eight interleaved rows (`w`: one group, `nb · 1184` bytes) × one Q8_K activation row.

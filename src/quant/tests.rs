@@ -436,7 +436,8 @@ fn q4k_eight_row_kernel_should_match_exact_arithmetic() {
             }
             xv.extend(b.qs.iter().map(|&q| b.d() as f64 * q as f64));
         }
-        let copy = (k8.repack)(&w, rows, k);
+        let mut copy = vec![0u8; (k8.copy_bytes)(rows, k)];
+        (k8.repack)(&w, rows, k, &mut copy);
         assert_eq!(copy.len(), rows / 8 * blocks * super::q4k_x8::GROUP_BYTES);
         let gb = blocks * super::q4k_x8::GROUP_BYTES;
         let mut wd = vec![0f32; k];
@@ -451,6 +452,20 @@ fn q4k_eight_row_kernel_should_match_exact_arithmetic() {
                 assert!(
                     err <= 1e-6 * size,
                     "k={k} row {}: {y} vs exact {exact} (terms {size})",
+                    8 * g + r
+                );
+                // the tiled GEMM's unpacking of the copy's row is the original row's, exactly
+                let mut want = (vec![0u8; k], vec![0f32; k / 32], vec![0f32; k / 32]);
+                let mut got = want.clone();
+                let (v, s, m) = (&mut want.0, &mut want.1, &mut want.2);
+                super::tile::unpack_row(GgmlType::Q4_K, &w[at..at + rb], v, s, m);
+                let (v, s, m) = (&mut got.0, &mut got.1, &mut got.2);
+                (k8.unpack)(&copy[g * gb..(g + 1) * gb], r, v, s, m);
+                let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let same = got.0 == want.0 && bits(&got.1) == bits(&want.1);
+                assert!(
+                    same && bits(&got.2) == bits(&want.2),
+                    "k={k} row {}: unpacked copy differs",
                     8 * g + r
                 );
             }

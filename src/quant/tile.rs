@@ -246,8 +246,29 @@ impl WeightTile {
     /// the tile; lanes past the last row are zero.
     pub fn fill(&mut self, dtype: GgmlType, w: &[u8], w_row: usize, cols: usize, lanes: usize) {
         let group = group_size(dtype).expect("a type with a tile layout");
+        self.fill_with(
+            w.len() / w_row,
+            cols,
+            group,
+            lanes,
+            |r, vals, scale, min| {
+                unpack_row(dtype, &w[r * w_row..(r + 1) * w_row], vals, scale, min)
+            },
+        );
+    }
+
+    /// Fills the tile with `rows` rows (at most `lanes`) that `unpack(r, vals, scale, min)`
+    /// unpacks as [`unpack_row`] does — from the file's bytes, or from an interleaved copy
+    /// (`super::q4k_x8::unpack_row`); lanes past the last row are zero.
+    pub fn fill_with(
+        &mut self,
+        rows: usize,
+        cols: usize,
+        group: usize,
+        lanes: usize,
+        mut unpack: impl FnMut(usize, &mut [u8], &mut [f32], &mut [f32]),
+    ) {
         let groups = cols / group;
-        let rows = w.len() / w_row;
         debug_assert!(rows <= lanes && cols.is_multiple_of(group));
         self.q.resize(cols * lanes, 0);
         self.scale.resize(groups * lanes, 0.0);
@@ -261,14 +282,8 @@ impl WeightTile {
         self.vals.resize(cols, 0);
         self.row_scale.resize(groups, 0.0);
         self.row_min.resize(groups, 0.0);
-        for (r, row) in w.chunks_exact(w_row).enumerate() {
-            unpack_row(
-                dtype,
-                row,
-                &mut self.vals,
-                &mut self.row_scale,
-                &mut self.row_min,
-            );
+        for r in 0..rows {
+            unpack(r, &mut self.vals, &mut self.row_scale, &mut self.row_min);
             for (i, word) in self.vals.chunks_exact(4).enumerate() {
                 let at = i * lanes * 4 + r * 4;
                 self.q[at..at + 4].copy_from_slice(word);

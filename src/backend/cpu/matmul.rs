@@ -17,8 +17,9 @@
 
 use super::elementwise::glu_serial;
 use crate::backend::Glu;
-use crate::quant::tile::{ActTile, WeightTile};
-use crate::quant::{RowKernel, TileKernel, TileOut};
+use crate::gguf::GgmlType;
+use crate::quant::tile::{unpack_row, ActTile, WeightTile};
+use crate::quant::{RowKernel, TileKernel, TileOut, UnpackLane};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -68,7 +69,7 @@ pub fn matmul(
     pool.install(|| {
         if let Some(tk) = kernel.tile.filter(|_| n >= TILE_MIN_TOKENS) {
             tile.fill(kernel.act, &x[..n * cols], n, cols, tk.group);
-            tiled(tk, w, w_row, rows, cols, n, tile, out, band);
+            tiled(tk, m, cols, n, tile, out, band);
             return;
         }
         act_buf.resize(n * a_row, 0);
@@ -159,10 +160,12 @@ pub struct Matrix<'a> {
     pub x8: Option<Interleaved<'a>>,
 }
 
-/// An interleaved copy of a matrix's first `rows / 8 * 8` rows (`crate::quant::q4k_x8`).
+/// An interleaved copy of a matrix's first `rows / 8 * 8` rows (`crate::quant::q4k_x8`): its
+/// eight-row kernel, and its rows unpacked for the tiled GEMM.
 #[derive(Clone, Copy)]
 pub struct Interleaved<'a> {
     pub dot8: fn(&[u8], &[u8]) -> [f32; 8],
+    pub unpack: UnpackLane,
     pub copy: &'a [u8],
 }
 
@@ -182,6 +185,32 @@ impl Matrix<'_> {
         let x8 = self.x8.expect("a group of a matrix without a copy");
         let gb = x8.copy.len() / self.groups();
         (x8.dot8)(&x8.copy[g * gb..(g + 1) * gb], act)
+    }
+
+    /// Row `r` unpacked for the tiled GEMM (`crate::quant::tile::unpack_row`): from the
+    /// interleaved copy where it holds the row — the same values — so prefill, like decode,
+    /// leaves the original's pages unread (the load releases them).
+    fn unpack(
+        &self,
+        dtype: GgmlType,
+        r: usize,
+        vals: &mut [u8],
+        scale: &mut [f32],
+        min: &mut [f32],
+    ) {
+        match self.x8 {
+            Some(x8) if r / 8 < self.groups() => {
+                let gb = x8.copy.len() / self.groups();
+                (x8.unpack)(
+                    &x8.copy[r / 8 * gb..(r / 8 + 1) * gb],
+                    r % 8,
+                    vals,
+                    scale,
+                    min,
+                )
+            }
+            _ => unpack_row(dtype, self.row(r), vals, scale, min),
+        }
     }
 
     /// `out[i] = dot(row r0 + i, act)`. A row of a whole group in the interleaved copy always
@@ -310,19 +339,16 @@ pub fn matvec_glu(
 /// The tiled GEMM, a band of weight rows at a time: the band's tiles are unpacked in
 /// parallel (one task per tile of `tk.lanes` rows), then every block of tokens runs against
 /// all of them in parallel (one task per block, writing its own rows of `out`, `[token][row]`).
-#[allow(clippy::too_many_arguments)]
 fn tiled(
     tk: TileKernel,
-    w: &[u8],
-    w_row: usize,
-    rows: usize,
+    m: Matrix,
     cols: usize,
     n: usize,
     act: &ActTile,
     out: &mut [f32],
     band: &mut Vec<WeightTile>,
 ) {
-    let lanes = tk.lanes;
+    let (lanes, rows) = (tk.lanes, m.rows);
     let groups = cols / tk.group;
     let chunk = (TILE_COLS / tk.group).max(1);
     // tiles per band: about BAND_BYTES of unpacked weights
@@ -341,8 +367,10 @@ fn tiled(
             .enumerate()
             .for_each(|(i, wt)| {
                 let r0 = b0 + i * lanes;
-                let r1 = (r0 + lanes).min(rows);
-                wt.fill(tk.dtype, &w[r0 * w_row..r1 * w_row], w_row, cols, lanes);
+                let nr = lanes.min(rows - r0);
+                wt.fill_with(nr, cols, tk.group, lanes, |r, v, s, mn| {
+                    m.unpack(tk.dtype, r0 + r, v, s, mn)
+                });
             });
         let band: &[WeightTile] = band;
         out[..n * rows]

@@ -37,6 +37,12 @@ impl CpuWeight {
     fn row_bytes(&self) -> usize {
         self.range.len() / self.rows.max(1)
     }
+    /// Bytes of the file the products no longer read: the rows an interleaved copy holds.
+    fn copied_from_map(&self) -> usize {
+        self.x8
+            .as_ref()
+            .map_or(0, |_| self.rows / 8 * 8 * self.row_bytes())
+    }
 }
 
 struct RopeTable {
@@ -142,11 +148,41 @@ fn matrix<'a>(weights: &'a [CpuWeight], w: &Weight) -> Result<matmul::Matrix<'a>
         kernel,
         w: cw.data(),
         rows: cw.rows,
-        x8: cw
-            .x8
-            .as_ref()
-            .map(|(k, copy)| matmul::Interleaved { dot8: k.dot8, copy }),
+        x8: cw.x8.as_ref().map(|(k, copy)| matmul::Interleaved {
+            dot8: k.dot8,
+            unpack: k.unpack,
+            copy,
+        }),
     })
+}
+
+/// The interleaved copy of the matrix at `range` of `file`, a band of groups at a time. Every
+/// product reads the copied rows from the copy (decode, batches and the tiled GEMM alike), so
+/// each band's original pages leave the resident set as soon as it is copied: the copy does
+/// not double them, not even the largest matrix's while it is copied (an embedding lookup of
+/// such a matrix maps back the few rows it reads).
+fn repack(
+    file: &GgufFile,
+    range: Range<usize>,
+    rows: usize,
+    cols: usize,
+    k: quant::Dot8,
+) -> Vec<u8> {
+    const BAND_ROWS: usize = 1024;
+    let rb = range.len() / rows;
+    let w = &file.bytes()[range.clone()];
+    let mut copy = vec![0u8; (k.copy_bytes)(rows, cols)];
+    let band_bytes = (k.copy_bytes)(BAND_ROWS, cols);
+    let mut unreleased = range.start;
+    for (i, out) in copy.chunks_mut(band_bytes).enumerate() {
+        let (r0, r1) = (i * BAND_ROWS, (i * BAND_ROWS + BAND_ROWS).min(rows / 8 * 8));
+        (k.repack)(&w[r0 * rb..r1 * rb], r1 - r0, cols, out);
+        let done = file.release(unreleased..range.start + r1 * rb);
+        if !done.is_empty() {
+            unreleased = done.end;
+        }
+    }
+    copy
 }
 
 struct PoolExecutor(Arc<rayon::ThreadPool>);
@@ -218,7 +254,7 @@ impl Backend for CpuBackend {
             let map = w.file.bytes().as_ptr_range();
             let data = w.data().as_ptr_range();
             if w.dense.is_none() && map.start <= data.start && data.end <= map.end {
-                r.in_map += w.range.len() as u64;
+                r.in_map += (w.range.len() - w.copied_from_map()) as u64;
             }
             r.copied += w.dense.as_ref().map_or(0, |d| 4 * d.len() as u64);
             r.copied += w.x8.as_ref().map_or(0, |(_, c)| c.len() as u64);
@@ -251,10 +287,7 @@ impl Backend for CpuBackend {
         // the interleaved copy, where asked for and this type has an eight-row kernel
         let x8 = quant::dot8_kernel(info.dtype, self.isa)
             .filter(|_| self.repack && rows >= 8 && dense.is_none())
-            .map(|k| {
-                let copy = (k.repack)(&file.bytes()[range.clone()], rows, cols);
-                (k, copy)
-            });
+            .map(|k| (k, repack(file, range.clone(), rows, cols, k)));
         self.weights.push(CpuWeight {
             file: Arc::clone(file),
             range,
