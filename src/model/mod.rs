@@ -95,8 +95,10 @@ pub struct LoadOptions {
     /// CPU's Q4_K on AVX2 and up, as llama.cpp's default repack): decode faster where one
     /// core's kernel, not memory, sets the pace; logits that differ in the last bits from the
     /// zero-copy kernels' (every product with a copy, a batch's too, goes through the copy's
-    /// kernel, so batch invariance holds); those matrices' bytes twice in memory (the original
-    /// stays mapped for prefill's tiled GEMM). Off by default.
+    /// kernel, so batch invariance holds; prefill's tiled GEMM unpacks the copy, with the same
+    /// values as the file's). The originals' pages leave the resident set as they are copied,
+    /// so memory grows by the copy's 2.8 % over the originals; the load takes longer (the copy
+    /// is made then). Off by default.
     pub repack: bool,
 }
 

@@ -1,7 +1,9 @@
 //! Q4_K weights eight rows at a time, for decode: an interleaved copy of a matrix (made once,
 //! at load, when asked: `LoadOptions::repack`) and the AVX2 dot product of eight of its rows
-//! with one Q8_K activation row. The idea and the arithmetic are ggml's `block_q4_Kx8` /
-//! `gemv_q4_K_8x8` (llama.cpp repacks by default on AVX2 CPUs); the layout is ours.
+//! with one Q8_K activation row, and a row of the copy unpacked for prefill's tiled GEMM
+//! ([`unpack_row`]), so that no product needs the original once it is copied. The idea and
+//! the arithmetic are ggml's `block_q4_Kx8` / `gemv_q4_K_8x8` (llama.cpp repacks by default
+//! on AVX2 CPUs); the layout is ours.
 //!
 //! Why: one 256-bit load holds the same four positions of eight rows, so the activation is
 //! broadcast once for eight rows, the scales need no per-row shuffles, and a sub-block's

@@ -13,7 +13,8 @@
 //! weight rows × tokens, four tokens per weight row pass. A matrix loaded with an interleaved
 //! copy (`repack`) runs its eight-row kernel for every row of its whole groups, at one token
 //! and in those small batches alike (its rounding is its own, so a row never switches kernel
-//! with the batch size); the tiled GEMM reads the original.
+//! with the batch size); the tiled GEMM unpacks the copy's rows (the same values as the
+//! original's), so no product reads the original and the load can release its pages.
 
 use super::elementwise::glu_serial;
 use crate::backend::Glu;
