@@ -15,6 +15,7 @@ use super::*;
 use crate::gguf::GgmlType;
 use crate::quant::{self, Isa, RowKernel};
 use half::f16;
+use rayon::prelude::*;
 use std::ops::Range;
 
 struct CpuWeight {
@@ -156,12 +157,13 @@ fn matrix<'a>(weights: &'a [CpuWeight], w: &Weight) -> Result<matmul::Matrix<'a>
     })
 }
 
-/// The interleaved copy of the matrix at `range` of `file`, a band of groups at a time. Every
+/// The interleaved copy of the matrix at `range` of `file`, bands of groups in parallel. Every
 /// product reads the copied rows from the copy (decode, batches and the tiled GEMM alike), so
 /// each band's original pages leave the resident set as soon as it is copied: the copy does
 /// not double them, not even the largest matrix's while it is copied (an embedding lookup of
 /// such a matrix maps back the few rows it reads).
 fn repack(
+    pool: &rayon::ThreadPool,
     file: &GgufFile,
     range: Range<usize>,
     rows: usize,
@@ -173,15 +175,18 @@ fn repack(
     let w = &file.bytes()[range.clone()];
     let mut copy = vec![0u8; (k.copy_bytes)(rows, cols)];
     let band_bytes = (k.copy_bytes)(BAND_ROWS, cols);
-    let mut unreleased = range.start;
-    for (i, out) in copy.chunks_mut(band_bytes).enumerate() {
-        let (r0, r1) = (i * BAND_ROWS, (i * BAND_ROWS + BAND_ROWS).min(rows / 8 * 8));
-        (k.repack)(&w[r0 * rb..r1 * rb], r1 - r0, cols, out);
-        let done = file.release(unreleased..range.start + r1 * rb);
-        if !done.is_empty() {
-            unreleased = done.end;
-        }
-    }
+    let at = |r: usize| range.start + r * rb;
+    pool.install(|| {
+        copy.par_chunks_mut(band_bytes)
+            .enumerate()
+            .for_each(|(i, out)| {
+                let (r0, r1) = (i * BAND_ROWS, (i * BAND_ROWS + BAND_ROWS).min(rows / 8 * 8));
+                (k.repack)(&w[r0 * rb..r1 * rb], r1 - r0, cols, out);
+                file.release(at(r0)..at(r1));
+            })
+    });
+    // the pages two bands share
+    file.release(at(0)..at(rows / 8 * 8));
     copy
 }
 
@@ -287,7 +292,7 @@ impl Backend for CpuBackend {
         // the interleaved copy, where asked for and this type has an eight-row kernel
         let x8 = quant::dot8_kernel(info.dtype, self.isa)
             .filter(|_| self.repack && rows >= 8 && dense.is_none())
-            .map(|k| (k, repack(file, range.clone(), rows, cols, k)));
+            .map(|k| (k, repack(&self.pool, file, range.clone(), rows, cols, k)));
         self.weights.push(CpuWeight {
             file: Arc::clone(file),
             range,
