@@ -201,3 +201,53 @@ fn cpu_repacked_products_match_the_row_kernels_and_are_batch_invariant() {
         }
     }
 }
+
+/// `repack` copies every Q4_K matrix a product reads and nothing else: a token table only
+/// looked up (the model has its own output matrix) keeps no copy, a tied one (the output
+/// product reads it) does. A synthetic one-layer Qwen2, Q4_K throughout.
+#[test]
+fn repack_copies_what_products_read_and_not_a_lookup_table() {
+    use std::sync::Arc;
+    use tokenfab::gguf::GgufFile;
+    use tokenfab::model::{LoadOptions, Model};
+    use tokenfab::quant::{dot8_kernel, Isa};
+    use tokenfab::synth;
+    let Some(k8) = dot8_kernel(GgmlType::Q4_K, Isa::detect()) else {
+        eprintln!("SKIPPED: no eight-row kernel on this CPU; nothing is copied");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for tied in [false, true] {
+        let mut p = *synth::preset("qwen2.5-0.5b").unwrap();
+        (p.n_embd, p.n_layer, p.n_head, p.head_dim, p.n_ff) = (256, 1, 4, 64, 512);
+        (p.n_vocab, p.tied) = (1000, tied);
+        let path = dir.path().join(format!("tied-{tied}.gguf"));
+        synth::write(&p, GgmlType::Q4_K, &path, 5, &mut |_, _| {}).unwrap();
+        let f = Arc::new(GgufFile::open(&path).unwrap());
+        let copied = |repack: bool| {
+            let load = LoadOptions {
+                ctx: 16,
+                repack,
+                ..Default::default()
+            };
+            let backend = Box::new(CpuBackend::new(1).unwrap());
+            let mut m = Model::load(Arc::clone(&f), backend, &load).unwrap();
+            m.ops().backend().weight_residence().unwrap().copied
+        };
+        // the copies: every Q4_K matrix but a lookup-only table
+        let want: u64 = f
+            .tensors()
+            .iter()
+            .filter(|t| t.dtype == GgmlType::Q4_K && t.n_rows() >= 8)
+            .filter(|t| tied || t.name != "token_embd.weight")
+            .map(|t| (k8.copy_bytes)(t.n_rows() as usize, t.row_len() as usize) as u64)
+            .sum();
+        let table = f.require_tensor("token_embd.weight").unwrap();
+        assert_eq!(table.dtype, GgmlType::Q4_K);
+        assert_eq!(
+            copied(true) - copied(false),
+            want,
+            "tied {tied}: copies made"
+        );
+    }
+}

@@ -135,7 +135,7 @@ pub(crate) struct Loader<'a> {
 
 /// Whether nothing but embedding lookups read tensor `t`: the token table of a model with an
 /// output matrix of its own. A backend's copies for matrix products (the CPU's interleaved
-/// `repack`) would be wasted on it: 128 MB and a second of load for the 1.5B's Q4_K table.
+/// `repack`) would be wasted on it: 128 MB for the 1.5B's Q4_K table.
 fn lookup_only(file: &GgufFile, t: &crate::gguf::TensorInfo) -> bool {
     t.name == "token_embd.weight" && file.tensor_info("output.weight").is_some()
 }
