@@ -242,21 +242,6 @@ pub struct WeightTile {
 }
 
 impl WeightTile {
-    /// Unpacks `w` (whole rows of `dtype`, `w_row` bytes each; at most `lanes` of them) into
-    /// the tile; lanes past the last row are zero.
-    pub fn fill(&mut self, dtype: GgmlType, w: &[u8], w_row: usize, cols: usize, lanes: usize) {
-        let group = group_size(dtype).expect("a type with a tile layout");
-        self.fill_with(
-            w.len() / w_row,
-            cols,
-            group,
-            lanes,
-            |r, vals, scale, min| {
-                unpack_row(dtype, &w[r * w_row..(r + 1) * w_row], vals, scale, min)
-            },
-        );
-    }
-
     /// Fills the tile with `rows` rows (at most `lanes`) that `unpack(r, vals, scale, min)`
     /// unpacks as [`unpack_row`] does — from the file's bytes, or from an interleaved copy
     /// (`super::q4k_x8::unpack_row`); lanes past the last row are zero.
@@ -365,7 +350,9 @@ mod tests {
         let (bytes, _) = super::super::tests::candle_quantized(GgmlType::Q8_0, 3, 64, 5);
         let w_row = bytes.len() / 3;
         let mut tile = WeightTile::default();
-        tile.fill(GgmlType::Q8_0, &bytes, w_row, 64, 8);
+        tile.fill_with(3, 64, 32, 8, |r, v, s, m| {
+            unpack_row(GgmlType::Q8_0, &bytes[r * w_row..(r + 1) * w_row], v, s, m)
+        });
         for r in 0..8 {
             let mut v = [0u8; 64];
             let (mut s, mut m) = ([0f32; 2], [0f32; 2]);
