@@ -272,6 +272,13 @@ pub trait Backend: Send {
     /// GPU backends upload its raw blocks.
     fn upload(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight>;
 
+    /// [`Backend::upload`] for a table that only embedding lookups read (the token table of a
+    /// model with an output matrix of its own): nothing is made for matrix products (the CPU's
+    /// interleaved copy under `set_repack` is left out). The same as `upload` elsewhere.
+    fn upload_lookup(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight> {
+        self.upload(file, info)
+    }
+
     /// A zeroed activation buffer of `len` f32.
     fn alloc(&mut self, len: usize) -> Result<Buf>;
 

@@ -129,13 +129,12 @@ pub enum Logits {
 pub(crate) struct Loader<'a> {
     pub file: &'a Arc<GgufFile>,
     pub ops: &'a mut Ops,
-    /// `LoadOptions::repack`, which a lookup-only table is uploaded without.
-    pub repack: bool,
 }
 
 /// Whether nothing but embedding lookups read tensor `t`: the token table of a model with an
 /// output matrix of its own. A backend's copies for matrix products (the CPU's interleaved
-/// `repack`) would be wasted on it: 128 MB for the 1.5B's Q4_K table.
+/// `repack`) would be wasted on it: 128 MB for the 1.5B's Q4_K table, so it goes through
+/// `Backend::upload_lookup`.
 fn lookup_only(file: &GgufFile, t: &crate::gguf::TensorInfo) -> bool {
     t.name == "token_embd.weight" && file.tensor_info("output.weight").is_some()
 }
@@ -154,15 +153,10 @@ impl Loader<'_> {
             }
             .into());
         }
-        let lookup = self.repack && lookup_only(file, info);
-        if lookup {
-            backend.set_repack(false);
-        }
-        let w = backend.upload(self.file, info);
-        if lookup {
-            backend.set_repack(true);
-        }
-        Ok(w?)
+        Ok(match lookup_only(file, info) {
+            true => backend.upload_lookup(self.file, info)?,
+            false => backend.upload(self.file, info)?,
+        })
     }
 
     /// Rows `rows` of matrix `name` (of shape `dims`) as a weight of its own, read in place: a
@@ -358,7 +352,6 @@ impl Model {
         let mut loader = Loader {
             file: &file,
             ops: &mut ops,
-            repack: opts.repack,
         };
         let net = match config.arch {
             Arch::Gemma3 | Arch::Gemma2 => {

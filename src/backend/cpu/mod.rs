@@ -119,6 +119,57 @@ impl CpuBackend {
         self.isa
     }
 
+    /// A tensor of `file` for the ops: borrowed from the map (a vector dequantized), with an
+    /// interleaved copy where `interleave` asks for one and its type has an eight-row kernel.
+    fn upload_as(
+        &mut self,
+        file: &Arc<GgufFile>,
+        info: &TensorInfo,
+        interleave: bool,
+    ) -> Result<Weight> {
+        let cols = info.row_len() as usize;
+        let rows = info.n_rows() as usize;
+        let unsupported = || BackendError::UnsupportedType {
+            backend: "cpu".into(),
+            tensor: info.name.clone(),
+            dtype: info.dtype,
+        };
+        let range = file.tensor_range(info);
+        let kernel = quant::row_kernel(info.dtype, self.isa);
+        let dense = if rows == 1 {
+            let mut v = vec![0f32; cols];
+            if !quant::dequantize(info.dtype, &file.bytes()[range.clone()], &mut v) {
+                return Err(unsupported());
+            }
+            Some(v)
+        } else {
+            if kernel.is_none() {
+                return Err(unsupported());
+            }
+            None
+        };
+        // the interleaved copy, where asked for and this type has an eight-row kernel
+        let x8 = quant::dot8_kernel(info.dtype, self.isa)
+            .filter(|_| interleave && rows >= 8 && dense.is_none())
+            .map(|k| (k, repack(&self.pool, file, range.clone(), rows, cols, k)));
+        self.weights.push(CpuWeight {
+            file: Arc::clone(file),
+            range,
+            dtype: info.dtype,
+            rows,
+            cols,
+            kernel,
+            dense,
+            x8,
+        });
+        Ok(Weight {
+            id: (self.weights.len() - 1) as u32,
+            dtype: info.dtype,
+            rows,
+            cols,
+        })
+    }
+
     fn take(&mut self, b: Buf) -> Vec<f32> {
         std::mem::take(&mut self.bufs[b.id as usize])
     }
@@ -268,47 +319,11 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight> {
-        let cols = info.row_len() as usize;
-        let rows = info.n_rows() as usize;
-        let unsupported = || BackendError::UnsupportedType {
-            backend: "cpu".into(),
-            tensor: info.name.clone(),
-            dtype: info.dtype,
-        };
-        let range = file.tensor_range(info);
-        let kernel = quant::row_kernel(info.dtype, self.isa);
-        let dense = if rows == 1 {
-            let mut v = vec![0f32; cols];
-            if !quant::dequantize(info.dtype, &file.bytes()[range.clone()], &mut v) {
-                return Err(unsupported());
-            }
-            Some(v)
-        } else {
-            if kernel.is_none() {
-                return Err(unsupported());
-            }
-            None
-        };
-        // the interleaved copy, where asked for and this type has an eight-row kernel
-        let x8 = quant::dot8_kernel(info.dtype, self.isa)
-            .filter(|_| self.repack && rows >= 8 && dense.is_none())
-            .map(|k| (k, repack(&self.pool, file, range.clone(), rows, cols, k)));
-        self.weights.push(CpuWeight {
-            file: Arc::clone(file),
-            range,
-            dtype: info.dtype,
-            rows,
-            cols,
-            kernel,
-            dense,
-            x8,
-        });
-        Ok(Weight {
-            id: (self.weights.len() - 1) as u32,
-            dtype: info.dtype,
-            rows,
-            cols,
-        })
+        self.upload_as(file, info, self.repack)
+    }
+
+    fn upload_lookup(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight> {
+        self.upload_as(file, info, false)
     }
 
     fn alloc(&mut self, len: usize) -> Result<Buf> {
