@@ -18,7 +18,8 @@
 # needed) and read back with `cat`, which caches it in large folios; `tokenfab bench` records
 # the share it found mapped 2 MiB at a time (model_huge_pages_pct in its JSON).
 # DROP_CACHES=1 (root) drops the whole cache first as well. LLAMA_AVX2=path/to/llama-bench
-# adds an AVX2-only llama.cpp build for the AVX2 columns' second ratio.
+# adds an AVX2-only llama.cpp build for the AVX2 columns' second ratio. REPACK=1 adds
+# `tokenfab bench --repack` (native ISA) to each round, as the last columns.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds=${1:-2}; shift || true
@@ -41,8 +42,9 @@ done
 grep -E 'FileHugePages' /proc/meminfo >&2 || true
 args=(-p 512 -n 128 -r 3 -t "$threads")
 la=${LLAMA_AVX2:-}
-echo "| round | model | pp512 ÷ llama | tg128 ÷ llama | AVX2: pp512 ÷ llama | AVX2: tg128 ÷ llama | AVX2: pp512 ÷ llama AVX2 | AVX2: tg128 ÷ llama AVX2 | llama pp / tg | ours pp / tg | ours AVX2 pp / tg | llama AVX2 pp / tg |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+repack=${REPACK:-0}
+echo "| round | model | pp512 ÷ llama | tg128 ÷ llama | AVX2: pp512 ÷ llama | AVX2: tg128 ÷ llama | AVX2: pp512 ÷ llama AVX2 | AVX2: tg128 ÷ llama AVX2 | llama pp / tg | ours pp / tg | ours AVX2 pp / tg | llama AVX2 pp / tg | repack: pp512 ÷ llama | repack: tg128 ÷ llama | ours repack pp / tg |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for r in $(seq 1 "$rounds"); do
   for m in "${models[@]}"; do
     n=$(basename "$m" .gguf)
@@ -50,6 +52,7 @@ for r in $(seq 1 "$rounds"); do
     "$tf" bench -m "$m" "${args[@]}" -o json --no-progress > "$out/$n.r$r.ours.json" 2>/dev/null
     TOKENFAB_ISA=avx2 "$tf" bench -m "$m" "${args[@]}" -o json --no-progress > "$out/$n.r$r.avx2.json" 2>/dev/null
     [ -z "$la" ] || "$la" -m "$m" "${args[@]}" -o json > "$out/$n.r$r.llama-avx2.json" 2>/dev/null
+    [ "$repack" != 1 ] || "$tf" bench -m "$m" "${args[@]}" --repack -o json --no-progress > "$out/$n.r$r.repack.json" 2>/dev/null
     python3 - "$r" "$n" "$out/$n.r$r" <<'EOF2'
 import json, os, sys
 r, n, base = sys.argv[1:]
@@ -58,11 +61,12 @@ def rates(kind):
     if not os.path.exists(p):
         return None
     return [x.get("avg_ts") or x.get("tok_s_mean") for x in json.load(open(p))]
-l, o, a, la = rates("llama"), rates("ours"), rates("avx2"), rates("llama-avx2")
+l, o, a, la, rp = rates("llama"), rates("ours"), rates("avx2"), rates("llama-avx2"), rates("repack")
 ratio = lambda x, y, i: f"{x[i] / y[i]:.2f}×" if x and y else "-"
 pair = lambda x: f"{x[0]:.0f} / {x[1]:.1f}" if x else "-"
 print(f"| {r} | {n} | {ratio(o, l, 0)} | {ratio(o, l, 1)} | {ratio(a, l, 0)} | {ratio(a, l, 1)} "
-      f"| {ratio(a, la, 0)} | {ratio(a, la, 1)} | {pair(l)} | {pair(o)} | {pair(a)} | {pair(la)} |")
+      f"| {ratio(a, la, 0)} | {ratio(a, la, 1)} | {pair(l)} | {pair(o)} | {pair(a)} | {pair(la)} "
+      f"| {ratio(rp, l, 0)} | {ratio(rp, l, 1)} | {pair(rp)} |")
 EOF2
   done
 done
