@@ -227,6 +227,17 @@ pub enum BackendError {
     NonFinite { place: String, row: usize },
 }
 
+impl BackendError {
+    /// `backend` cannot compute with the type of tensor `info`.
+    pub fn unsupported_type(backend: impl Into<String>, info: &TensorInfo) -> Self {
+        BackendError::UnsupportedType {
+            backend: backend.into(),
+            tensor: info.name.clone(),
+            dtype: info.dtype,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, BackendError>;
 
 /// Bytes of weights a host backend reads in place from the file's memory map, and bytes it

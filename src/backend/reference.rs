@@ -132,11 +132,7 @@ impl Backend for ReferenceBackend {
 
     fn upload(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight> {
         if !quant::CPU_TYPES.contains(&info.dtype) {
-            return Err(BackendError::UnsupportedType {
-                backend: "reference".into(),
-                tensor: info.name.clone(),
-                dtype: info.dtype,
-            });
+            return Err(BackendError::unsupported_type("reference", info));
         }
         let w = RefWeight {
             file: Arc::clone(file),

@@ -146,12 +146,7 @@ impl Loader<'_> {
         let info = checked(file, name, dims)?;
         let backend = self.ops.backend_mut();
         if dims.len() > 1 && !backend.supports(OpKind::MatMul, info.dtype) {
-            return Err(BackendError::UnsupportedType {
-                backend: backend.name(),
-                tensor: name.into(),
-                dtype: info.dtype,
-            }
-            .into());
+            return Err(BackendError::unsupported_type(backend.name(), info).into());
         }
         Ok(match lookup_only(file, info) {
             true => backend.upload_lookup(self.file, info)?,
@@ -178,12 +173,7 @@ impl Loader<'_> {
             })?;
         let backend = self.ops.backend_mut();
         if !backend.supports(OpKind::MatMul, view.dtype) {
-            return Err(BackendError::UnsupportedType {
-                backend: backend.name(),
-                tensor: name.into(),
-                dtype: view.dtype,
-            }
-            .into());
+            return Err(BackendError::unsupported_type(backend.name(), &view).into());
         }
         Ok(backend.upload(self.file, &view)?)
     }

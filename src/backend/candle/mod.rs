@@ -194,11 +194,7 @@ impl Backend for CandleBackend {
     fn upload(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight> {
         let cols = info.row_len() as usize;
         let rows = info.n_rows() as usize;
-        let unsupported = || BackendError::UnsupportedType {
-            backend: "candle".into(),
-            tensor: info.name.clone(),
-            dtype: info.dtype,
-        };
+        let unsupported = || BackendError::unsupported_type("candle", info);
         let range = file.tensor_range(info);
         let bytes = &file.bytes()[range.clone()];
         let w = if rows == 1 {

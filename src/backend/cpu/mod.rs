@@ -129,11 +129,7 @@ impl CpuBackend {
     ) -> Result<Weight> {
         let cols = info.row_len() as usize;
         let rows = info.n_rows() as usize;
-        let unsupported = || BackendError::UnsupportedType {
-            backend: "cpu".into(),
-            tensor: info.name.clone(),
-            dtype: info.dtype,
-        };
+        let unsupported = || BackendError::unsupported_type("cpu", info);
         let range = file.tensor_range(info);
         let kernel = quant::row_kernel(info.dtype, self.isa);
         let dense = if rows == 1 {

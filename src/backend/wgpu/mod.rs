@@ -455,11 +455,7 @@ impl Backend for WgpuBackend {
     fn upload(&mut self, file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Weight> {
         let cols = info.row_len() as usize;
         let rows = info.n_rows() as usize;
-        let unsupported = || BackendError::UnsupportedType {
-            backend: "wgpu".into(),
-            tensor: info.name.clone(),
-            dtype: info.dtype,
-        };
+        let unsupported = || BackendError::unsupported_type("wgpu", info);
         let bytes = &file.bytes()[file.tensor_range(info)];
         let weight = Weight {
             id: self.weights.len() as u32,
