@@ -14,9 +14,10 @@
 # 2 MiB; src/gguf/page_cache.rs has the measurements). How a file sits in the cache depends
 # on its history (a file written on this machine, or read in pieces, stays in small pages),
 # and both runtimes map the same file, so they meet the same cache state. To make that state
-# the same every time, each model is evicted from the cache (posix_fadvise DONTNEED, no root
-# needed) and read back with `cat`, which caches it in large folios; `tokenfab bench` records
-# the share it found mapped 2 MiB at a time (model_huge_pages_pct in its JSON).
+# the same every time, each model is evicted from the cache (GNU dd's `iflag=nocache`, which
+# is posix_fadvise DONTNEED; no root needed) and read back with `cat`, which caches it in
+# large folios; `tokenfab bench` records the share it found mapped 2 MiB at a time
+# (model_huge_pages_pct in its JSON).
 # DROP_CACHES=1 (root) drops the whole cache first as well. LLAMA_AVX2=path/to/llama-bench
 # adds an AVX2-only llama.cpp build for the AVX2 columns' second ratio. REPACK=1 adds
 # `tokenfab bench --repack` (native ISA) to each round, as the last columns.
@@ -36,7 +37,7 @@ if [ "${DROP_CACHES:-0}" = 1 ]; then
   sync; echo 1 > /proc/sys/vm/drop_caches
 fi
 for m in "${models[@]}"; do
-  python3 -c 'import os, sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)' "$m"
+  dd if="$m" iflag=nocache count=0 status=none
   cat "$m" > /dev/null
 done
 grep -E 'FileHugePages' /proc/meminfo >&2 || true

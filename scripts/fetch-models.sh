@@ -77,11 +77,8 @@ PY
   mv -f "$tmp/$file" "$target"
   # A file written here stays cached in 4 KiB pages; dropping them (once on disk) lets the
   # first run read it back in 2 MiB folios, which decode faster (src/gguf/page_cache.rs).
-  "$python" -c 'import os, sys
-fd = os.open(sys.argv[1], os.O_RDONLY)
-os.fsync(fd)
-if hasattr(os, "posix_fadvise"):
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$target" || true
+  # (`sync FILE` writes it out; GNU dd's `iflag=nocache count=0` drops the file's pages.)
+  { sync "$target" && dd if="$target" iflag=nocache count=0 status=none; } 2>/dev/null || true
   echo "fetch-models: $name ready ($target)"
 }
 

@@ -385,28 +385,29 @@ mod avx512 {
     use crate::gguf::GgmlType;
 
     macro_rules! wrap {
-        ($($name:ident, $name4:ident);*) => {$(
+        ($($name:ident),*) => {$(
             fn $name(w: &[u8], x: &[u8]) -> f32 {
                 // SAFETY: reachable only after `Isa::detect` found avx512f/bw/vl/vnni, avx2,
                 // fma and f16c.
                 unsafe { k::$name(w, x) }
             }
-            fn $name4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+        )*};
+    }
+    wrap!(q4_0, q5_0, q8_0, q6k);
+
+    macro_rules! wrap4 {
+        ($($name:ident),*) => {$(
+            fn $name(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
                 // SAFETY: as above.
-                unsafe { k::$name4(w, x) }
+                unsafe { k::$name(w, x) }
             }
         )*};
     }
-    wrap!(q4_0, q4_0_x4; q5_0, q5_0_x4; q8_0, q8_0_x4; q6k, q6k_x4);
+    wrap4!(q4_0_x4, q5_0_x4, q8_0_x4, q4k_x4, q6k_x4);
 
     fn q4k_narrow(w: &[u8], x: &[u8]) -> f32 {
         // SAFETY: as above (AVX2, FMA and F16C are part of the avx512 level).
         unsafe { super::super::dot_avx2::q4k(w, x) }
-    }
-
-    fn q4k_x4(w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-        // SAFETY: as above.
-        unsafe { k::q4k_x4(w, x) }
     }
 
     /// The AVX-512 row kernels (bitwise the AVX2 ones, faster) for the types that have them.
