@@ -104,11 +104,11 @@ fn matmul_kernels_should_match_reference_on_odd_shapes() {
             continue;
         }
         for (i, &(wname, _, _, _)) in specs.iter().enumerate() {
-            if wname == "q4_0_bands" && !name.starts_with("cpu avx") {
+            if wname == "q4_0_bands" && !tiled(name) {
                 continue;
             }
             let w = upload(&mut ops, &f, wname);
-            let prefill = if name.starts_with("cpu avx") { 512 } else { 70 };
+            let prefill = if tiled(name) { 512 } else { 70 };
             let batches = if wname == "q4_0_bands" {
                 vec![20]
             } else {
@@ -588,7 +588,7 @@ fn batch_invariance_should_make_a_token_independent_of_its_batch() {
     let (f, _) = fixture(&specs);
     let n = 20;
     for (name, mut ops) in backends() {
-        if !name.starts_with("cpu avx") {
+        if !tiled(name) {
             continue;
         }
         for &(wname, t, rows, cols) in &specs {

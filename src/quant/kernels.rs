@@ -1,7 +1,7 @@
 //! Selecting the kernels for a weight type on this CPU: the row dot products (AVX2 or AVX-512
 //! on x86-64, NEON with or without the dot-product extension on aarch64, the portable scalar
-//! code otherwise) and, for prefill on x86-64, the tiled GEMM (`super::gemm_x86`: AVX-512 VNNI,
-//! AVX-VNNI or AVX2). The instruction set is detected once, at run time; `TOKENFAB_ISA` caps
+//! code otherwise) and, for prefill, the tiled GEMM (`super::gemm_x86`: AVX-512 VNNI, AVX-VNNI
+//! or AVX2; `super::gemm_neon`: NEON with the dot-product extension). The instruction set is detected once, at run time; `TOKENFAB_ISA` caps
 //! it (for measuring the narrower paths on a wide CPU).
 
 use super::tile::{ActTile, WeightTile};
@@ -206,7 +206,7 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
                 dot,
                 dot4: None,
                 simd: true,
-                tile: None,
+                tile: tile_kernel(dtype, isa),
             });
         }
     }
@@ -232,7 +232,8 @@ pub fn row_kernel(dtype: GgmlType, isa: Isa) -> Option<RowKernel> {
         dot,
         dot4: None,
         simd: false,
-        tile: None,
+        // a CPU with a tiled GEMM for the type but no SIMD row kernel (Q5_K on NEON)
+        tile: tile_kernel(dtype, isa),
     })
 }
 
@@ -308,7 +309,24 @@ pub fn tile_kernel(dtype: GgmlType, isa: Isa) -> Option<TileKernel> {
             run,
         })
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        use super::gemm_neon as g;
+        // `sdot` takes the weights as signed bytes: values below 128 only
+        let run: g::TileFn = match (isa, group) {
+            _ if super::tile::max_value(dtype) >= 128 => return None,
+            (Isa::NeonDot, 32) => g::tile_neon_g32,
+            (Isa::NeonDot, _) => g::tile_neon_g16,
+            _ => return None,
+        };
+        Some(TileKernel {
+            dtype,
+            lanes: 8,
+            group,
+            run,
+        })
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let _ = (group, isa);
         None

@@ -3,7 +3,8 @@
 //! activation row, portable ([`dot_scalar`]) and SIMD ([`dot_avx2`], [`dot_avx512`] for Q4_K
 //! and Q6_K, `dot_neon` on aarch64), Q4_K eight rows at a time from an interleaved copy for
 //! decode (`q4k_x8`, made only when a model is loaded with `repack`), and prefill's tiled
-//! integer GEMM (operands in [`tile`], x86 kernels in `gemm_x86`), picked at run time by
+//! integer GEMM (operands in [`tile`], loops in `gemm`, kernels in `gemm_x86` and
+//! `gemm_neon`), picked at run time by
 //! [`kernels`].
 //!
 //! Everything here works on raw GGUF block bytes borrowed from the memory map: nothing is
@@ -23,6 +24,10 @@ pub mod dot_avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod dot_neon;
 pub mod dot_scalar;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod gemm;
+#[cfg(target_arch = "aarch64")]
+pub mod gemm_neon;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_x86;
 pub mod kernels;
@@ -56,4 +61,4 @@ pub const CPU_TYPES: [GgmlType; 13] = [
 ];
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

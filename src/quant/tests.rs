@@ -14,7 +14,7 @@ fn candle_dtype(t: GgmlType) -> GgmlDType {
         .expect("a type candle can quantize")
 }
 
-fn random_f32(n: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn random_f32(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..n)
         .map(|i| {
@@ -30,7 +30,7 @@ fn random_f32(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Quantizes `rows x cols` random values with candle; returns (block bytes, candle's dequant).
-pub(super) fn candle_quantized(
+pub(crate) fn candle_quantized(
     t: GgmlType,
     rows: usize,
     cols: usize,

@@ -96,6 +96,12 @@ pub fn read(ops: &mut Ops, b: tokenfab::backend::Buf, n: usize) -> Vec<f32> {
     v
 }
 
+/// Whether a CPU backend of [`backends`] runs batches through the tiled GEMM (AVX2 and up,
+/// NEON with the dot-product extension).
+pub fn tiled(name: &str) -> bool {
+    name.starts_with("cpu avx") || name == "cpu neon+dotprod"
+}
+
 pub fn backends() -> Vec<(&'static str, Ops)> {
     let mut v = vec![(
         "cpu scalar",

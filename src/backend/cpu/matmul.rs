@@ -416,3 +416,60 @@ fn tiled(
             });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::tests::{candle_quantized, random_f32};
+    use crate::quant::{row_kernel, Isa};
+
+    /// On this CPU's instruction set, a batch through the tiled GEMM (a partial last tile of
+    /// rows, the activations' tile, the single-token tail of the register blocks) gives each
+    /// token's row-kernel products to the rounding of its activations' quantization. On
+    /// aarch64 under qemu this is the whole-product check of NEON's `sdot` tiles
+    /// (`crate::quant::gemm_neon`).
+    #[test]
+    fn tiled_batches_should_match_the_row_kernels() {
+        use GgmlType::*;
+        let isa = Isa::detect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (rows, cols, n) = (40, 1024, TILE_MIN_TOKENS + 5);
+        let mut tested = Vec::new();
+        for t in [Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K] {
+            let Some(kernel) = row_kernel(t, isa).filter(|k| k.tile.is_some()) else {
+                continue;
+            };
+            let (w, _) = candle_quantized(t, rows, cols, 7);
+            let m = Matrix {
+                kernel,
+                w: &w,
+                rows,
+                x8: None,
+            };
+            let x = random_f32(n * cols, 8);
+            let mut scratch = Scratch::default();
+            let mut batch = vec![0f32; n * rows];
+            matmul(&pool, m, cols, &x, n, &mut batch, &mut scratch);
+            let (mut err, mut norm) = (0f64, 0f64);
+            for (tok, got) in batch.chunks(rows).enumerate() {
+                let mut alone = vec![0f32; rows];
+                let xt = &x[tok * cols..(tok + 1) * cols];
+                matmul(&pool, m, cols, xt, 1, &mut alone, &mut scratch);
+                for (a, b) in got.iter().zip(&alone) {
+                    err += (*a as f64 - *b as f64).powi(2);
+                    norm += (*b as f64).powi(2);
+                }
+            }
+            let nmse = err / norm;
+            eprintln!("{t} on {}: nmse {nmse:.2e}", isa.name());
+            assert!(nmse < 1e-9, "{t} on {}: nmse {nmse}", isa.name());
+            tested.push(t);
+        }
+        if tested.is_empty() {
+            eprintln!("SKIPPED: no tiled GEMM on {}", isa.name());
+        }
+    }
+}
