@@ -5,9 +5,8 @@
 //!
 //! For each group of `G` elements and each of `NT` tokens the kernel runs `G / 4` steps of
 //! "one register of weights (four bytes of each of `L` rows) times one four-byte word of the
-//! token" (a [`Body`]). Then, per lane,
-//! `acc += scale · (d · isum) + min · (d · Σq)`. One register of weights serves `NT` tokens
-//! and one broadcast serves `L` rows, where the row kernels spend a horizontal sum and a
+//! token" (a [`Body`]). Then, per lane, `acc += scale · (d · isum) + min · (d · Σq)`. One
+//! register of weights serves `NT` tokens and one word of a token serves `L` rows, where the row kernels spend a horizontal sum and a
 //! scalar scale product on every block of every row. Integer sums are exact and the float
 //! steps are the same two fused multiply-adds per group and lane everywhere, so every
 //! instruction set's tile gives the same bits (tested against [`tests`]' exact reference).
@@ -19,15 +18,15 @@
 
 #![allow(clippy::needless_range_loop)]
 
+use super::kernels::TileOut;
 use super::tile::{ActTile, WeightTile};
 use std::ops::Range;
 
-use super::kernels::TileOut;
-
 /// Tokens one kernel call keeps in registers.
-pub(super) const NT: usize = 4;
+const NT: usize = 4;
 
-/// The operations the kernel body needs from one register width and dot instruction.
+/// The operations the shared loops need from one register width: loads, stores and the
+/// float steps (the dot steps are each [`Body`]'s own).
 pub(super) trait Vector {
     type I: Copy;
     type F: Copy;
@@ -43,6 +42,7 @@ pub(super) trait Vector {
     /// `a · s + c`.
     unsafe fn fmadd_s(a: Self::F, s: f32, c: Self::F) -> Self::F;
 }
+
 /// How one kernel sums a group: the integer products of group `g`'s weights with `N` tokens'
 /// activations (from `t0`), per lane.
 pub(super) trait Body {
