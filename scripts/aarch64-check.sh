@@ -2,7 +2,8 @@
 # The aarch64 build under emulation: cross-compiles for aarch64-unknown-linux-gnu and runs,
 # under qemu-user, the library's tests (every kernel, NEON with and without the dot-product
 # extension against the portable ones, bit for bit) and Gemma 3's greedy decoding against
-# llama.cpp's oracle on the NEON kernels. Correctness only: emulated speed means nothing.
+# llama.cpp's oracle on the NEON kernels, with `--repack`'s eight-row kernel too. Correctness
+# only: emulated speed means nothing.
 #
 #   scripts/aarch64-check.sh setup   the target, a cross gcc and qemu-user (apt), if missing
 #   scripts/aarch64-check.sh         setup, then build and test (CI runs this; ~8 min on 2 cores)
@@ -30,6 +31,8 @@ check() {
   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
   cargo test --release --target "$TARGET" --lib
   cargo test --release --target "$TARGET" --test greedy_oracle gemma_greedy_should_match_llama_cpp
+  # `--repack`'s eight-row kernel (`sdot`) on Gemma's Q4_K matrices
+  cargo test --release --target "$TARGET" --test greedy_oracle gemma_greedy_with_repack_should_match_llama_cpp
   # a CPU without dotprod gets the baseline kernels
   local bin=target/$TARGET/release/tokenfab
   cargo build --release --target "$TARGET"

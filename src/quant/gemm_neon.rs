@@ -78,7 +78,7 @@ macro_rules! sdot_lane {
     ($name:ident, $lane:literal) => {
         #[inline]
         #[target_feature(enable = "dotprod")]
-        unsafe fn $name(mut acc: int32x4_t, w: int32x4_t, x: int32x4_t) -> int32x4_t {
+        pub(super) unsafe fn $name(mut acc: int32x4_t, w: int32x4_t, x: int32x4_t) -> int32x4_t {
             // SAFETY: a register-only instruction of a feature this function enables.
             unsafe {
                 asm!(

@@ -258,25 +258,33 @@ pub struct Dot8 {
 /// `tile::unpack_row` unpacks a row of the file.
 pub type UnpackLane = fn(&[u8], usize, &mut [u8], &mut [f32], &mut [f32]);
 
-/// The eight-row decode kernel for `dtype` on `isa`, or `None` (Q4_K on AVX2 and up).
+/// The eight-row decode kernel for `dtype` on `isa`, or `None` (Q4_K on AVX2 and up, and on
+/// NEON with the dot-product extension).
 pub fn dot8_kernel(dtype: GgmlType, isa: Isa) -> Option<Dot8> {
-    #[cfg(target_arch = "x86_64")]
-    if dtype == GgmlType::Q4_K && isa.avx2() {
-        fn dot8(w: &[u8], x: &[u8]) -> [f32; 8] {
+    if dtype != GgmlType::Q4_K {
+        return None;
+    }
+    let dot8: fn(&[u8], &[u8]) -> [f32; 8] = match isa {
+        #[cfg(target_arch = "x86_64")]
+        _ if isa.avx2() => |w, x| {
             // SAFETY: handed out only for an `isa` with AVX2, which `Isa::detect` found with
             // FMA and F16C.
             unsafe { super::q4k_x8::dot8(w, x) }
-        }
-
-        return Some(Dot8 {
-            repack: super::q4k_x8::repack,
-            dot8,
-            copy_bytes: super::q4k_x8::copy_bytes,
-            unpack: super::q4k_x8::unpack_row,
-        });
-    }
-    let _ = (dtype, isa);
-    None
+        },
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => |w, x| {
+            // SAFETY: handed out only for `Isa::NeonDot`, which `Isa::detect` produces only
+            // after finding dotprod.
+            unsafe { super::q4k_x8_neon::dot8(w, x) }
+        },
+        _ => return None,
+    };
+    Some(Dot8 {
+        repack: super::q4k_x8::repack,
+        dot8,
+        copy_bytes: super::q4k_x8::copy_bytes,
+        unpack: super::q4k_x8::unpack_row,
+    })
 }
 
 /// The tiled GEMM for `dtype` on `isa`, or `None`.

@@ -31,8 +31,9 @@ pub mod gemm_neon;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_x86;
 pub mod kernels;
-#[cfg(target_arch = "x86_64")]
 pub mod q4k_x8;
+#[cfg(target_arch = "aarch64")]
+mod q4k_x8_neon;
 pub mod tile;
 
 pub use act::ActType;

@@ -1,6 +1,8 @@
 //! Q4_K weights eight rows at a time, for decode: an interleaved copy of a matrix (made once,
 //! at load, when asked: `LoadOptions::repack`) and the AVX2 dot product of eight of its rows
-//! with one Q8_K activation row, and a row of the copy unpacked for prefill's tiled GEMM
+//! with one Q8_K activation row (on aarch64 with the dot-product extension,
+//! `super::q4k_x8_neon`'s, which gives the same bits), and a row of the copy unpacked for
+//! prefill's tiled GEMM
 //! ([`unpack_row`]), so that no product needs the original once it is copied. The idea and
 //! the arithmetic are ggml's `block_q4_Kx8` / `gemv_q4_K_8x8` (llama.cpp repacks by default
 //! on AVX2 CPUs); the layout is ours.
@@ -34,10 +36,11 @@
 #![allow(clippy::missing_safety_doc)]
 #![allow(clippy::needless_range_loop)]
 
-use super::blocks::{scale_min_k4, BlockQ4K, BlockQ8K, QK_K};
-use super::dot_avx2::prefetch_block;
-use bytemuck::cast_slice;
-use std::arch::x86_64::*;
+use super::blocks::{scale_min_k4, BlockQ4K, QK_K};
+#[cfg(target_arch = "x86_64")]
+use {super::blocks::BlockQ8K, super::dot_avx2::prefetch_block};
+#[cfg(target_arch = "x86_64")]
+use {bytemuck::cast_slice, std::arch::x86_64::*};
 
 /// Rows per group.
 pub const ROWS: usize = 8;
@@ -121,6 +124,7 @@ pub fn unpack_row(w: &[u8], lane: usize, vals: &mut [u8], scale: &mut [f32], min
 /// pairs stay below its saturation), then scaled into 32 bits: each row's block sums `S` and
 /// `M` are exact; then `acc += (d_x·d)·S`, `acc_m += (−d_x·dmin)·M` per block, and the row's
 /// result is `acc + acc_m`.
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot8(w: &[u8], x: &[u8]) -> [f32; 8] {
     let x: &[BlockQ8K] = cast_slice(x);

@@ -395,14 +395,45 @@ fn avx512_row_kernels_should_equal_avx2_bitwise() {
 /// terms' magnitudes (f32 accumulation's error; a wrong scale, min or nibble is off by far
 /// more), on random blocks with the extremes (all-ones scales, mins and nibbles; activations
 /// of −128 and 127), rows past the last whole group left out of the copy.
-#[test]
-#[cfg(target_arch = "x86_64")]
-fn q4k_eight_row_kernel_should_match_exact_arithmetic() {
-    if !Isa::Avx2.runs_here() {
-        eprintln!("SKIPPED: no AVX2 on this CPU; the eight-row kernel was not tested");
-        return;
+/// The eight-row kernel's arithmetic for one of its rows (`w`: the row's Q4_K blocks, `x`:
+/// Q8_K): per block, `S = Σ_s sc_s · Σ q·y` and `M = Σ_s m_s · (the activation's sum over
+/// sub-block s)` exact, then `acc += (d_x·d)·S` and `acc_m += (−d_x·dmin)·M`, each fused.
+fn eight_row_model(w: &[u8], x: &[u8]) -> f32 {
+    let rows: &[blocks::BlockQ4K] = bytemuck::cast_slice(w);
+    let xs: &[blocks::BlockQ8K] = bytemuck::cast_slice(x);
+    let (mut acc, mut acc_m) = (0f32, 0f32);
+    for (b, xb) in rows.iter().zip(xs) {
+        let (mut s, mut m) = (0i32, 0i32);
+        for sb in 0..8 {
+            let (sc, mn) = blocks::scale_min_k4(sb, &b.scales);
+            let q = &b.qs[32 * (sb / 2)..32 * (sb / 2) + 32];
+            let y = &xb.qs[32 * sb..32 * sb + 32];
+            let dot: i32 = q
+                .iter()
+                .zip(y)
+                .map(|(&q, &y)| ((q >> (4 * (sb % 2))) & 0xF) as i32 * y as i32)
+                .sum();
+            s += sc as i32 * dot;
+            m += mn as i32 * (xb.bsum(2 * sb) + xb.bsum(2 * sb + 1));
+        }
+        let (d, dw, dm) = (xb.d(), blocks::f16_at(b.d), blocks::f16_at(b.dmin));
+        acc = (d * dw).mul_add(s as f32, acc);
+        acc_m = (-d * dm).mul_add(m as f32, acc_m);
     }
-    let k8 = super::kernels::dot8_kernel(GgmlType::Q4_K, Isa::Avx2).unwrap();
+    acc + acc_m
+}
+
+#[test]
+fn q4k_eight_row_kernel_should_match_exact_arithmetic() {
+    // AVX2 on x86 (the avx512 level hands out the same kernel), `sdot` on aarch64
+    let Some(k8) = [Isa::Avx2, Isa::NeonDot]
+        .into_iter()
+        .filter(|i| i.runs_here())
+        .find_map(|i| super::kernels::dot8_kernel(GgmlType::Q4_K, i))
+    else {
+        eprintln!("SKIPPED: no eight-row kernel on this CPU");
+        return;
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
     for (blocks, rows) in [(1usize, 8usize), (6, 21), (19, 16)] {
@@ -454,6 +485,10 @@ fn q4k_eight_row_kernel_should_match_exact_arithmetic() {
                     "k={k} row {}: {y} vs exact {exact} (terms {size})",
                     8 * g + r
                 );
+                // and bit for bit the kernel's arithmetic, which every instruction set
+                // follows (so x86 and aarch64 give the same bits)
+                let want = eight_row_model(&w[at..at + rb], &x);
+                assert_eq!(y.to_bits(), want.to_bits(), "k={k} row {}", 8 * g + r);
                 // the tiled GEMM's unpacking of the copy's row is the original row's, exactly
                 let mut want = (vec![0u8; k], vec![0f32; k / 32], vec![0f32; k / 32]);
                 let mut got = want.clone();
