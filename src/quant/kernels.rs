@@ -1,8 +1,9 @@
 //! Selecting the kernels for a weight type on this CPU: the row dot products (AVX2 or AVX-512
 //! on x86-64, NEON with or without the dot-product extension on aarch64, the portable scalar
-//! code otherwise) and, for prefill, the tiled GEMM (`super::gemm_x86`: AVX-512 VNNI, AVX-VNNI
-//! or AVX2; `super::gemm_neon`: NEON with the dot-product extension). The instruction set is detected once, at run time; `TOKENFAB_ISA` caps
-//! it (for measuring the narrower paths on a wide CPU).
+//! code otherwise), for prefill the tiled GEMM (`super::gemm_x86`: AVX-512 VNNI, AVX-VNNI or
+//! AVX2; `super::gemm_neon`: NEON with the dot-product extension), and `--repack`'s eight-row
+//! Q4_K kernel. The instruction set is detected once, at run time; `TOKENFAB_ISA` caps it (for
+//! measuring the narrower paths on a wide CPU).
 
 use super::tile::{ActTile, WeightTile};
 use super::{dot_scalar as scalar, ActType};
