@@ -6,14 +6,15 @@
 //! For each group of `G` elements and each of `NT` tokens the kernel runs `G / 4` steps of
 //! "one register of weights (four bytes of each of `L` rows) times one four-byte word of the
 //! token" (a [`Body`]). Then, per lane, `acc += scale · (d · isum) + min · (d · Σq)`. One
-//! register of weights serves `NT` tokens and one word of a token serves `L` rows, where the row kernels spend a horizontal sum and a
-//! scalar scale product on every block of every row. Integer sums are exact and the float
-//! steps are the same two fused multiply-adds per group and lane everywhere, so every
-//! instruction set's tile gives the same bits (tested against [`tests`]' exact reference).
+//! register of weights serves `NT` tokens and one word of a token serves `L` rows, where the
+//! row kernels spend a horizontal sum and a scalar scale product on every block of every row.
+//! Integer sums are exact and the float steps are the same two fused multiply-adds per group
+//! and lane everywhere, so every instruction set's tile gives the same bits (the tests below
+//! check each against exact arithmetic).
 //!
 //! The kernels are only handed out by [`super::kernels::tile_kernel`] for an
 //! [`super::Isa`] that `Isa::detect` confirmed; that check is what makes the `unsafe` calls
-//! sound. The safe entry points ([`tile_fn`]) check every index the loops make against the
+//! sound. The safe entry points (`tile_fn!`) check every index the loops make against the
 //! buffers' lengths first.
 
 #![allow(clippy::needless_range_loop)]
