@@ -44,19 +44,52 @@ pub(super) trait Vector {
     unsafe fn fmadd_s(a: Self::F, s: f32, c: Self::F) -> Self::F;
 }
 
-/// How one kernel sums a group: the integer products of group `g`'s weights with `N` tokens'
-/// activations (from `t0`), per lane.
+/// Where a group's sums read: the tile's weight bytes `wq`, the tokens' activations `aq`
+/// (`cols` bytes a token), group `g`, first token `t0`.
+#[derive(Clone, Copy)]
+pub(super) struct At {
+    pub wq: *const u8,
+    pub aq: *const i8,
+    pub cols: usize,
+    pub g: usize,
+    pub t0: usize,
+}
+
+impl At {
+    /// Step `c` of the group's weights (four bytes of each of `lanes` rows; `g_size` elements
+    /// a group).
+    #[inline(always)]
+    pub unsafe fn w(self, c: usize, lanes: usize, g_size: usize) -> *const u8 {
+        unsafe { self.wq.add((self.g * g_size / 4 + c) * lanes * 4) }
+    }
+
+    /// Token `t0 + t`'s activations from step `c` of the group.
+    #[inline(always)]
+    pub unsafe fn x(self, t: usize, c: usize, g_size: usize) -> *const i8 {
+        unsafe {
+            self.aq
+                .add((self.t0 + t) * self.cols + self.g * g_size + 4 * c)
+        }
+    }
+}
+
+/// How one kernel sums a group: the integer products of group `at.g`'s weights with `N`
+/// tokens' activations (from `at.t0`), per lane.
 pub(super) trait Body {
     type V: Vector;
     /// Elements per group.
     const G: usize;
-    unsafe fn sums<const N: usize>(
-        wq: *const u8,
-        aq: *const i8,
-        cols: usize,
-        g: usize,
-        t0: usize,
-    ) -> [<Self::V as Vector>::I; N];
+    unsafe fn sums<const N: usize>(at: At) -> [<Self::V as Vector>::I; N];
+}
+
+/// One tile kernel call: weight tile `w` against the activations `a` (`cols` columns), groups
+/// `gs`, tokens from `t0` (as many as the output holds).
+pub(super) struct Job<'a> {
+    pub w: &'a WeightTile,
+    pub a: &'a ActTile,
+    pub cols: usize,
+    pub gs: Range<usize>,
+    pub t0: usize,
 }
 
 /// `N` tokens from `t0`, groups `gs`, into `acc` (token `t`'s lanes from `acc + t · stride`).
@@ -79,7 +112,13 @@ unsafe fn tokens<B: Body, const N: usize>(
             accf[t] = <B::V as Vector>::load_f(acc.add(t * stride));
         }
         for g in gs {
-            let ai = B::sums::<N>(wq, aq, cols, g, t0);
+            let ai = B::sums::<N>(At {
+                wq,
+                aq,
+                cols,
+                g,
+                t0,
+            });
             let sc = <B::V as Vector>::load_f(w.scale.as_ptr().add(g * l));
             let mn = <B::V as Vector>::load_f(w.min.as_ptr().add(g * l));
             for t in 0..N {
@@ -94,16 +133,10 @@ unsafe fn tokens<B: Body, const N: usize>(
     }
 }
 
-/// Every token of `o` (from `t0`), `NT` at a time.
+/// Every token of `o` (from `j.t0`), `NT` at a time.
 #[inline(always)]
-pub(super) unsafe fn run<B: Body>(
-    w: &WeightTile,
-    a: &ActTile,
-    cols: usize,
-    gs: Range<usize>,
-    t0: usize,
-    o: &mut TileOut,
-) {
+pub(super) unsafe fn run<B: Body>(j: Job, o: &mut TileOut) {
+    let Job { w, a, cols, gs, t0 } = j;
     let (nt, stride) = (o.tokens, o.stride);
     let p = o.out.as_mut_ptr();
     let mut t = 0;
@@ -120,15 +153,14 @@ pub(super) unsafe fn run<B: Body>(
 }
 
 /// Panics unless every index `run` makes lies inside the buffers.
-pub(super) fn check(
-    w: &WeightTile,
-    a: &ActTile,
-    cols: usize,
-    gs: &Range<usize>,
-    t0: usize,
-    o: &TileOut,
-    (lanes, group): (usize, usize),
-) {
+pub(super) fn check(j: &Job, o: &TileOut, (lanes, group): (usize, usize)) {
+    let Job {
+        w,
+        a,
+        cols,
+        ref gs,
+        t0,
+    } = *j;
     let groups = cols / group;
     let nt = o.tokens;
     assert!(
@@ -166,20 +198,14 @@ macro_rules! tile_fn {
             o: &mut TileOut,
         ) {
             #[target_feature(enable = $features)]
-            unsafe fn inner(
-                w: &WeightTile,
-                a: &ActTile,
-                cols: usize,
-                gs: Range<usize>,
-                t0: usize,
-                o: &mut TileOut,
-            ) {
-                unsafe { super::gemm::run::<$body>(w, a, cols, gs, t0, o) }
+            unsafe fn inner(j: super::gemm::Job, o: &mut TileOut) {
+                unsafe { super::gemm::run::<$body>(j, o) }
             }
-            super::gemm::check(w, a, cols, &gs, t0, o, ($lanes, $g));
+            let j = super::gemm::Job { w, a, cols, gs, t0 };
+            super::gemm::check(&j, o, ($lanes, $g));
             // SAFETY: handed out by `kernels::tile_kernel` only for an `Isa` that
             // `Isa::detect` found on this CPU; `check` bounds every pointer the loops form.
-            unsafe { inner(w, a, cols, gs, t0, o) }
+            unsafe { inner(j, o) }
         }
     };
 }

@@ -13,7 +13,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use super::gemm::{tile_fn, Body, Vector};
+use super::gemm::{tile_fn, At, Body, Vector};
 use super::tile::{ActTile, WeightTile};
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -107,21 +107,15 @@ impl<const G: usize> Body for LaneSteps<G> {
     type V = NeonDot;
     const G: usize = G;
     #[inline(always)]
-    unsafe fn sums<const N: usize>(
-        wq: *const u8,
-        aq: *const i8,
-        cols: usize,
-        g: usize,
-        t0: usize,
-    ) -> [[int32x4_t; 2]; N] {
+    unsafe fn sums<const N: usize>(at: At) -> [[int32x4_t; 2]; N] {
         unsafe {
             let mut ai = [NeonDot::zero_i(); N];
             for c0 in (0..G / 4).step_by(4) {
                 let mut x = [vdupq_n_s32(0); N];
                 for t in 0..N {
-                    x[t] = vreinterpretq_s32_s8(vld1q_s8(aq.add((t0 + t) * cols + g * G + 4 * c0)));
+                    x[t] = vreinterpretq_s32_s8(vld1q_s8(at.x(t, c0, G)));
                 }
-                let w = |c: usize| NeonDot::load_i(wq.add((g * G / 4 + c0 + c) * 32));
+                let w = |c: usize| NeonDot::load_i(at.w(c0 + c, NeonDot::L, G));
                 let (w0, w1, w2, w3) = (w(0), w(1), w(2), w(3));
                 for t in 0..N {
                     for k in 0..2 {

@@ -8,7 +8,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use super::gemm::{tile_fn, Body, Vector};
+use super::gemm::{tile_fn, At, Body, Vector};
 use super::tile::{ActTile, WeightTile};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -79,20 +79,14 @@ impl<V: Dot, const G: usize> Body for Steps<V, G> {
     type V = V;
     const G: usize = G;
     #[inline(always)]
-    unsafe fn sums<const N: usize>(
-        wq: *const u8,
-        aq: *const i8,
-        cols: usize,
-        g: usize,
-        t0: usize,
-    ) -> [V::I; N] {
+    unsafe fn sums<const N: usize>(at: At) -> [V::I; N] {
         unsafe {
             let mut ai = [V::zero_i(); N];
             for c in (0..G / 4).step_by(2) {
-                let w0 = V::load_i(wq.add((g * G / 4 + c) * V::L * 4));
-                let w1 = V::load_i(wq.add((g * G / 4 + c + 1) * V::L * 4));
+                let w0 = V::load_i(at.w(c, V::L, G));
+                let w1 = V::load_i(at.w(c + 1, V::L, G));
                 for t in 0..N {
-                    let x = aq.add((t0 + t) * cols + g * G + 4 * c) as *const i32;
+                    let x = at.x(t, c, G) as *const i32;
                     ai[t] = V::dot2(ai[t], w0, x.read_unaligned(), w1, x.add(1).read_unaligned());
                 }
             }
@@ -182,22 +176,16 @@ impl<const G: usize, const K: usize> Body for Avx2Steps<G, K> {
     type V = Avx2;
     const G: usize = G;
     #[inline(always)]
-    unsafe fn sums<const N: usize>(
-        wq: *const u8,
-        aq: *const i8,
-        cols: usize,
-        g: usize,
-        t0: usize,
-    ) -> [__m256i; N] {
+    unsafe fn sums<const N: usize>(at: At) -> [__m256i; N] {
         unsafe {
             let ones = _mm256_set1_epi16(1);
             let mut ai = [_mm256_setzero_si256(); N];
             for c0 in (0..G / 4).step_by(K) {
                 let mut pairs = [_mm256_setzero_si256(); N];
                 for c in c0..c0 + K {
-                    let wv = Avx2::load_i(wq.add((g * G / 4 + c) * 32));
+                    let wv = Avx2::load_i(at.w(c, Avx2::L, G));
                     for t in 0..N {
-                        let x = aq.add((t0 + t) * cols + g * G + 4 * c) as *const i32;
+                        let x = at.x(t, c, G) as *const i32;
                         let xb = _mm256_set1_epi32(x.read_unaligned());
                         pairs[t] = _mm256_add_epi16(pairs[t], _mm256_maddubs_epi16(wv, xb));
                     }
